@@ -1,0 +1,194 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// BadgerOptions configures the embedded store.
+type BadgerOptions struct {
+	// Dir holds the database files. Empty with InMemory set keeps everything in memory.
+	Dir string
+	// InMemory keeps the data in memory only (tests).
+	InMemory bool
+	// SyncWrites fsyncs every commit. Off by default: a commit is in the OS
+	// page cache when Update returns, so a process crash loses nothing and a
+	// machine crash can lose the last moments of writes.
+	SyncWrites bool
+	// Logger receives badger's own log lines at debug level.
+	Logger *slog.Logger
+}
+
+// Badger is the embedded default store.
+type Badger struct {
+	db   *badger.DB
+	stop chan struct{}
+	done chan struct{}
+}
+
+// OpenBadger opens (or creates) a badger store.
+func OpenBadger(opts BadgerOptions) (*Badger, error) {
+	bo := badger.DefaultOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(opts.SyncWrites).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(16 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithNumCompactors(2)
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open badger at %q: %w", opts.Dir, err)
+	}
+	b := &Badger{db: db, stop: make(chan struct{}), done: make(chan struct{})}
+	go b.gcLoop()
+	return b, nil
+}
+
+func (b *Badger) gcLoop() {
+	defer close(b.done)
+	if b.db.Opts().InMemory {
+		return
+	}
+	t := time.NewTicker(5 * time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+			for b.db.RunValueLogGC(0.5) == nil {
+			}
+		}
+	}
+}
+
+// Get implements Store.
+func (b *Badger) Get(ctx context.Context, key []byte) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []byte
+	err := b.db.View(func(txn *badger.Txn) error {
+		var err error
+		out, err = badgerGet(txn, key)
+		return err
+	})
+	return out, err
+}
+
+// Update implements Store; conflicting transactions are retried.
+func (b *Badger) Update(ctx context.Context, fn func(tx Txn) error) error {
+	const maxAttempts = 64
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := b.db.Update(func(txn *badger.Txn) error {
+			return fn(badgerTxn{txn})
+		})
+		if errors.Is(err, badger.ErrConflict) {
+			continue
+		}
+		return err
+	}
+	return ErrConflict
+}
+
+// Scan implements Store.
+func (b *Badger) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
+	var items []Item
+	err := b.db.View(func(txn *badger.Txn) error {
+		io := badger.DefaultIteratorOptions
+		io.Prefix = opts.Prefix
+		io.Reverse = opts.Reverse
+		io.PrefetchValues = opts.Limit > 0 && opts.Limit <= 100
+		it := txn.NewIterator(io)
+		defer it.Close()
+		seek := opts.Prefix
+		if opts.Reverse {
+			// Reverse Seek lands on the largest key <= seek.
+			seek = append(append([]byte(nil), opts.Prefix...), bytes.Repeat([]byte{0xff}, 16)...)
+		}
+		if opts.After != nil {
+			seek = opts.After
+		}
+		for it.Seek(seek); it.ValidForPrefix(opts.Prefix); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			item := it.Item()
+			k := item.Key()
+			if opts.After != nil && bytes.Equal(k, opts.After) {
+				continue
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			items = append(items, Item{Key: item.KeyCopy(nil), Value: v})
+			if opts.Limit > 0 && len(items) >= opts.Limit {
+				return nil
+			}
+		}
+		return nil
+	})
+	return items, err
+}
+
+// Close implements Store.
+func (b *Badger) Close() error {
+	close(b.stop)
+	<-b.done
+	return b.db.Close()
+}
+
+// DB exposes the underlying database to benchmarks that compare raw badger
+// writes with the service path.
+func (b *Badger) DB() *badger.DB { return b.db }
+
+type badgerTxn struct{ txn *badger.Txn }
+
+func (t badgerTxn) Get(key []byte) ([]byte, error) { return badgerGet(t.txn, key) }
+
+func (t badgerTxn) Set(key, value []byte, ttl time.Duration) error {
+	e := badger.NewEntry(key, value)
+	if ttl > 0 {
+		e = e.WithTTL(ttl)
+	}
+	return t.txn.SetEntry(e)
+}
+
+func (t badgerTxn) Delete(key []byte) error { return t.txn.Delete(key) }
+
+func badgerGet(txn *badger.Txn, key []byte) ([]byte, error) {
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) log(level slog.Level, f string, args ...any) {
+	if b.l == nil {
+		return
+	}
+	b.l.Log(context.Background(), level, fmt.Sprintf(f, args...), slog.String("component", "badger"))
+}
+func (b badgerLogger) Errorf(f string, a ...any)   { b.log(slog.LevelError, f, a...) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.log(slog.LevelWarn, f, a...) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.log(slog.LevelDebug, f, a...) }
+func (b badgerLogger) Debugf(f string, a ...any)   { b.log(slog.LevelDebug, f, a...) }

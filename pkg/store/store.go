@@ -1,0 +1,76 @@
+// Package store is the storage interface every Pushback service uses, with an
+// embedded badger implementation. All keys are byte strings ordered
+// lexicographically; values are opaque bytes.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned by Get when a key does not exist (or has expired).
+var ErrNotFound = errors.New("store: key not found")
+
+// ErrConflict is returned by Update when the transaction kept conflicting
+// with concurrent writers after every retry.
+var ErrConflict = errors.New("store: transaction conflict")
+
+// Reader reads keys inside a transaction.
+type Reader interface {
+	// Get returns a copy of the value of key, or ErrNotFound.
+	Get(key []byte) ([]byte, error)
+}
+
+// Txn reads and writes keys atomically.
+type Txn interface {
+	Reader
+	// Set writes key; ttl 0 means the key never expires.
+	Set(key, value []byte, ttl time.Duration) error
+	// Delete removes key.
+	Delete(key []byte) error
+}
+
+// Item is one key and its value.
+type Item struct {
+	Key   []byte
+	Value []byte
+}
+
+// ScanOptions selects a key range.
+type ScanOptions struct {
+	// Prefix every returned key starts with.
+	Prefix []byte
+	// After, when set, skips keys up to and including After (exclusive cursor).
+	After []byte
+	// Limit caps the number of items (0 means no limit).
+	Limit int
+	// Reverse returns keys in descending order.
+	Reverse bool
+}
+
+// Store is the storage every service depends on.
+type Store interface {
+	// Get reads one key outside of any transaction.
+	Get(ctx context.Context, key []byte) ([]byte, error)
+	// Update runs fn in a serialisable read-write transaction and commits it
+	// durably before returning. fn may be called more than once when
+	// concurrent writers conflict, so it must not have side effects beyond tx.
+	Update(ctx context.Context, fn func(tx Txn) error) error
+	// Scan returns the items of a key range in key order.
+	Scan(ctx context.Context, opts ScanOptions) ([]Item, error)
+	// Close releases the store.
+	Close() error
+}
+
+// PrefixEnd returns the smallest key greater than every key with prefix.
+func PrefixEnd(prefix []byte) []byte {
+	end := append([]byte(nil), prefix...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,133 @@
+// Package validate checks the shared contract types (clients, geo, events)
+// and reports every problem as a field violation with its full field path.
+package validate
+
+import (
+	"math"
+	"net/netip"
+	"time"
+	"unicode/utf8"
+
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	"github.com/pushbackhq/pushback/pkg/apierr"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Limits on identifiers and free text.
+const (
+	MaxIDBytes   = 256
+	MaxTextBytes = 1024
+)
+
+// ID checks a required or optional identifier.
+func ID(v *apierr.Violations, field, s string, required bool) {
+	switch {
+	case s == "" && required:
+		v.Add(field, "is required")
+	case len(s) > MaxIDBytes:
+		v.Add(field, "is longer than %d bytes", MaxIDBytes)
+	case !utf8.ValidString(s):
+		v.Add(field, "is not valid UTF-8")
+	}
+}
+
+// Text checks free text.
+func Text(v *apierr.Violations, field, s string) {
+	if len(s) > MaxTextBytes {
+		v.Add(field, "is longer than %d bytes", MaxTextBytes)
+	} else if !utf8.ValidString(s) {
+		v.Add(field, "is not valid UTF-8")
+	}
+}
+
+// Time checks an optional timestamp: valid and not absurdly far from now.
+func Time(v *apierr.Violations, field string, ts *timestamppb.Timestamp) {
+	if ts == nil {
+		return
+	}
+	if err := ts.CheckValid(); err != nil {
+		v.Add(field, "is not a valid timestamp")
+		return
+	}
+	if t := ts.AsTime(); t.Year() < 2000 || t.Year() > 2200 {
+		v.Add(field, "is outside the years 2000-2200")
+	}
+}
+
+// Enum checks that an enum value is one the contract defines.
+func Enum(v *apierr.Violations, field string, value int32, names map[int32]string, required bool) {
+	if _, ok := names[value]; !ok {
+		v.Add(field, "unknown value %d", value)
+		return
+	}
+	if required && value == 0 {
+		v.Add(field, "is required")
+	}
+}
+
+// Client checks a client: a parseable IP, coordinates in range.
+func Client(v *apierr.Violations, field string, c *eventv1.Client) {
+	if c == nil {
+		return
+	}
+	if c.GetIp() != "" {
+		if _, err := netip.ParseAddr(c.GetIp()); err != nil {
+			v.Add(field+".ip", "%q is not an IPv4 or IPv6 address", truncate(c.GetIp()))
+		}
+	}
+	ID(v, field+".device_id", c.GetDeviceId(), false)
+	Text(v, field+".user_agent", c.GetUserAgent())
+	Text(v, field+".as_org", c.GetAsOrg())
+	if g := c.GetGeo(); g != nil {
+		lat, lon := g.GetLatitude(), g.GetLongitude()
+		if math.IsNaN(lat) || lat < -90 || lat > 90 {
+			v.Add(field+".geo.latitude", "%v is outside -90..90", lat)
+		}
+		if math.IsNaN(lon) || lon < -180 || lon > 180 {
+			v.Add(field+".geo.longitude", "%v is outside -180..180", lon)
+		}
+		if acc := g.GetAccuracyKm(); math.IsNaN(acc) || acc < 0 || acc > 20000 {
+			v.Add(field+".geo.accuracy_km", "%v is outside 0..20000", acc)
+		}
+		Text(v, field+".geo.country", g.GetCountry())
+		Text(v, field+".geo.region", g.GetRegion())
+		Text(v, field+".geo.city", g.GetCity())
+	}
+}
+
+// Event checks one AuthEvent; prefix is its field path ("events[3]").
+func Event(v *apierr.Violations, prefix string, e *eventv1.AuthEvent) {
+	if e == nil {
+		v.Add(prefix, "is required")
+		return
+	}
+	ID(v, prefix+".event_id", e.GetEventId(), true)
+	ID(v, prefix+".tenant", e.GetTenant(), false)
+	ID(v, prefix+".user_id", e.GetUserId(), true)
+	Enum(v, prefix+".type", int32(e.GetType()), eventv1.EventType_name, true)
+	if e.GetTime() == nil {
+		v.Add(prefix+".time", "is required")
+	} else {
+		Time(v, prefix+".time", e.GetTime())
+	}
+	ID(v, prefix+".app_id", e.GetAppId(), false)
+	Enum(v, prefix+".factor", int32(e.GetFactor()), eventv1.Factor_name, false)
+	ID(v, prefix+".session_id", e.GetSessionId(), false)
+	Client(v, prefix+".client", e.GetClient())
+	Client(v, prefix+".responder", e.GetResponder())
+}
+
+// TimeOr returns ts as a time, or def when ts is nil.
+func TimeOr(ts *timestamppb.Timestamp, def time.Time) time.Time {
+	if ts == nil {
+		return def
+	}
+	return ts.AsTime()
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,191 @@
+package decision
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/validate"
+	"google.golang.org/protobuf/proto"
+)
+
+// Key layout (all under "decision/"):
+//
+//	decision/id/{id}                             DecisionRecord
+//	decision/user/{tenant}/{user}/{ms:020d}/{id} id (index by user and time)
+//	decision/attempt/{tenant}/{user}/{attempt}   id (idempotency)
+//	decision/cooldown/{tenant}/{user}            cooldownState
+func decisionKey(id string) []byte { return []byte("decision/id/" + id) }
+
+func userPrefix(tenant, user string) []byte {
+	return fmt.Appendf(nil, "decision/user/%s/%s/", escape(tenant), escape(user))
+}
+
+func userIndexKey(tenant, user string, at time.Time, id string) []byte {
+	return fmt.Appendf(userPrefix(tenant, user), "%020d/%s", at.UnixMilli(), id)
+}
+
+func attemptKey(req *decisionv1.DecideRequest) []byte {
+	return fmt.Appendf(nil, "decision/attempt/%s/%s/%s", escape(req.GetTenant()), escape(req.GetUserId()), req.GetAttemptId())
+}
+
+func cooldownKey(tenant, user string) []byte {
+	return fmt.Appendf(nil, "decision/cooldown/%s/%s", escape(tenant), escape(user))
+}
+
+// escape keeps a "/" inside an id from colliding with the key separator.
+func escape(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' || s[i] == '%' {
+			return base64.RawURLEncoding.EncodeToString([]byte(s)) + "%"
+		}
+	}
+	return s
+}
+
+func (s *Service) byAttempt(ctx context.Context, req *decisionv1.DecideRequest) (*decisionv1.DecisionRecord, error) {
+	id, err := s.opts.Store.Get(ctx, attemptKey(req))
+	if err != nil {
+		return nil, err
+	}
+	return s.load(ctx, string(id))
+}
+
+func (s *Service) load(ctx context.Context, id string) (*decisionv1.DecisionRecord, error) {
+	b, err := s.opts.Store.Get(ctx, decisionKey(id))
+	if err != nil {
+		return nil, err
+	}
+	rec := &decisionv1.DecisionRecord{}
+	if err := proto.Unmarshal(b, rec); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// GetDecision implements the RPC.
+func (s *Service) GetDecision(ctx context.Context, req *decisionv1.GetDecisionRequest) (*decisionv1.GetDecisionResponse, error) {
+	var v apierr.Violations
+	validate.ID(&v, "decision_id", req.GetDecisionId(), true)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	rec, err := s.load(ctx, req.GetDecisionId())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.NotFound("decision", req.GetDecisionId())
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "load decision", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
+	}
+	return &decisionv1.GetDecisionResponse{Decision: rec}, nil
+}
+
+// Page sizes of ListDecisions.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// ListDecisions implements the RPC: newest first, by user and time range.
+// The page token is the opaque index key of the last decision returned.
+func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisionsRequest) (*decisionv1.ListDecisionsResponse, error) {
+	var v apierr.Violations
+	validate.ID(&v, "user_id", req.GetUserId(), true)
+	validate.Time(&v, "start_time", req.GetStartTime())
+	validate.Time(&v, "end_time", req.GetEndTime())
+	if req.GetPageSize() < 0 || req.GetPageSize() > MaxPageSize {
+		v.Add("page_size", "must be between 0 and %d", MaxPageSize)
+	}
+	prefix := userPrefix("", req.GetUserId())
+	var after []byte
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) <= len(prefix) || string(b[:len(prefix)]) != string(prefix) {
+			v.Add("page_token", "is not a token from an earlier response for this user")
+		}
+		after = b
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = DefaultPageSize
+	}
+	if after == nil && req.GetEndTime() != nil {
+		// Start just below the end bound (exclusive).
+		after = fmt.Appendf(append([]byte(nil), prefix...), "%020d", req.GetEndTime().AsTime().UnixMilli())
+	}
+	var startMs int64 = -1
+	if req.GetStartTime() != nil {
+		startMs = req.GetStartTime().AsTime().UnixMilli()
+	}
+	items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: prefix, After: after, Limit: size + 1, Reverse: true})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list decisions", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
+	}
+	resp := &decisionv1.ListDecisionsResponse{}
+	for i, it := range items {
+		var ms int64
+		if _, err := fmt.Sscanf(string(it.Key[len(prefix):]), "%020d/", &ms); err == nil && ms < startMs {
+			break
+		}
+		if i == size {
+			resp.NextPageToken = base64.RawURLEncoding.EncodeToString(items[i-1].Key)
+			break
+		}
+		rec, err := s.load(ctx, string(it.Value))
+		if errors.Is(err, store.ErrNotFound) {
+			continue // expired between the index read and the record read
+		}
+		if err != nil {
+			s.log.ErrorContext(ctx, "load decision", slog.Any("error", err))
+			return nil, apierr.StoreUnavailable()
+		}
+		resp.Decisions = append(resp.Decisions, rec)
+	}
+	return resp, nil
+}
+
+// ClearCooldown implements the RPC.
+func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldownRequest) (*decisionv1.ClearCooldownResponse, error) {
+	var v apierr.Violations
+	validate.ID(&v, "user_id", req.GetUserId(), true)
+	validate.Text(&v, "reason", req.GetReason())
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	cleared, err := s.clearCooldown(ctx, "", req.GetUserId())
+	if err != nil {
+		s.log.ErrorContext(ctx, "clear cooldown", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
+	}
+	s.log.InfoContext(ctx, "cooldown cleared by operator", slog.Bool("was_active", cleared), slog.String("reason", req.GetReason()))
+	return &decisionv1.ClearCooldownResponse{Cleared: cleared}, nil
+}
+
+func (s *Service) clearCooldown(ctx context.Context, tenant, user string) (bool, error) {
+	var cleared bool
+	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
+		k := cooldownKey(tenant, user)
+		b, err := tx.Get(k)
+		if errors.Is(err, store.ErrNotFound) {
+			cleared = false
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		cleared = unmarshalCooldown(b).Until > s.now().UnixMilli()
+		return tx.Delete(k)
+	})
+	return cleared, err
+}

@@ -1,0 +1,471 @@
+// Package decision answers, before every push, whether it may be sent and in
+// what form: it records the attempt through scoring, evaluates the policy,
+// applies cooldowns and failure modes, and keeps an audit trail.
+package decision
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/ids"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/validate"
+	"github.com/pushbackhq/pushback/services/decision/policy"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Scorer is the part of the scoring service decision calls.
+type Scorer interface {
+	Assess(ctx context.Context, in *scoringv1.AssessRequest, opts ...grpc.CallOption) (*scoringv1.AssessResponse, error)
+	Observe(ctx context.Context, in *scoringv1.ObserveRequest, opts ...grpc.CallOption) (*scoringv1.ObserveResponse, error)
+}
+
+// Notifier is the part of the notification service decision calls.
+type Notifier interface {
+	Notify(ctx context.Context, in *notifyv1.NotifyRequest, opts ...grpc.CallOption) (*notifyv1.NotifyResponse, error)
+}
+
+// Options configures the service.
+type Options struct {
+	Store    store.Store
+	Scorer   Scorer
+	Notifier Notifier
+	Policy   *policy.Policy
+	Logger   *slog.Logger
+	Tracer   trace.Tracer
+	// Budget is how long Decide waits for scoring (default 50ms).
+	Budget time.Duration
+	// NotifyTimeout bounds the call that queues an alert (default 1s).
+	NotifyTimeout time.Duration
+	// Retention of decision records (default 90 days).
+	Retention time.Duration
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Service implements decisionv1.DecisionServiceServer.
+type Service struct {
+	decisionv1.UnimplementedDecisionServiceServer
+	opts   Options
+	policy atomic.Pointer[policy.Policy]
+	log    *slog.Logger
+	tracer trace.Tracer
+	now    func() time.Time
+}
+
+// New returns the decision service.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil || opts.Scorer == nil || opts.Policy == nil {
+		return nil, errors.New("decision: store, scorer and policy are required")
+	}
+	if opts.Budget <= 0 {
+		opts.Budget = 50 * time.Millisecond
+	}
+	if opts.NotifyTimeout <= 0 {
+		opts.NotifyTimeout = time.Second
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 90 * 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Tracer == nil {
+		opts.Tracer = trace.NewNoopTracerProvider().Tracer("decision")
+	}
+	s := &Service{opts: opts, log: opts.Logger, tracer: opts.Tracer, now: opts.Now}
+	s.policy.Store(opts.Policy)
+	return s, nil
+}
+
+// Register adds the service to a gRPC server.
+func (s *Service) Register(r grpc.ServiceRegistrar) { decisionv1.RegisterDecisionServiceServer(r, s) }
+
+// SetPolicy replaces the enforced policy (hot reload).
+func (s *Service) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
+
+// Policy returns the enforced policy.
+func (s *Service) Policy() *policy.Policy { return s.policy.Load() }
+
+func validateDecide(req *decisionv1.DecideRequest) error {
+	var v apierr.Violations
+	validate.ID(&v, "user_id", req.GetUserId(), true)
+	validate.ID(&v, "app_id", req.GetAppId(), false)
+	validate.ID(&v, "attempt_id", req.GetAttemptId(), false)
+	validate.ID(&v, "tenant", req.GetTenant(), false)
+	validate.ID(&v, "session_id", req.GetSessionId(), false)
+	validate.Enum(&v, "factor", int32(req.GetFactor()), eventv1.Factor_name, false)
+	validate.Time(&v, "time", req.GetTime())
+	validate.Client(&v, "client", req.GetClient())
+	if len(req.GetGroups()) > 64 {
+		v.Add("groups", "more than 64 groups")
+	}
+	for i, g := range req.GetGroups() {
+		validate.ID(&v, fmt.Sprintf("groups[%d]", i), g, true)
+	}
+	return v.Err()
+}
+
+// Decide implements the RPC.
+func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*decisionv1.DecideResponse, error) {
+	if err := validateDecide(req); err != nil {
+		return nil, err
+	}
+	ctx, span := s.tracer.Start(ctx, "decision.decide")
+	defer span.End()
+	now := s.now()
+	attemptTime := validate.TimeOr(req.GetTime(), now)
+	req = proto.CloneOf(req)
+	req.Time = timestamppb.New(attemptTime)
+
+	if req.GetAttemptId() != "" {
+		if rec, err := s.byAttempt(ctx, req); err == nil {
+			resp := proto.CloneOf(rec.GetResponse())
+			resp.Replayed = true
+			span.SetAttributes(attribute.Bool("pushback.replayed", true))
+			return resp, nil
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return nil, apierr.StoreUnavailable()
+		}
+	}
+
+	pol := s.policy.Load()
+	tier := pol.TierOf(req.GetAppId())
+	resp := &decisionv1.DecideResponse{
+		DecisionId:    ids.New(now),
+		TraceId:       traceID(ctx),
+		PolicyVersion: pol.Version,
+	}
+
+	assessment, failErr := s.assess(ctx, req)
+	var res policy.Result
+	if failErr != nil {
+		resp.FailureMode = tier.FailureMode
+		resp.Outcome = failureOutcome(tier.FailureMode)
+		resp.Reasons = []string{fmt.Sprintf("scoring unavailable within %s; %s tier fails %s", s.opts.Budget, tier.Name, failureName(tier.FailureMode))}
+		resp.Risk = &scoringv1.RiskAssessment{UserId: req.GetUserId(), Time: req.GetTime()}
+		span.SetAttributes(attribute.String("pushback.failure_mode", tier.FailureMode.String()))
+		span.AddEvent("scoring unavailable", trace.WithAttributes(attribute.String("error", failErr.Error())))
+	} else {
+		resp.Risk = assessment
+		var evalErr error
+		res, evalErr = s.evaluate(ctx, pol, req, assessment)
+		if evalErr != nil {
+			s.log.WarnContext(ctx, "policy rule failed to evaluate", slog.String("policy_version", pol.Version), slog.Any("error", evalErr))
+		}
+		resp.Outcome = res.Outcome
+		resp.MatchedRules = res.Matched
+		resp.Reasons = res.Reasons
+	}
+
+	rec, err := s.commit(ctx, req, resp, pol, res.Cooldown, attemptTime)
+	if err != nil {
+		span.SetStatus(codes.Error, "store")
+		s.log.ErrorContext(ctx, "store decision", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
+	}
+	resp = rec.GetResponse()
+	span.SetAttributes(
+		attribute.String("pushback.outcome", resp.GetOutcome().String()),
+		attribute.Int("pushback.score", int(resp.GetRisk().GetScore())),
+		attribute.StringSlice("pushback.rules", resp.GetMatchedRules()),
+		attribute.String("pushback.policy_version", resp.GetPolicyVersion()),
+	)
+	s.afterDecision(ctx, req, resp)
+	return resp, nil
+}
+
+func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest) (*scoringv1.RiskAssessment, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Budget)
+	defer cancel()
+	out, err := s.opts.Scorer.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+		AttemptId: req.GetAttemptId(),
+		Tenant:    req.GetTenant(),
+		UserId:    req.GetUserId(),
+		AppId:     req.GetAppId(),
+		Factor:    req.GetFactor(),
+		Time:      req.GetTime(),
+		Client:    req.GetClient(),
+		SessionId: req.GetSessionId(),
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return out.GetAssessment(), nil
+}
+
+func (s *Service) evaluate(ctx context.Context, pol *policy.Policy, req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment) (policy.Result, error) {
+	_, span := s.tracer.Start(ctx, "decision.policy")
+	defer span.End()
+	in := policy.Input{
+		User:    req.GetUserId(),
+		App:     req.GetAppId(),
+		Factor:  req.GetFactor().String(),
+		Groups:  req.GetGroups(),
+		Score:   int(ra.GetScore()),
+		Signals: make(map[string]int, len(ra.GetSignals())),
+		Pushes:  make(map[string]int, len(ra.GetWindows())),
+		Denied:  make(map[string]int, len(ra.GetWindows())),
+		Client:  clientVars(req.GetClient()),
+	}
+	for _, sig := range ra.GetSignals() {
+		in.Signals[sig.GetCode()] = int(sig.GetWeight())
+	}
+	for _, w := range ra.GetWindows() {
+		name := formatWindow(w.GetWindow().AsDuration())
+		in.Pushes[name] = int(w.GetPushes())
+		in.Denied[name] = int(w.GetDenied() + w.GetTimedOut())
+	}
+	res, err := pol.Evaluate(in)
+	span.SetAttributes(attribute.String("pushback.outcome", res.Outcome.String()), attribute.StringSlice("pushback.rules", res.Matched),
+		attribute.String("pushback.policy_version", pol.Version), attribute.String("pushback.tier", res.Tier.Name))
+	return res, err
+}
+
+func clientVars(c *eventv1.Client) map[string]any {
+	return map[string]any{
+		"ip":        c.GetIp(),
+		"country":   c.GetGeo().GetCountry(),
+		"city":      c.GetGeo().GetCity(),
+		"asn":       int64(c.GetAsn()),
+		"device_id": c.GetDeviceId(),
+	}
+}
+
+// cooldownState is what is kept per user between decisions.
+type cooldownState struct {
+	Until int64 // unix ms
+	Level int
+}
+
+func (c cooldownState) marshal() []byte {
+	b := binary.AppendVarint(nil, c.Until)
+	return binary.AppendUvarint(b, uint64(c.Level))
+}
+
+func unmarshalCooldown(b []byte) cooldownState {
+	until, n := binary.Varint(b)
+	if n <= 0 {
+		return cooldownState{}
+	}
+	level, m := binary.Uvarint(b[n:])
+	if m <= 0 {
+		return cooldownState{}
+	}
+	return cooldownState{Until: until, Level: int(level)}
+}
+
+// commit applies the cooldown and stores the decision, the attempt index and
+// the user index in one transaction. If a concurrent request with the same
+// attempt id won the race, its record is returned instead.
+func (s *Service) commit(ctx context.Context, req *decisionv1.DecideRequest, resp *decisionv1.DecideResponse, pol *policy.Policy, startCooldown bool, at time.Time) (*decisionv1.DecisionRecord, error) {
+	var out *decisionv1.DecisionRecord
+	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
+		if req.GetAttemptId() != "" {
+			if id, err := tx.Get(attemptKey(req)); err == nil {
+				b, err := tx.Get(decisionKey(string(id)))
+				if err != nil {
+					return err
+				}
+				rec := &decisionv1.DecisionRecord{}
+				if err := proto.Unmarshal(b, rec); err != nil {
+					return err
+				}
+				rec.Response.Replayed = true
+				out = rec
+				return nil
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		r := proto.CloneOf(resp)
+		ck := cooldownKey(req.GetTenant(), req.GetUserId())
+		var cd cooldownState
+		if b, err := tx.Get(ck); err == nil {
+			cd = unmarshalCooldown(b)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		atMs := at.UnixMilli()
+		active := cd.Until > atMs
+		if active {
+			// An attempt during a cooldown is denied and escalates it.
+			cd.Level++
+			cd.Until = atMs + escalate(pol.Cooldown, cd.Level).Milliseconds()
+			if r.Outcome != decisionv1.Outcome_OUTCOME_DENY {
+				r.Outcome = decisionv1.Outcome_OUTCOME_DENY
+			}
+			r.MatchedRules = append(r.MatchedRules, "cooldown")
+			r.Reasons = append(r.Reasons, fmt.Sprintf("cooldown after an earlier denial, now until %s", time.UnixMilli(cd.Until).UTC().Format(time.RFC3339)))
+		} else if startCooldown && r.Outcome == decisionv1.Outcome_OUTCOME_DENY {
+			cd = cooldownState{Level: 1, Until: atMs + pol.Cooldown.Base.Milliseconds()}
+			active = true
+		}
+		if active {
+			r.Cooldown = durationpb.New(time.Duration(cd.Until-atMs) * time.Millisecond)
+			ttl := time.Duration(cd.Until-atMs)*time.Millisecond + pol.Cooldown.Max
+			if err := tx.Set(ck, cd.marshal(), ttl); err != nil {
+				return err
+			}
+		}
+		if r.Outcome == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH {
+			r.NumberChallenge = challenge()
+		}
+		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Response: r, DecidedAt: timestamppb.New(s.now())}
+		b, err := proto.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := tx.Set(decisionKey(r.GetDecisionId()), b, s.opts.Retention); err != nil {
+			return err
+		}
+		if err := tx.Set(userIndexKey(req.GetTenant(), req.GetUserId(), rec.GetDecidedAt().AsTime(), r.GetDecisionId()), []byte(r.GetDecisionId()), s.opts.Retention); err != nil {
+			return err
+		}
+		if req.GetAttemptId() != "" {
+			if err := tx.Set(attemptKey(req), []byte(r.GetDecisionId()), s.opts.Retention); err != nil {
+				return err
+			}
+		}
+		out = rec
+		return nil
+	})
+	return out, err
+}
+
+func escalate(c policy.Cooldown, level int) time.Duration {
+	d := float64(c.Base)
+	for i := 1; i < level; i++ {
+		d *= c.Factor
+		if d >= float64(c.Max) {
+			return c.Max
+		}
+	}
+	return min(time.Duration(d), c.Max)
+}
+
+// afterDecision tells scoring about a suppressed push and queues an alert.
+// Both are bounded by NotifyTimeout; a failure is logged, the decision stands.
+func (s *Service) afterDecision(ctx context.Context, req *decisionv1.DecideRequest, resp *decisionv1.DecideResponse) {
+	suppressed := resp.GetOutcome() == decisionv1.Outcome_OUTCOME_DENY || resp.GetOutcome() == decisionv1.Outcome_OUTCOME_REQUIRE_PHISHING_RESISTANT
+	if !suppressed {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.NotifyTimeout)
+	defer cancel()
+	_, err := s.opts.Scorer.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{{
+		EventId: "suppressed:" + resp.GetDecisionId(),
+		Tenant:  req.GetTenant(),
+		UserId:  req.GetUserId(),
+		Type:    eventv1.EventType_EVENT_TYPE_PUSH_SUPPRESSED,
+		Time:    req.GetTime(),
+		AppId:   req.GetAppId(),
+		Factor:  req.GetFactor(),
+		Client:  req.GetClient(),
+		Source:  &eventv1.Source{Idp: "pushback", RawEventType: "decision." + resp.GetOutcome().String()},
+	}}})
+	if err != nil {
+		s.log.WarnContext(ctx, "record suppressed push", slog.String("decision_id", resp.GetDecisionId()), slog.Any("error", err))
+	}
+	if resp.GetOutcome() != decisionv1.Outcome_OUTCOME_DENY || s.opts.Notifier == nil {
+		return
+	}
+	sigs := make([]string, 0, len(resp.GetRisk().GetSignals()))
+	for _, sg := range resp.GetRisk().GetSignals() {
+		sigs = append(sigs, sg.GetCode())
+	}
+	_, err = s.opts.Notifier.Notify(ctx, &notifyv1.NotifyRequest{
+		Kind:           notifyv1.Kind_KIND_SOC_ALERT,
+		IdempotencyKey: "deny:" + resp.GetDecisionId(),
+		UserId:         req.GetUserId(),
+		DecisionId:     resp.GetDecisionId(),
+		Title:          "Push denied for " + req.GetUserId(),
+		Message:        strings.Join(resp.GetReasons(), "; "),
+		Attributes: map[string]string{
+			"outcome":        resp.GetOutcome().String(),
+			"score":          fmt.Sprint(resp.GetRisk().GetScore()),
+			"signals":        strings.Join(sigs, ","),
+			"rules":          strings.Join(resp.GetMatchedRules(), ","),
+			"policy_version": resp.GetPolicyVersion(),
+			"app_id":         req.GetAppId(),
+			"cooldown":       resp.GetCooldown().AsDuration().String(),
+		},
+		Time:    timestamppb.New(s.now()),
+		TraceId: resp.GetTraceId(),
+	})
+	if err != nil {
+		s.log.WarnContext(ctx, "queue alert", slog.String("decision_id", resp.GetDecisionId()), slog.Any("error", err))
+	}
+}
+
+func failureOutcome(fm decisionv1.FailureMode) decisionv1.Outcome {
+	switch fm {
+	case decisionv1.FailureMode_FAILURE_MODE_OPEN:
+		return decisionv1.Outcome_OUTCOME_ALLOW
+	case decisionv1.FailureMode_FAILURE_MODE_CLOSED:
+		return decisionv1.Outcome_OUTCOME_DENY
+	default:
+		return decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
+	}
+}
+
+func failureName(fm decisionv1.FailureMode) string {
+	switch fm {
+	case decisionv1.FailureMode_FAILURE_MODE_OPEN:
+		return "open"
+	case decisionv1.FailureMode_FAILURE_MODE_CLOSED:
+		return "closed"
+	default:
+		return "to number matching"
+	}
+}
+
+func traceID(ctx context.Context) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.HasTraceID() {
+		return ""
+	}
+	return sc.TraceID().String()
+}
+
+// challenge returns a two-digit number for number matching.
+func challenge() string {
+	n, err := rand.Int(rand.Reader, big.NewInt(90))
+	if err != nil {
+		return "42"
+	}
+	return fmt.Sprint(n.Int64() + 10)
+}
+
+func formatWindow(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	default:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+}

@@ -1,0 +1,280 @@
+package scoring
+
+import (
+	"encoding/binary"
+	"errors"
+	"slices"
+)
+
+// PushKind is one kind of push activity kept in a user's window.
+type PushKind uint8
+
+// Push activity kinds.
+const (
+	KindAttempt    PushKind = 1 // Pushback was asked about a push (Decide).
+	KindSent       PushKind = 2 // the IdP sent a push.
+	KindApproved   PushKind = 3
+	KindDenied     PushKind = 4
+	KindTimedOut   PushKind = 5
+	KindSuppressed PushKind = 6 // Pushback decided the push must not be sent.
+)
+
+// Push is one push activity at a time in unix milliseconds.
+type Push struct {
+	At   int64
+	Kind PushKind
+}
+
+// Location is a place a user was seen at, in unix milliseconds.
+type Location struct {
+	At         int64
+	IP         string
+	Lat, Lon   float64
+	AccuracyKm float64
+	Country    string
+	City       string
+}
+
+// Known reports whether the location holds a time and coordinates.
+func (l Location) Known() bool { return l.At != 0 && !(l.Lat == 0 && l.Lon == 0) }
+
+// UserState is everything scoring keeps about one user. It is bounded:
+// Pushes holds at most Config.MaxPushes entries no older than the largest
+// window, and every history list is capped.
+type UserState struct {
+	// Pushes in time order.
+	Pushes []Push
+	// Seen holds hashes of recent attempt and event ids, newest last, so a
+	// retried attempt or a re-delivered event is counted once.
+	Seen []uint64
+	// Streak of consecutive denied or unanswered pushes.
+	Streak, StreakDenied, StreakTimedOut int
+	StreakSince                          int64
+	// FraudAt is the time of the last fraud report (0 when none).
+	FraudAt int64
+	// LastTrusted is the last successful login or approval.
+	LastTrusted Location
+	// Devices, Countries and ASNs are the user's recent history, newest last.
+	Devices   []string
+	Countries []string
+	ASNs      []uint32
+	// UpdatedAt is the time of the newest activity.
+	UpdatedAt int64
+}
+
+const stateVersion = 1
+
+var errCorrupt = errors.New("scoring: corrupt user state")
+
+// MarshalBinary encodes the state compactly (varints, times as deltas).
+func (s *UserState) MarshalBinary() ([]byte, error) {
+	return s.AppendBinary(make([]byte, 0, 64+len(s.Pushes)*3+len(s.Seen)*8))
+}
+
+// AppendBinary appends the encoding of s to b.
+func (s *UserState) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, stateVersion)
+	b = binary.AppendVarint(b, s.UpdatedAt)
+	b = binary.AppendUvarint(b, uint64(len(s.Pushes)))
+	prev := int64(0)
+	for _, p := range s.Pushes {
+		b = binary.AppendVarint(b, p.At-prev)
+		b = append(b, byte(p.Kind))
+		prev = p.At
+	}
+	b = binary.AppendUvarint(b, uint64(len(s.Seen)))
+	for _, h := range s.Seen {
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
+	b = binary.AppendUvarint(b, uint64(s.Streak))
+	b = binary.AppendUvarint(b, uint64(s.StreakDenied))
+	b = binary.AppendUvarint(b, uint64(s.StreakTimedOut))
+	b = binary.AppendVarint(b, s.StreakSince)
+	b = binary.AppendVarint(b, s.FraudAt)
+	b = appendLocation(b, s.LastTrusted)
+	b = appendStrings(b, s.Devices)
+	b = appendStrings(b, s.Countries)
+	b = binary.AppendUvarint(b, uint64(len(s.ASNs)))
+	for _, a := range s.ASNs {
+		b = binary.AppendUvarint(b, uint64(a))
+	}
+	return b, nil
+}
+
+// UnmarshalBinary decodes what MarshalBinary wrote.
+func (s *UserState) UnmarshalBinary(b []byte) error {
+	d := decoder{b: b}
+	if v := d.byte(); v != stateVersion {
+		return errCorrupt
+	}
+	*s = UserState{}
+	s.UpdatedAt = d.varint()
+	n := d.count()
+	if n > 0 {
+		s.Pushes = make([]Push, n)
+	}
+	prev := int64(0)
+	for i := range s.Pushes {
+		prev += d.varint()
+		s.Pushes[i] = Push{At: prev, Kind: PushKind(d.byte())}
+	}
+	n = d.count()
+	if n > 0 {
+		s.Seen = make([]uint64, n)
+	}
+	for i := range s.Seen {
+		s.Seen[i] = d.uint64()
+	}
+	s.Streak = int(d.uvarint())
+	s.StreakDenied = int(d.uvarint())
+	s.StreakTimedOut = int(d.uvarint())
+	s.StreakSince = d.varint()
+	s.FraudAt = d.varint()
+	s.LastTrusted = d.location()
+	s.Devices = d.strings()
+	s.Countries = d.strings()
+	n = d.count()
+	if n > 0 {
+		s.ASNs = make([]uint32, n)
+	}
+	for i := range s.ASNs {
+		s.ASNs[i] = uint32(d.uvarint())
+	}
+	return d.err
+}
+
+func appendLocation(b []byte, l Location) []byte {
+	b = binary.AppendVarint(b, l.At)
+	b = appendString(b, l.IP)
+	b = binary.LittleEndian.AppendUint32(b, uint32(int32(l.Lat*1e5)))
+	b = binary.LittleEndian.AppendUint32(b, uint32(int32(l.Lon*1e5)))
+	b = binary.AppendUvarint(b, uint64(l.AccuracyKm*10))
+	b = appendString(b, l.Country)
+	return appendString(b, l.City)
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendString(b, s)
+	}
+	return b
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() { d.err = errCorrupt; d.b = nil }
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uint64() uint64 {
+	if len(d.b) < 8 {
+		d.fail()
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+func (d *decoder) uint32() uint32 {
+	if len(d.b) < 4 {
+		d.fail()
+		return 0
+	}
+	v := binary.LittleEndian.Uint32(d.b)
+	d.b = d.b[4:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a length and rejects one longer than the remaining input.
+func (d *decoder) count() int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) string() string {
+	n := d.count()
+	if d.err != nil {
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) strings() []string {
+	n := d.count()
+	if n == 0 {
+		return nil
+	}
+	out := make([]string, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		out = append(out, d.string())
+	}
+	return out
+}
+
+func (d *decoder) location() Location {
+	var l Location
+	l.At = d.varint()
+	l.IP = d.string()
+	l.Lat = float64(int32(d.uint32())) / 1e5
+	l.Lon = float64(int32(d.uint32())) / 1e5
+	l.AccuracyKm = float64(d.uvarint()) / 10
+	l.Country = d.string()
+	l.City = d.string()
+	return l
+}
+
+// remember appends v to a bounded history, moving it to the end when present.
+func remember[T comparable](list []T, v T, limit int) []T {
+	if i := slices.Index(list, v); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	list = append(list, v)
+	if len(list) > limit {
+		list = slices.Delete(list, 0, len(list)-limit)
+	}
+	return list
+}
