@@ -1,0 +1,46 @@
+// Command pushback runs the Pushback mesh and its operator tools.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `pushback stops MFA fatigue (push bombing) and impossible-travel logins.
+
+Usage:
+  pushback serve [flags]          run the services (all four by default)
+  pushback policy check FILE      validate a decision policy file
+  pushback help                   show this help
+
+Run "pushback serve --help" for the serve flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
+}
+
+func run(args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stdout, stderr, getenv)
+	case "policy":
+		return policyCmd(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "pushback: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}

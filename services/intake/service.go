@@ -1,0 +1,357 @@
+// Package intake receives identity-provider events, validates them, drops
+// duplicates by event id, stores them durably before acknowledging, and
+// forwards them to scoring through a durable forwarding queue.
+package intake
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
+	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/validate"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// MaxBatch caps the events of one Ingest call or stream message.
+const MaxBatch = 1000
+
+// Observer is the part of the scoring service intake forwards to.
+type Observer interface {
+	Observe(ctx context.Context, in *scoringv1.ObserveRequest, opts ...grpc.CallOption) (*scoringv1.ObserveResponse, error)
+}
+
+// Options configures the service.
+type Options struct {
+	Store    store.Store
+	Observer Observer
+	Logger   *slog.Logger
+	Tracer   trace.Tracer
+	// DedupWindow is how long an event id is remembered (default 7 days).
+	DedupWindow time.Duration
+	// Retention of stored events (default 90 days).
+	Retention time.Duration
+	// ForwardTimeout bounds each forwarding call (default 5s).
+	ForwardTimeout time.Duration
+	// PollInterval of the forwarding retry loop (default 2s).
+	PollInterval time.Duration
+}
+
+// Service implements intakev1.IntakeServiceServer.
+type Service struct {
+	intakev1.UnimplementedIntakeServiceServer
+	opts Options
+	log  *slog.Logger
+	kick chan struct{}
+}
+
+// New returns the intake service.
+func New(opts Options) (*Service, error) {
+	if opts.Store == nil {
+		return nil, errors.New("intake: store is required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Tracer == nil {
+		opts.Tracer = trace.NewNoopTracerProvider().Tracer("intake")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.DedupWindow, 7*24*time.Hour)
+	def(&opts.Retention, 90*24*time.Hour)
+	def(&opts.ForwardTimeout, 5*time.Second)
+	def(&opts.PollInterval, 2*time.Second)
+	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1)}, nil
+}
+
+// Register adds the service to a gRPC server.
+func (s *Service) Register(r grpc.ServiceRegistrar) { intakev1.RegisterIntakeServiceServer(r, s) }
+
+// Key layout (all under "intake/"):
+//
+//	intake/seen/{tenant}/{event id}                 event key (de-duplication)
+//	intake/event/{tenant}/{user}/{ms:020d}/{event id} AuthEvent
+//	intake/forward/{event key}                       pending forward to scoring
+func seenKey(e *eventv1.AuthEvent) []byte {
+	return fmt.Appendf(nil, "intake/seen/%s/%s", escape(e.GetTenant()), e.GetEventId())
+}
+
+func userEventPrefix(tenant, user string) []byte {
+	return fmt.Appendf(nil, "intake/event/%s/%s/", escape(tenant), escape(user))
+}
+
+func eventKey(e *eventv1.AuthEvent) []byte {
+	return fmt.Appendf(userEventPrefix(e.GetTenant(), e.GetUserId()), "%020d/%s", e.GetTime().AsTime().UnixMilli(), e.GetEventId())
+}
+
+const forwardPrefix = "intake/forward/"
+
+func escape(s string) string {
+	if strings.ContainsAny(s, "/%") {
+		return base64.RawURLEncoding.EncodeToString([]byte(s)) + "%"
+	}
+	return s
+}
+
+// Validate checks a batch and returns an InvalidArgument naming every bad field.
+func Validate(events []*eventv1.AuthEvent) error {
+	if len(events) > MaxBatch {
+		return apierr.TooLarge("events", len(events), MaxBatch)
+	}
+	var v apierr.Violations
+	for i, e := range events {
+		validate.Event(&v, fmt.Sprintf("events[%d]", i), e)
+		if v.Len() >= 20 {
+			break
+		}
+	}
+	return v.Err()
+}
+
+// Result of storing a batch.
+type Result struct {
+	Accepted, Duplicates int
+}
+
+// Store validates and durably stores a batch (all or nothing), then
+// forwards the new events to scoring. It is what every adapter calls.
+func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Result, error) {
+	if err := Validate(events); err != nil {
+		return Result{}, err
+	}
+	ctx, span := s.opts.Tracer.Start(ctx, "intake.store", trace.WithAttributes(attribute.Int("pushback.events", len(events))))
+	defer span.End()
+	var res Result
+	var fresh [][]byte
+	var freshEvents []*eventv1.AuthEvent
+	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
+		res, fresh, freshEvents = Result{}, fresh[:0], freshEvents[:0]
+		inBatch := map[string]bool{}
+		for _, e := range events {
+			sk := seenKey(e)
+			if inBatch[string(sk)] {
+				res.Duplicates++
+				continue
+			}
+			inBatch[string(sk)] = true
+			if _, err := tx.Get(sk); err == nil {
+				res.Duplicates++
+				continue
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			ek := eventKey(e)
+			b, err := proto.Marshal(e)
+			if err != nil {
+				return err
+			}
+			if err := tx.Set(ek, b, s.opts.Retention); err != nil {
+				return err
+			}
+			if err := tx.Set(sk, ek, s.opts.DedupWindow); err != nil {
+				return err
+			}
+			if s.opts.Observer != nil {
+				if err := tx.Set(append([]byte(forwardPrefix), ek...), nil, 0); err != nil {
+					return err
+				}
+			}
+			res.Accepted++
+			fresh = append(fresh, ek)
+			freshEvents = append(freshEvents, e)
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "store events", slog.Any("error", err))
+		return Result{}, apierr.StoreUnavailable()
+	}
+	span.SetAttributes(attribute.Int("pushback.accepted", res.Accepted), attribute.Int("pushback.duplicates", res.Duplicates))
+	if len(freshEvents) > 0 && s.opts.Observer != nil {
+		if err := s.forward(ctx, fresh, freshEvents); err != nil {
+			// Stored and queued: the forwarding loop retries.
+			s.log.WarnContext(ctx, "forward to scoring; will retry", slog.Any("error", err))
+			select {
+			case s.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return res, nil
+}
+
+func (s *Service) forward(ctx context.Context, keys [][]byte, events []*eventv1.AuthEvent) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ForwardTimeout)
+	defer cancel()
+	if _, err := s.opts.Observer.Observe(fctx, &scoringv1.ObserveRequest{Events: events}); err != nil {
+		return err
+	}
+	return s.opts.Store.Update(fctx, func(tx store.Txn) error {
+		for _, k := range keys {
+			if err := tx.Delete(append([]byte(forwardPrefix), k...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Run retries pending forwards until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	if s.opts.Observer == nil {
+		return nil
+	}
+	t := time.NewTicker(s.opts.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-s.kick:
+		}
+		if err := s.ForwardPending(ctx); err != nil && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "forward pending events", slog.Any("error", err))
+		}
+	}
+}
+
+// ForwardPending forwards every stored event scoring has not yet acknowledged.
+func (s *Service) ForwardPending(ctx context.Context) error {
+	for {
+		items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: []byte(forwardPrefix), Limit: 500})
+		if err != nil || len(items) == 0 {
+			return err
+		}
+		keys := make([][]byte, 0, len(items))
+		events := make([]*eventv1.AuthEvent, 0, len(items))
+		for _, it := range items {
+			ek := it.Key[len(forwardPrefix):]
+			b, err := s.opts.Store.Get(ctx, ek)
+			if errors.Is(err, store.ErrNotFound) {
+				_ = s.opts.Store.Update(ctx, func(tx store.Txn) error { return tx.Delete(it.Key) })
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			e := &eventv1.AuthEvent{}
+			if err := proto.Unmarshal(b, e); err != nil {
+				return err
+			}
+			keys, events = append(keys, ek), append(events, e)
+		}
+		if len(events) > 0 {
+			if err := s.forward(ctx, keys, events); err != nil {
+				return err
+			}
+		}
+		if len(items) < 500 {
+			return nil
+		}
+	}
+}
+
+// Ingest implements the RPC.
+func (s *Service) Ingest(ctx context.Context, req *intakev1.IngestRequest) (*intakev1.IngestResponse, error) {
+	res, err := s.Store(ctx, req.GetEvents())
+	if err != nil {
+		return nil, err
+	}
+	return &intakev1.IngestResponse{Accepted: int32(res.Accepted), Duplicates: int32(res.Duplicates)}, nil
+}
+
+// IngestStream implements the RPC: each message is one all-or-nothing batch,
+// stored before the next is read. An invalid batch ends the stream with
+// InvalidArgument; earlier batches stay stored.
+func (s *Service) IngestStream(stream grpc.ClientStreamingServer[intakev1.IngestStreamRequest, intakev1.IngestStreamResponse]) error {
+	resp := &intakev1.IngestStreamResponse{}
+	for {
+		msg, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return stream.SendAndClose(resp)
+		}
+		if err != nil {
+			return err
+		}
+		res, err := s.Store(stream.Context(), msg.GetEvents())
+		if err != nil {
+			return err
+		}
+		resp.Batches++
+		resp.Accepted += int64(res.Accepted)
+		resp.Duplicates += int64(res.Duplicates)
+	}
+}
+
+// ListEvents implements the RPC.
+func (s *Service) ListEvents(ctx context.Context, req *intakev1.ListEventsRequest) (*intakev1.ListEventsResponse, error) {
+	var v apierr.Violations
+	validate.ID(&v, "user_id", req.GetUserId(), true)
+	validate.Time(&v, "start_time", req.GetStartTime())
+	validate.Time(&v, "end_time", req.GetEndTime())
+	if req.GetPageSize() < 0 || req.GetPageSize() > MaxBatch {
+		v.Add("page_size", "must be between 0 and %d", MaxBatch)
+	}
+	prefix := userEventPrefix("", req.GetUserId())
+	var after []byte
+	if tok := req.GetPageToken(); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || !strings.HasPrefix(string(b), string(prefix)) {
+			v.Add("page_token", "is not a token from an earlier response for this user")
+		}
+		after = b
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	if size == 0 {
+		size = 100
+	}
+	if after == nil && req.GetStartTime() != nil {
+		after = fmt.Appendf(append([]byte(nil), prefix...), "%020d", req.GetStartTime().AsTime().UnixMilli())
+	}
+	endMs := int64(1<<63 - 1)
+	if req.GetEndTime() != nil {
+		endMs = req.GetEndTime().AsTime().UnixMilli()
+	}
+	items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: prefix, After: after, Limit: size + 1})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list events", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
+	}
+	resp := &intakev1.ListEventsResponse{}
+	for i, it := range items {
+		var ms int64
+		if _, err := fmt.Sscanf(string(it.Key[len(prefix):]), "%020d/", &ms); err == nil && ms >= endMs {
+			break
+		}
+		if i == size {
+			resp.NextPageToken = base64.RawURLEncoding.EncodeToString(items[i-1].Key)
+			break
+		}
+		e := &eventv1.AuthEvent{}
+		if err := proto.Unmarshal(it.Value, e); err != nil {
+			return nil, apierr.Internal()
+		}
+		resp.Events = append(resp.Events, e)
+	}
+	return resp, nil
+}

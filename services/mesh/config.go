@@ -1,0 +1,303 @@
+package mesh
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Service names.
+const (
+	Intake   = "intake"
+	Scoring  = "scoring"
+	Decision = "decision"
+	Notify   = "notify"
+)
+
+// AllServices is the default: every service in one process.
+var AllServices = []string{Intake, Scoring, Decision, Notify}
+
+// Config is everything `pushback serve` needs. Defaults live in Default;
+// a strict YAML file, PUSHBACK_* environment variables and flags override
+// them, in that order.
+type Config struct {
+	Services        []string
+	GRPCAddr        string
+	HTTPAddr        string
+	DataDir         string
+	PolicyFile      string
+	ShadowPolicy    string
+	IntakeAddr      string
+	ScoringAddr     string
+	DecisionAddr    string
+	NotifyAddr      string
+	AlertWebhook    string
+	AlertSecret     string
+	DecideBudget    time.Duration
+	ShutdownTimeout time.Duration
+	SyncWrites      bool
+	LogLevel        string
+	LogFormat       string
+}
+
+// Default returns the defaults a newcomer gets.
+func Default() Config {
+	return Config{
+		Services:        slices.Clone(AllServices),
+		GRPCAddr:        "127.0.0.1:50051",
+		HTTPAddr:        "127.0.0.1:8080",
+		DataDir:         "./data",
+		DecideBudget:    50 * time.Millisecond,
+		ShutdownTimeout: 8 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "json",
+	}
+}
+
+// setting binds one configuration value to its flag, env and YAML names.
+type setting struct {
+	name   string // flag and YAML key
+	usage  string
+	secret bool
+	get    func(c *Config) string
+	set    func(c *Config, v string) error
+}
+
+func str(p func(c *Config) *string) (func(*Config) string, func(*Config, string) error) {
+	return func(c *Config) string { return *p(c) }, func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func dur(p func(c *Config) *time.Duration) (func(*Config) string, func(*Config, string) error) {
+	return func(c *Config) string { return p(c).String() }, func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (e.g. 50ms, 10s)", v)
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+func settings() []setting {
+	mk := func(name, usage string, secret bool, g func(*Config) string, s func(*Config, string) error) setting {
+		return setting{name: name, usage: usage, secret: secret, get: g, set: s}
+	}
+	var out []setting
+	add := func(st setting) { out = append(out, st) }
+	g, s := str(func(c *Config) *string { return &c.GRPCAddr })
+	add(mk("grpc-addr", "gRPC listen address", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.HTTPAddr })
+	add(mk("http-addr", "HTTP listen address (empty disables HTTP)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.DataDir })
+	add(mk("data-dir", "directory of the embedded badger store", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.PolicyFile })
+	add(mk("policy", "decision policy file (the built-in deploy/policy/default.yaml when empty)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.ShadowPolicy })
+	add(mk("shadow-policy", "candidate policy evaluated beside the enforced one, never changing outcomes", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.IntakeAddr })
+	add(mk("intake-addr", "address of a remote intake service", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.ScoringAddr })
+	add(mk("scoring-addr", "address of a remote scoring service", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.DecisionAddr })
+	add(mk("decision-addr", "address of a remote decision service", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.NotifyAddr })
+	add(mk("notify-addr", "address of a remote notification service", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.AlertWebhook })
+	add(mk("alert-webhook", "URL SOC alerts are posted to (alerts go to the log when empty)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.AlertSecret })
+	add(mk("alert-webhook-secret", "Standard Webhooks signing secret (whsec_...)", true, g, s))
+	g, s = dur(func(c *Config) *time.Duration { return &c.DecideBudget })
+	add(mk("decide-budget", "how long Decide waits for scoring before the failure mode applies", false, g, s))
+	g, s = dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })
+	add(mk("shutdown-timeout", "graceful shutdown deadline", false, g, s))
+	add(mk("services", "comma-separated services to run: intake,scoring,decision,notify", false,
+		func(c *Config) string { return strings.Join(c.Services, ",") },
+		func(c *Config, v string) error {
+			c.Services = nil
+			for _, p := range strings.Split(v, ",") {
+				if p = strings.TrimSpace(p); p != "" && !slices.Contains(c.Services, p) {
+					c.Services = append(c.Services, p)
+				}
+			}
+			return nil
+		}))
+	add(mk("sync-writes", "fsync every store commit", false,
+		func(c *Config) string { return strconv.FormatBool(c.SyncWrites) },
+		func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("%q is not a boolean", v)
+			}
+			c.SyncWrites = b
+			return nil
+		}))
+	g, s = str(func(c *Config) *string { return &c.LogLevel })
+	add(mk("log-level", "debug, info, warn or error", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.LogFormat })
+	add(mk("log-format", "json or text", false, g, s))
+	return out
+}
+
+// envName is the environment variable of a setting: PUSHBACK_GRPC_ADDR.
+func envName(name string) string {
+	return "PUSHBACK_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// Load builds the configuration from defaults, the file named by --config
+// (or PUSHBACK_CONFIG), the environment and the flags in args.
+func Load(args []string, getenv func(string) string) (Config, error) {
+	cfg := Default()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(new(bytes.Buffer))
+	configFile := fs.String("config", getenv("PUSHBACK_CONFIG"), "strict YAML configuration file")
+	values := map[string]*string{}
+	for _, st := range settings() {
+		v := new(string)
+		values[st.name] = v
+		fs.StringVar(v, st.name, st.get(&cfg), st.usage+" (env "+envName(st.name)+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *configFile != "" {
+		if err := loadFile(&cfg, *configFile); err != nil {
+			return cfg, err
+		}
+	}
+	for _, st := range settings() {
+		if v, ok := lookupEnv(getenv, envName(st.name)); ok {
+			if err := st.set(&cfg, v); err != nil {
+				return cfg, fmt.Errorf("%s: %w", envName(st.name), err)
+			}
+		}
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		for _, st := range settings() {
+			if st.name == f.Name && ferr == nil {
+				if err := st.set(&cfg, f.Value.String()); err != nil {
+					ferr = fmt.Errorf("--%s: %w", st.name, err)
+				}
+			}
+		}
+	})
+	if ferr != nil {
+		return cfg, ferr
+	}
+	return cfg, cfg.Validate()
+}
+
+func lookupEnv(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func loadFile(cfg *Config, path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	var m map[string]yaml.Node
+	if err := yaml.Unmarshal(data, &m); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	byName := map[string]setting{}
+	for _, st := range settings() {
+		byName[st.name] = st
+	}
+	for key, node := range m {
+		st, ok := byName[key]
+		if !ok {
+			return fmt.Errorf("config %s: line %d: unknown setting %q", path, node.Line, key)
+		}
+		v := node.Value
+		if node.Kind == yaml.SequenceNode {
+			var parts []string
+			for _, n := range node.Content {
+				parts = append(parts, n.Value)
+			}
+			v = strings.Join(parts, ",")
+		}
+		if err := st.set(cfg, v); err != nil {
+			return fmt.Errorf("config %s: line %d: %s: %w", path, node.Line, key, err)
+		}
+	}
+	return nil
+}
+
+// Validate reports every inconsistency of the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Services) == 0 {
+		errs = append(errs, errors.New("services: at least one service must run"))
+	}
+	for _, s := range c.Services {
+		if !slices.Contains(AllServices, s) {
+			errs = append(errs, fmt.Errorf("services: unknown service %q (want intake, scoring, decision, notify)", s))
+		}
+	}
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("grpc-addr: is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data-dir: is required"))
+	}
+	if c.DecideBudget <= 0 || c.DecideBudget > 10*time.Second {
+		errs = append(errs, errors.New("decide-budget: must be between 0 and 10s"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("shutdown-timeout: must be positive"))
+	}
+	need := func(svc, peer, addr string) {
+		if c.Runs(svc) && !c.Runs(peer) && addr == "" {
+			errs = append(errs, fmt.Errorf("%s-addr: %s runs without %s, so the address of a remote %s is required", peer, svc, peer, peer))
+		}
+	}
+	need(Decision, Scoring, c.ScoringAddr)
+	need(Decision, Notify, c.NotifyAddr)
+	need(Intake, Scoring, c.ScoringAddr)
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level: %q is not one of debug, info, warn, error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log-format: %q is not json or text", c.LogFormat))
+	}
+	return errors.Join(errs...)
+}
+
+// Runs reports whether svc runs in this process.
+func (c Config) Runs(svc string) bool { return slices.Contains(c.Services, svc) }
+
+// Usage describes every setting with its flag and environment variable.
+func Usage() string {
+	var b strings.Builder
+	b.WriteString("  --config FILE   strict YAML configuration file (env PUSHBACK_CONFIG)\n")
+	def := Default()
+	for _, st := range settings() {
+		d := st.get(&def)
+		if st.secret {
+			d = ""
+		}
+		fmt.Fprintf(&b, "  --%-22s %s (env %s", st.name, st.usage, envName(st.name))
+		if d != "" {
+			fmt.Fprintf(&b, ", default %s", d)
+		}
+		b.WriteString(")\n")
+	}
+	return b.String()
+}

@@ -1,0 +1,300 @@
+// Package mesh is the only code that knows which services run where: it
+// wires the four services into one process (peers reached in memory through
+// the same gRPC server) or into any subset with remote peers, and runs them
+// until the context ends, then shuts down gracefully.
+package mesh
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	defaultpolicy "github.com/pushbackhq/pushback/deploy/policy"
+	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/rpc"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/telemetry"
+	"github.com/pushbackhq/pushback/services/decision"
+	"github.com/pushbackhq/pushback/services/decision/policy"
+	"github.com/pushbackhq/pushback/services/intake"
+	"github.com/pushbackhq/pushback/services/notify"
+	"github.com/pushbackhq/pushback/services/scoring"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Options are what a caller (the binary, a test) adds to the Config.
+type Options struct {
+	Logger *slog.Logger
+	// SpanExporter replaces the exporter chosen from OTEL_* (tests).
+	SpanExporter sdktrace.SpanExporter
+	// Getenv reads the environment (os.Getenv when nil).
+	Getenv func(string) string
+	// Ready, when set, is called with the bound addresses once serving.
+	Ready func(grpcAddr, httpAddr string)
+}
+
+// closer stack: resources are released in reverse order of acquisition.
+type closers []func(context.Context) error
+
+func (c *closers) add(f func(context.Context) error) { *c = append(*c, f) }
+
+func (c closers) close(ctx context.Context) error {
+	var errs []error
+	for i := len(c) - 1; i >= 0; i-- {
+		errs = append(errs, c[i](ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// LoadPolicy reads a policy file, or the built-in default when path is empty.
+func LoadPolicy(path string) (*policy.Policy, error) {
+	if path == "" {
+		return policy.Parse(bytes.NewReader(defaultpolicy.Default))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	p, err := policy.Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Run serves until ctx ends, then shuts down: health NOT_SERVING, HTTP and
+// gRPC drained with a deadline, workers stopped, store closed, telemetry
+// flushed.
+func Run(ctx context.Context, cfg Config, opts Options) (err error) {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var cl closers
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+		defer cancel()
+		if cerr := cl.close(sctx); cerr != nil {
+			log.Error("shutdown", slog.Any("error", cerr))
+			err = errors.Join(err, cerr)
+		}
+	}()
+
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "pushback", Getenv: opts.Getenv, Exporter: opts.SpanExporter})
+	if err != nil {
+		return err
+	}
+	cl.add(tel.Shutdown)
+	tracer := tel.Tracers.Tracer("github.com/pushbackhq/pushback")
+	rt := rpc.Telemetry{Tracers: tel.Tracers, Propagator: tel.Propagator}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	st, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.DataDir, SyncWrites: cfg.SyncWrites, Logger: log})
+	if err != nil {
+		return err
+	}
+	cl.add(func(context.Context) error { return st.Close() })
+
+	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt})
+	inproc := rpc.NewInProcess()
+	conns := map[string]*grpc.ClientConn{}
+	peer := func(name, addr string) (*grpc.ClientConn, error) {
+		if c, ok := conns[name]; ok {
+			return c, nil
+		}
+		var c *grpc.ClientConn
+		var err error
+		if cfg.Runs(name) {
+			c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt})
+		} else {
+			c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s peer: %w", name, err)
+		}
+		conns[name] = c
+		cl.add(func(context.Context) error { return c.Close() })
+		return c, nil
+	}
+
+	var workers []func(context.Context) error
+	if cfg.Runs(Scoring) {
+		scoring.New(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer}).Register(srv)
+	}
+	if cfg.Runs(Notify) {
+		var channels []notify.Channel
+		if cfg.AlertWebhook != "" {
+			secret, err := notify.DecodeSecret(cfg.AlertSecret)
+			if err != nil {
+				return fmt.Errorf("alert-webhook-secret: %w", err)
+			}
+			channels = append(channels, &notify.Webhook{URL: cfg.AlertWebhook, Secret: secret, Client: &http.Client{Timeout: 10 * time.Second}})
+		}
+		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer})
+		if err != nil {
+			return err
+		}
+		n.Register(srv)
+		workers = append(workers, n.Run)
+	}
+	if cfg.Runs(Decision) {
+		pol, err := LoadPolicy(cfg.PolicyFile)
+		if err != nil {
+			return err
+		}
+		sc, err := peer(Scoring, cfg.ScoringAddr)
+		if err != nil {
+			return err
+		}
+		nc, err := peer(Notify, cfg.NotifyAddr)
+		if err != nil {
+			return err
+		}
+		d, err := decision.New(decision.Options{
+			Store: st, Scorer: scoringv1.NewScoringServiceClient(sc), Notifier: notifyv1.NewNotificationServiceClient(nc),
+			Policy: pol, Logger: log.With("service", Decision), Tracer: tracer, Budget: cfg.DecideBudget,
+		})
+		if err != nil {
+			return err
+		}
+		d.Register(srv)
+		log.Info("policy loaded", slog.String("policy_version", pol.Version), slog.Int("rules", len(pol.Rules)))
+	}
+	if cfg.Runs(Intake) {
+		sc, err := peer(Scoring, cfg.ScoringAddr)
+		if err != nil {
+			return err
+		}
+		in, err := intake.New(intake.Options{Store: st, Observer: scoringv1.NewScoringServiceClient(sc), Logger: log.With("service", Intake), Tracer: tracer})
+		if err != nil {
+			return err
+		}
+		in.Register(srv)
+		workers = append(workers, in.Run)
+	}
+
+	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listen: %w", err)
+	}
+	var httpSrv *http.Server
+	var httpLis net.Listener
+	if cfg.HTTPAddr != "" {
+		mux := http.NewServeMux()
+		if cfg.Runs(Decision) || cfg.DecisionAddr != "" {
+			dc, err := peer(Decision, cfg.DecisionAddr)
+			if err != nil {
+				return err
+			}
+			mux.Handle("/v1/decide", decision.HTTPHandler(decisionv1.NewDecisionServiceClient(dc)))
+		}
+		if cfg.Runs(Intake) || cfg.IntakeAddr != "" {
+			ic, err := peer(Intake, cfg.IntakeAddr)
+			if err != nil {
+				return err
+			}
+			mux.Handle("/v1/ingest", intake.NativeHandler(intakev1.NewIntakeServiceClient(ic)))
+		}
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			resp, err := srv.Health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("ready\n"))
+		})
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+		if httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			_ = lis.Close()
+			return fmt.Errorf("http listen: %w", err)
+		}
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.Serve(lis) })
+	g.Go(func() error { return srv.Serve(inproc.Listener()) })
+	if httpSrv != nil {
+		g.Go(func() error {
+			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	wg, _ := errgroup.WithContext(wctx)
+	for _, w := range workers {
+		wg.Go(func() error { return w(wctx) })
+	}
+	for _, s := range cfg.Services {
+		srv.Health.SetServingStatus(serviceName(s), healthpb.HealthCheckResponse_SERVING)
+	}
+	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	httpAddr := ""
+	if httpLis != nil {
+		httpAddr = httpLis.Addr().String()
+	}
+	log.Info("pushback serving", slog.Any("services", cfg.Services), slog.String("grpc_addr", lis.Addr().String()), slog.String("http_addr", httpAddr), slog.String("data_dir", cfg.DataDir))
+	if opts.Ready != nil {
+		opts.Ready(lis.Addr().String(), httpAddr)
+	}
+
+	<-gctx.Done()
+	log.Info("shutting down")
+	srv.Health.Shutdown()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(sctx)
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		srv.Stop()
+	}
+	stopWorkers()
+	werr := wg.Wait()
+	serr := g.Wait()
+	if errors.Is(serr, grpc.ErrServerStopped) {
+		serr = nil
+	}
+	if ctx.Err() != nil && serr == nil {
+		return werr
+	}
+	return errors.Join(serr, werr)
+}
+
+func serviceName(s string) string {
+	switch s {
+	case Intake:
+		return intakev1.IntakeService_ServiceDesc.ServiceName
+	case Scoring:
+		return scoringv1.ScoringService_ServiceDesc.ServiceName
+	case Decision:
+		return decisionv1.DecisionService_ServiceDesc.ServiceName
+	case Notify:
+		return notifyv1.NotificationService_ServiceDesc.ServiceName
+	}
+	return s
+}
