@@ -80,6 +80,8 @@ type Observation struct {
 	At   time.Time
 	// Where the login came from (may be zero).
 	Client ClientInfo
+	// PhishingResistant is set when the factor was WebAuthn or a smart card.
+	PhishingResistant bool
 }
 
 // ObservationKind is what an observation is.
@@ -163,6 +165,9 @@ func (c Config) Apply(s *UserState, o Observation) bool {
 		c.trust(s, at, o.Client)
 	case ObsLoginSucceeded:
 		c.trust(s, at, o.Client)
+		if o.PhishingResistant && at > s.StrongAuthAt {
+			s.StrongAuthAt = at
+		}
 	case ObsFraudReported:
 		if at > s.FraudAt {
 			s.FraudAt = at
@@ -242,6 +247,9 @@ func (c Config) Count(s *UserState, now time.Time, w time.Duration) *scoringv1.W
 // Assess evaluates the user's risk at now.
 func (c Config) Assess(userID string, s *UserState, now time.Time) *scoringv1.RiskAssessment {
 	ra := &scoringv1.RiskAssessment{UserId: userID, Time: timestamppb.New(now)}
+	if s.StrongAuthAt != 0 {
+		ra.LastPhishingResistantTime = timestamppb.New(time.UnixMilli(s.StrongAuthAt))
+	}
 	for _, w := range c.Windows {
 		ra.Windows = append(ra.Windows, c.Count(s, now, w))
 	}

@@ -146,7 +146,8 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 			resp.Skipped++
 			continue
 		}
-		obs := Observation{ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(), Client: clientInfo(e.GetClient())}
+		obs := Observation{ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(), Client: clientInfo(e.GetClient()),
+			PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD}
 		key := userKey(e.GetTenant(), e.GetUserId())
 		var applied bool
 		var ra *scoringv1.RiskAssessment
@@ -184,7 +185,11 @@ func (s *Service) GetRisk(ctx context.Context, req *scoringv1.GetRiskRequest) (*
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	st, err := s.load(ctx, userKey("", req.GetUserId()))
+	validate.ID(&v, "tenant", req.GetTenant(), false)
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	st, err := s.load(ctx, userKey(req.GetTenant(), req.GetUserId()))
 	if err != nil {
 		return nil, err
 	}
@@ -204,7 +209,7 @@ func (s *Service) WatchRisk(req *scoringv1.WatchRiskRequest, stream grpc.ServerS
 	ctx := stream.Context()
 	sub := s.hub.subscribe(req.GetUserId())
 	defer s.hub.unsubscribe(sub)
-	st, err := s.load(ctx, userKey("", req.GetUserId()))
+	st, err := s.load(ctx, userKey(req.GetTenant(), req.GetUserId()))
 	if err != nil {
 		return err
 	}

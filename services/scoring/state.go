@@ -58,6 +58,8 @@ type UserState struct {
 	Devices   []string
 	Countries []string
 	ASNs      []uint32
+	// StrongAuthAt is the last successful phishing-resistant authentication.
+	StrongAuthAt int64
 	// UpdatedAt is the time of the newest activity.
 	UpdatedAt int64
 }
@@ -91,6 +93,7 @@ func (s *UserState) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.AppendUvarint(b, uint64(s.StreakTimedOut))
 	b = binary.AppendVarint(b, s.StreakSince)
 	b = binary.AppendVarint(b, s.FraudAt)
+	b = binary.AppendVarint(b, s.StrongAuthAt)
 	b = appendLocation(b, s.LastTrusted)
 	b = appendStrings(b, s.Devices)
 	b = appendStrings(b, s.Countries)
@@ -130,6 +133,7 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 	s.StreakTimedOut = int(d.uvarint())
 	s.StreakSince = d.varint()
 	s.FraudAt = d.varint()
+	s.StrongAuthAt = d.varint()
 	s.LastTrusted = d.location()
 	s.Devices = d.strings()
 	s.Countries = d.strings()

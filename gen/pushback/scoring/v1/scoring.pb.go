@@ -344,7 +344,9 @@ type GetRiskRequest struct {
 	// User to read.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Time to evaluate the windows at; server time when absent.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Tenant of the user.
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -391,6 +393,13 @@ func (x *GetRiskRequest) GetTime() *timestamppb.Timestamp {
 		return x.Time
 	}
 	return nil
+}
+
+func (x *GetRiskRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 // GetRiskResponse carries the current risk.
@@ -443,7 +452,9 @@ func (x *GetRiskResponse) GetAssessment() *RiskAssessment {
 type WatchRiskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// User to watch.
-	UserId        string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Tenant of the user.
+	Tenant        string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -481,6 +492,13 @@ func (*WatchRiskRequest) Descriptor() ([]byte, []int) {
 func (x *WatchRiskRequest) GetUserId() string {
 	if x != nil {
 		return x.UserId
+	}
+	return ""
+}
+
+func (x *WatchRiskRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -553,9 +571,12 @@ type RiskAssessment struct {
 	// Time the assessment was made for.
 	Time *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
 	// Push counts per window at that time.
-	Windows       []*WindowCount `protobuf:"bytes,5,rep,name=windows,proto3" json:"windows,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Windows []*WindowCount `protobuf:"bytes,5,rep,name=windows,proto3" json:"windows,omitempty"`
+	// Last successful phishing-resistant authentication (WebAuthn, smart
+	// card); a cooldown that started before it no longer applies.
+	LastPhishingResistantTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_phishing_resistant_time,json=lastPhishingResistantTime,proto3" json:"last_phishing_resistant_time,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
 }
 
 func (x *RiskAssessment) Reset() {
@@ -619,6 +640,13 @@ func (x *RiskAssessment) GetTime() *timestamppb.Timestamp {
 func (x *RiskAssessment) GetWindows() []*WindowCount {
 	if x != nil {
 		return x.Windows
+	}
+	return nil
+}
+
+func (x *RiskAssessment) GetLastPhishingResistantTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastPhishingResistantTime
 	}
 	return nil
 }
@@ -1508,27 +1536,30 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventR\x06events\"E\n" +
 	"\x0fObserveResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x05R\aapplied\x12\x18\n" +
-	"\askipped\x18\x02 \x01(\x05R\askipped\"Y\n" +
+	"\askipped\x18\x02 \x01(\x05R\askipped\"q\n" +
 	"\x0eGetRiskRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"V\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"V\n" +
 	"\x0fGetRiskResponse\x12C\n" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
-	"assessment\"+\n" +
+	"assessment\"C\n" +
 	"\x10WatchRiskRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\"p\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"p\n" +
 	"\x11WatchRiskResponse\x12C\n" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
 	"assessment\x12\x16\n" +
-	"\x06resync\x18\x02 \x01(\bR\x06resync\"\xe2\x01\n" +
+	"\x06resync\x18\x02 \x01(\bR\x06resync\"\xbf\x02\n" +
 	"\x0eRiskAssessment\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x05R\x05score\x125\n" +
 	"\asignals\x18\x03 \x03(\v2\x1b.pushback.scoring.v1.SignalR\asignals\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12:\n" +
-	"\awindows\x18\x05 \x03(\v2 .pushback.scoring.v1.WindowCountR\awindows\"\xb9\x04\n" +
+	"\awindows\x18\x05 \x03(\v2 .pushback.scoring.v1.WindowCountR\awindows\x12[\n" +
+	"\x1clast_phishing_resistant_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x19lastPhishingResistantTime\"\xb9\x04\n" +
 	"\x06Signal\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x05R\x06weight\x12\x1e\n" +
@@ -1657,38 +1688,39 @@ var file_pushback_scoring_v1_scoring_proto_depIdxs = []int32{
 	10, // 9: pushback.scoring.v1.RiskAssessment.signals:type_name -> pushback.scoring.v1.Signal
 	21, // 10: pushback.scoring.v1.RiskAssessment.time:type_name -> google.protobuf.Timestamp
 	11, // 11: pushback.scoring.v1.RiskAssessment.windows:type_name -> pushback.scoring.v1.WindowCount
-	12, // 12: pushback.scoring.v1.Signal.burst:type_name -> pushback.scoring.v1.BurstEvidence
-	13, // 13: pushback.scoring.v1.Signal.streak:type_name -> pushback.scoring.v1.StreakEvidence
-	14, // 14: pushback.scoring.v1.Signal.fraud:type_name -> pushback.scoring.v1.FraudEvidence
-	16, // 15: pushback.scoring.v1.Signal.travel:type_name -> pushback.scoring.v1.TravelEvidence
-	17, // 16: pushback.scoring.v1.Signal.novelty:type_name -> pushback.scoring.v1.NoveltyEvidence
-	18, // 17: pushback.scoring.v1.Signal.spray:type_name -> pushback.scoring.v1.SprayEvidence
-	19, // 18: pushback.scoring.v1.Signal.anonymizer:type_name -> pushback.scoring.v1.AnonymizerEvidence
-	24, // 19: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
-	11, // 20: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
-	24, // 21: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
-	21, // 22: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
-	21, // 23: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
-	24, // 24: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
-	21, // 25: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
-	25, // 26: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
-	15, // 27: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
-	15, // 28: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
-	24, // 29: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
-	24, // 30: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
-	1,  // 31: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
-	3,  // 32: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
-	5,  // 33: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
-	7,  // 34: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
-	2,  // 35: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
-	4,  // 36: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
-	6,  // 37: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
-	8,  // 38: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
-	35, // [35:39] is the sub-list for method output_type
-	31, // [31:35] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	21, // 12: pushback.scoring.v1.RiskAssessment.last_phishing_resistant_time:type_name -> google.protobuf.Timestamp
+	12, // 13: pushback.scoring.v1.Signal.burst:type_name -> pushback.scoring.v1.BurstEvidence
+	13, // 14: pushback.scoring.v1.Signal.streak:type_name -> pushback.scoring.v1.StreakEvidence
+	14, // 15: pushback.scoring.v1.Signal.fraud:type_name -> pushback.scoring.v1.FraudEvidence
+	16, // 16: pushback.scoring.v1.Signal.travel:type_name -> pushback.scoring.v1.TravelEvidence
+	17, // 17: pushback.scoring.v1.Signal.novelty:type_name -> pushback.scoring.v1.NoveltyEvidence
+	18, // 18: pushback.scoring.v1.Signal.spray:type_name -> pushback.scoring.v1.SprayEvidence
+	19, // 19: pushback.scoring.v1.Signal.anonymizer:type_name -> pushback.scoring.v1.AnonymizerEvidence
+	24, // 20: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
+	11, // 21: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
+	24, // 22: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
+	21, // 23: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
+	21, // 24: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
+	24, // 25: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
+	21, // 26: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
+	25, // 27: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
+	15, // 28: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
+	15, // 29: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
+	24, // 30: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
+	24, // 31: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
+	1,  // 32: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
+	3,  // 33: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
+	5,  // 34: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
+	7,  // 35: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
+	2,  // 36: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
+	4,  // 37: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
+	6,  // 38: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
+	8,  // 39: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
+	36, // [36:40] is the sub-list for method output_type
+	32, // [32:36] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_pushback_scoring_v1_scoring_proto_init() }
