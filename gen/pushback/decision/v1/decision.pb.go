@@ -415,8 +415,22 @@ type DecisionRecord struct {
 	ShadowPolicyVersion string `protobuf:"bytes,6,opt,name=shadow_policy_version,json=shadowPolicyVersion,proto3" json:"shadow_policy_version,omitempty"`
 	// Rules the shadow policy matched.
 	ShadowMatchedRules []string `protobuf:"bytes,7,rep,name=shadow_matched_rules,json=shadowMatchedRules,proto3" json:"shadow_matched_rules,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Reasons of the shadow policy, one per matched rule.
+	ShadowReasons []string `protobuf:"bytes,8,rep,name=shadow_reasons,json=shadowReasons,proto3" json:"shadow_reasons,omitempty"`
+	// True when the shadow policy would have answered a different outcome.
+	ShadowDiffers bool `protobuf:"varint,9,opt,name=shadow_differs,json=shadowDiffers,proto3" json:"shadow_differs,omitempty"`
+	// Sensitivity tier of the application under the enforced policy.
+	Tier string `protobuf:"bytes,10,opt,name=tier,proto3" json:"tier,omitempty"`
+	// gRPC code of the scoring failure when the failure mode decided (for
+	// example DEADLINE_EXCEEDED or UNAVAILABLE); empty otherwise.
+	ScoringError string `protobuf:"bytes,11,opt,name=scoring_error,json=scoringError,proto3" json:"scoring_error,omitempty"`
+	// True when a cooldown was in force but a successful phishing-resistant
+	// authentication since it started cleared it.
+	CooldownCleared bool `protobuf:"varint,12,opt,name=cooldown_cleared,json=cooldownCleared,proto3" json:"cooldown_cleared,omitempty"`
+	// Groups the policy saw (the request's and the policy file's).
+	Groups        []string `protobuf:"bytes,13,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DecisionRecord) Reset() {
@@ -494,6 +508,48 @@ func (x *DecisionRecord) GetShadowPolicyVersion() string {
 func (x *DecisionRecord) GetShadowMatchedRules() []string {
 	if x != nil {
 		return x.ShadowMatchedRules
+	}
+	return nil
+}
+
+func (x *DecisionRecord) GetShadowReasons() []string {
+	if x != nil {
+		return x.ShadowReasons
+	}
+	return nil
+}
+
+func (x *DecisionRecord) GetShadowDiffers() bool {
+	if x != nil {
+		return x.ShadowDiffers
+	}
+	return false
+}
+
+func (x *DecisionRecord) GetTier() string {
+	if x != nil {
+		return x.Tier
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetScoringError() string {
+	if x != nil {
+		return x.ScoringError
+	}
+	return ""
+}
+
+func (x *DecisionRecord) GetCooldownCleared() bool {
+	if x != nil {
+		return x.CooldownCleared
+	}
+	return false
+}
+
+func (x *DecisionRecord) GetGroups() []string {
+	if x != nil {
+		return x.Groups
 	}
 	return nil
 }
@@ -602,7 +658,9 @@ type ListDecisionsRequest struct {
 	// Maximum decisions to return (default 50, at most 500).
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response.
-	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Tenant of the user.
+	Tenant        string `protobuf:"bytes,6,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -672,6 +730,13 @@ func (x *ListDecisionsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListDecisionsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
 // ListDecisionsResponse is one page of decisions.
 type ListDecisionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -733,7 +798,9 @@ type ClearCooldownRequest struct {
 	// User whose cooldown ends.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Why (kept in the log).
-	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Tenant of the user.
+	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -778,6 +845,13 @@ func (x *ClearCooldownRequest) GetUserId() string {
 func (x *ClearCooldownRequest) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *ClearCooldownRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -858,7 +932,7 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\ffailure_mode\x18\t \x01(\x0e2!.pushback.decision.v1.FailureModeR\vfailureMode\x12)\n" +
 	"\x10number_challenge\x18\n" +
 	" \x01(\tR\x0fnumberChallenge\x12\x1a\n" +
-	"\breplayed\x18\v \x01(\bR\breplayed\"\x99\x03\n" +
+	"\breplayed\x18\v \x01(\bR\breplayed\"\xe3\x04\n" +
 	"\x0eDecisionRecord\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12=\n" +
@@ -868,12 +942,19 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"decided_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x12D\n" +
 	"\x0eshadow_outcome\x18\x05 \x01(\x0e2\x1d.pushback.decision.v1.OutcomeR\rshadowOutcome\x122\n" +
 	"\x15shadow_policy_version\x18\x06 \x01(\tR\x13shadowPolicyVersion\x120\n" +
-	"\x14shadow_matched_rules\x18\a \x03(\tR\x12shadowMatchedRules\"5\n" +
+	"\x14shadow_matched_rules\x18\a \x03(\tR\x12shadowMatchedRules\x12%\n" +
+	"\x0eshadow_reasons\x18\b \x03(\tR\rshadowReasons\x12%\n" +
+	"\x0eshadow_differs\x18\t \x01(\bR\rshadowDiffers\x12\x12\n" +
+	"\x04tier\x18\n" +
+	" \x01(\tR\x04tier\x12#\n" +
+	"\rscoring_error\x18\v \x01(\tR\fscoringError\x12)\n" +
+	"\x10cooldown_cleared\x18\f \x01(\bR\x0fcooldownCleared\x12\x16\n" +
+	"\x06groups\x18\r \x03(\tR\x06groups\"5\n" +
 	"\x12GetDecisionRequest\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\"W\n" +
 	"\x13GetDecisionResponse\x12@\n" +
-	"\bdecision\x18\x01 \x01(\v2$.pushback.decision.v1.DecisionRecordR\bdecision\"\xdd\x01\n" +
+	"\bdecision\x18\x01 \x01(\v2$.pushback.decision.v1.DecisionRecordR\bdecision\"\xf5\x01\n" +
 	"\x14ListDecisionsRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x129\n" +
 	"\n" +
@@ -881,13 +962,15 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
 	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\"\x83\x01\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x16\n" +
+	"\x06tenant\x18\x06 \x01(\tR\x06tenant\"\x83\x01\n" +
 	"\x15ListDecisionsResponse\x12B\n" +
 	"\tdecisions\x18\x01 \x03(\v2$.pushback.decision.v1.DecisionRecordR\tdecisions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"G\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
 	"\x14ClearCooldownRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"1\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
+	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"1\n" +
 	"\x15ClearCooldownResponse\x12\x18\n" +
 	"\acleared\x18\x01 \x01(\bR\acleared*\x91\x01\n" +
 	"\aOutcome\x12\x17\n" +
