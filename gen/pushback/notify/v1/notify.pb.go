@@ -141,6 +141,233 @@ func (Status) EnumDescriptor() ([]byte, []int) {
 	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{1}
 }
 
+// SecurityEventType is the CAEP event a KIND_SECURITY_EVENT notification
+// carries as a Security Event Token (RFC 8417).
+type SecurityEventType int32
+
+const (
+	SecurityEventType_SECURITY_EVENT_TYPE_UNSPECIFIED SecurityEventType = 0
+	// CAEP session-revoked: the receiver should end the user's sessions.
+	SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED SecurityEventType = 1
+	// CAEP assurance-level-change: the user's authentication assurance changed.
+	SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE SecurityEventType = 2
+)
+
+// Enum value maps for SecurityEventType.
+var (
+	SecurityEventType_name = map[int32]string{
+		0: "SECURITY_EVENT_TYPE_UNSPECIFIED",
+		1: "SECURITY_EVENT_TYPE_SESSION_REVOKED",
+		2: "SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE",
+	}
+	SecurityEventType_value = map[string]int32{
+		"SECURITY_EVENT_TYPE_UNSPECIFIED":            0,
+		"SECURITY_EVENT_TYPE_SESSION_REVOKED":        1,
+		"SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE": 2,
+	}
+)
+
+func (x SecurityEventType) Enum() *SecurityEventType {
+	p := new(SecurityEventType)
+	*p = x
+	return p
+}
+
+func (x SecurityEventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SecurityEventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushback_notify_v1_notify_proto_enumTypes[2].Descriptor()
+}
+
+func (SecurityEventType) Type() protoreflect.EnumType {
+	return &file_pushback_notify_v1_notify_proto_enumTypes[2]
+}
+
+func (x SecurityEventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SecurityEventType.Descriptor instead.
+func (SecurityEventType) EnumDescriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{2}
+}
+
+// SecurityEvent details a continuous-access signal.
+type SecurityEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Event type (required for KIND_SECURITY_EVENT).
+	Type SecurityEventType `protobuf:"varint,1,opt,name=type,proto3,enum=pushback.notify.v1.SecurityEventType" json:"type,omitempty"`
+	// For assurance-level-change: namespace of the levels, for example "NIST-AAL".
+	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// For assurance-level-change: the level now in force.
+	CurrentLevel string `protobuf:"bytes,3,opt,name=current_level,json=currentLevel,proto3" json:"current_level,omitempty"`
+	// For assurance-level-change: the level before.
+	PreviousLevel string `protobuf:"bytes,4,opt,name=previous_level,json=previousLevel,proto3" json:"previous_level,omitempty"`
+	// For assurance-level-change: "increase" or "decrease".
+	ChangeDirection string `protobuf:"bytes,5,opt,name=change_direction,json=changeDirection,proto3" json:"change_direction,omitempty"`
+	// Why, for administrators.
+	ReasonAdmin string `protobuf:"bytes,6,opt,name=reason_admin,json=reasonAdmin,proto3" json:"reason_admin,omitempty"`
+	// Why, for the user.
+	ReasonUser    string `protobuf:"bytes,7,opt,name=reason_user,json=reasonUser,proto3" json:"reason_user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecurityEvent) Reset() {
+	*x = SecurityEvent{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecurityEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecurityEvent) ProtoMessage() {}
+
+func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
+func (*SecurityEvent) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SecurityEvent) GetType() SecurityEventType {
+	if x != nil {
+		return x.Type
+	}
+	return SecurityEventType_SECURITY_EVENT_TYPE_UNSPECIFIED
+}
+
+func (x *SecurityEvent) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetCurrentLevel() string {
+	if x != nil {
+		return x.CurrentLevel
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetPreviousLevel() string {
+	if x != nil {
+		return x.PreviousLevel
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetChangeDirection() string {
+	if x != nil {
+		return x.ChangeDirection
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetReasonAdmin() string {
+	if x != nil {
+		return x.ReasonAdmin
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetReasonUser() string {
+	if x != nil {
+		return x.ReasonUser
+	}
+	return ""
+}
+
+// Incident groups the alerts of one attack on one user: one alert per
+// incident, updated with the count and the last time while it goes on.
+type Incident struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Incident id.
+	IncidentId string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// Notifications folded into the incident so far (blocked pushes).
+	Count int32 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// First notification of the incident.
+	FirstTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
+	// Latest notification of the incident.
+	LastTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Incident) Reset() {
+	*x = Incident{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Incident) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Incident) ProtoMessage() {}
+
+func (x *Incident) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Incident.ProtoReflect.Descriptor instead.
+func (*Incident) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Incident) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *Incident) GetCount() int32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *Incident) GetFirstTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstTime
+	}
+	return nil
+}
+
+func (x *Incident) GetLastTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTime
+	}
+	return nil
+}
+
 // NotifyRequest is one notification.
 type NotifyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -161,14 +388,27 @@ type NotifyRequest struct {
 	// When the notification was raised.
 	Time *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=time,proto3" json:"time,omitempty"`
 	// Trace id of the decision, for linking.
-	TraceId       string `protobuf:"bytes,9,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,9,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// Tenant (organisation) of the user.
+	Tenant string `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// For KIND_PUSH: the number the user must enter when the decision
+	// downgraded the push to number matching.
+	NumberChallenge string `protobuf:"bytes,11,opt,name=number_challenge,json=numberChallenge,proto3" json:"number_challenge,omitempty"`
+	// IdP session concerned (security events).
+	SessionId string `protobuf:"bytes,12,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The user's email address (user notices by email, security event subjects).
+	UserEmail string `protobuf:"bytes,13,opt,name=user_email,json=userEmail,proto3" json:"user_email,omitempty"`
+	// Device a push goes to, when known.
+	DeviceId string `protobuf:"bytes,14,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// For KIND_SECURITY_EVENT: the event.
+	SecurityEvent *SecurityEvent `protobuf:"bytes,15,opt,name=security_event,json=securityEvent,proto3" json:"security_event,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[0]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +420,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[0]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +433,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{0}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *NotifyRequest) GetKind() Kind {
@@ -259,20 +499,67 @@ func (x *NotifyRequest) GetTraceId() string {
 	return ""
 }
 
+func (x *NotifyRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *NotifyRequest) GetNumberChallenge() string {
+	if x != nil {
+		return x.NumberChallenge
+	}
+	return ""
+}
+
+func (x *NotifyRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *NotifyRequest) GetUserEmail() string {
+	if x != nil {
+		return x.UserEmail
+	}
+	return ""
+}
+
+func (x *NotifyRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *NotifyRequest) GetSecurityEvent() *SecurityEvent {
+	if x != nil {
+		return x.SecurityEvent
+	}
+	return nil
+}
+
 // NotifyResponse names the queued deliveries.
 type NotifyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One delivery per configured channel.
 	DeliveryIds []string `protobuf:"bytes,1,rep,name=delivery_ids,json=deliveryIds,proto3" json:"delivery_ids,omitempty"`
 	// True when the idempotency key was already queued.
-	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	Duplicate bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	// Incident the notification belongs to (SOC alerts about a user).
+	IncidentId string `protobuf:"bytes,3,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	// True when the notification was folded into a pending alert of its
+	// incident instead of raising a new one.
+	Coalesced     bool `protobuf:"varint,4,opt,name=coalesced,proto3" json:"coalesced,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NotifyResponse) Reset() {
 	*x = NotifyResponse{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[1]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -284,7 +571,7 @@ func (x *NotifyResponse) String() string {
 func (*NotifyResponse) ProtoMessage() {}
 
 func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[1]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -297,7 +584,7 @@ func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
 func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{1}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NotifyResponse) GetDeliveryIds() []string {
@@ -310,6 +597,20 @@ func (x *NotifyResponse) GetDeliveryIds() []string {
 func (x *NotifyResponse) GetDuplicate() bool {
 	if x != nil {
 		return x.Duplicate
+	}
+	return false
+}
+
+func (x *NotifyResponse) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+func (x *NotifyResponse) GetCoalesced() bool {
+	if x != nil {
+		return x.Coalesced
 	}
 	return false
 }
@@ -334,14 +635,16 @@ type Delivery struct {
 	// When it was delivered.
 	DeliverTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=deliver_time,json=deliverTime,proto3" json:"deliver_time,omitempty"`
 	// The notification.
-	Notification  *NotifyRequest `protobuf:"bytes,9,opt,name=notification,proto3" json:"notification,omitempty"`
+	Notification *NotifyRequest `protobuf:"bytes,9,opt,name=notification,proto3" json:"notification,omitempty"`
+	// Incident state carried by the delivery (SOC alerts and user notices).
+	Incident      *Incident `protobuf:"bytes,10,opt,name=incident,proto3" json:"incident,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[2]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +656,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[2]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +669,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{2}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Delivery) GetDeliveryId() string {
@@ -432,6 +735,13 @@ func (x *Delivery) GetNotification() *NotifyRequest {
 	return nil
 }
 
+func (x *Delivery) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
 // ListDeliveriesRequest filters the outbox.
 type ListDeliveriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -447,7 +757,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[3]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +769,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[3]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +782,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{3}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListDeliveriesRequest) GetStatus() Status {
@@ -509,7 +819,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[4]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +831,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[4]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +844,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{4}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -555,7 +865,23 @@ var File_pushback_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x03\n" +
+	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n" +
+	"\rSecurityEvent\x129\n" +
+	"\x04type\x18\x01 \x01(\x0e2%.pushback.notify.v1.SecurityEventTypeR\x04type\x12\x1c\n" +
+	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
+	"\rcurrent_level\x18\x03 \x01(\tR\fcurrentLevel\x12%\n" +
+	"\x0eprevious_level\x18\x04 \x01(\tR\rpreviousLevel\x12)\n" +
+	"\x10change_direction\x18\x05 \x01(\tR\x0fchangeDirection\x12!\n" +
+	"\freason_admin\x18\x06 \x01(\tR\vreasonAdmin\x12\x1f\n" +
+	"\vreason_user\x18\a \x01(\tR\n" +
+	"reasonUser\"\xb5\x01\n" +
+	"\bIncident\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\x129\n" +
+	"\n" +
+	"first_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime\x127\n" +
+	"\tlast_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\"\x95\x05\n" +
 	"\rNotifyRequest\x12,\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x18.pushback.notify.v1.KindR\x04kind\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x17\n" +
@@ -568,13 +894,25 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"attributes\x18\a \x03(\v21.pushback.notify.v1.NotifyRequest.AttributesEntryR\n" +
 	"attributes\x12.\n" +
 	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x19\n" +
-	"\btrace_id\x18\t \x01(\tR\atraceId\x1a=\n" +
+	"\btrace_id\x18\t \x01(\tR\atraceId\x12\x16\n" +
+	"\x06tenant\x18\n" +
+	" \x01(\tR\x06tenant\x12)\n" +
+	"\x10number_challenge\x18\v \x01(\tR\x0fnumberChallenge\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\f \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"user_email\x18\r \x01(\tR\tuserEmail\x12\x1b\n" +
+	"\tdevice_id\x18\x0e \x01(\tR\bdeviceId\x12H\n" +
+	"\x0esecurity_event\x18\x0f \x01(\v2!.pushback.notify.v1.SecurityEventR\rsecurityEvent\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x01\n" +
 	"\x0eNotifyResponse\x12!\n" +
 	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\xbf\x03\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1f\n" +
+	"\vincident_id\x18\x03 \x01(\tR\n" +
+	"incidentId\x12\x1c\n" +
+	"\tcoalesced\x18\x04 \x01(\bR\tcoalesced\"\xf9\x03\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x18\n" +
@@ -587,7 +925,9 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12=\n" +
 	"\fdeliver_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x12E\n" +
-	"\fnotification\x18\t \x01(\v2!.pushback.notify.v1.NotifyRequestR\fnotification\"\x87\x01\n" +
+	"\fnotification\x18\t \x01(\v2!.pushback.notify.v1.NotifyRequestR\fnotification\x128\n" +
+	"\bincident\x18\n" +
+	" \x01(\v2\x1c.pushback.notify.v1.IncidentR\bincident\"\x87\x01\n" +
 	"\x15ListDeliveriesRequest\x122\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1a.pushback.notify.v1.StatusR\x06status\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -608,7 +948,11 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_PENDING\x10\x01\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x02\x12\x0f\n" +
-	"\vSTATUS_DEAD\x10\x032\xcf\x01\n" +
+	"\vSTATUS_DEAD\x10\x03*\x91\x01\n" +
+	"\x11SecurityEventType\x12#\n" +
+	"\x1fSECURITY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12'\n" +
+	"#SECURITY_EVENT_TYPE_SESSION_REVOKED\x10\x01\x12.\n" +
+	"*SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE\x10\x022\xcf\x01\n" +
 	"\x13NotificationService\x12O\n" +
 	"\x06Notify\x12!.pushback.notify.v1.NotifyRequest\x1a\".pushback.notify.v1.NotifyResponse\x12g\n" +
 	"\x0eListDeliveries\x12).pushback.notify.v1.ListDeliveriesRequest\x1a*.pushback.notify.v1.ListDeliveriesResponseB\xcf\x01\n" +
@@ -626,39 +970,47 @@ func file_pushback_notify_v1_notify_proto_rawDescGZIP() []byte {
 	return file_pushback_notify_v1_notify_proto_rawDescData
 }
 
-var file_pushback_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pushback_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_pushback_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_pushback_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_pushback_notify_v1_notify_proto_goTypes = []any{
 	(Kind)(0),                      // 0: pushback.notify.v1.Kind
 	(Status)(0),                    // 1: pushback.notify.v1.Status
-	(*NotifyRequest)(nil),          // 2: pushback.notify.v1.NotifyRequest
-	(*NotifyResponse)(nil),         // 3: pushback.notify.v1.NotifyResponse
-	(*Delivery)(nil),               // 4: pushback.notify.v1.Delivery
-	(*ListDeliveriesRequest)(nil),  // 5: pushback.notify.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil), // 6: pushback.notify.v1.ListDeliveriesResponse
-	nil,                            // 7: pushback.notify.v1.NotifyRequest.AttributesEntry
-	(*timestamppb.Timestamp)(nil),  // 8: google.protobuf.Timestamp
+	(SecurityEventType)(0),         // 2: pushback.notify.v1.SecurityEventType
+	(*SecurityEvent)(nil),          // 3: pushback.notify.v1.SecurityEvent
+	(*Incident)(nil),               // 4: pushback.notify.v1.Incident
+	(*NotifyRequest)(nil),          // 5: pushback.notify.v1.NotifyRequest
+	(*NotifyResponse)(nil),         // 6: pushback.notify.v1.NotifyResponse
+	(*Delivery)(nil),               // 7: pushback.notify.v1.Delivery
+	(*ListDeliveriesRequest)(nil),  // 8: pushback.notify.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil), // 9: pushback.notify.v1.ListDeliveriesResponse
+	nil,                            // 10: pushback.notify.v1.NotifyRequest.AttributesEntry
+	(*timestamppb.Timestamp)(nil),  // 11: google.protobuf.Timestamp
 }
 var file_pushback_notify_v1_notify_proto_depIdxs = []int32{
-	0,  // 0: pushback.notify.v1.NotifyRequest.kind:type_name -> pushback.notify.v1.Kind
-	7,  // 1: pushback.notify.v1.NotifyRequest.attributes:type_name -> pushback.notify.v1.NotifyRequest.AttributesEntry
-	8,  // 2: pushback.notify.v1.NotifyRequest.time:type_name -> google.protobuf.Timestamp
-	1,  // 3: pushback.notify.v1.Delivery.status:type_name -> pushback.notify.v1.Status
-	8,  // 4: pushback.notify.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	8,  // 5: pushback.notify.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
-	8,  // 6: pushback.notify.v1.Delivery.deliver_time:type_name -> google.protobuf.Timestamp
-	2,  // 7: pushback.notify.v1.Delivery.notification:type_name -> pushback.notify.v1.NotifyRequest
-	1,  // 8: pushback.notify.v1.ListDeliveriesRequest.status:type_name -> pushback.notify.v1.Status
-	4,  // 9: pushback.notify.v1.ListDeliveriesResponse.deliveries:type_name -> pushback.notify.v1.Delivery
-	2,  // 10: pushback.notify.v1.NotificationService.Notify:input_type -> pushback.notify.v1.NotifyRequest
-	5,  // 11: pushback.notify.v1.NotificationService.ListDeliveries:input_type -> pushback.notify.v1.ListDeliveriesRequest
-	3,  // 12: pushback.notify.v1.NotificationService.Notify:output_type -> pushback.notify.v1.NotifyResponse
-	6,  // 13: pushback.notify.v1.NotificationService.ListDeliveries:output_type -> pushback.notify.v1.ListDeliveriesResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	2,  // 0: pushback.notify.v1.SecurityEvent.type:type_name -> pushback.notify.v1.SecurityEventType
+	11, // 1: pushback.notify.v1.Incident.first_time:type_name -> google.protobuf.Timestamp
+	11, // 2: pushback.notify.v1.Incident.last_time:type_name -> google.protobuf.Timestamp
+	0,  // 3: pushback.notify.v1.NotifyRequest.kind:type_name -> pushback.notify.v1.Kind
+	10, // 4: pushback.notify.v1.NotifyRequest.attributes:type_name -> pushback.notify.v1.NotifyRequest.AttributesEntry
+	11, // 5: pushback.notify.v1.NotifyRequest.time:type_name -> google.protobuf.Timestamp
+	3,  // 6: pushback.notify.v1.NotifyRequest.security_event:type_name -> pushback.notify.v1.SecurityEvent
+	1,  // 7: pushback.notify.v1.Delivery.status:type_name -> pushback.notify.v1.Status
+	11, // 8: pushback.notify.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	11, // 9: pushback.notify.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
+	11, // 10: pushback.notify.v1.Delivery.deliver_time:type_name -> google.protobuf.Timestamp
+	5,  // 11: pushback.notify.v1.Delivery.notification:type_name -> pushback.notify.v1.NotifyRequest
+	4,  // 12: pushback.notify.v1.Delivery.incident:type_name -> pushback.notify.v1.Incident
+	1,  // 13: pushback.notify.v1.ListDeliveriesRequest.status:type_name -> pushback.notify.v1.Status
+	7,  // 14: pushback.notify.v1.ListDeliveriesResponse.deliveries:type_name -> pushback.notify.v1.Delivery
+	5,  // 15: pushback.notify.v1.NotificationService.Notify:input_type -> pushback.notify.v1.NotifyRequest
+	8,  // 16: pushback.notify.v1.NotificationService.ListDeliveries:input_type -> pushback.notify.v1.ListDeliveriesRequest
+	6,  // 17: pushback.notify.v1.NotificationService.Notify:output_type -> pushback.notify.v1.NotifyResponse
+	9,  // 18: pushback.notify.v1.NotificationService.ListDeliveries:output_type -> pushback.notify.v1.ListDeliveriesResponse
+	17, // [17:19] is the sub-list for method output_type
+	15, // [15:17] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_pushback_notify_v1_notify_proto_init() }
@@ -671,8 +1023,8 @@ func file_pushback_notify_v1_notify_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushback_notify_v1_notify_proto_rawDesc), len(file_pushback_notify_v1_notify_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   6,
+			NumEnums:      3,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
