@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -44,8 +45,18 @@ type Config struct {
 	DecideBudget    time.Duration
 	ShutdownTimeout time.Duration
 	SyncWrites      bool
+	StoreKind       string
+	RedisAddrs      []string
+	RedisPassword   string
+	RedisPrefix     string
 	LogLevel        string
 	LogFormat       string
+	// Decision API authentication and policy reload (see docs/decision.md).
+	AuthTokens           []string
+	AuthHMACSecrets      []string
+	AuthMaxSkew          time.Duration
+	AllowUnauthenticated bool
+	PolicyPoll           time.Duration
 }
 
 // Default returns the defaults a newcomer gets.
@@ -56,9 +67,35 @@ func Default() Config {
 		HTTPAddr:        "127.0.0.1:8080",
 		DataDir:         "./data",
 		DecideBudget:    50 * time.Millisecond,
+		StoreKind:       "badger",
 		ShutdownTimeout: 8 * time.Second,
 		LogLevel:        "info",
 		LogFormat:       "json",
+		AuthMaxSkew:     5 * time.Minute,
+		PolicyPoll:      2 * time.Second,
+	}
+}
+
+func list(p func(c *Config) *[]string) (func(*Config) string, func(*Config, string) error) {
+	return func(c *Config) string { return strings.Join(*p(c), ",") }, func(c *Config, v string) error {
+		*p(c) = nil
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				*p(c) = append(*p(c), part)
+			}
+		}
+		return nil
+	}
+}
+
+func boolean(p func(c *Config) *bool) (func(*Config) string, func(*Config, string) error) {
+	return func(c *Config) string { return strconv.FormatBool(*p(c)) }, func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean", v)
+		}
+		*p(c) = b
+		return nil
 	}
 }
 
@@ -139,10 +176,37 @@ func settings() []setting {
 			c.SyncWrites = b
 			return nil
 		}))
+	g, s = str(func(c *Config) *string { return &c.StoreKind })
+	add(mk("store", "state store: badger (embedded, one node) or redis (shared by replicas)", false, g, s))
+	add(mk("redis-addr", "Redis address; several comma-separated addresses select Redis Cluster", false,
+		func(c *Config) string { return strings.Join(c.RedisAddrs, ",") },
+		func(c *Config, v string) error {
+			c.RedisAddrs = nil
+			for _, a := range strings.Split(v, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					c.RedisAddrs = append(c.RedisAddrs, a)
+				}
+			}
+			return nil
+		}))
+	g, s = str(func(c *Config) *string { return &c.RedisPassword })
+	add(mk("redis-password", "Redis password", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.RedisPrefix })
+	add(mk("redis-key-prefix", "prefix of every Redis key (several deployments on one server)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.LogLevel })
 	add(mk("log-level", "debug, info, warn or error", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.LogFormat })
 	add(mk("log-format", "json or text", false, g, s))
+	g, s = list(func(c *Config) *[]string { return &c.AuthTokens })
+	add(mk("auth-tokens", "comma-separated bearer tokens the decision API accepts (at least 16 bytes each)", true, g, s))
+	g, s = list(func(c *Config) *[]string { return &c.AuthHMACSecrets })
+	add(mk("auth-hmac-secrets", "comma-separated HMAC-SHA256 secrets the decision API accepts signatures from", true, g, s))
+	g, s = dur(func(c *Config) *time.Duration { return &c.AuthMaxSkew })
+	add(mk("auth-max-skew", "how far a signature's timestamp may be from the server's clock", false, g, s))
+	g, s = boolean(func(c *Config) *bool { return &c.AllowUnauthenticated })
+	add(mk("allow-unauthenticated", "serve the decision API without credentials on a non-loopback address", false, g, s))
+	g, s = dur(func(c *Config) *time.Duration { return &c.PolicyPoll })
+	add(mk("policy-poll", "how often policy files are checked for changes (0 disables; SIGHUP always reloads)", false, g, s))
 	return out
 }
 
@@ -264,9 +328,19 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s-addr: %s runs without %s, so the address of a remote %s is required", peer, svc, peer, peer))
 		}
 	}
+	errs = append(errs, c.validateAuth()...)
 	need(Decision, Scoring, c.ScoringAddr)
 	need(Decision, Notify, c.NotifyAddr)
 	need(Intake, Scoring, c.ScoringAddr)
+	switch c.StoreKind {
+	case "badger":
+	case "redis":
+		if len(c.RedisAddrs) == 0 {
+			errs = append(errs, errors.New("redis-addr: is required with --store=redis"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("store: %q is not badger or redis", c.StoreKind))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -278,6 +352,50 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log-format: %q is not json or text", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// ServesDecisionAPI reports whether this process answers decision calls,
+// over gRPC or through its HTTP gateway.
+func (c Config) ServesDecisionAPI() bool {
+	return c.Runs(Decision) || (c.HTTPAddr != "" && c.DecisionAddr != "")
+}
+
+func (c Config) validateAuth() []error {
+	var errs []error
+	if c.AuthMaxSkew <= 0 || c.AuthMaxSkew > time.Hour {
+		errs = append(errs, errors.New("auth-max-skew: must be between 0 and 1h"))
+	}
+	if c.PolicyPoll < 0 {
+		errs = append(errs, errors.New("policy-poll: must not be negative"))
+	}
+	for i, t := range c.AuthTokens {
+		if len(t) < 16 {
+			errs = append(errs, fmt.Errorf("auth-tokens: token %d is shorter than 16 bytes", i+1))
+		}
+	}
+	for i, t := range c.AuthHMACSecrets {
+		if len(t) < 16 {
+			errs = append(errs, fmt.Errorf("auth-hmac-secrets: secret %d is shorter than 16 bytes", i+1))
+		}
+	}
+	open := len(c.AuthTokens) == 0 && len(c.AuthHMACSecrets) == 0
+	if open && c.ServesDecisionAPI() && !c.AllowUnauthenticated && (!loopback(c.GRPCAddr) || (c.HTTPAddr != "" && !loopback(c.HTTPAddr))) {
+		errs = append(errs, errors.New("auth-tokens: the decision API would answer without credentials on a non-loopback address; set auth-tokens or auth-hmac-secrets (or allow-unauthenticated)"))
+	}
+	return errs
+}
+
+// loopback reports whether a listen address only accepts local connections.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Runs reports whether svc runs in this process.

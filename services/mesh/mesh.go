@@ -104,10 +104,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	tracer := tel.Tracers.Tracer("github.com/pushbackhq/pushback")
 	rt := rpc.Telemetry{Tracers: tel.Tracers, Propagator: tel.Propagator}
 
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	st, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.DataDir, SyncWrites: cfg.SyncWrites, Logger: log})
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -297,4 +294,14 @@ func serviceName(s string) string {
 		return notifyv1.NotificationService_ServiceDesc.ServiceName
 	}
 	return s
+}
+
+func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+	if cfg.StoreKind == "redis" {
+		return store.OpenRedis(ctx, store.RedisOptions{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, KeyPrefix: cfg.RedisPrefix})
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	return store.OpenBadger(store.BadgerOptions{Dir: cfg.DataDir, SyncWrites: cfg.SyncWrites, Logger: log})
 }

@@ -34,7 +34,7 @@ type running struct {
 // start runs a whole mesh on ephemeral ports with the production wiring.
 func start(t *testing.T, cfg mesh.Config) *running {
 	t.Helper()
-	if cfg.DataDir == "" {
+	if cfg.DataDir == "" || cfg.DataDir == mesh.Default().DataDir {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
