@@ -877,7 +877,9 @@ type WindowCount struct {
 	// Attempts Pushback suppressed.
 	Suppressed int32 `protobuf:"varint,6,opt,name=suppressed,proto3" json:"suppressed,omitempty"`
 	// Attempts Pushback was asked about.
-	Attempts      int32 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	Attempts int32 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Pushes approved by the user.
+	Approved      int32 `protobuf:"varint,8,opt,name=approved,proto3" json:"approved,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -961,6 +963,13 @@ func (x *WindowCount) GetAttempts() int32 {
 	return 0
 }
 
+func (x *WindowCount) GetApproved() int32 {
+	if x != nil {
+		return x.Approved
+	}
+	return 0
+}
+
 // BurstEvidence gives the windows that crossed a threshold.
 type BurstEvidence struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -969,7 +978,12 @@ type BurstEvidence struct {
 	// Threshold crossed, in pushes.
 	Threshold int32 `protobuf:"varint,2,opt,name=threshold,proto3" json:"threshold,omitempty"`
 	// Window whose threshold was crossed.
-	Window        *durationpb.Duration `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	Window *durationpb.Duration `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	// APPROVAL_AFTER_BURST: denied or unanswered pushes in a row just before
+	// the approval.
+	Streak int32 `protobuf:"varint,4,opt,name=streak,proto3" json:"streak,omitempty"`
+	// APPROVAL_AFTER_BURST: when the push was approved.
+	ApprovedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1021,6 +1035,20 @@ func (x *BurstEvidence) GetThreshold() int32 {
 func (x *BurstEvidence) GetWindow() *durationpb.Duration {
 	if x != nil {
 		return x.Window
+	}
+	return nil
+}
+
+func (x *BurstEvidence) GetStreak() int32 {
+	if x != nil {
+		return x.Streak
+	}
+	return 0
+}
+
+func (x *BurstEvidence) GetApprovedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApprovedAt
 	}
 	return nil
 }
@@ -1231,7 +1259,14 @@ type TravelEvidence struct {
 	// Time between the two.
 	Elapsed *durationpb.Duration `protobuf:"bytes,5,opt,name=elapsed,proto3" json:"elapsed,omitempty"`
 	// Threshold speed in km/h.
-	ThresholdKmh  float64 `protobuf:"fixed64,6,opt,name=threshold_kmh,json=thresholdKmh,proto3" json:"threshold_kmh,omitempty"`
+	ThresholdKmh float64 `protobuf:"fixed64,6,opt,name=threshold_kmh,json=thresholdKmh,proto3" json:"threshold_kmh,omitempty"`
+	// Great-circle distance before the accuracy radii were subtracted, in km.
+	RawDistanceKm float64 `protobuf:"fixed64,7,opt,name=raw_distance_km,json=rawDistanceKm,proto3" json:"raw_distance_km,omitempty"`
+	// Why the confidence is below 1: "jitter" (a short jump within the GeoIP
+	// jitter floor), "regional" (below the minimum distance of travel),
+	// "anonymizer" (either side behind a VPN, relay, Tor, hosting or
+	// satellite network); empty at full confidence.
+	Discount      string `protobuf:"bytes,8,opt,name=discount,proto3" json:"discount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1306,6 +1341,20 @@ func (x *TravelEvidence) GetThresholdKmh() float64 {
 		return x.ThresholdKmh
 	}
 	return 0
+}
+
+func (x *TravelEvidence) GetRawDistanceKm() float64 {
+	if x != nil {
+		return x.RawDistanceKm
+	}
+	return 0
+}
+
+func (x *TravelEvidence) GetDiscount() string {
+	if x != nil {
+		return x.Discount
+	}
+	return ""
 }
 
 // NoveltyEvidence says what is new for the user.
@@ -1578,7 +1627,7 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"anonymizer\x18\x10 \x01(\v2'.pushback.scoring.v1.AnonymizerEvidenceH\x00R\n" +
 	"anonymizerB\n" +
 	"\n" +
-	"\bevidence\"\xdd\x01\n" +
+	"\bevidence\"\xf9\x01\n" +
 	"\vWindowCount\x121\n" +
 	"\x06window\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x16\n" +
 	"\x06pushes\x18\x02 \x01(\x05R\x06pushes\x12\x12\n" +
@@ -1588,11 +1637,15 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\n" +
 	"suppressed\x18\x06 \x01(\x05R\n" +
 	"suppressed\x12\x1a\n" +
-	"\battempts\x18\a \x01(\x05R\battempts\"\x9c\x01\n" +
+	"\battempts\x18\a \x01(\x05R\battempts\x12\x1a\n" +
+	"\bapproved\x18\b \x01(\x05R\bapproved\"\xf1\x01\n" +
 	"\rBurstEvidence\x12:\n" +
 	"\awindows\x18\x01 \x03(\v2 .pushback.scoring.v1.WindowCountR\awindows\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x121\n" +
-	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06window\"\x8f\x01\n" +
+	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x16\n" +
+	"\x06streak\x18\x04 \x01(\x05R\x06streak\x12;\n" +
+	"\vapproved_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"approvedAt\"\x8f\x01\n" +
 	"\x0eStreakEvidence\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x05R\x06length\x120\n" +
 	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x16\n" +
@@ -1605,7 +1658,7 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\bLocation\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\tR\x02ip\x12(\n" +
-	"\x03geo\x18\x03 \x01(\v2\x16.pushback.event.v1.GeoR\x03geo\"\x9c\x02\n" +
+	"\x03geo\x18\x03 \x01(\v2\x16.pushback.event.v1.GeoR\x03geo\"\xe0\x02\n" +
 	"\x0eTravelEvidence\x129\n" +
 	"\bprevious\x18\x01 \x01(\v2\x1d.pushback.scoring.v1.LocationR\bprevious\x127\n" +
 	"\acurrent\x18\x02 \x01(\v2\x1d.pushback.scoring.v1.LocationR\acurrent\x12\x1f\n" +
@@ -1613,7 +1666,9 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"distanceKm\x12\x1b\n" +
 	"\tspeed_kmh\x18\x04 \x01(\x01R\bspeedKmh\x123\n" +
 	"\aelapsed\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\aelapsed\x12#\n" +
-	"\rthreshold_kmh\x18\x06 \x01(\x01R\fthresholdKmh\"=\n" +
+	"\rthreshold_kmh\x18\x06 \x01(\x01R\fthresholdKmh\x12&\n" +
+	"\x0fraw_distance_km\x18\a \x01(\x01R\rrawDistanceKm\x12\x1a\n" +
+	"\bdiscount\x18\b \x01(\tR\bdiscount\"=\n" +
 	"\x0fNoveltyEvidence\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +
 	"\x05known\x18\x02 \x01(\x05R\x05known\"\xb6\x01\n" +
@@ -1699,28 +1754,29 @@ var file_pushback_scoring_v1_scoring_proto_depIdxs = []int32{
 	24, // 20: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
 	11, // 21: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
 	24, // 22: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
-	21, // 23: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
-	21, // 24: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
-	24, // 25: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
-	21, // 26: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
-	25, // 27: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
-	15, // 28: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
-	15, // 29: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
-	24, // 30: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
-	24, // 31: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
-	1,  // 32: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
-	3,  // 33: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
-	5,  // 34: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
-	7,  // 35: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
-	2,  // 36: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
-	4,  // 37: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
-	6,  // 38: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
-	8,  // 39: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
-	36, // [36:40] is the sub-list for method output_type
-	32, // [32:36] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	21, // 23: pushback.scoring.v1.BurstEvidence.approved_at:type_name -> google.protobuf.Timestamp
+	21, // 24: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
+	21, // 25: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
+	24, // 26: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
+	21, // 27: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
+	25, // 28: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
+	15, // 29: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
+	15, // 30: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
+	24, // 31: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
+	24, // 32: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
+	1,  // 33: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
+	3,  // 34: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
+	5,  // 35: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
+	7,  // 36: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
+	2,  // 37: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
+	4,  // 38: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
+	6,  // 39: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
+	8,  // 40: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
+	37, // [37:41] is the sub-list for method output_type
+	33, // [33:37] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_pushback_scoring_v1_scoring_proto_init() }
