@@ -1,13 +1,23 @@
-// Package telemetry sets up OpenTelemetry tracing for a Pushback process from
-// the standard OTEL_* environment variables.
+// Package telemetry sets up OpenTelemetry tracing and metrics for a Pushback
+// process from the standard OTEL_* environment variables, exposes metrics in
+// the Prometheus format, adds trace ids to logs and hashes user ids so that
+// raw identities stay out of telemetry.
 package telemetry
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -21,7 +31,9 @@ import (
 // Providers are the telemetry providers of one process.
 type Providers struct {
 	Tracers    *sdktrace.TracerProvider
+	Meters     *sdkmetric.MeterProvider
 	Propagator propagation.TextMapPropagator
+	registry   *prometheus.Registry
 }
 
 // Options configures Setup.
@@ -32,6 +44,8 @@ type Options struct {
 	Getenv func(string) string
 	// Exporter, when set, replaces the exporter chosen from the environment (tests).
 	Exporter sdktrace.SpanExporter
+	// MetricReader, when set, is added beside the Prometheus reader (tests).
+	MetricReader sdkmetric.Reader
 }
 
 // Setup builds the providers. OTEL_TRACES_EXPORTER chooses the exporter:
@@ -62,10 +76,57 @@ func Setup(ctx context.Context, opts Options) (*Providers, error) {
 	if exp != nil {
 		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
+	reg := prometheus.NewRegistry()
+	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExp)}
+	if opts.MetricReader != nil {
+		mpOpts = append(mpOpts, sdkmetric.WithReader(opts.MetricReader))
+	}
+	if r, err := metricReaderFromEnv(ctx, getenv); err != nil {
+		return nil, err
+	} else if r != nil {
+		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+	}
 	return &Providers{
 		Tracers:    sdktrace.NewTracerProvider(tpOpts...),
+		Meters:     sdkmetric.NewMeterProvider(mpOpts...),
 		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		registry:   reg,
 	}, nil
+}
+
+// metricReaderFromEnv adds an OTLP push reader when OTEL_METRICS_EXPORTER=otlp.
+func metricReaderFromEnv(ctx context.Context, getenv func(string) string) (sdkmetric.Reader, error) {
+	switch kind := strings.TrimSpace(strings.ToLower(getenv("OTEL_METRICS_EXPORTER"))); kind {
+	case "", "none", "prometheus":
+		return nil, nil
+	case "otlp":
+		var exp sdkmetric.Exporter
+		var err error
+		proto := getenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+		if proto == "" {
+			proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+		}
+		if proto == "http/protobuf" {
+			exp, err = otlpmetrichttp.New(ctx)
+		} else {
+			exp, err = otlpmetricgrpc.New(ctx)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("telemetry: otlp metrics: %w", err)
+		}
+		return sdkmetric.NewPeriodicReader(exp), nil
+	default:
+		return nil, fmt.Errorf("telemetry: OTEL_METRICS_EXPORTER=%q is not one of otlp, prometheus, none", kind)
+	}
+}
+
+// MetricsHandler serves the metrics in the Prometheus text format.
+func (p *Providers) MetricsHandler() http.Handler {
+	return promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{})
 }
 
 func exporterFromEnv(ctx context.Context, getenv func(string) string) (sdktrace.SpanExporter, error) {
@@ -91,5 +152,9 @@ func (p *Providers) Shutdown(ctx context.Context) error {
 	if p == nil || p.Tracers == nil {
 		return nil
 	}
-	return errors.Join(p.Tracers.ForceFlush(ctx), p.Tracers.Shutdown(ctx))
+	err := errors.Join(p.Tracers.ForceFlush(ctx), p.Tracers.Shutdown(ctx))
+	if p.Meters != nil {
+		err = errors.Join(err, p.Meters.Shutdown(ctx))
+	}
+	return err
 }

@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	}
 	cl.add(tel.Shutdown)
 	tracer := tel.Tracers.Tracer("github.com/pushbackhq/pushback")
-	rt := rpc.Telemetry{Tracers: tel.Tracers, Propagator: tel.Propagator}
+	rt := rpc.Telemetry{Tracers: tel.Tracers, Meters: tel.Meters, Propagator: tel.Propagator}
 
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
@@ -210,6 +210,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			}
 			mux.Handle("/v1/ingest", intake.NativeHandler(intakev1.NewIntakeServiceClient(ic)))
 		}
+		mux.Handle("/metrics", tel.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 			resp, err := srv.Health.Check(r.Context(), &healthpb.HealthCheckRequest{})
