@@ -119,6 +119,10 @@ type Error struct {
 	Field string
 	// Line in the file (0 when unknown).
 	Line int
+	// Column, within the expression's line, of a CEL error (0 when not one).
+	Column int
+	// Expr is the expression of a CEL error.
+	Expr string
 	Msg  string
 }
 
@@ -132,6 +136,9 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, " (rule %q)", e.Rule)
 	}
 	b.WriteString(": ")
+	if e.Column > 0 {
+		fmt.Fprintf(&b, "expression column %d: ", e.Column)
+	}
 	b.WriteString(e.Msg)
 	return b.String()
 }
@@ -167,35 +174,63 @@ func Parse(r io.Reader) (*Policy, error) {
 		}
 		return nil, &Error{Field: "file", Msg: err.Error()}
 	}
-	lines := ruleLines(data)
+	locs := ruleLocations(data)
+	lines := make([]int, len(locs))
+	for i, l := range locs {
+		lines[i] = l.line
+	}
 	if f.Version == "" {
 		sum := sha256.Sum256(data)
 		f.Version = "sha256:" + hex.EncodeToString(sum[:6])
 	}
-	return Compile(f, lines)
+	return compile(f, lines, locs)
 }
 
-// ruleLines finds the line of each rule for error messages.
-func ruleLines(data []byte) []int {
+// ruleLocation is where a rule and its `when` are in the file.
+type ruleLocation struct {
+	line int
+	// whenLine is the line the expression starts on (0 when unknown).
+	whenLine int
+}
+
+// ruleLocations finds the line of each rule and of its expression, for
+// error messages.
+func ruleLocations(data []byte) []ruleLocation {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
 		return nil
 	}
 	root := doc.Content[0]
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value == "rules" {
-			var out []int
-			for _, n := range root.Content[i+1].Content {
-				out = append(out, n.Line)
-			}
-			return out
+		if root.Content[i].Value != "rules" {
+			continue
 		}
+		var out []ruleLocation
+		for _, n := range root.Content[i+1].Content {
+			loc := ruleLocation{line: n.Line}
+			for j := 0; j+1 < len(n.Content); j += 2 {
+				if n.Content[j].Value == "when" {
+					v := n.Content[j+1]
+					loc.whenLine = v.Line
+					if v.Style&(yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+						loc.whenLine++ // the text starts below the | or >
+					}
+				}
+			}
+			out = append(out, loc)
+		}
+		return out
 	}
 	return nil
 }
 
-// Compile checks and compiles a policy file.
+// Compile checks and compiles a policy file; lines, when known, are the
+// file lines of the rules.
 func Compile(f File, lines []int) (*Policy, error) {
+	return compile(f, lines, nil)
+}
+
+func compile(f File, lines []int, locs []ruleLocation) (*Policy, error) {
 	p := &Policy{
 		Version:     f.Version,
 		DefaultTier: f.DefaultTier,
@@ -271,7 +306,17 @@ func Compile(f File, lines []int) (*Policy, error) {
 		}
 		ast, iss := env.Compile(rf.When)
 		if iss != nil && iss.Err() != nil {
-			return nil, fail(".when", strings.TrimSpace(iss.Err().Error()))
+			e := &Error{Rule: rf.Name, Field: field + ".when", Line: line, Msg: strings.TrimSpace(iss.Err().Error())}
+			if errs := iss.Errors(); len(errs) > 0 {
+				e.Msg = errs[0].Message
+				loc := errs[0].Location
+				e.Column = loc.Column() + 1
+				if i < len(locs) && locs[i].whenLine > 0 {
+					e.Line = locs[i].whenLine + loc.Line() - 1
+				}
+				e.Expr = rf.When
+			}
+			return nil, e
 		}
 		if ast.OutputType() != cel.BoolType {
 			return nil, fail(".when", fmt.Sprintf("evaluates to %s, want bool", ast.OutputType()))
@@ -373,17 +418,18 @@ func (p *Policy) Evaluate(in Input) (Result, error) {
 	tier := p.TierOf(in.App)
 	groups := p.GroupsOf(in.User, in.Groups)
 	vars := map[string]any{
-		"user":    in.User,
-		"app":     in.App,
-		"tier":    tier.Name,
-		"factor":  in.Factor,
-		"groups":  groups,
-		"score":   int64(in.Score),
-		"signals": keys(in.Signals),
-		"weights": in.Signals,
-		"pushes":  in.Pushes,
-		"denied":  in.Denied,
-		"client":  in.Client,
+		"user":               in.User,
+		"app":                in.App,
+		"tier":               tier.Name,
+		"factor":             in.Factor,
+		"phishing_resistant": in.Factor == "FACTOR_WEBAUTHN" || in.Factor == "FACTOR_SMART_CARD",
+		"groups":             groups,
+		"score":              int64(in.Score),
+		"signals":            keys(in.Signals),
+		"weights":            in.Signals,
+		"pushes":             in.Pushes,
+		"denied":             in.Denied,
+		"client":             in.Client,
 	}
 	res := Result{Outcome: decisionv1.Outcome_OUTCOME_ALLOW, Tier: tier}
 	var errs []error
@@ -440,6 +486,7 @@ func newEnv() (*cel.Env, error) {
 		cel.Variable("app", cel.StringType),
 		cel.Variable("tier", cel.StringType),
 		cel.Variable("factor", cel.StringType),
+		cel.Variable("phishing_resistant", cel.BoolType),
 		cel.Variable("groups", cel.ListType(cel.StringType)),
 		cel.Variable("score", cel.IntType),
 		cel.Variable("signals", cel.ListType(cel.StringType)),
