@@ -6,10 +6,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -100,41 +103,163 @@ func Sign(secret []byte, id string, ts time.Time, body []byte) string {
 
 var webhookJSON = protojson.MarshalOptions{UseProtoNames: false, EmitUnpopulated: false}
 
+// webhookEvent is the Standard Webhooks payload shape: a type, a timestamp
+// and the data.
+type webhookEvent struct {
+	Type      string          `json:"type"`
+	Timestamp string          `json:"timestamp"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// eventType names a notification in webhook payloads.
+func eventType(d *notifyv1.Delivery) string {
+	switch d.GetNotification().GetKind() {
+	case notifyv1.Kind_KIND_SOC_ALERT:
+		if d.GetIncident().GetCount() > 1 {
+			return "alert.updated"
+		}
+		return "alert.raised"
+	case notifyv1.Kind_KIND_PUSH:
+		return "push.requested"
+	case notifyv1.Kind_KIND_USER_NOTICE:
+		return "notice.created"
+	case notifyv1.Kind_KIND_SECURITY_EVENT:
+		return "security_event.created"
+	}
+	return "notification.created"
+}
+
+// webhookBody renders a delivery as a Standard Webhooks event whose data is
+// the notification, with the incident when there is one.
+func webhookBody(d *notifyv1.Delivery, ts time.Time) ([]byte, error) {
+	n, err := webhookJSON.Marshal(d.GetNotification())
+	if err != nil {
+		return nil, err
+	}
+	data := map[string]json.RawMessage{"deliveryId": mustJSON(d.GetDeliveryId()), "notification": n}
+	if d.GetIncident() != nil {
+		inc, err := webhookJSON.Marshal(d.GetIncident())
+		if err != nil {
+			return nil, err
+		}
+		data["incident"] = inc
+	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(webhookEvent{Type: eventType(d), Timestamp: ts.UTC().Format(time.RFC3339), Data: raw})
+}
+
+func mustJSON(v any) json.RawMessage {
+	b, _ := json.Marshal(v)
+	return b
+}
+
 // Deliver implements Channel.
 func (w *Webhook) Deliver(ctx context.Context, d *notifyv1.Delivery) error {
-	body, err := webhookJSON.Marshal(d.GetNotification())
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
 	now := time.Now
 	if w.Now != nil {
 		now = w.Now
 	}
 	ts := now()
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "pushback-notify/1")
-	req.Header.Set("webhook-id", d.GetDeliveryId())
-	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
-	if len(w.Secret) > 0 {
-		req.Header.Set("webhook-signature", Sign(w.Secret, d.GetDeliveryId(), ts, body))
+	body, err := webhookBody(d, ts)
+	if err != nil {
+		return err
 	}
+	return postSigned(ctx, w.Client, w.URL, w.Secret, d.GetDeliveryId(), ts, body)
+}
+
+// postSigned posts a JSON body with the Standard Webhooks headers, signed
+// when secret is set. The message id is the delivery id, so a retry carries
+// the same id and a receiver can drop the duplicate.
+func postSigned(ctx context.Context, client *http.Client, url string, secret []byte, id string, ts time.Time, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return Permanent(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("webhook-id", id)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(ts.Unix(), 10))
+	if len(secret) > 0 {
+		req.Header.Set("webhook-signature", Sign(secret, id, ts, body))
+	}
+	return do(ctx, client, req)
+}
+
+// do sends req and turns any answer but 2xx into an error. The body read is
+// bounded; a redirect is not followed.
+func do(ctx context.Context, client *http.Client, req *http.Request) error {
+	req.Header.Set("User-Agent", "pushback-notify/1")
 	propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
-	client := w.Client
 	if client == nil {
-		client = http.DefaultClient
+		client = defaultClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return redact(err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook answered %s", resp.Status)
+		return &StatusError{Code: resp.StatusCode, Status: resp.Status, URL: redactURL(req.URL.String())}
 	}
 	return nil
+}
+
+// StatusError is a receiver's answer other than 2xx.
+type StatusError struct {
+	Code   int
+	Status string
+	// URL is the receiver with its path redacted.
+	URL string
+}
+
+func (e *StatusError) Error() string { return e.URL + " answered " + e.Status }
+
+// defaultClient bounds every call even when the caller's context has no
+// deadline, and never follows redirects (a signed body is for its URL only).
+var defaultClient = &http.Client{
+	Timeout:       10 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// redact drops the URL from a transport error: incoming-webhook URLs (Slack)
+// carry their secret in the path and must never reach a log.
+func redact(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %w", ue.Op, redactURL(ue.URL), ue.Err)
+	}
+	return err
+}
+
+// redactURL keeps scheme and host only.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(url)"
+	}
+	return u.Scheme + "://" + u.Host + "/..."
+}
+
+// permanentError marks a failure that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as not worth retrying: the delivery is dead-lettered
+// at once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// IsPermanent reports whether err was marked with Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
 }

@@ -1,6 +1,10 @@
 // Package notify queues notifications in a durable outbox and delivers them
-// through channels (webhooks, the log) with retries, exponential backoff with
-// jitter, a dead-letter status and idempotency keys.
+// through channels (signed webhooks, Slack, email, a push provider, Security
+// Event Tokens, the log) with retries, exponential backoff with jitter, a
+// dead-letter status and idempotency keys. SOC alerts about one user are
+// folded into one incident that is updated while the attack goes on, and
+// human-facing channels are rate limited, so notify never becomes a source
+// of fatigue itself.
 package notify
 
 import (
@@ -11,6 +15,7 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"net/mail"
 	"strings"
 	"time"
 
@@ -43,16 +48,36 @@ type Options struct {
 	PollInterval time.Duration
 	// Retention of delivered and dead deliveries (default 30 days).
 	Retention time.Duration
-	Now       func() time.Time
+	// IncidentWindow: SOC alerts about one user closer together than this
+	// belong to one incident (default 30m; negative disables incidents).
+	IncidentWindow time.Duration
+	// UpdateInterval is the least time between two alerts of one incident
+	// on one channel (default 5m): later denials update the pending one.
+	UpdateInterval time.Duration
+	// NoticeDelay is how long the user's notice waits after an incident
+	// opens, so that it counts the burst rather than its first push
+	// (default 2m).
+	NoticeDelay time.Duration
+	// RateLimits bound SOC alerts and user notices per channel name;
+	// channels not named use DefaultRateLimit (default 30 a minute, burst
+	// 10). Pushes and security events are never rate limited: one waits for
+	// a login, the other ends an attacker's session.
+	RateLimits       map[string]RateLimit
+	DefaultRateLimit RateLimit
+	// ReportLinks, when set, puts a signed one-click "this was not me" link
+	// into user notices.
+	ReportLinks *ReportLinks
+	Now         func() time.Time
 }
 
 // Service implements notifyv1.NotificationServiceServer and runs the
 // delivery worker.
 type Service struct {
 	notifyv1.UnimplementedNotificationServiceServer
-	opts Options
-	log  *slog.Logger
-	kick chan struct{}
+	opts    Options
+	log     *slog.Logger
+	kick    chan struct{}
+	limiter *limiter
 }
 
 // New returns the notification service.
@@ -79,13 +104,29 @@ func New(opts Options) (*Service, error) {
 	def(&opts.DeliveryTimeout, 5*time.Second)
 	def(&opts.PollInterval, time.Second)
 	def(&opts.Retention, 30*24*time.Hour)
+	def(&opts.UpdateInterval, 5*time.Minute)
+	def(&opts.NoticeDelay, 2*time.Minute)
+	if opts.IncidentWindow == 0 {
+		opts.IncidentWindow = 30 * time.Minute
+	}
+	if opts.DefaultRateLimit == (RateLimit{}) {
+		opts.DefaultRateLimit = RateLimit{Every: 2 * time.Second, Burst: 10}
+	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 8
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1)}, nil
+	seen := map[string]bool{}
+	for _, c := range opts.Channels {
+		if seen[c.Name()] {
+			return nil, fmt.Errorf("notify: two channels are named %q", c.Name())
+		}
+		seen[c.Name()] = true
+	}
+	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
+		limiter: newLimiter(opts.RateLimits, opts.DefaultRateLimit)}, nil
 }
 
 // Register adds the service to a gRPC server.
@@ -96,6 +137,7 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { notifyv1.RegisterNotificat
 //	notify/delivery/{id}             Delivery
 //	notify/due/{ms:020d}/{id}        id of a pending delivery due at ms
 //	notify/key/{idempotency key}     delivery ids, comma separated
+//	notify/incident/{tenant}/{user}  open incident (JSON), path-escaped parts
 func deliveryKey(id string) []byte { return []byte("notify/delivery/" + id) }
 
 func dueKey(at time.Time, id string) []byte {
@@ -120,6 +162,19 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 		v.Add("attributes", "more than 64 attributes")
 	}
 	validate.Time(&v, "time", req.GetTime())
+	validate.ID(&v, "tenant", req.GetTenant(), false)
+	validate.ID(&v, "session_id", req.GetSessionId(), false)
+	validate.ID(&v, "device_id", req.GetDeviceId(), false)
+	validate.ID(&v, "trace_id", req.GetTraceId(), false)
+	if e := req.GetUserEmail(); e != "" {
+		if _, err := mail.ParseAddress(e); err != nil || len(e) > validate.MaxIDBytes {
+			v.Add("user_email", "is not an email address")
+		}
+	}
+	if nc := req.GetNumberChallenge(); nc != "" && !isDigits(nc, 1, 8) {
+		v.Add("number_challenge", "must be 1 to 8 digits")
+	}
+	validateSecurityEvent(&v, req)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -128,7 +183,7 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 	now := s.opts.Now()
 	resp := &notifyv1.NotifyResponse{}
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
-		resp.DeliveryIds, resp.Duplicate = nil, false
+		resp.Reset()
 		if b, err := tx.Get(idemKey(req.GetIdempotencyKey())); err == nil {
 			resp.Duplicate = true
 			if len(b) > 0 {
@@ -138,29 +193,18 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		for _, ch := range s.opts.Channels {
-			if !ch.Accepts(req.GetKind()) {
-				continue
-			}
-			d := &notifyv1.Delivery{
-				DeliveryId:      ids.New(now),
-				Channel:         ch.Name(),
-				Status:          notifyv1.Status_STATUS_PENDING,
-				NextAttemptTime: timestamppb.New(now),
-				CreateTime:      timestamppb.New(now),
-				Notification:    req,
-			}
-			b, err := proto.Marshal(d)
-			if err != nil {
+		if req.GetKind() == notifyv1.Kind_KIND_SOC_ALERT && req.GetUserId() != "" && s.opts.IncidentWindow > 0 {
+			if err := s.enqueueIncident(tx, req, now, resp); err != nil {
 				return err
 			}
-			if err := tx.Set(deliveryKey(d.GetDeliveryId()), b, 0); err != nil {
-				return err
+		} else {
+			for _, ch := range s.accepting(req) {
+				d, err := s.enqueue(tx, ch, req, nil, now, now)
+				if err != nil {
+					return err
+				}
+				resp.DeliveryIds = append(resp.DeliveryIds, d.GetDeliveryId())
 			}
-			if err := tx.Set(dueKey(now, d.GetDeliveryId()), []byte(d.GetDeliveryId()), 0); err != nil {
-				return err
-			}
-			resp.DeliveryIds = append(resp.DeliveryIds, d.GetDeliveryId())
 		}
 		return tx.Set(idemKey(req.GetIdempotencyKey()), []byte(strings.Join(resp.DeliveryIds, ",")), s.opts.Retention)
 	})
@@ -168,6 +212,7 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 		s.log.ErrorContext(ctx, "enqueue notification", slog.Any("error", err))
 		return nil, apierr.StoreUnavailable()
 	}
+	span.SetAttributes(attribute.Int("pushback.deliveries", len(resp.GetDeliveryIds())), attribute.Bool("pushback.coalesced", resp.GetCoalesced()))
 	if !resp.Duplicate && len(resp.DeliveryIds) > 0 {
 		select {
 		case s.kick <- struct{}{}:
@@ -175,6 +220,103 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 		}
 	}
 	return resp, nil
+}
+
+// Recipient is implemented by channels that can carry a kind only to some
+// users (email needs an address): a channel that does not want a
+// notification gets no delivery for it.
+type Recipient interface {
+	Wants(n *notifyv1.NotifyRequest) bool
+}
+
+// accepting lists the channels that carry n.
+func (s *Service) accepting(n *notifyv1.NotifyRequest) []Channel {
+	var out []Channel
+	for _, ch := range s.opts.Channels {
+		if !ch.Accepts(n.GetKind()) {
+			continue
+		}
+		if r, ok := ch.(Recipient); ok && !r.Wants(n) {
+			continue
+		}
+		out = append(out, ch)
+	}
+	return out
+}
+
+// enqueue writes one pending delivery due at due.
+func (s *Service) enqueue(tx store.Txn, ch Channel, n *notifyv1.NotifyRequest, inc *notifyv1.Incident, now, due time.Time) (*notifyv1.Delivery, error) {
+	d := &notifyv1.Delivery{
+		DeliveryId:      ids.New(now),
+		Channel:         ch.Name(),
+		Status:          notifyv1.Status_STATUS_PENDING,
+		NextAttemptTime: timestamppb.New(due),
+		CreateTime:      timestamppb.New(now),
+		Notification:    n,
+		Incident:        inc,
+	}
+	if err := putDelivery(tx, d, 0); err != nil {
+		return nil, err
+	}
+	return d, tx.Set(dueKey(due, d.GetDeliveryId()), []byte(d.GetDeliveryId()), 0)
+}
+
+func putDelivery(tx store.Txn, d *notifyv1.Delivery, ttl time.Duration) error {
+	b, err := proto.Marshal(d)
+	if err != nil {
+		return err
+	}
+	return tx.Set(deliveryKey(d.GetDeliveryId()), b, ttl)
+}
+
+func getDelivery(tx store.Reader, id string) (*notifyv1.Delivery, error) {
+	b, err := tx.Get(deliveryKey(id))
+	if err != nil {
+		return nil, err
+	}
+	d := &notifyv1.Delivery{}
+	return d, proto.Unmarshal(b, d)
+}
+
+func isDigits(s string, lo, hi int) bool {
+	if len(s) < lo || len(s) > hi {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func validateSecurityEvent(v *apierr.Violations, req *notifyv1.NotifyRequest) {
+	se := req.GetSecurityEvent()
+	if req.GetKind() != notifyv1.Kind_KIND_SECURITY_EVENT {
+		if se != nil {
+			v.Add("security_event", "is only for KIND_SECURITY_EVENT")
+		}
+		return
+	}
+	validate.Enum(v, "security_event.type", int32(se.GetType()), notifyv1.SecurityEventType_name, true)
+	if req.GetUserId() == "" && req.GetUserEmail() == "" {
+		v.Add("user_id", "is required for a security event (or user_email)")
+	}
+	for _, f := range []struct{ name, val string }{
+		{"namespace", se.GetNamespace()}, {"current_level", se.GetCurrentLevel()}, {"previous_level", se.GetPreviousLevel()},
+	} {
+		validate.ID(v, "security_event."+f.name, f.val, false)
+	}
+	validate.Text(v, "security_event.reason_admin", se.GetReasonAdmin())
+	validate.Text(v, "security_event.reason_user", se.GetReasonUser())
+	switch se.GetChangeDirection() {
+	case "", "increase", "decrease":
+	default:
+		v.Add("security_event.change_direction", "must be increase or decrease")
+	}
+	if se.GetType() == notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE && (se.GetNamespace() == "" || se.GetCurrentLevel() == "") {
+		v.Add("security_event.current_level", "namespace and current_level are required for assurance-level-change")
+	}
 }
 
 // ListDeliveries implements the RPC: oldest first, optionally by status.
@@ -282,71 +424,117 @@ func (s *Service) channel(name string) Channel {
 
 // attempt makes one delivery attempt and records its result.
 func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
-	b, err := s.opts.Store.Get(ctx, deliveryKey(id))
+	d, err := getDelivery(storeReader{ctx, s.opts.Store}, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return s.opts.Store.Update(ctx, func(tx store.Txn) error { return tx.Delete(due) })
 	}
 	if err != nil {
 		return err
 	}
-	d := &notifyv1.Delivery{}
-	if err := proto.Unmarshal(b, d); err != nil {
-		return err
+	ch := s.channel(d.GetChannel())
+	if ch != nil && rateLimited(d.GetNotification().GetKind()) {
+		if wait := s.limiter.take(d.GetChannel(), s.opts.Now()); wait > 0 {
+			return s.defer_(ctx, due, d, s.opts.Now().Add(wait))
+		}
 	}
 	ctx, span := s.opts.Tracer.Start(ctx, "notify.deliver", trace.WithAttributes(
 		attribute.String("pushback.channel", d.GetChannel()), attribute.String("pushback.decision_id", d.GetNotification().GetDecisionId())))
 	defer span.End()
 	var deliverErr error
-	if ch := s.channel(d.GetChannel()); ch == nil {
+	if ch == nil {
 		deliverErr = fmt.Errorf("channel %q is no longer configured", d.GetChannel())
 	} else {
 		dctx, cancel := context.WithTimeout(ctx, s.opts.DeliveryTimeout)
-		deliverErr = ch.Deliver(dctx, d)
+		deliverErr = ch.Deliver(dctx, s.outgoing(d))
 		cancel()
 	}
 	now := s.opts.Now()
-	d.Attempts++
-	var next []byte
+	res := &notifyv1.Delivery{Attempts: d.GetAttempts() + 1}
+	var next time.Time
 	switch {
 	case deliverErr == nil:
-		d.Status = notifyv1.Status_STATUS_DELIVERED
-		d.DeliverTime = timestamppb.New(now)
-		d.NextAttemptTime = nil
-		d.LastError = ""
-	case int(d.GetAttempts()) >= s.opts.MaxAttempts:
-		d.Status = notifyv1.Status_STATUS_DEAD
-		d.LastError = deliverErr.Error()
-		d.NextAttemptTime = nil
-		s.log.ErrorContext(ctx, "delivery dead-lettered", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()), slog.Any("error", deliverErr))
+		res.Status = notifyv1.Status_STATUS_DELIVERED
+		res.DeliverTime = timestamppb.New(now)
+	case int(res.GetAttempts()) >= s.opts.MaxAttempts || IsPermanent(deliverErr):
+		res.Status = notifyv1.Status_STATUS_DEAD
+		res.LastError = deliverErr.Error()
+		s.log.ErrorContext(ctx, "delivery dead-lettered", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()),
+			slog.Int("attempt", int(res.GetAttempts())), slog.Any("error", deliverErr))
 	default:
-		at := now.Add(s.backoff(int(d.GetAttempts())))
-		d.LastError = deliverErr.Error()
-		d.NextAttemptTime = timestamppb.New(at)
-		next = dueKey(at, id)
-		s.log.WarnContext(ctx, "delivery failed; will retry", slog.String("delivery_id", id), slog.Int("attempt", int(d.GetAttempts())), slog.Any("error", deliverErr))
+		next = now.Add(s.backoff(int(res.GetAttempts())))
+		res.Status = notifyv1.Status_STATUS_PENDING
+		res.LastError = deliverErr.Error()
+		res.NextAttemptTime = timestamppb.New(next)
+		s.log.WarnContext(ctx, "delivery failed; will retry", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()),
+			slog.Int("attempt", int(res.GetAttempts())), slog.Any("error", deliverErr))
 	}
-	span.SetAttributes(attribute.String("pushback.status", d.GetStatus().String()), attribute.Int("pushback.attempt", int(d.GetAttempts())))
-	nb, err := proto.Marshal(d)
-	if err != nil {
-		return err
-	}
+	span.SetAttributes(attribute.String("pushback.status", res.GetStatus().String()), attribute.Int("pushback.attempt", int(res.GetAttempts())))
 	return s.opts.Store.Update(ctx, func(tx store.Txn) error {
+		// Notify may have folded more denials into this delivery while it
+		// was in flight: a retry carries the newest state, a delivered one
+		// keeps what was sent and hands the rest to a follow-up.
+		cur, err := getDelivery(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return tx.Delete(due)
+		} else if err != nil {
+			return err
+		}
+		out := cur
+		if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
+			out = proto.Clone(d).(*notifyv1.Delivery)
+		}
+		out.Status, out.Attempts, out.LastError = res.GetStatus(), res.GetAttempts(), res.GetLastError()
+		out.NextAttemptTime, out.DeliverTime = res.GetNextAttemptTime(), res.GetDeliverTime()
 		ttl := time.Duration(0)
-		if d.GetStatus() != notifyv1.Status_STATUS_PENDING {
+		if out.GetStatus() != notifyv1.Status_STATUS_PENDING {
 			ttl = s.opts.Retention
 		}
-		if err := tx.Set(deliveryKey(id), nb, ttl); err != nil {
+		if err := putDelivery(tx, out, ttl); err != nil {
 			return err
 		}
 		if err := tx.Delete(due); err != nil {
 			return err
 		}
-		if next != nil {
-			return tx.Set(next, []byte(id), 0)
+		if !next.IsZero() {
+			if err := tx.Set(dueKey(next, id), []byte(id), 0); err != nil {
+				return err
+			}
+		}
+		if d.GetIncident() != nil && d.GetNotification().GetKind() == notifyv1.Kind_KIND_SOC_ALERT {
+			return s.afterIncidentAttempt(tx, d, cur, out, now)
 		}
 		return nil
 	})
 }
+
+// defer_ moves a rate-limited delivery to at without counting an attempt.
+func (s *Service) defer_(ctx context.Context, due []byte, d *notifyv1.Delivery, at time.Time) error {
+	id := d.GetDeliveryId()
+	return s.opts.Store.Update(ctx, func(tx store.Txn) error {
+		cur, err := getDelivery(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return tx.Delete(due)
+		} else if err != nil {
+			return err
+		}
+		cur.NextAttemptTime = timestamppb.New(at)
+		if err := putDelivery(tx, cur, 0); err != nil {
+			return err
+		}
+		if err := tx.Delete(due); err != nil {
+			return err
+		}
+		return tx.Set(dueKey(at, id), []byte(id), 0)
+	})
+}
+
+// storeReader reads outside a transaction.
+type storeReader struct {
+	ctx context.Context
+	st  store.Store
+}
+
+func (r storeReader) Get(key []byte) ([]byte, error) { return r.st.Get(r.ctx, key) }
 
 // backoff is exponential with full jitter: uniform in [base*2^(n-1)/2, base*2^(n-1)], capped.
 func (s *Service) backoff(attempt int) time.Duration {

@@ -1,0 +1,216 @@
+package notify
+
+import (
+	"encoding/json"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	"github.com/pushbackhq/pushback/pkg/ids"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// incident is the stored state of one attack on one user. Pending names,
+// per channel, the alert that later denials are folded into while it waits;
+// Notices the user's notice per channel (one per incident).
+type incident struct {
+	ID       string               `json:"id"`
+	Count    int32                `json:"count"`
+	First    time.Time            `json:"first"`
+	Last     time.Time            `json:"last"`
+	Seen     time.Time            `json:"seen"`
+	Pending  map[string]string    `json:"pending,omitempty"`
+	LastSent map[string]time.Time `json:"lastSent,omitempty"`
+	Notices  map[string]string    `json:"notices,omitempty"`
+	Revoked  bool                 `json:"revoked,omitempty"`
+}
+
+func (in *incident) proto() *notifyv1.Incident {
+	return &notifyv1.Incident{IncidentId: in.ID, Count: in.Count, FirstTime: timestamppb.New(in.First), LastTime: timestamppb.New(in.Last)}
+}
+
+func incidentKey(tenant, user string) []byte {
+	return []byte("notify/incident/" + url.PathEscape(tenant) + "/" + url.PathEscape(user))
+}
+
+func loadIncident(tx store.Reader, tenant, user string) (*incident, error) {
+	b, err := tx.Get(incidentKey(tenant, user))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	in := &incident{}
+	if err := json.Unmarshal(b, in); err != nil {
+		return nil, nil // an unreadable record starts a new incident
+	}
+	in.init()
+	return in, nil
+}
+
+func (in *incident) init() {
+	if in.Pending == nil {
+		in.Pending = map[string]string{}
+	}
+	if in.LastSent == nil {
+		in.LastSent = map[string]time.Time{}
+	}
+	if in.Notices == nil {
+		in.Notices = map[string]string{}
+	}
+}
+
+func (s *Service) saveIncident(tx store.Txn, tenant, user string, in *incident) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	// Kept past the window so that a follow-up finds it; it ends by itself.
+	return tx.Set(incidentKey(tenant, user), b, s.opts.IncidentWindow+s.opts.UpdateInterval+s.opts.NoticeDelay+24*time.Hour)
+}
+
+// RevokeSignal is the scoring signal after which the user's sessions are
+// revoked: a push approved after a burst is the fatigue attack succeeding.
+const RevokeSignal = "APPROVAL_AFTER_BURST"
+
+// enqueueIncident folds a SOC alert into the user's incident: a new
+// incident raises an alert on every channel and schedules the user's
+// notice; a running one updates the alert still pending on a channel, or
+// schedules one update no sooner than UpdateInterval after the last alert
+// sent there.
+func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now time.Time, resp *notifyv1.NotifyResponse) error {
+	tenant, user := req.GetTenant(), req.GetUserId()
+	in, err := loadIncident(tx, tenant, user)
+	if err != nil {
+		return err
+	}
+	at := now
+	if req.GetTime() != nil {
+		at = req.GetTime().AsTime()
+	}
+	if in == nil || now.Sub(in.Seen) > s.opts.IncidentWindow {
+		in = &incident{ID: ids.New(now), First: at}
+	} else {
+		resp.Coalesced = true
+	}
+	in.init()
+	in.Count++
+	in.Seen = now
+	if at.After(in.Last) {
+		in.Last = at
+	}
+	if at.Before(in.First) {
+		in.First = at
+	}
+	snap := in.proto()
+	resp.IncidentId = in.ID
+
+	for _, ch := range s.accepting(req) {
+		name := ch.Name()
+		if id := in.Pending[name]; id != "" {
+			d, err := getDelivery(tx, id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err == nil && d.GetStatus() == notifyv1.Status_STATUS_PENDING {
+				d.Notification, d.Incident = req, snap
+				if err := putDelivery(tx, d, 0); err != nil {
+					return err
+				}
+				resp.DeliveryIds = append(resp.DeliveryIds, id)
+				continue
+			}
+		}
+		due := now
+		if last, ok := in.LastSent[name]; ok && now.Before(last.Add(s.opts.UpdateInterval)) {
+			due = last.Add(s.opts.UpdateInterval)
+		}
+		d, err := s.enqueue(tx, ch, req, snap, now, due)
+		if err != nil {
+			return err
+		}
+		in.Pending[name] = d.GetDeliveryId()
+		resp.DeliveryIds = append(resp.DeliveryIds, d.GetDeliveryId())
+	}
+
+	notice := &notifyv1.NotifyRequest{
+		Kind: notifyv1.Kind_KIND_USER_NOTICE, IdempotencyKey: "notice:" + in.ID, UserId: user, Tenant: tenant,
+		UserEmail: req.GetUserEmail(), DeviceId: req.GetDeviceId(), DecisionId: req.GetDecisionId(), Time: req.GetTime(), TraceId: req.GetTraceId(),
+	}
+	for _, ch := range s.accepting(notice) {
+		name := ch.Name()
+		if id := in.Notices[name]; id != "" {
+			d, err := getDelivery(tx, id)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			if err == nil && d.GetStatus() == notifyv1.Status_STATUS_PENDING {
+				d.Incident = snap
+				if err := putDelivery(tx, d, 0); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		d, err := s.enqueue(tx, ch, notice, snap, now, now.Add(s.opts.NoticeDelay))
+		if err != nil {
+			return err
+		}
+		in.Notices[name] = d.GetDeliveryId()
+	}
+
+	if !in.Revoked && slices.Contains(strings.Split(req.GetAttributes()["signals"], ","), RevokeSignal) {
+		revoke := &notifyv1.NotifyRequest{
+			Kind: notifyv1.Kind_KIND_SECURITY_EVENT, IdempotencyKey: "revoke:" + in.ID, UserId: user, Tenant: tenant,
+			UserEmail: req.GetUserEmail(), SessionId: req.GetSessionId(), DecisionId: req.GetDecisionId(), Time: req.GetTime(), TraceId: req.GetTraceId(),
+			SecurityEvent: &notifyv1.SecurityEvent{
+				Type:        notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED,
+				ReasonAdmin: "push approved after a burst of push requests (MFA fatigue)",
+				ReasonUser:  "a sign-in was approved during a burst of push requests you may not have started",
+			},
+		}
+		for _, ch := range s.accepting(revoke) {
+			if _, err := s.enqueue(tx, ch, revoke, snap, now, now); err != nil {
+				return err
+			}
+		}
+		in.Revoked = true
+	}
+	return s.saveIncident(tx, tenant, user, in)
+}
+
+// afterIncidentAttempt records an alert attempt in its incident. When the
+// alert was finished (delivered or dead) while denials kept arriving, a
+// follow-up carrying the newest count is scheduled, so no count is lost.
+func (s *Service) afterIncidentAttempt(tx store.Txn, sent, cur, out *notifyv1.Delivery, now time.Time) error {
+	n := sent.GetNotification()
+	in, err := loadIncident(tx, n.GetTenant(), n.GetUserId())
+	if err != nil || in == nil || in.ID != sent.GetIncident().GetIncidentId() {
+		return err
+	}
+	name := sent.GetChannel()
+	if out.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
+		in.LastSent[name] = now
+	}
+	if out.GetStatus() == notifyv1.Status_STATUS_PENDING || in.Pending[name] != sent.GetDeliveryId() {
+		return s.saveIncident(tx, n.GetTenant(), n.GetUserId(), in)
+	}
+	delete(in.Pending, name)
+	if cur.GetIncident().GetCount() > sent.GetIncident().GetCount() {
+		ch := s.channel(name)
+		if ch != nil {
+			d, err := s.enqueue(tx, ch, proto.Clone(cur.GetNotification()).(*notifyv1.NotifyRequest), cur.GetIncident(), now, now.Add(s.opts.UpdateInterval))
+			if err != nil {
+				return err
+			}
+			in.Pending[name] = d.GetDeliveryId()
+		}
+	}
+	return s.saveIncident(tx, n.GetTenant(), n.GetUserId(), in)
+}
