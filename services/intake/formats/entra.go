@@ -1,0 +1,222 @@
+package formats
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// entraRecord is one Azure Monitor diagnostic record of the Entra ID
+// sign-in categories, as exported to Event Hub or storage
+// ({"records": [...]}, or one record per line).
+type entraRecord struct {
+	Time            flexString `json:"time"`
+	Category        string     `json:"category"`
+	OperationName   string     `json:"operationName"`
+	ResultType      flexString `json:"resultType"`
+	CallerIPAddress string     `json:"callerIpAddress"`
+	CorrelationID   string     `json:"correlationId"`
+	Properties      *entraSignIn
+
+	Records []json.RawMessage `json:"records"`
+}
+
+// entraSignIn is the sign-in resource under properties.
+type entraSignIn struct {
+	ID                string     `json:"id"`
+	CreatedDateTime   flexString `json:"createdDateTime"`
+	UserPrincipalName string     `json:"userPrincipalName"`
+	UserID            string     `json:"userId"`
+	AppID             string     `json:"appId"`
+	IPAddress         string     `json:"ipAddress"`
+	UserAgent         string     `json:"userAgent"`
+	SessionID         string     `json:"sessionId"`
+	ASN               flexFloat  `json:"autonomousSystemNumber"`
+	Status            struct {
+		ErrorCode         flexString `json:"errorCode"`
+		FailureReason     string     `json:"failureReason"`
+		AdditionalDetails string     `json:"additionalDetails"`
+	} `json:"status"`
+	DeviceDetail struct {
+		DeviceID string `json:"deviceId"`
+	} `json:"deviceDetail"`
+	Location *struct {
+		City            string `json:"city"`
+		State           string `json:"state"`
+		CountryOrRegion string `json:"countryOrRegion"`
+		GeoCoordinates  *struct {
+			Latitude  flexFloat `json:"latitude"`
+			Longitude flexFloat `json:"longitude"`
+		} `json:"geoCoordinates"`
+	} `json:"location"`
+	MfaDetail *struct {
+		AuthMethod string `json:"authMethod"`
+		AuthDetail string `json:"authDetail"`
+	} `json:"mfaDetail"`
+	AuthenticationDetails []struct {
+		StepDateTime flexString `json:"authenticationStepDateTime"`
+		Method       string     `json:"authenticationMethod"`
+		Succeeded    *bool      `json:"succeeded"`
+		ResultDetail string     `json:"authenticationStepResultDetail"`
+	} `json:"authenticationDetails"`
+}
+
+// Entra error codes that interrupt a sign-in to ask for more (MFA
+// required, keep me signed in, password change): not an outcome yet.
+var entraInterrupts = map[string]bool{
+	"50055": true, "50072": true, "50074": true, "50076": true, "50079": true,
+	"50097": true, "50125": true, "50140": true, "50158": true, "50199": true,
+	"53000": true, "530032": true, "81010": true, "81012": true,
+}
+
+func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error) {
+	var rec entraRecord
+	if err := json.Unmarshal(raw, &rec); err != nil {
+		return mapped{}, nil, "", err
+	}
+	if rec.Records != nil {
+		return mapped{}, rec.Records, "records", nil
+	}
+	p := rec.Properties
+	if p == nil {
+		return mapped{skip: skipName(rec.Category, "entra record without category")}, nil, "", nil
+	}
+	switch rec.Category {
+	case "SignInLogs", "NonInteractiveUserSignInLogs", "":
+	default:
+		// Service principal and managed identity sign-ins have no user.
+		return mapped{skip: rec.Category}, nil, "", nil
+	}
+	user := p.UserPrincipalName
+	if user == "" {
+		user = p.UserID
+	}
+	if user == "" {
+		return mapped{}, nil, "", errField("properties.userPrincipalName", "the user is missing")
+	}
+	ts := p.CreatedDateTime
+	field := "properties.createdDateTime"
+	if ts == "" {
+		ts, field = rec.Time, "time"
+	}
+	at, err := parseTime(field, ts)
+	if err != nil {
+		return mapped{}, nil, "", err
+	}
+	code := strings.TrimSpace(string(p.Status.ErrorCode))
+	if code == "" {
+		code = strings.TrimSpace(string(rec.ResultType))
+	}
+	if code == "" {
+		return mapped{}, nil, "", errField("properties.status.errorCode", "the result is missing")
+	}
+	rawType := rec.Category + ":" + code
+	if rec.Category == "" {
+		rawType = "signIn:" + code
+	}
+	if entraInterrupts[code] {
+		return mapped{skip: rawType}, nil, "", nil
+	}
+
+	// The MFA step: the first non-password step, else mfaDetail.
+	method, detail := "", p.Status.AdditionalDetails
+	stepAt := at
+	for _, s := range p.AuthenticationDetails {
+		if s.Method == "" || strings.EqualFold(s.Method, "Password") || strings.EqualFold(s.Method, "Previously satisfied") {
+			continue
+		}
+		method = s.Method
+		if s.ResultDetail != "" {
+			detail = s.ResultDetail
+		}
+		if t, err := parseTime("", s.StepDateTime); err == nil && t.Year() >= 2000 && !t.Before(at.Add(-time.Hour)) {
+			stepAt = t
+		}
+		break
+	}
+	if method == "" && p.MfaDetail != nil {
+		method, detail = p.MfaDetail.AuthMethod, firstNonEmpty(p.MfaDetail.AuthDetail, detail)
+	}
+	factor := entraFactor(method)
+	why := strings.ToLower(detail + " " + p.Status.FailureReason)
+
+	var typ eventv1.EventType
+	switch {
+	case code == "0" && isPushFactor(factor):
+		typ = eventv1.EventType_EVENT_TYPE_PUSH_APPROVED
+	case code == "0":
+		typ = eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED
+	case containsAny(why, "fraud"):
+		typ = eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED
+	case isPushFactor(factor) && containsAny(why, "did not respond", "timed out", "timeout", "no response"):
+		typ = eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT
+	case isPushFactor(factor) && containsAny(why, "correct number", "wrong number", "number match"):
+		typ, factor = eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED, eventv1.Factor_FACTOR_PUSH_NUMBER_MATCH
+	case isPushFactor(factor) && containsAny(why, "declined", "denied", "rejected"):
+		typ = eventv1.EventType_EVENT_TYPE_PUSH_DENIED
+	default:
+		typ = eventv1.EventType_EVENT_TYPE_LOGIN_FAILED
+	}
+	id := p.ID
+	if id == "" {
+		id = syntheticID(raw)
+	}
+	e := newEvent("entra", rawType, id, user, typ, at)
+	e.Factor = factor
+	e.AppId = p.AppID
+	e.SessionId = p.SessionID
+	c := &eventv1.Client{Ip: firstNonEmpty(p.IPAddress, rec.CallerIPAddress), UserAgent: p.UserAgent, DeviceId: p.DeviceDetail.DeviceID}
+	if p.ASN > 0 && p.ASN < 1<<32 {
+		c.Asn = uint32(p.ASN)
+	}
+	if l := p.Location; l != nil {
+		c.Geo = geo(0, 0, l.CountryOrRegion, l.State, l.City)
+		if l.GeoCoordinates != nil {
+			c.Geo.Latitude, c.Geo.Longitude = float64(l.GeoCoordinates.Latitude), float64(l.GeoCoordinates.Longitude)
+		}
+	}
+	e.Client = c
+	if isPushFactor(factor) && typ != eventv1.EventType_EVENT_TYPE_LOGIN_FAILED && typ != eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED {
+		e.Time = timestamppb.New(stepAt)
+		return mapped{events: pushPair(e)}, nil, "", nil
+	}
+	return mapped{events: []*eventv1.AuthEvent{e}}, nil, "", nil
+}
+
+// entraFactor maps an authenticationMethod to a factor.
+func entraFactor(method string) eventv1.Factor {
+	m := strings.ToLower(method)
+	switch {
+	case m == "":
+		return eventv1.Factor_FACTOR_UNSPECIFIED
+	case strings.Contains(m, "notification"), strings.Contains(m, "push"):
+		return eventv1.Factor_FACTOR_PUSH
+	case strings.Contains(m, "fido"), strings.Contains(m, "passkey"), strings.Contains(m, "windows hello"), strings.Contains(m, "security key"):
+		return eventv1.Factor_FACTOR_WEBAUTHN
+	case strings.Contains(m, "certificate"), strings.Contains(m, "x.509"), strings.Contains(m, "smart card"):
+		return eventv1.Factor_FACTOR_SMART_CARD
+	case strings.Contains(m, "text message"), strings.Contains(m, "sms"):
+		return eventv1.Factor_FACTOR_SMS
+	case strings.Contains(m, "phone call"), strings.Contains(m, "voice"):
+		return eventv1.Factor_FACTOR_VOICE
+	case strings.Contains(m, "email"):
+		return eventv1.Factor_FACTOR_EMAIL
+	case strings.Contains(m, "oath"), strings.Contains(m, "verification code"), strings.Contains(m, "otp"):
+		return eventv1.Factor_FACTOR_TOTP
+	case strings.Contains(m, "password"):
+		return eventv1.Factor_FACTOR_PASSWORD
+	}
+	return eventv1.Factor_FACTOR_UNSPECIFIED
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}
