@@ -209,6 +209,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 				return err
 			}
 			mux.Handle("/v1/ingest", intake.NativeHandler(intakev1.NewIntakeServiceClient(ic)))
+			mux.Handle(intake.AdapterPrefix, intake.AdapterHandler(intakev1.NewIntakeServiceClient(ic), intake.AdapterOptions{Token: cfg.IntakeToken, Logger: log.With("service", Intake)}))
 		}
 		mux.Handle("/metrics", tel.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
