@@ -154,7 +154,7 @@ func TestSplitTopologyDeniesBurstAndAlerts(t *testing.T) {
 
 	scoring := startProc(t, "scoring", "--services=scoring")
 	notify := startProc(t, "notify", "--services=notify", "--alert-webhook="+hook.URL)
-	decision := startProc(t, "decision", "--services=decision", "--scoring-addr="+scoring.addr, "--notify-addr="+notify.addr)
+	decision := startProc(t, "decision", "--services=decision", "--scoring-addr="+scoring.addr, "--notify-addr="+notify.addr, "--decide-budget=5s")
 	intake := startProc(t, "intake", "--services=intake", "--scoring-addr="+scoring.addr)
 
 	conn, err := grpc.NewClient(decision.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))

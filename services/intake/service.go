@@ -304,12 +304,13 @@ func (s *Service) IngestStream(stream grpc.ClientStreamingServer[intakev1.Ingest
 func (s *Service) ListEvents(ctx context.Context, req *intakev1.ListEventsRequest) (*intakev1.ListEventsResponse, error) {
 	var v apierr.Violations
 	validate.ID(&v, "user_id", req.GetUserId(), true)
+	validate.ID(&v, "tenant", req.GetTenant(), false)
 	validate.Time(&v, "start_time", req.GetStartTime())
 	validate.Time(&v, "end_time", req.GetEndTime())
 	if req.GetPageSize() < 0 || req.GetPageSize() > MaxBatch {
 		v.Add("page_size", "must be between 0 and %d", MaxBatch)
 	}
-	prefix := userEventPrefix("", req.GetUserId())
+	prefix := userEventPrefix(req.GetTenant(), req.GetUserId())
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)

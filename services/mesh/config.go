@@ -42,6 +42,7 @@ type Config struct {
 	NotifyAddr      string
 	AlertWebhook    string
 	AlertSecret     string
+	IntakeToken     string
 	DecideBudget    time.Duration
 	ShutdownTimeout time.Duration
 	SyncWrites      bool
@@ -151,6 +152,8 @@ func settings() []setting {
 	add(mk("alert-webhook", "URL SOC alerts are posted to (alerts go to the log when empty)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.AlertSecret })
 	add(mk("alert-webhook-secret", "Standard Webhooks signing secret (whsec_...)", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.IntakeToken })
+	add(mk("intake-token", "shared secret the IdP adapters (/v1/ingest/{format}) require in the Authorization header", true, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.DecideBudget })
 	add(mk("decide-budget", "how long Decide waits for scoring before the failure mode applies", false, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })

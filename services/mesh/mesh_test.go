@@ -38,6 +38,8 @@ func start(t *testing.T, cfg mesh.Config) *running {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	// These tests check outcomes; the budget is tested on its own.
+	cfg.DecideBudget = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
