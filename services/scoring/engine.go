@@ -1,15 +1,15 @@
 package scoring
 
 import (
-	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"sort"
 	"time"
 
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/geo"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Public signal codes (part of the contract).
@@ -27,7 +27,8 @@ const (
 	SignalAnonymizer         = "ANONYMIZER"
 )
 
-// Config holds the scorer's thresholds. DefaultConfig documents the choices.
+// Config holds the scorer's thresholds. DefaultConfig documents the choices;
+// docs/scoring.md explains them. A zero threshold disables its signal.
 type Config struct {
 	// Windows are the sliding windows pushes are counted in, shortest first.
 	Windows []time.Duration
@@ -36,6 +37,8 @@ type Config struct {
 	// StreakThreshold is the number of consecutive denied or unanswered
 	// pushes that fires DENIAL_STREAK.
 	StreakThreshold int
+	// StreakExpiry is how long after its last push a streak still counts.
+	StreakExpiry time.Duration
 	// FraudDecay is how long a fraud report weighs; its weight falls
 	// linearly to zero over this time.
 	FraudDecay time.Duration
@@ -47,13 +50,79 @@ type Config struct {
 	HistoryLimit int
 	// IdleTTL is how long the state of a user with no activity is kept.
 	IdleTTL time.Duration
+	// FindingTTL is how long IMPOSSIBLE_TRAVEL and RESPONSE_LOCATION_MISMATCH
+	// stay in the user's risk after the event that raised them.
+	FindingTTL time.Duration
+
+	AfterBurst  AfterBurstConfig
+	Travel      TravelConfig
+	Mismatch    MismatchConfig
+	Novelty     NoveltyConfig
+	Spray       SprayConfig
+	Anonymizers Anonymizers
+}
+
+// AfterBurstConfig tunes APPROVAL_AFTER_BURST.
+type AfterBurstConfig struct {
+	// Weight is the signal's weight when the approval is fresh.
+	Weight int32
+	// Floor is the weight it decays to by the end of Hold.
+	Floor int32
+	// Hold is how long the signal stays in the user's risk.
+	Hold time.Duration
+}
+
+// TravelConfig tunes IMPOSSIBLE_TRAVEL.
+type TravelConfig struct {
+	// MaxSpeedKmh is the fastest plausible travel speed.
+	MaxSpeedKmh float64
+	// MinDistanceKm: a faster jump shorter than this (after the accuracy
+	// radii) is regional (mobile-carrier gateways) and gets RegionalConfidence.
+	MinDistanceKm float64
+	// JitterKm and JitterWindow: a jump shorter than JitterKm within
+	// JitterWindow is GeoIP jitter and gets JitterConfidence.
+	JitterKm     float64
+	JitterWindow time.Duration
+	// Weight is the signal's weight at confidence 1.
+	Weight             int32
+	RegionalConfidence float64
+	JitterConfidence   float64
+}
+
+// MismatchConfig tunes RESPONSE_LOCATION_MISMATCH.
+type MismatchConfig struct {
+	// MinKm is the separation (after the accuracy radii) between the login
+	// and the approving device that fires the signal.
+	MinKm  float64
+	Weight int32
+}
+
+// NoveltyConfig weighs NEW_DEVICE, NEW_COUNTRY and NEW_ASN.
+type NoveltyConfig struct {
+	DeviceWeight, CountryWeight, ASNWeight int32
+}
+
+// SprayConfig tunes PUSH_SPRAY.
+type SprayConfig struct {
+	Window time.Duration
+	// IPThreshold and ASNThreshold are the distinct users one source IP or
+	// one ASN must push to within Window.
+	IPThreshold, ASNThreshold int
+	// MaxUsers caps the users remembered per source.
+	MaxUsers int
+	Weight   int32
 }
 
 // DefaultConfig returns thresholds calibrated on what peers publish:
 // PingID escalates at 5/10/15 denied or ignored pushes in 5 minutes, Elastic
 // alerts on 5 denials in 10 minutes, Splunk on 10 failures in 5-10 minutes.
 // Pushback fires earlier because it acts inline: 3 pushes in a minute or in
-// 5 minutes, 5 in 10 minutes, 10 in an hour.
+// 5 minutes, 5 in 10 minutes, 10 in an hour. Travel: Okta flags 805 km/h,
+// Elastic >= 800 km/h over >= 500 km, Panther > 900 km/h with < 50 km in
+// < 10 minutes as jitter; Pushback takes Panther's 900 km/h (airliner
+// cruise, so a real flight, which also spends time at airports, never
+// reaches it gate to gate), Elastic's 500 km as the floor of full
+// confidence and Panther's jitter box.
 func DefaultConfig() Config {
 	return Config{
 		Windows: []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, time.Hour},
@@ -64,11 +133,22 @@ func DefaultConfig() Config {
 			time.Hour:        10,
 		},
 		StreakThreshold: 3,
+		StreakExpiry:    time.Hour,
 		FraudDecay:      24 * time.Hour,
 		MaxPushes:       128,
 		MaxSeen:         32,
 		HistoryLimit:    20,
 		IdleTTL:         30 * 24 * time.Hour,
+		FindingTTL:      time.Hour,
+		AfterBurst:      AfterBurstConfig{Weight: 90, Floor: 30, Hold: 24 * time.Hour},
+		Travel: TravelConfig{
+			MaxSpeedKmh: 900, MinDistanceKm: 500, JitterKm: 50, JitterWindow: 10 * time.Minute,
+			Weight: 50, RegionalConfidence: 0.5, JitterConfidence: 0.25,
+		},
+		Mismatch:    MismatchConfig{MinKm: 500, Weight: 50},
+		Novelty:     NoveltyConfig{DeviceWeight: 10, CountryWeight: 15, ASNWeight: 5},
+		Spray:       SprayConfig{Window: 10 * time.Minute, IPThreshold: 5, ASNThreshold: 20, MaxUsers: 64, Weight: 40},
+		Anonymizers: DefaultAnonymizers(),
 	}
 }
 
@@ -80,6 +160,8 @@ type Observation struct {
 	At   time.Time
 	// Where the login came from (may be zero).
 	Client ClientInfo
+	// Responder is where the device that answered a push was (approvals).
+	Responder ClientInfo
 	// PhishingResistant is set when the factor was WebAuthn or a smart card.
 	PhishingResistant bool
 }
@@ -102,16 +184,41 @@ const (
 	ObsFactorEnrolled
 )
 
+// isPush reports whether the observation announces a push (spray counts these).
+func (k ObservationKind) isPush() bool { return k == ObsAttempt || k == ObsPushSent }
+
+// hasClient reports whether the observation's client is where the user (or
+// an attacker) was, so travel and novelty apply to it.
+func (k ObservationKind) hasClient() bool {
+	switch k {
+	case ObsAttempt, ObsPushSent, ObsPushApproved, ObsLoginSucceeded, ObsLoginFailed:
+		return true
+	}
+	return false
+}
+
 // ClientInfo is the client of an observation.
 type ClientInfo struct {
 	IP         string
 	DeviceID   string
 	ASN        uint32
+	ASOrg      string
 	Lat, Lon   float64
 	AccuracyKm float64
 	HasGeo     bool
 	Country    string
 	City       string
+	// Anonymizer is a kind the source already knows (an IdP's privacy
+	// flag); the configured lists are consulted too.
+	Anonymizer string
+}
+
+// located reports whether the client has a real place (missing geo, (0,0)
+// and out-of-range coordinates are unknown).
+func (ci ClientInfo) located() bool { return ci.HasGeo && geo.Known(ci.Lat, ci.Lon) }
+
+func (ci ClientInfo) location(at int64) Location {
+	return Location{At: at, IP: ci.IP, Lat: ci.Lat, Lon: ci.Lon, AccuracyKm: ci.AccuracyKm, Country: ci.Country, City: ci.City}
 }
 
 func hashID(id string) uint64 {
@@ -120,15 +227,74 @@ func hashID(id string) uint64 {
 	return h.Sum64()
 }
 
+// eval is what one observation reveals before it changes the state.
+type eval struct {
+	travel, mismatch, afterBurst *Finding
+	newDevice, newCountry        string
+	newASN                       uint32
+	known                        [3]int // history sizes: devices, countries, ASNs
+	anon                         string
+	anonASN                      uint32
+	anonOrg                      string
+	trusted                      bool // the observation may become a trusted location
+}
+
+// evaluate looks at o against s without changing s.
+func (c Config) evaluate(s *UserState, o Observation) eval {
+	var ev eval
+	at := o.At.UnixMilli()
+	if o.Kind.hasClient() {
+		ev.anon = c.Anonymizers.Kind(o.Client)
+		if ev.anon != "" {
+			ev.anonASN, ev.anonOrg = o.Client.ASN, o.Client.ASOrg
+		}
+		ev.travel = c.travel(s.LastTrusted, o.Client, at, ev.anon)
+		ev.known = [3]int{len(s.Devices), len(s.Countries), len(s.ASNs)}
+		if id := o.Client.DeviceID; id != "" && len(s.Devices) > 0 && !slices.Contains(s.Devices, hashID(id)) {
+			ev.newDevice = id
+		}
+		if ev.anon == "" {
+			if cc := o.Client.Country; cc != "" && len(s.Countries) > 0 && !slices.Contains(s.Countries, cc) {
+				ev.newCountry = cc
+			}
+			if a := o.Client.ASN; a != 0 && len(s.ASNs) > 0 && !slices.Contains(s.ASNs, a) {
+				ev.newASN = a
+			}
+		}
+	}
+	if o.Kind == ObsPushApproved {
+		ev.afterBurst = c.burstBefore(s, at)
+		ev.mismatch = c.mismatch(o, at)
+	}
+	ev.trusted = (o.Kind == ObsLoginSucceeded || o.Kind == ObsPushApproved) &&
+		ev.afterBurst == nil && ev.mismatch == nil && !c.compromised(s, at)
+	return ev
+}
+
+// compromised reports whether a fatigue success is fresh: until FindingTTL
+// after it, nothing the user does becomes a trusted location or history.
+func (c Config) compromised(s *UserState, at int64) bool {
+	f := s.finding(FindingAfterBurst)
+	return f != nil && at >= f.At && at-f.At < c.FindingTTL.Milliseconds()
+}
+
 // Apply folds o into s. It reports false when o is a duplicate (its ID was
 // seen) and changes nothing then. Time is never read from the clock.
 func (c Config) Apply(s *UserState, o Observation) bool {
+	if c.duplicate(s, o) {
+		return false
+	}
+	c.apply(s, o, c.evaluate(s, o))
+	return true
+}
+
+func (c Config) duplicate(s *UserState, o Observation) bool {
+	return o.ID != "" && slices.Contains(s.Seen, hashID(o.ID))
+}
+
+func (c Config) apply(s *UserState, o Observation, ev eval) {
 	if o.ID != "" {
-		h := hashID(o.ID)
-		if slices.Contains(s.Seen, h) {
-			return false
-		}
-		s.Seen = append(s.Seen, h)
+		s.Seen = append(s.Seen, hashID(o.ID))
 		if len(s.Seen) > c.MaxSeen {
 			s.Seen = slices.Delete(s.Seen, 0, len(s.Seen)-c.MaxSeen)
 		}
@@ -150,21 +316,34 @@ func (c Config) Apply(s *UserState, o Observation) bool {
 			kind = KindTimedOut
 		}
 		c.addPush(s, Push{At: at, Kind: kind})
-		if s.Streak == 0 {
-			s.StreakSince = at
-		}
-		s.Streak++
-		if kind == KindTimedOut {
-			s.StreakTimedOut++
-		} else {
-			s.StreakDenied++
+		// A denial older than the last approval belongs to an earlier streak.
+		if at > s.LastApprovedAt {
+			if s.Streak == 0 || at < s.StreakSince {
+				s.StreakSince = at
+			}
+			s.StreakLast = max(s.StreakLast, at)
+			s.Streak++
+			if kind == KindTimedOut {
+				s.StreakTimedOut++
+			} else {
+				s.StreakDenied++
+			}
+		} else if s.finding(FindingAfterBurst) == nil || s.finding(FindingAfterBurst).At != s.LastApprovedAt {
+			// Late evidence: the last approval may have ended a burst after all.
+			if f := c.burstBefore(s, s.LastApprovedAt); f != nil {
+				s.putFinding(*f)
+			}
 		}
 	case ObsPushApproved:
 		c.addPush(s, Push{At: at, Kind: KindApproved})
-		s.Streak, s.StreakDenied, s.StreakTimedOut, s.StreakSince = 0, 0, 0, 0
-		c.trust(s, at, o.Client)
+		if at >= s.LastApprovedAt {
+			s.LastApprovedAt = at
+		}
+		// An approval older than the streak does not end it.
+		if s.Streak == 0 || at >= s.StreakSince {
+			s.Streak, s.StreakDenied, s.StreakTimedOut, s.StreakSince, s.StreakLast = 0, 0, 0, 0, 0
+		}
 	case ObsLoginSucceeded:
-		c.trust(s, at, o.Client)
 		if o.PhishingResistant && at > s.StrongAuthAt {
 			s.StrongAuthAt = at
 		}
@@ -175,15 +354,27 @@ func (c Config) Apply(s *UserState, o Observation) bool {
 	case ObsLoginFailed, ObsFactorEnrolled:
 		// Failed logins are never trusted locations; enrolment changes no window.
 	}
-	return true
+	for _, f := range []*Finding{ev.travel, ev.mismatch, ev.afterBurst} {
+		if f != nil {
+			s.putFinding(*f)
+		}
+	}
+	if ev.trusted {
+		c.trust(s, at, o.Client, ev.anon)
+	}
 }
 
-func (c Config) trust(s *UserState, at int64, ci ClientInfo) {
-	if ci.HasGeo && at >= s.LastTrusted.At {
-		s.LastTrusted = Location{At: at, IP: ci.IP, Lat: ci.Lat, Lon: ci.Lon, AccuracyKm: ci.AccuracyKm, Country: ci.Country, City: ci.City}
-	}
+// trust remembers a successful login or approval. Behind an anonymizer the
+// location and network say nothing about the user, so only the device counts.
+func (c Config) trust(s *UserState, at int64, ci ClientInfo, anon string) {
 	if ci.DeviceID != "" {
-		s.Devices = remember(s.Devices, ci.DeviceID, c.HistoryLimit)
+		s.Devices = remember(s.Devices, hashID(ci.DeviceID), c.HistoryLimit)
+	}
+	if anon != "" {
+		return
+	}
+	if ci.located() && at >= s.LastTrusted.At {
+		s.LastTrusted = ci.location(at)
 	}
 	if ci.Country != "" {
 		s.Countries = remember(s.Countries, ci.Country, c.HistoryLimit)
@@ -191,6 +382,19 @@ func (c Config) trust(s *UserState, at int64, ci ClientInfo) {
 	if ci.ASN != 0 {
 		s.ASNs = remember(s.ASNs, ci.ASN, c.HistoryLimit)
 	}
+}
+
+// Familiar reports whether the client is a network the user is known to
+// use: the last trusted IP or one of the remembered ASNs. A user without
+// history is familiar with everything (nothing to compare with).
+func (c Config) Familiar(s *UserState, ci ClientInfo) bool {
+	if len(s.ASNs) == 0 && s.LastTrusted.At == 0 {
+		return true
+	}
+	if ci.IP != "" && ci.IP == s.LastTrusted.IP {
+		return true
+	}
+	return ci.ASN != 0 && slices.Contains(s.ASNs, ci.ASN)
 }
 
 // addPush inserts p in time order (events may arrive out of order), drops
@@ -212,16 +416,24 @@ func (c Config) prune(s *UserState, nowMs int64) {
 	}
 }
 
+// Expired reports whether the state belongs to a user idle for longer than
+// IdleTTL at now; such a state is dropped and the user starts afresh.
+func (c Config) Expired(s *UserState, now time.Time) bool {
+	return c.IdleTTL > 0 && s.UpdatedAt != 0 && now.UnixMilli()-s.UpdatedAt > c.IdleTTL.Milliseconds()
+}
+
 // Count returns the push activity of s in the window (now-w, now].
 func (c Config) Count(s *UserState, now time.Time, w time.Duration) *scoringv1.WindowCount {
-	nowMs := now.UnixMilli()
-	from := nowMs - w.Milliseconds()
 	wc := &scoringv1.WindowCount{Window: durationpb.New(w)}
-	for i := len(s.Pushes) - 1; i >= 0; i-- {
+	c.count(s, now.UnixMilli(), w.Milliseconds(), wc)
+	return wc
+}
+
+func (c Config) count(s *UserState, nowMs, wMs int64, wc *scoringv1.WindowCount) {
+	from := nowMs - wMs
+	i := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > nowMs })
+	for i--; i >= 0; i-- {
 		p := s.Pushes[i]
-		if p.At > nowMs {
-			continue
-		}
 		if p.At <= from {
 			break
 		}
@@ -230,6 +442,8 @@ func (c Config) Count(s *UserState, now time.Time, w time.Duration) *scoringv1.W
 			wc.Attempts++
 		case KindSent:
 			wc.Sent++
+		case KindApproved:
+			wc.Approved++
 		case KindDenied:
 			wc.Denied++
 		case KindTimedOut:
@@ -238,104 +452,131 @@ func (c Config) Count(s *UserState, now time.Time, w time.Duration) *scoringv1.W
 			wc.Suppressed++
 		}
 	}
-	// Inline, every push passes through Decide (attempts); from logs alone
-	// only sent pushes are known. The larger of the two counts each push once.
-	wc.Pushes = max(wc.Attempts, wc.Sent)
-	return wc
+	// Inline, every push passes through Decide (attempts); from logs, a push
+	// shows as sent and again as answered. The largest of the three counts
+	// each push once whichever of them the sources report.
+	wc.Pushes = max(wc.Attempts, wc.Sent, wc.Approved+wc.Denied+wc.TimedOut)
 }
 
-// Assess evaluates the user's risk at now.
-func (c Config) Assess(userID string, s *UserState, now time.Time) *scoringv1.RiskAssessment {
-	ra := &scoringv1.RiskAssessment{UserId: userID, Time: timestamppb.New(now)}
-	if s.StrongAuthAt != 0 {
-		ra.LastPhishingResistantTime = timestamppb.New(time.UnixMilli(s.StrongAuthAt))
-	}
-	for _, w := range c.Windows {
-		ra.Windows = append(ra.Windows, c.Count(s, now, w))
-	}
-	if sig := c.burstSignal(ra.Windows); sig != nil {
-		ra.Signals = append(ra.Signals, sig)
-	}
-	if s.Streak >= c.StreakThreshold {
-		extra := int32(s.Streak - c.StreakThreshold)
-		ra.Signals = append(ra.Signals, &scoringv1.Signal{
-			Code:       SignalDenialStreak,
-			Weight:     min(25+10*extra, 60),
-			Confidence: 1,
-			Summary:    fmt.Sprintf("%d pushes in a row denied or unanswered", s.Streak),
-			Evidence: &scoringv1.Signal_Streak{Streak: &scoringv1.StreakEvidence{
-				Length: int32(s.Streak), Since: timestamppb.New(time.UnixMilli(s.StreakSince)),
-				Denied: int32(s.StreakDenied), TimedOut: int32(s.StreakTimedOut),
-			}},
-		})
-	}
-	if s.FraudAt != 0 {
-		age := now.Sub(time.UnixMilli(s.FraudAt))
-		if age >= 0 && age < c.FraudDecay {
-			left := c.FraudDecay - age
-			w := int32(80 * float64(left) / float64(c.FraudDecay))
-			ra.Signals = append(ra.Signals, &scoringv1.Signal{
-				Code:       SignalFraudReported,
-				Weight:     max(w, 20),
-				Confidence: 1,
-				Summary:    fmt.Sprintf("user reported a push as fraud %s ago", age.Round(time.Second)),
-				Evidence: &scoringv1.Signal_Fraud{Fraud: &scoringv1.FraudEvidence{
-					ReportedAt: timestamppb.New(time.UnixMilli(s.FraudAt)), Remaining: durationpb.New(left),
-				}},
-			})
-		}
-	}
-	sort.SliceStable(ra.Signals, func(i, j int) bool { return ra.Signals[i].Weight > ra.Signals[j].Weight })
-	total := int32(0)
-	for _, sig := range ra.Signals {
-		total += sig.Weight
-	}
-	ra.Score = min(total, 100)
-	return ra
-}
-
-// burstSignal fires PUSH_BURST on the window whose count is furthest over
-// its threshold; its weight grows with every push beyond the threshold.
-func (c Config) burstSignal(windows []*scoringv1.WindowCount) *scoringv1.Signal {
-	var best *scoringv1.WindowCount
-	bestOver, bestThreshold := -1.0, 0
-	for _, wc := range windows {
-		w := wc.Window.AsDuration()
-		th, ok := c.BurstThresholds[w]
-		if !ok || th <= 0 || int(wc.Pushes) < th {
-			continue
-		}
-		over := float64(wc.Pushes) / float64(th)
-		if over > bestOver {
-			best, bestOver, bestThreshold = wc, over, th
-		}
-	}
-	if best == nil {
+// burstBefore looks for a burst or a denial streak just before an approval
+// at approvedAt: the fatigue success. It reads only the push list, so a
+// denial that arrives after the approval (out of order) is still seen.
+func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
+	if approvedAt == 0 || c.AfterBurst.Weight <= 0 {
 		return nil
 	}
-	extra := best.Pushes - int32(bestThreshold)
-	return &scoringv1.Signal{
-		Code:       SignalPushBurst,
-		Weight:     min(30+10*extra, 70),
-		Confidence: 1,
-		Summary:    fmt.Sprintf("%d pushes in %s (threshold %d)", best.Pushes, fmtWindow(best.Window.AsDuration()), bestThreshold),
-		Evidence: &scoringv1.Signal_Burst{Burst: &scoringv1.BurstEvidence{
-			Windows: windows, Threshold: int32(bestThreshold), Window: best.Window,
-		}},
+	before := approvedAt - 1
+	var best *Finding
+	bestOver := 0.0
+	for _, w := range c.Windows {
+		th := c.BurstThresholds[w]
+		if th <= 0 {
+			continue
+		}
+		var wc scoringv1.WindowCount
+		c.count(s, before, w.Milliseconds(), &wc)
+		// The approval's own push counts toward the burst.
+		n := max(wc.Attempts, wc.Sent, wc.Denied+wc.TimedOut+1)
+		if over := float64(n) / float64(th); int(n) >= th && over > bestOver {
+			best = &Finding{Code: FindingAfterBurst, At: approvedAt, Confidence: 1, Window: w.Milliseconds(), Threshold: int32(th), Pushes: n}
+			bestOver = over
+		}
 	}
+	// Consecutive denied or unanswered pushes right before the approval.
+	streak := int32(0)
+	i := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > before })
+	for i--; i >= 0; i-- {
+		k := s.Pushes[i].Kind
+		if k == KindApproved {
+			break
+		}
+		if k == KindDenied || k == KindTimedOut {
+			streak++
+		}
+	}
+	if best == nil && c.StreakThreshold > 0 && int(streak) >= c.StreakThreshold {
+		best = &Finding{Code: FindingAfterBurst, At: approvedAt, Confidence: 1, Threshold: int32(c.StreakThreshold)}
+	}
+	if best != nil {
+		best.Streak = streak
+	}
+	return best
 }
 
-// fmtWindow renders a window compactly: 1m, 5m, 1h, 90s.
-func fmtWindow(d time.Duration) string {
+// travel measures the speed from the last trusted location to cur.
+func (c Config) travel(prev Location, cur ClientInfo, at int64, anon string) *Finding {
+	t := c.Travel
+	if t.MaxSpeedKmh <= 0 || t.Weight <= 0 || !prev.Known() || !cur.located() {
+		return nil
+	}
+	if prev.IP != "" && prev.IP == cur.IP {
+		return nil
+	}
+	raw := geo.DistanceKm(prev.Lat, prev.Lon, cur.Lat, cur.Lon)
+	sep := max(0, raw-max(0, prev.AccuracyKm)-max(0, cur.AccuracyKm))
+	if sep == 0 {
+		return nil
+	}
+	// Travel is symmetric in time: an event that arrives late is measured
+	// against the trusted location all the same. A second is the floor so
+	// two places at once are infinitely fast, not a division by zero.
+	elapsed := max(abs(at-prev.At), 1000)
+	speed := sep / (float64(elapsed) / float64(time.Hour.Milliseconds()))
+	if speed <= t.MaxSpeedKmh {
+		return nil
+	}
+	f := &Finding{Code: FindingTravel, At: at, Confidence: 1, From: prev, To: cur.location(at), RawKm: raw, Km: sep}
 	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	default:
-		return fmt.Sprintf("%ds", d/time.Second)
+	case sep < t.JitterKm && elapsed < t.JitterWindow.Milliseconds():
+		f.Confidence, f.Discount = t.JitterConfidence, DiscountJitter
+	case sep < t.MinDistanceKm:
+		f.Confidence, f.Discount = t.RegionalConfidence, DiscountRegional
 	}
+	if anon != "" {
+		f.Confidence *= c.Anonymizers.TravelConfidence
+		f.Discount = DiscountAnonymizer
+	}
+	return f
 }
 
-// FormatWindow renders a window as policies name it ("5m", "1h").
-func FormatWindow(d time.Duration) string { return fmtWindow(d) }
+// mismatch compares where the login came from with where the approving
+// device was.
+func (c Config) mismatch(o Observation, at int64) *Finding {
+	m := c.Mismatch
+	if m.MinKm <= 0 || m.Weight <= 0 || !o.Client.located() || !o.Responder.located() {
+		return nil
+	}
+	if o.Client.IP != "" && o.Client.IP == o.Responder.IP {
+		return nil
+	}
+	raw := geo.DistanceKm(o.Client.Lat, o.Client.Lon, o.Responder.Lat, o.Responder.Lon)
+	sep := max(0, raw-max(0, o.Client.AccuracyKm)-max(0, o.Responder.AccuracyKm))
+	if sep < m.MinKm {
+		return nil
+	}
+	f := &Finding{Code: FindingMismatch, At: at, Confidence: 1, From: o.Client.location(at), To: o.Responder.location(at), RawKm: raw, Km: sep}
+	if c.Anonymizers.Kind(o.Client) != "" || c.Anonymizers.Kind(o.Responder) != "" {
+		f.Confidence *= c.Anonymizers.TravelConfidence
+		f.Discount = DiscountAnonymizer
+	}
+	return f
+}
+
+func abs(v int64) int64 {
+	if v < 0 {
+		return -v
+	}
+	return v
+}
+
+// Combine turns signal weights into a 0-100 score as independent evidence
+// (a noisy OR): score = 100 * (1 - prod(1 - w/100)). One signal scores its
+// own weight, every further signal adds a share of what is left, the order
+// does not matter and the score never exceeds 100.
+func Combine(weights ...int32) int32 {
+	rest := 1.0
+	for _, w := range weights {
+		rest *= 1 - float64(min(max(w, 0), 100))/100
+	}
+	return int32(math.Round(100 * (1 - rest)))
+}

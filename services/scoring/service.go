@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/geo"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"go.opentelemetry.io/otel/attribute"
@@ -32,6 +34,13 @@ type Options struct {
 	// Now is the clock (time.Now when nil).
 	Now    func() time.Time
 	Tracer trace.Tracer
+	// GeoIPDB names MaxMind-format databases (comma separated, for example
+	// a City and an ASN database) that fill the location and network of
+	// events that arrive without them. Empty disables enrichment.
+	GeoIPDB string
+	// GeoIP is an already open database; it wins over GeoIPDB and stays
+	// owned by the caller.
+	GeoIP *geo.DB
 }
 
 // Service implements scoringv1.ScoringServiceServer.
@@ -43,9 +52,36 @@ type Service struct {
 	now    func() time.Time
 	tracer trace.Tracer
 	hub    *hub
+	geo    *geo.DB
+	ownGeo bool
 }
 
-// New returns the scoring service.
+// Open returns the scoring service, opening the GeoIP databases named by
+// opts.GeoIPDB; a database that cannot be opened is an error.
+func Open(opts Options) (*Service, error) {
+	var db *geo.DB
+	if opts.GeoIP == nil && opts.GeoIPDB != "" {
+		var err error
+		if db, err = geo.Open(opts.GeoIPDB); err != nil {
+			return nil, err
+		}
+		opts.GeoIP = db
+	}
+	s := New(opts)
+	s.ownGeo = db != nil
+	return s, nil
+}
+
+// Close releases the GeoIP databases the service opened.
+func (s *Service) Close() error {
+	if s.ownGeo && s.geo != nil {
+		return s.geo.Close()
+	}
+	return nil
+}
+
+// New returns the scoring service. Prefer Open when GeoIPDB is set: New
+// logs a database that cannot be opened and runs without enrichment.
 func New(opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -59,7 +95,16 @@ func New(opts Options) *Service {
 	if opts.Tracer == nil {
 		opts.Tracer = trace.NewNoopTracerProvider().Tracer("scoring")
 	}
-	return &Service{store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, tracer: opts.Tracer, hub: newHub(16)}
+	svc := &Service{store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP}
+	if svc.geo == nil && opts.GeoIPDB != "" {
+		db, err := geo.Open(opts.GeoIPDB)
+		if err != nil {
+			opts.Logger.Error("geoip database unavailable; events without geo stay unknown", slog.Any("error", err))
+		} else {
+			svc.geo, svc.ownGeo = db, true
+		}
+	}
+	return svc
 }
 
 // Register adds the service to a gRPC server.
@@ -67,6 +112,17 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { scoringv1.RegisterScoringS
 
 func userKey(tenant, user string) []byte {
 	return fmt.Appendf(nil, "scoring/user/%s/%s", tenant, user)
+}
+
+// sourceKeys are the spray state keys of a client: its IP and its ASN.
+func sourceKeys(tenant string, ci ClientInfo) (ip, asn []byte) {
+	if ci.IP != "" {
+		ip = fmt.Appendf(nil, "scoring/source/%s/ip/%s", tenant, ci.IP)
+	}
+	if ci.ASN != 0 {
+		asn = fmt.Appendf(nil, "scoring/source/%s/asn/%d", tenant, ci.ASN)
+	}
+	return ip, asn
 }
 
 // Assess implements the RPC.
@@ -91,33 +147,128 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	ctx, span := s.tracer.Start(ctx, "scoring.assess")
 	defer span.End()
 
+	obs := Observation{ID: attemptID(a.GetAttemptId()), Kind: ObsAttempt, At: now, Client: s.clientInfo(a.GetClient())}
 	var ra *scoringv1.RiskAssessment
-	key := userKey(a.GetTenant(), a.GetUserId())
-	if !req.GetRecord() {
-		st, err := s.load(ctx, key)
-		if err != nil {
-			return nil, err
-		}
-		ra = s.cfg.Assess(a.GetUserId(), st, now)
+	var err error
+	if req.GetRecord() {
+		ra, _, err = s.record(ctx, a.GetTenant(), a.GetUserId(), obs)
 	} else {
-		obs := Observation{ID: attemptID(a.GetAttemptId()), Kind: ObsAttempt, At: now, Client: clientInfo(a.GetClient())}
-		err := s.store.Update(ctx, func(tx store.Txn) error {
-			st, err := decodeState(tx.Get(key))
-			if err != nil {
-				return err
-			}
-			s.cfg.Apply(st, obs)
-			ra = s.cfg.Assess(a.GetUserId(), st, now)
-			return s.save(tx, key, st)
-		})
-		if err != nil {
-			s.log.ErrorContext(ctx, "record attempt", slog.Any("error", err))
-			return nil, apierr.StoreUnavailable()
-		}
-		s.hub.publish(a.GetUserId(), ra)
+		ra, err = s.preview(ctx, a.GetTenant(), a.GetUserId(), obs)
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "assess attempt", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
 	}
 	span.SetAttributes(attribute.Int("pushback.score", int(ra.GetScore())), attribute.StringSlice("pushback.signals", codes(ra)))
 	return &scoringv1.AssessResponse{Assessment: ra}, nil
+}
+
+// record applies obs to the user's state and to the spray state of its
+// source in one transaction and publishes the new assessment.
+func (s *Service) record(ctx context.Context, tenant, user string, obs Observation) (*scoringv1.RiskAssessment, bool, error) {
+	key := userKey(tenant, user)
+	var ra *scoringv1.RiskAssessment
+	var applied bool
+	err := s.store.Update(ctx, func(tx store.Txn) error {
+		st, err := s.decodeState(tx.Get(key))
+		if err != nil {
+			return err
+		}
+		var spray []SprayCount
+		if obs.Kind.isPush() && !s.cfg.duplicate(st, obs) && !s.cfg.Familiar(st, obs.Client) {
+			if spray, err = s.noteSources(tx, tenant, user, obs); err != nil {
+				return err
+			}
+		}
+		ra, applied = s.cfg.Record(user, st, obs, spray)
+		if !applied {
+			return nil
+		}
+		return s.save(tx, key, st)
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if applied {
+		s.hub.publish(tenant, user, ra)
+	}
+	return ra, applied, nil
+}
+
+// preview assesses obs without recording it.
+func (s *Service) preview(ctx context.Context, tenant, user string, obs Observation) (*scoringv1.RiskAssessment, error) {
+	b, err := s.store.Get(ctx, userKey(tenant, user))
+	st, err := s.decodeState(b, err)
+	if err != nil {
+		return nil, err
+	}
+	var spray []SprayCount
+	if obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client) {
+		ipKey, asnKey := sourceKeys(tenant, obs.Client)
+		for _, k := range [][]byte{ipKey, asnKey} {
+			if k == nil {
+				continue
+			}
+			src, err := decodeSource(s.store.Get(ctx, k))
+			if err != nil {
+				return nil, err
+			}
+			spray = append(spray, s.sprayCount(obs.Client, k, ipKey, s.cfg.SourceUsers(src, obs.At)))
+		}
+	}
+	return s.cfg.Preview(user, st, obs, spray), nil
+}
+
+// noteSources counts user against the client's IP and ASN. Only users to
+// whom the source is unfamiliar are counted, so an office NAT that every
+// employee uses never looks like a spray and its key is not contended.
+func (s *Service) noteSources(tx store.Txn, tenant, user string, obs Observation) ([]SprayCount, error) {
+	sp := s.cfg.Spray
+	if sp.Window <= 0 || (sp.IPThreshold <= 0 && sp.ASNThreshold <= 0) {
+		return nil, nil
+	}
+	ipKey, asnKey := sourceKeys(tenant, obs.Client)
+	var out []SprayCount
+	for _, k := range [][]byte{ipKey, asnKey} {
+		if k == nil {
+			continue
+		}
+		src, err := decodeSource(tx.Get(k))
+		if err != nil {
+			return nil, err
+		}
+		n := s.cfg.NoteSource(src, user, obs.At)
+		b, err := src.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		if err := tx.Set(k, b, 2*sp.Window); err != nil {
+			return nil, err
+		}
+		out = append(out, s.sprayCount(obs.Client, k, ipKey, n))
+	}
+	return out, nil
+}
+
+func (s *Service) sprayCount(ci ClientInfo, key, ipKey []byte, users int) SprayCount {
+	if ipKey != nil && string(key) == string(ipKey) {
+		return SprayCount{IP: ci.IP, Users: users}
+	}
+	return SprayCount{ASN: ci.ASN, Users: users}
+}
+
+func decodeSource(b []byte, err error) (*SourceState, error) {
+	src := &SourceState{}
+	if errors.Is(err, store.ErrNotFound) {
+		return src, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := src.UnmarshalBinary(b); err != nil {
+		return nil, err
+	}
+	return src, nil
 }
 
 func attemptID(id string) string {
@@ -146,30 +297,16 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 			resp.Skipped++
 			continue
 		}
-		obs := Observation{ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(), Client: clientInfo(e.GetClient()),
+		obs := Observation{ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(),
+			Client: s.clientInfo(e.GetClient()), Responder: s.clientInfo(e.GetResponder()),
 			PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD}
-		key := userKey(e.GetTenant(), e.GetUserId())
-		var applied bool
-		var ra *scoringv1.RiskAssessment
-		err := s.store.Update(ctx, func(tx store.Txn) error {
-			st, err := decodeState(tx.Get(key))
-			if err != nil {
-				return err
-			}
-			applied = s.cfg.Apply(st, obs)
-			if !applied {
-				return nil
-			}
-			ra = s.cfg.Assess(e.GetUserId(), st, time.UnixMilli(st.UpdatedAt))
-			return s.save(tx, key, st)
-		})
+		_, applied, err := s.record(ctx, e.GetTenant(), e.GetUserId(), obs)
 		if err != nil {
 			s.log.ErrorContext(ctx, "observe event", slog.Any("error", err))
 			return nil, apierr.StoreUnavailable()
 		}
 		if applied {
 			resp.Applied++
-			s.hub.publish(e.GetUserId(), ra)
 		} else {
 			resp.Skipped++
 		}
@@ -189,11 +326,11 @@ func (s *Service) GetRisk(ctx context.Context, req *scoringv1.GetRiskRequest) (*
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	now := validate.TimeOr(req.GetTime(), s.now())
 	st, err := s.load(ctx, userKey(req.GetTenant(), req.GetUserId()))
 	if err != nil {
 		return nil, err
 	}
-	now := validate.TimeOr(req.GetTime(), s.now())
 	return &scoringv1.GetRiskResponse{Assessment: s.cfg.Assess(req.GetUserId(), st, now)}, nil
 }
 
@@ -207,7 +344,11 @@ func (s *Service) WatchRisk(req *scoringv1.WatchRiskRequest, stream grpc.ServerS
 		return err
 	}
 	ctx := stream.Context()
-	sub := s.hub.subscribe(req.GetUserId())
+	validate.ID(&v, "tenant", req.GetTenant(), false)
+	if err := v.Err(); err != nil {
+		return err
+	}
+	sub := s.hub.subscribe(req.GetTenant(), req.GetUserId())
 	defer s.hub.unsubscribe(sub)
 	st, err := s.load(ctx, userKey(req.GetTenant(), req.GetUserId()))
 	if err != nil {
@@ -234,7 +375,7 @@ func (s *Service) WatchRisk(req *scoringv1.WatchRiskRequest, stream grpc.ServerS
 
 func (s *Service) load(ctx context.Context, key []byte) (*UserState, error) {
 	b, err := s.store.Get(ctx, key)
-	st, err := decodeState(b, err)
+	st, err := s.decodeState(b, err)
 	if err != nil {
 		s.log.ErrorContext(ctx, "load user state", slog.Any("error", err))
 		return nil, apierr.StoreUnavailable()
@@ -250,7 +391,17 @@ func (s *Service) save(tx store.Txn, key []byte, st *UserState) error {
 	return tx.Set(key, b, s.cfg.IdleTTL)
 }
 
-// decodeState turns a store read into a state; a missing key is a new user.
+// decodeState turns a store read into a state; a missing key is a new user
+// and so is one idle for longer than IdleTTL (the store's TTL drops it
+// too, this covers stores that expire lazily).
+func (s *Service) decodeState(b []byte, err error) (*UserState, error) {
+	st, err := decodeState(b, err)
+	if err == nil && s.cfg.Expired(st, s.now()) {
+		*st = UserState{}
+	}
+	return st, err
+}
+
 func decodeState(b []byte, err error) (*UserState, error) {
 	st := &UserState{}
 	if errors.Is(err, store.ErrNotFound) {
@@ -297,11 +448,50 @@ func clientInfo(c *eventv1.Client) ClientInfo {
 	if c == nil {
 		return ClientInfo{}
 	}
-	ci := ClientInfo{IP: c.GetIp(), DeviceID: c.GetDeviceId(), ASN: c.GetAsn()}
+	ci := ClientInfo{IP: c.GetIp(), DeviceID: c.GetDeviceId(), ASN: c.GetAsn(), ASOrg: c.GetAsOrg()}
 	if g := c.GetGeo(); g != nil {
 		ci.Country, ci.City = g.GetCountry(), g.GetCity()
 		ci.Lat, ci.Lon, ci.AccuracyKm = g.GetLatitude(), g.GetLongitude(), g.GetAccuracyKm()
-		ci.HasGeo = !(ci.Lat == 0 && ci.Lon == 0)
+		ci.HasGeo = geo.Known(ci.Lat, ci.Lon)
+	}
+	return ci
+}
+
+// clientInfo converts c and fills, from the GeoIP database, what the event
+// did not carry: location, country, city, ASN and AS organisation. What
+// the event carries always wins; an IP the database does not know stays
+// unknown.
+func (s *Service) clientInfo(c *eventv1.Client) ClientInfo {
+	ci := clientInfo(c)
+	if s.geo == nil || ci.IP == "" || (ci.HasGeo && ci.ASN != 0 && ci.Country != "") {
+		return ci
+	}
+	ip, err := netip.ParseAddr(ci.IP)
+	if err != nil {
+		return ci
+	}
+	rec, found, err := s.geo.Lookup(ip)
+	if err != nil {
+		s.log.Warn("geoip lookup", slog.Any("error", err))
+		return ci
+	}
+	if !found {
+		return ci
+	}
+	if !ci.HasGeo && rec.HasLocation {
+		ci.Lat, ci.Lon, ci.AccuracyKm, ci.HasGeo = rec.Lat, rec.Lon, rec.AccuracyKm, true
+		if ci.City == "" {
+			ci.City = rec.City
+		}
+	}
+	if ci.Country == "" {
+		ci.Country = rec.Country
+	}
+	if ci.ASN == 0 {
+		ci.ASN = rec.ASN
+		if ci.ASOrg == "" {
+			ci.ASOrg = rec.ASOrg
+		}
 	}
 	return ci
 }

@@ -3,7 +3,10 @@ package scoring
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"slices"
+
+	"github.com/pushbackhq/pushback/pkg/geo"
 )
 
 // PushKind is one kind of push activity kept in a user's window.
@@ -36,11 +39,64 @@ type Location struct {
 }
 
 // Known reports whether the location holds a time and coordinates.
-func (l Location) Known() bool { return l.At != 0 && !(l.Lat == 0 && l.Lon == 0) }
+func (l Location) Known() bool { return l.At != 0 && geo.Known(l.Lat, l.Lon) }
+
+// FindingCode names a finding kept in the state.
+type FindingCode uint8
+
+// Findings that outlive the event that raised them.
+const (
+	FindingTravel     FindingCode = 1 // IMPOSSIBLE_TRAVEL
+	FindingMismatch   FindingCode = 2 // RESPONSE_LOCATION_MISMATCH
+	FindingAfterBurst FindingCode = 3 // APPROVAL_AFTER_BURST
+)
+
+// Discount says why a travel finding has less than full confidence.
+type Discount uint8
+
+// Discounts.
+const (
+	DiscountNone Discount = iota
+	DiscountJitter
+	DiscountRegional
+	DiscountAnonymizer
+)
+
+func (d Discount) String() string {
+	switch d {
+	case DiscountJitter:
+		return "jitter"
+	case DiscountRegional:
+		return "regional"
+	case DiscountAnonymizer:
+		return "anonymizer"
+	}
+	return ""
+}
+
+// Finding is evidence raised by one event that stays in the user's risk for
+// a while (so GetRisk and WatchRisk show it), at most one per code.
+type Finding struct {
+	Code FindingCode
+	// At is the time of the event that raised it.
+	At int64
+	// Confidence 0-1 (stored in hundredths).
+	Confidence float64
+	Discount   Discount
+	// Travel and mismatch: the two places and their distances in km.
+	From, To  Location
+	RawKm, Km float64
+	// Approval after burst: the window crossed (ms, 0 for a streak), its
+	// threshold, the pushes in it and the streak before the approval.
+	Window    int64
+	Threshold int32
+	Pushes    int32
+	Streak    int32
+}
 
 // UserState is everything scoring keeps about one user. It is bounded:
 // Pushes holds at most Config.MaxPushes entries no older than the largest
-// window, and every history list is capped.
+// window, every history list is capped and Findings holds one per code.
 type UserState struct {
 	// Pushes in time order.
 	Pushes []Push
@@ -49,28 +105,57 @@ type UserState struct {
 	Seen []uint64
 	// Streak of consecutive denied or unanswered pushes.
 	Streak, StreakDenied, StreakTimedOut int
-	StreakSince                          int64
+	// StreakSince and StreakLast are the first and last push of the streak.
+	StreakSince, StreakLast int64
+	// LastApprovedAt is the newest approval (0 when none).
+	LastApprovedAt int64
 	// FraudAt is the time of the last fraud report (0 when none).
 	FraudAt int64
-	// LastTrusted is the last successful login or approval.
+	// LastTrusted is the last successful login or approval with a location.
 	LastTrusted Location
-	// Devices, Countries and ASNs are the user's recent history, newest last.
-	Devices   []string
+	// Devices (id hashes), Countries and ASNs are the user's recent trusted
+	// history, newest last.
+	Devices   []uint64
 	Countries []string
 	ASNs      []uint32
+	// Findings still in force or recently so.
+	Findings []Finding
 	// StrongAuthAt is the last successful phishing-resistant authentication.
 	StrongAuthAt int64
 	// UpdatedAt is the time of the newest activity.
 	UpdatedAt int64
 }
 
-const stateVersion = 1
+func (s *UserState) finding(code FindingCode) *Finding {
+	for i := range s.Findings {
+		if s.Findings[i].Code == code {
+			return &s.Findings[i]
+		}
+	}
+	return nil
+}
+
+// putFinding keeps f unless a newer finding of its code is held.
+func (s *UserState) putFinding(f Finding) {
+	if old := s.finding(f.Code); old != nil {
+		if old.At <= f.At {
+			*old = f
+		}
+		return
+	}
+	s.Findings = append(s.Findings, f)
+}
+
+const (
+	stateV1      = 1
+	stateVersion = 2
+)
 
 var errCorrupt = errors.New("scoring: corrupt user state")
 
 // MarshalBinary encodes the state compactly (varints, times as deltas).
 func (s *UserState) MarshalBinary() ([]byte, error) {
-	return s.AppendBinary(make([]byte, 0, 64+len(s.Pushes)*3+len(s.Seen)*8))
+	return s.AppendBinary(make([]byte, 0, 96+len(s.Pushes)*3+len(s.Seen)*8+len(s.Devices)*8))
 }
 
 // AppendBinary appends the encoding of s to b.
@@ -95,19 +180,44 @@ func (s *UserState) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.AppendVarint(b, s.FraudAt)
 	b = binary.AppendVarint(b, s.StrongAuthAt)
 	b = appendLocation(b, s.LastTrusted)
-	b = appendStrings(b, s.Devices)
+	b = binary.AppendUvarint(b, uint64(len(s.Devices)))
+	for _, h := range s.Devices {
+		b = binary.LittleEndian.AppendUint64(b, h)
+	}
 	b = appendStrings(b, s.Countries)
 	b = binary.AppendUvarint(b, uint64(len(s.ASNs)))
 	for _, a := range s.ASNs {
 		b = binary.AppendUvarint(b, uint64(a))
 	}
+	// Version 2.
+	b = binary.AppendVarint(b, s.StreakLast)
+	b = binary.AppendVarint(b, s.LastApprovedAt)
+	b = binary.AppendUvarint(b, uint64(len(s.Findings)))
+	for _, f := range s.Findings {
+		b = append(b, byte(f.Code), byte(f.Discount), byte(math.Round(min(max(f.Confidence, 0), 1)*100)))
+		b = binary.AppendVarint(b, f.At)
+		switch f.Code {
+		case FindingTravel, FindingMismatch:
+			b = appendLocation(b, f.From)
+			b = appendLocation(b, f.To)
+			b = binary.AppendUvarint(b, uint64(f.RawKm*10))
+			b = binary.AppendUvarint(b, uint64(f.Km*10))
+		default:
+			b = binary.AppendVarint(b, f.Window)
+			b = binary.AppendVarint(b, int64(f.Threshold))
+			b = binary.AppendVarint(b, int64(f.Pushes))
+			b = binary.AppendVarint(b, int64(f.Streak))
+		}
+	}
 	return b, nil
 }
 
-// UnmarshalBinary decodes what MarshalBinary wrote.
+// UnmarshalBinary decodes what MarshalBinary wrote, and the version 1
+// encoding (device ids as strings, no findings) of earlier releases.
 func (s *UserState) UnmarshalBinary(b []byte) error {
 	d := decoder{b: b}
-	if v := d.byte(); v != stateVersion {
+	v := d.byte()
+	if v != stateV1 && v != stateVersion {
 		return errCorrupt
 	}
 	*s = UserState{}
@@ -135,7 +245,19 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 	s.FraudAt = d.varint()
 	s.StrongAuthAt = d.varint()
 	s.LastTrusted = d.location()
-	s.Devices = d.strings()
+	if v == stateV1 {
+		for _, id := range d.strings() {
+			s.Devices = append(s.Devices, hashID(id))
+		}
+	} else {
+		n = d.count()
+		if n > 0 {
+			s.Devices = make([]uint64, n)
+		}
+		for i := range s.Devices {
+			s.Devices[i] = d.uint64()
+		}
+	}
 	s.Countries = d.strings()
 	n = d.count()
 	if n > 0 {
@@ -143,6 +265,33 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 	}
 	for i := range s.ASNs {
 		s.ASNs[i] = uint32(d.uvarint())
+	}
+	if v == stateV1 {
+		return d.err
+	}
+	s.StreakLast = d.varint()
+	s.LastApprovedAt = d.varint()
+	n = d.count()
+	for i := 0; i < n && d.err == nil; i++ {
+		f := Finding{Code: FindingCode(d.byte()), Discount: Discount(d.byte()), Confidence: float64(d.byte()) / 100}
+		f.At = d.varint()
+		switch f.Code {
+		case FindingTravel, FindingMismatch:
+			f.From, f.To = d.location(), d.location()
+			f.RawKm, f.Km = float64(d.uvarint())/10, float64(d.uvarint())/10
+		case FindingAfterBurst:
+			f.Window = d.varint()
+			f.Threshold, f.Pushes, f.Streak = int32(d.varint()), int32(d.varint()), int32(d.varint())
+		default:
+			d.fail()
+		}
+		s.Findings = append(s.Findings, f)
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail()
+	}
+	if d.err != nil {
+		*s = UserState{}
 	}
 	return d.err
 }

@@ -8,49 +8,53 @@ import (
 
 // hub fans risk changes out to WatchRisk subscribers. Each subscriber holds
 // only the newest assessment (a one-slot mailbox), so publishing never
-// blocks: a slow subscriber skips intermediate states and is told to resync.
+// blocks and never allocates per subscriber: a slow subscriber skips the
+// intermediate states and its next message is the newest assessment marked
+// resync. Every assessment is complete, so dropping the ones in between
+// loses no state, only history.
 type hub struct {
-	mu     sync.Mutex
-	byUser map[string]map[*subscriber]struct{}
-	limit  int
+	mu    sync.Mutex
+	byKey map[watchKey]map[*subscriber]struct{}
 }
 
+type watchKey struct{ tenant, user string }
+
 type subscriber struct {
-	user   string
+	key    watchKey
 	notify chan struct{}
 	mu     sync.Mutex
 	latest *scoringv1.RiskAssessment
 	missed int
-	limit  int
 }
 
-func newHub(limit int) *hub {
-	return &hub{byUser: map[string]map[*subscriber]struct{}{}, limit: limit}
+func newHub() *hub {
+	return &hub{byKey: map[watchKey]map[*subscriber]struct{}{}}
 }
 
-func (h *hub) subscribe(user string) *subscriber {
-	sub := &subscriber{user: user, notify: make(chan struct{}, 1), limit: h.limit}
+func (h *hub) subscribe(tenant, user string) *subscriber {
+	k := watchKey{tenant, user}
+	sub := &subscriber{key: k, notify: make(chan struct{}, 1)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.byUser[user] == nil {
-		h.byUser[user] = map[*subscriber]struct{}{}
+	if h.byKey[k] == nil {
+		h.byKey[k] = map[*subscriber]struct{}{}
 	}
-	h.byUser[user][sub] = struct{}{}
+	h.byKey[k][sub] = struct{}{}
 	return sub
 }
 
 func (h *hub) unsubscribe(sub *subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.byUser[sub.user], sub)
-	if len(h.byUser[sub.user]) == 0 {
-		delete(h.byUser, sub.user)
+	delete(h.byKey[sub.key], sub)
+	if len(h.byKey[sub.key]) == 0 {
+		delete(h.byKey, sub.key)
 	}
 }
 
-func (h *hub) publish(user string, ra *scoringv1.RiskAssessment) {
+func (h *hub) publish(tenant, user string, ra *scoringv1.RiskAssessment) {
 	h.mu.Lock()
-	subs := h.byUser[user]
+	subs := h.byKey[watchKey{tenant, user}]
 	if len(subs) == 0 {
 		h.mu.Unlock()
 		return
