@@ -1,0 +1,265 @@
+package notify_test
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	"github.com/pushbackhq/pushback/services/notify"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// setReceiver is an RFC 8935 push receiver: it fetches the transmitter's
+// published key set over HTTP, verifies every SET, and drops duplicates by
+// jti.
+type setReceiver struct {
+	t       *testing.T
+	jwksURL string
+	aud     string
+	// fail answers the n-th request (1-based) itself when it returns true.
+	fail func(n int, w http.ResponseWriter) bool
+
+	mu       sync.Mutex
+	requests int
+	sets     map[string]*notify.SETClaims
+	order    []string
+	srv      *httptest.Server
+}
+
+func newSETReceiver(t *testing.T, jwksURL, aud string) *setReceiver {
+	r := &setReceiver{t: t, jwksURL: jwksURL, aud: aud, sets: map[string]*notify.SETClaims{}}
+	r.srv = httptest.NewServer(r)
+	t.Cleanup(r.srv.Close)
+	return r
+}
+
+func (r *setReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.mu.Lock()
+	r.requests++
+	n := r.requests
+	r.mu.Unlock()
+	if r.fail != nil && r.fail(n, w) {
+		return
+	}
+	badRequest := func(code, desc string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"err": code, "description": desc})
+	}
+	if req.Header.Get("Content-Type") != "application/secevent+jwt" || req.Header.Get("Authorization") != "Bearer receiver-token" {
+		badRequest("authentication_failed", "content type or credentials")
+		return
+	}
+	body, _ := io.ReadAll(req.Body)
+	resp, err := http.Get(r.jwksURL)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	var keys notify.JWKS
+	err = json.NewDecoder(resp.Body).Decode(&keys)
+	_ = resp.Body.Close()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	c, err := notify.VerifySET(string(body), keys)
+	if err != nil {
+		badRequest("invalid_key", err.Error())
+		return
+	}
+	if c.Audience != r.aud {
+		badRequest("invalid_audience", c.Audience)
+		return
+	}
+	r.mu.Lock()
+	if _, dup := r.sets[c.ID]; !dup {
+		r.order = append(r.order, c.ID)
+	}
+	r.sets[c.ID] = c
+	r.mu.Unlock()
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (r *setReceiver) received() []*notify.SETClaims {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*notify.SETClaims
+	for _, id := range r.order {
+		out = append(out, r.sets[id])
+	}
+	return out
+}
+
+func newSigner(t *testing.T) *notify.Signer {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := notify.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func setChannel(signer *notify.Signer, url, aud string, clk *clock) *notify.SecurityEvents {
+	return &notify.SecurityEvents{URL: url, Issuer: "https://pushback.example.com", Audience: aud, Signer: signer,
+		Authorization: "Bearer receiver-token", Now: clk.Now}
+}
+
+func TestSecurityEventTokensVerifyWithThePublishedKey(t *testing.T) {
+	clk := newClock()
+	signer := newSigner(t)
+	jwks := httptest.NewServer(notify.JWKSHandler(signer))
+	defer jwks.Close()
+	rcv := newSETReceiver(t, jwks.URL, "https://idp.example.com")
+	rcv.fail = func(n int, w http.ResponseWriter) bool {
+		if n == 1 {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{setChannel(signer, rcv.srv.URL, "https://idp.example.com", clk)}})
+	notifyOK(t, s, &notifyv1.NotifyRequest{
+		Kind: notifyv1.Kind_KIND_SECURITY_EVENT, IdempotencyKey: "alc:1", UserId: "alice", UserEmail: "alice@example.com",
+		Tenant: "acme", SessionId: "sess-9", Time: timestamppb.New(clk.Now()),
+		SecurityEvent: &notifyv1.SecurityEvent{
+			Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE, Namespace: "NIST-AAL",
+			CurrentLevel: "nist-aal1", PreviousLevel: "nist-aal2", ChangeDirection: "decrease", ReasonAdmin: "push factor under attack",
+		},
+	})
+	settle(t, s, clk, 5)
+	got := rcv.received()
+	if len(got) != 1 {
+		t.Fatalf("receiver verified %d SETs, want 1", len(got))
+	}
+	c := got[0]
+	ev, ok := c.Events[notify.EventAssuranceLevelChange]
+	if !ok || c.Issuer != "https://pushback.example.com" || c.Subject.Format != "complex" || c.Subject.User.Email != "alice@example.com" ||
+		c.Subject.Session.ID != "sess-9" || c.Subject.Tenant.ID != "acme" {
+		t.Fatalf("claims %+v", c)
+	}
+	var body map[string]any
+	_ = json.Unmarshal(ev, &body)
+	if body["current_level"] != "nist-aal1" || body["change_direction"] != "decrease" || body["event_timestamp"] != float64(newClock().Now().Unix()) {
+		t.Fatalf("event %s", ev)
+	}
+	if d := list(t, s, notifyv1.Status_STATUS_DELIVERED); len(d) != 1 || d[0].GetAttempts() != 2 || d[0].GetDeliveryId() != c.ID {
+		t.Fatalf("delivery %v: the retried SET must keep its jti", d)
+	}
+}
+
+func TestSessionRevokedOncePerIncidentAfterAFatigueApproval(t *testing.T) {
+	clk := newClock()
+	signer := newSigner(t)
+	jwks := httptest.NewServer(notify.JWKSHandler(signer))
+	defer jwks.Close()
+	rcv := newSETReceiver(t, jwks.URL, "aud-1")
+	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{
+		notify.LogChannel{Logger: (&logBuffer{}).logger()}, setChannel(signer, rcv.srv.URL, "aud-1", clk),
+	}})
+	notifyOK(t, s, alert("deny:1", "alice", clk.Now()))
+	for _, key := range []string{"deny:2", "deny:3"} {
+		r := alert(key, "alice", clk.Now(), notify.RevokeSignal)
+		r.SessionId = "okta-sess-1"
+		notifyOK(t, s, r)
+	}
+	settle(t, s, clk, 5)
+	got := rcv.received()
+	if len(got) != 1 {
+		t.Fatalf("receiver got %d SETs, want one session-revoked for the incident", len(got))
+	}
+	if _, ok := got[0].Events[notify.EventSessionRevoked]; !ok || got[0].Subject.Session.ID != "okta-sess-1" || got[0].TxnID != "dec-deny:2" {
+		t.Fatalf("SET %+v", got[0])
+	}
+}
+
+func TestSETReceiverRejectionIsPermanent(t *testing.T) {
+	clk := newClock()
+	signer := newSigner(t)
+	jwks := httptest.NewServer(notify.JWKSHandler(signer))
+	defer jwks.Close()
+	rcv := newSETReceiver(t, jwks.URL, "the-right-audience")
+	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{setChannel(signer, rcv.srv.URL, "a-wrong-audience", clk)}})
+	notifyOK(t, s, &notifyv1.NotifyRequest{Kind: notifyv1.Kind_KIND_SECURITY_EVENT, IdempotencyKey: "rev:1", UserId: "alice",
+		SecurityEvent: &notifyv1.SecurityEvent{Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED}})
+	deliverDue(t, s)
+	dead := list(t, s, notifyv1.Status_STATUS_DEAD)
+	if len(dead) != 1 || dead[0].GetAttempts() != 1 || !strings.Contains(dead[0].GetLastError(), "invalid_audience") {
+		t.Fatalf("dead letters %v, want the rejected SET dead after one attempt", dead)
+	}
+}
+
+func TestVerifySETRejectsForgeries(t *testing.T) {
+	signer, other := newSigner(t), newSigner(t)
+	d := &notifyv1.Delivery{DeliveryId: "d1", Notification: &notifyv1.NotifyRequest{UserId: "u",
+		SecurityEvent: &notifyv1.SecurityEvent{Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED}}}
+	claims, err := notify.BuildSET(d, "iss", "aud", newClock().Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := signer.Sign(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := other.Sign(claims)
+	altered := *claims
+	altered.Audience = "somebody-else"
+	tampered, _ := signer.Sign(&altered)
+	parts := strings.Split(good, ".")
+	cases := []struct {
+		name  string
+		token string
+		keys  notify.JWKS
+		ok    bool
+	}{
+		{"signed by the published key", good, signer.JWKS(), true},
+		{"signed by another key", forged, signer.JWKS(), false},
+		{"claims swapped", parts[0] + "." + strings.Split(tampered, ".")[1] + "." + parts[2], signer.JWKS(), false},
+		{"alg none", "eyJhbGciOiJub25lIiwidHlwIjoic2VjZXZlbnQrand0In0." + parts[1] + ".", signer.JWKS(), false},
+		{"unknown key", good, other.JWKS(), false},
+		{"garbage", "a.b", signer.JWKS(), false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := notify.VerifySET(tc.token, tc.keys)
+			if (err == nil) != tc.ok {
+				t.Fatalf("VerifySET: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+func TestSigningKeyIsCreatedOnceAndReloaded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "set.pem")
+	k1, err := notify.LoadOrCreateSigningKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %v: %v", fi, err)
+	}
+	k2, err := notify.LoadOrCreateSigningKey(path)
+	if err != nil || !k1.Equal(k2) {
+		t.Fatalf("reloaded key differs: %v", err)
+	}
+	s1, _ := notify.NewSigner(k1)
+	s2, _ := notify.NewSigner(k2)
+	if s1.KeyID() != s2.KeyID() || s1.KeyID() == "" {
+		t.Fatalf("key ids %q %q", s1.KeyID(), s2.KeyID())
+	}
+}
