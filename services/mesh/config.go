@@ -50,6 +50,9 @@ type Config struct {
 	RedisAddrs      []string
 	RedisPassword   string
 	RedisPrefix     string
+	TLSCert         string
+	TLSKey          string
+	TLSCA           string
 	LogLevel        string
 	LogFormat       string
 	// Decision API authentication and policy reload (see docs/decision.md).
@@ -196,6 +199,12 @@ func settings() []setting {
 	add(mk("redis-password", "Redis password", true, g, s))
 	g, s = str(func(c *Config) *string { return &c.RedisPrefix })
 	add(mk("redis-key-prefix", "prefix of every Redis key (several deployments on one server)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.TLSCert })
+	add(mk("tls-cert", "certificate (PEM) for mutual TLS between services; serves and dials with it", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.TLSKey })
+	add(mk("tls-key", "private key (PEM) of --tls-cert", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.TLSCA })
+	add(mk("tls-ca", "CA (PEM) every peer certificate must be signed by", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.LogLevel })
 	add(mk("log-level", "debug, info, warn or error", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.LogFormat })
@@ -335,6 +344,9 @@ func (c Config) Validate() error {
 	need(Decision, Scoring, c.ScoringAddr)
 	need(Decision, Notify, c.NotifyAddr)
 	need(Intake, Scoring, c.ScoringAddr)
+	if set := btoi(c.TLSCert != "") + btoi(c.TLSKey != "") + btoi(c.TLSCA != ""); set != 0 && set != 3 {
+		errs = append(errs, errors.New("tls-cert, tls-key, tls-ca: mutual TLS needs all three"))
+	}
 	switch c.StoreKind {
 	case "badger":
 	case "redis":
@@ -422,3 +434,13 @@ func Usage() string {
 	}
 	return b.String()
 }
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// MutualTLS reports whether services talk over mutual TLS.
+func (c Config) MutualTLS() bool { return c.TLSCert != "" }

@@ -1,0 +1,162 @@
+// Package devcerts makes a development certificate authority and node
+// certificates for mutual TLS between Pushback processes. Production
+// deployments bring certificates from their own PKI (cert-manager, Vault).
+package devcerts
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// CA is a certificate authority that signs node certificates.
+type CA struct {
+	Cert    *x509.Certificate
+	Key     *ecdsa.PrivateKey
+	CertPEM []byte
+}
+
+// NewCA makes a self-signed CA valid for validity.
+func NewCA(name string, validity time.Duration) (*CA, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name, Organization: []string{"Pushback development CA"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{Cert: cert, Key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
+}
+
+// Node is a certificate usable as both TLS server and client.
+type Node struct {
+	CertPEM, KeyPEM []byte
+}
+
+// Issue signs a node certificate for name with the given DNS names and IPs.
+func (ca *CA) Issue(name string, hosts []string, validity time.Duration) (*Node, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: name, Organization: []string{"Pushback"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else if h != "" {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		return nil, err
+	}
+	kb, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return &Node{
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}),
+	}, nil
+}
+
+// Files are the paths WriteFiles wrote.
+type Files struct {
+	CA   string
+	Node map[string][2]string // name -> cert, key
+}
+
+// WriteFiles makes a CA and one node certificate per name in dir:
+// ca.pem, ca-key.pem, NAME.pem, NAME-key.pem. Keys are written 0600.
+// Existing files are never overwritten.
+func WriteFiles(dir string, names, hosts []string, validity time.Duration) (Files, error) {
+	if len(names) == 0 {
+		return Files{}, errors.New("devcerts: at least one node name")
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return Files{}, err
+	}
+	ca, err := NewCA("pushback-dev-ca", validity)
+	if err != nil {
+		return Files{}, err
+	}
+	kb, err := x509.MarshalECPrivateKey(ca.Key)
+	if err != nil {
+		return Files{}, err
+	}
+	out := Files{CA: filepath.Join(dir, "ca.pem"), Node: map[string][2]string{}}
+	writes := []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{out.CA, ca.CertPEM, 0o644},
+		{filepath.Join(dir, "ca-key.pem"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600},
+	}
+	for _, n := range names {
+		node, err := ca.Issue(n, hosts, validity)
+		if err != nil {
+			return Files{}, err
+		}
+		cp, kp := filepath.Join(dir, n+".pem"), filepath.Join(dir, n+"-key.pem")
+		out.Node[n] = [2]string{cp, kp}
+		writes = append(writes, struct {
+			path string
+			data []byte
+			mode os.FileMode
+		}{cp, node.CertPEM, 0o644}, struct {
+			path string
+			data []byte
+			mode os.FileMode
+		}{kp, node.KeyPEM, 0o600})
+	}
+	for _, w := range writes {
+		if _, err := os.Stat(w.path); err == nil {
+			return Files{}, fmt.Errorf("devcerts: %s exists; refusing to overwrite", w.path)
+		}
+	}
+	for _, w := range writes {
+		if err := os.WriteFile(w.path, w.data, w.mode); err != nil {
+			return Files{}, err
+		}
+	}
+	return out, nil
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
