@@ -1,0 +1,554 @@
+package scoring
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+)
+
+var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+
+func after(d time.Duration) time.Time { return t0.Add(d) }
+
+// Places used across the tests.
+var (
+	nyc      = ClientInfo{IP: "198.51.100.10", Lat: 40.71427, Lon: -74.00597, HasGeo: true, Country: "US", City: "New York", ASN: 7922, DeviceID: "laptop-1"}
+	nycOther = ClientInfo{IP: "198.51.100.99", Lat: 40.73, Lon: -73.99, HasGeo: true, Country: "US", City: "New York", ASN: 7922, DeviceID: "laptop-1"}
+	la       = ClientInfo{IP: "203.0.113.5", Lat: 34.05223, Lon: -118.24368, HasGeo: true, Country: "US", City: "Los Angeles", ASN: 7018}
+	anaheim  = ClientInfo{IP: "203.0.113.6", Lat: 33.8085, Lon: -117.9228, HasGeo: true, Country: "US", City: "Anaheim", ASN: 7018}
+	boston   = ClientInfo{IP: "192.0.2.20", Lat: 42.3601, Lon: -71.0589, HasGeo: true, Country: "US", City: "Boston", ASN: 7922}
+	auckland = ClientInfo{IP: "12.12.12.12", Lat: -36.84853, Lon: 174.76349, HasGeo: true, Country: "NZ", City: "Auckland", ASN: 9500, DeviceID: "kali"}
+	vpnAMS   = ClientInfo{IP: "185.1.1.1", Lat: 52.37, Lon: 4.89, HasGeo: true, Country: "NL", City: "Amsterdam", ASN: 9009, ASOrg: "M247 Europe SRL"}
+	satVA    = ClientInfo{IP: "164.86.38.26", Lat: 38.953, Lon: -77.2295, HasGeo: true, Country: "US", City: "Tysons Corner", ASN: 22351, ASOrg: "INTELSAT GLOBAL SERVICE CORPORATION"}
+	noGeo    = ClientInfo{IP: "192.0.2.77"}
+	nullIsl  = ClientInfo{IP: "192.0.2.78", Lat: 0, Lon: 0, HasGeo: true}
+)
+
+func withAcc(ci ClientInfo, km float64) ClientInfo { ci.AccuracyKm = km; return ci }
+
+func ob(kind ObservationKind, at time.Time, ci ClientInfo) Observation {
+	return Observation{Kind: kind, At: at, Client: ci}
+}
+
+func signal(ra *scoringv1.RiskAssessment, code string) *scoringv1.Signal {
+	for _, s := range ra.GetSignals() {
+		if s.GetCode() == code {
+			return s
+		}
+	}
+	return nil
+}
+
+func window(ra *scoringv1.RiskAssessment, name string) *scoringv1.WindowCount {
+	for _, w := range ra.GetWindows() {
+		if FormatWindow(w.GetWindow().AsDuration()) == name {
+			return w
+		}
+	}
+	return nil
+}
+
+// run records the observations in order and returns the last assessment.
+func run(c Config, s *UserState, obs ...Observation) *scoringv1.RiskAssessment {
+	var ra *scoringv1.RiskAssessment
+	for _, o := range obs {
+		ra, _ = c.Record("alice", s, o, nil)
+	}
+	return ra
+}
+
+func TestImpossibleTravel(t *testing.T) {
+	c := DefaultConfig()
+	tests := []struct {
+		name     string
+		history  []Observation
+		attempt  Observation
+		fires    bool
+		minConf  float64
+		maxConf  float64
+		discount string
+	}{
+		{name: "first seen user", attempt: ob(ObsAttempt, after(0), auckland)},
+		{name: "new york to auckland in 2h", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(2*time.Hour), auckland), fires: true, minConf: 1, maxConf: 1},
+		{name: "approval is a trusted location", history: []Observation{ob(ObsPushApproved, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(2*time.Hour), auckland), fires: true, minConf: 1, maxConf: 1},
+		{name: "same ip", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(time.Minute), ClientInfo{IP: nyc.IP, Lat: auckland.Lat, Lon: auckland.Lon, HasGeo: true})},
+		{name: "airliner new york to los angeles", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(6*time.Hour), la)},
+		{name: "jitter: 40 km in 2 minutes", history: []Observation{ob(ObsLoginSucceeded, after(0), la)},
+			attempt: ob(ObsAttempt, after(2*time.Minute), anaheim), fires: true, minConf: 0.25, maxConf: 0.25, discount: "jitter"},
+		{name: "jitter absorbed by accuracy radii", history: []Observation{ob(ObsLoginSucceeded, after(0), withAcc(la, 20))},
+			attempt: ob(ObsAttempt, after(2*time.Minute), withAcc(anaheim, 20))},
+		{name: "40 km after 10 minutes is a short trip at 240 km/h", history: []Observation{ob(ObsLoginSucceeded, after(0), la)},
+			attempt: ob(ObsAttempt, after(10*time.Minute), anaheim)},
+		{name: "regional jump new york to boston in 5 minutes", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(5*time.Minute), boston), fires: true, minConf: 0.5, maxConf: 0.5, discount: "regional"},
+		{name: "radii shrink the distance below the speed", history: []Observation{ob(ObsLoginSucceeded, after(0), withAcc(nyc, 100))},
+			attempt: ob(ObsAttempt, after(15*time.Minute), withAcc(boston, 100))},
+		{name: "vpn exit lowers confidence", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(time.Hour), vpnAMS), fires: true, minConf: 0.1, maxConf: 0.1, discount: "anonymizer"},
+		{name: "in-flight satellite lowers confidence", history: []Observation{ob(ObsLoginSucceeded, after(0), auckland)},
+			attempt: ob(ObsAttempt, after(3*time.Hour), satVA), fires: true, minConf: 0.1, maxConf: 0.1, discount: "anonymizer"},
+		{name: "missing geo is unknown", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(time.Minute), noGeo)},
+		{name: "(0,0) now is unknown", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(time.Minute), nullIsl)},
+		{name: "(0,0) before is unknown", history: []Observation{ob(ObsLoginSucceeded, after(0), nullIsl)},
+			attempt: ob(ObsAttempt, after(time.Minute), auckland)},
+		{name: "failed login is not trusted", history: []Observation{ob(ObsLoginFailed, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(time.Minute), auckland)},
+		{name: "failed login far away is still measured", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsLoginFailed, after(time.Hour), auckland), fires: true, minConf: 1, maxConf: 1},
+		{name: "vpn login never becomes the trusted location", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc), ob(ObsLoginSucceeded, after(time.Hour), vpnAMS)},
+			attempt: ob(ObsAttempt, after(2*time.Hour), nycOther)},
+		{name: "out of order: earlier event arrives after a later trusted login", history: []Observation{ob(ObsLoginSucceeded, after(3*time.Hour), nyc)},
+			attempt: ob(ObsLoginSucceeded, after(time.Hour), auckland), fires: true, minConf: 1, maxConf: 1},
+		{name: "two places at once", history: []Observation{ob(ObsLoginSucceeded, after(0), nyc)},
+			attempt: ob(ObsAttempt, after(0), la), fires: true, minConf: 1, maxConf: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			run(c, s, tt.history...)
+			ra, _ := c.Record("alice", s, tt.attempt, nil)
+			sig := signal(ra, SignalImpossibleTravel)
+			if (sig != nil) != tt.fires {
+				t.Fatalf("IMPOSSIBLE_TRAVEL fired = %v, want %v (%v)", sig != nil, tt.fires, ra.GetSignals())
+			}
+			if sig == nil {
+				return
+			}
+			if conf := sig.GetConfidence(); conf < tt.minConf-1e-9 || conf > tt.maxConf+1e-9 {
+				t.Errorf("confidence = %v, want %v..%v", conf, tt.minConf, tt.maxConf)
+			}
+			tr := sig.GetTravel()
+			if tr.GetDiscount() != tt.discount {
+				t.Errorf("discount = %q, want %q", tr.GetDiscount(), tt.discount)
+			}
+			if tr.GetSpeedKmh() <= c.Travel.MaxSpeedKmh || tr.GetDistanceKm() <= 0 || tr.GetPrevious().GetTime() == nil || tr.GetCurrent().GetIp() != tt.attempt.Client.IP {
+				t.Errorf("evidence incomplete: %v", tr)
+			}
+			if want := int32(float64(c.Travel.Weight)*sig.GetConfidence() + 0.5); sig.GetWeight() != want {
+				t.Errorf("weight = %d, want %d", sig.GetWeight(), want)
+			}
+			if tt.discount == "anonymizer" && signal(ra, SignalAnonymizer) == nil {
+				t.Errorf("ANONYMIZER missing")
+			}
+		})
+	}
+}
+
+func TestTravelFindingPersists(t *testing.T) {
+	c := DefaultConfig()
+	s := &UserState{}
+	run(c, s, ob(ObsLoginSucceeded, after(0), nyc), ob(ObsAttempt, after(2*time.Hour), auckland))
+	if signal(c.Assess("alice", s, after(2*time.Hour+30*time.Minute)), SignalImpossibleTravel) == nil {
+		t.Fatal("IMPOSSIBLE_TRAVEL gone 30 minutes later")
+	}
+	if signal(c.Assess("alice", s, after(3*time.Hour+time.Second)), SignalImpossibleTravel) != nil {
+		t.Fatal("IMPOSSIBLE_TRAVEL still there after FindingTTL")
+	}
+}
+
+func TestPushBurstAtTheCrossingPush(t *testing.T) {
+	c := DefaultConfig()
+	tests := []struct {
+		name    string
+		spacing time.Duration
+		n       int
+		window  string
+		fireAt  int
+	}{
+		{"3 in a minute", 10 * time.Second, 3, "1m", 3},
+		{"3 in 5 minutes", 2 * time.Minute, 3, "5m", 3},
+		{"5 in 10 minutes", 2 * time.Minute, 5, "10m", 3},
+		{"sparse pushes never burst", 6 * time.Minute, 8, "10m", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			for i := 1; i <= tt.n; i++ {
+				ra, _ := c.Record("alice", s, Observation{ID: fmt.Sprint(i), Kind: ObsAttempt, At: after(time.Duration(i) * tt.spacing)}, nil)
+				fired := signal(ra, SignalPushBurst) != nil
+				if want := tt.fireAt > 0 && i >= tt.fireAt; fired != want {
+					t.Fatalf("push %d: PUSH_BURST = %v, want %v (%v)", i, fired, want, ra.GetWindows())
+				}
+				if tt.fireAt > 0 && i == c.BurstThresholds[parseWindow(tt.window)] && int(window(ra, tt.window).GetPushes()) != i {
+					t.Fatalf("push %d: %s window holds %d", i, tt.window, window(ra, tt.window).GetPushes())
+				}
+			}
+		})
+	}
+	// The policy's lines: the 3rd push in 5 minutes and the 5th in 10
+	// minutes are in the windows at the push that crosses them.
+	s := &UserState{}
+	var ra *scoringv1.RiskAssessment
+	for i := 1; i <= 5; i++ {
+		ra, _ = c.Record("alice", s, Observation{ID: fmt.Sprint(i), Kind: ObsAttempt, At: after(time.Duration(i) * 2 * time.Minute)}, nil)
+		if i == 3 && window(ra, "5m").GetPushes() != 3 {
+			t.Fatalf("3rd push: 5m = %d", window(ra, "5m").GetPushes())
+		}
+	}
+	if window(ra, "10m").GetPushes() != 5 {
+		t.Fatalf("5th push: 10m = %d", window(ra, "10m").GetPushes())
+	}
+}
+
+func parseWindow(s string) time.Duration {
+	d, _ := time.ParseDuration(s)
+	return d
+}
+
+func TestPushCounting(t *testing.T) {
+	c := DefaultConfig()
+	tests := []struct {
+		name string
+		obs  []Observation
+		want int32
+	}{
+		{"retried attempt counted once", []Observation{{ID: "a", Kind: ObsAttempt, At: after(0)}, {ID: "a", Kind: ObsAttempt, At: after(0)}}, 1},
+		{"attempt and its sent event are one push", []Observation{{ID: "a", Kind: ObsAttempt, At: after(0)}, {ID: "e1", Kind: ObsPushSent, At: after(time.Second)}}, 1},
+		{"sent and denied from logs are one push", []Observation{{ID: "e1", Kind: ObsPushSent, At: after(0)}, {ID: "e2", Kind: ObsPushDenied, At: after(time.Second)}}, 1},
+		{"answers alone count (Duo logs one entry a push)", []Observation{{ID: "e1", Kind: ObsPushDenied, At: after(0)}, {ID: "e2", Kind: ObsPushTimedOut, At: after(time.Second)}, {ID: "e3", Kind: ObsPushApproved, At: after(2 * time.Second)}}, 3},
+		{"suppression of a counted attempt adds nothing", []Observation{{ID: "a", Kind: ObsAttempt, At: after(0)}, {ID: "s", Kind: ObsPushSuppressed, At: after(0)}}, 1},
+		{"out of order pushes all land in the window", []Observation{{ID: "3", Kind: ObsAttempt, At: after(3 * time.Minute)}, {ID: "1", Kind: ObsAttempt, At: after(time.Minute)}, {ID: "2", Kind: ObsAttempt, At: after(2 * time.Minute)}}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			run(c, s, tt.obs...)
+			if got := window(c.Assess("alice", s, after(4*time.Minute)), "5m").GetPushes(); got != tt.want {
+				t.Fatalf("pushes = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDenialStreak(t *testing.T) {
+	c := DefaultConfig()
+	deny := func(id string, d time.Duration) Observation {
+		return Observation{ID: id, Kind: ObsPushDenied, At: after(d)}
+	}
+	tests := []struct {
+		name string
+		obs  []Observation
+		at   time.Duration
+		want int32 // streak length, 0 when no signal
+	}{
+		{"two is not a streak", []Observation{deny("1", 0), deny("2", time.Minute)}, 2 * time.Minute, 0},
+		{"three denials", []Observation{deny("1", 0), deny("2", time.Minute), {ID: "3", Kind: ObsPushTimedOut, At: after(2 * time.Minute)}}, 3 * time.Minute, 3},
+		{"approval ends it", []Observation{deny("1", 0), deny("2", time.Minute), deny("3", 2*time.Minute), {ID: "a", Kind: ObsPushApproved, At: after(3 * time.Minute)}}, 4 * time.Minute, 0},
+		{"late approval older than the streak does not end it", []Observation{deny("1", 10*time.Minute), deny("2", 11*time.Minute), deny("3", 12*time.Minute), {ID: "a", Kind: ObsPushApproved, At: after(time.Minute)}}, 13 * time.Minute, 3},
+		{"late denial older than the approval does not extend it", []Observation{{ID: "a", Kind: ObsPushApproved, At: after(10 * time.Minute)}, deny("1", 11*time.Minute), deny("2", 12*time.Minute), deny("0", 5*time.Minute)}, 13 * time.Minute, 0},
+		{"expires an hour after its last push", []Observation{deny("1", 0), deny("2", time.Minute), deny("3", 2*time.Minute)}, 62 * time.Minute, 0},
+		{"duplicates do not lengthen it", []Observation{deny("1", 0), deny("1", 0), deny("2", time.Minute), deny("2", time.Minute)}, 2 * time.Minute, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			run(c, s, tt.obs...)
+			sig := signal(c.Assess("alice", s, after(tt.at)), SignalDenialStreak)
+			if got := sig.GetStreak().GetLength(); got != tt.want {
+				t.Fatalf("streak = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestApprovalAfterBurst(t *testing.T) {
+	c := DefaultConfig()
+	var fatigue []Observation
+	for i := range 4 {
+		fatigue = append(fatigue, Observation{ID: fmt.Sprint("p", i), Kind: ObsAttempt, At: after(time.Duration(i) * 30 * time.Second), Client: auckland})
+		fatigue = append(fatigue, Observation{ID: fmt.Sprint("t", i), Kind: ObsPushTimedOut, At: after(time.Duration(i)*30*time.Second + 20*time.Second)})
+	}
+	approve := Observation{ID: "ok", Kind: ObsPushApproved, At: after(2*time.Minute + 10*time.Second), Client: auckland}
+	tests := []struct {
+		name  string
+		obs   []Observation
+		fires bool
+	}{
+		{"approval after a burst of timeouts", append(append([]Observation{}, fatigue...), approve), true},
+		{"approval arriving before its timeouts", append([]Observation{approve}, fatigue...), true},
+		{"approval after a streak spread over an hour", []Observation{
+			{ID: "d1", Kind: ObsPushDenied, At: after(0)}, {ID: "d2", Kind: ObsPushDenied, At: after(20 * time.Minute)},
+			{ID: "d3", Kind: ObsPushDenied, At: after(40 * time.Minute)}, {ID: "ok", Kind: ObsPushApproved, At: after(50 * time.Minute)}}, true},
+		{"ordinary approval", []Observation{{ID: "p", Kind: ObsAttempt, At: after(0)}, {ID: "ok", Kind: ObsPushApproved, At: after(10 * time.Second)}}, false},
+		{"approval after one denial", []Observation{{ID: "d", Kind: ObsPushDenied, At: after(0)}, {ID: "ok", Kind: ObsPushApproved, At: after(time.Minute)}}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			run(c, s, tt.obs...)
+			now := after(2*time.Minute + 10*time.Second)
+			if tt.name == "approval after a streak spread over an hour" {
+				now = after(50 * time.Minute)
+			}
+			ra := c.Assess("alice", s, now)
+			sig := signal(ra, SignalApprovalAfterBurst)
+			if (sig != nil) != tt.fires {
+				t.Fatalf("APPROVAL_AFTER_BURST = %v, want %v (%v)", sig != nil, tt.fires, ra.GetSignals())
+			}
+			if !tt.fires {
+				return
+			}
+			if sig.GetWeight() != c.AfterBurst.Weight || ra.GetSignals()[0] != sig {
+				t.Fatalf("fatigue success does not stand out: weight %d, signals %v", sig.GetWeight(), ra.GetSignals())
+			}
+			if ra.GetScore() < 90 {
+				t.Fatalf("score = %d", ra.GetScore())
+			}
+			if sig.GetBurst().GetApprovedAt() == nil {
+				t.Fatal("no approval time in the evidence")
+			}
+			// It persists, decays, then goes.
+			later := c.Assess("alice", s, now.Add(12*time.Hour))
+			if w := signal(later, SignalApprovalAfterBurst).GetWeight(); w != 45 {
+				t.Fatalf("weight after 12h = %d, want 45", w)
+			}
+			if signal(c.Assess("alice", s, now.Add(c.AfterBurst.Hold)), SignalApprovalAfterBurst) != nil {
+				t.Fatal("still there after the hold")
+			}
+		})
+	}
+}
+
+func TestFatigueApprovalIsNotTrusted(t *testing.T) {
+	c := DefaultConfig()
+	s := &UserState{}
+	run(c, s, ob(ObsLoginSucceeded, after(0), nyc))
+	for i := range 3 {
+		run(c, s, Observation{ID: fmt.Sprint(i), Kind: ObsPushDenied, At: after(time.Hour + time.Duration(i)*time.Minute)})
+	}
+	run(c, s, Observation{ID: "ok", Kind: ObsPushApproved, At: after(time.Hour + 5*time.Minute), Client: auckland},
+		Observation{ID: "login", Kind: ObsLoginSucceeded, At: after(time.Hour + 6*time.Minute), Client: auckland})
+	if s.LastTrusted.IP != nyc.IP || len(s.Countries) != 1 {
+		t.Fatalf("fatigue success became trusted: %+v %v", s.LastTrusted, s.Countries)
+	}
+}
+
+func TestFraudReported(t *testing.T) {
+	c := DefaultConfig()
+	s := &UserState{}
+	run(c, s, Observation{ID: "f", Kind: ObsFraudReported, At: after(0)})
+	tests := []struct {
+		at   time.Duration
+		want int32
+	}{
+		{0, 80}, {12 * time.Hour, 40}, {22 * time.Hour, 20}, {24 * time.Hour, 0}, {-time.Minute, 0},
+	}
+	for _, tt := range tests {
+		if got := signal(c.Assess("alice", s, after(tt.at)), SignalFraudReported).GetWeight(); got != tt.want {
+			t.Errorf("at %s: weight %d, want %d", tt.at, got, tt.want)
+		}
+	}
+}
+
+func TestResponseLocationMismatch(t *testing.T) {
+	c := DefaultConfig()
+	tests := []struct {
+		name      string
+		client    ClientInfo
+		responder ClientInfo
+		fires     bool
+		conf      float64
+	}{
+		{"phone in new york, login from auckland", auckland, nyc, true, 1},
+		{"phone and laptop in the same city", nyc, nycOther, false, 0},
+		{"same ip", nyc, nyc, false, 0},
+		{"responder unknown", auckland, noGeo, false, 0},
+		{"responder at (0,0)", auckland, nullIsl, false, 0},
+		{"close enough after radii", nyc, withAcc(boston, 200), false, 0},
+		{"phone behind vpn", nyc, vpnAMS, true, 0.1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			ra, _ := c.Record("alice", s, Observation{ID: "a", Kind: ObsPushApproved, At: after(0), Client: tt.client, Responder: tt.responder}, nil)
+			sig := signal(ra, SignalResponseMismatch)
+			if (sig != nil) != tt.fires {
+				t.Fatalf("RESPONSE_LOCATION_MISMATCH = %v, want %v", sig != nil, tt.fires)
+			}
+			if sig != nil && (sig.GetConfidence() != tt.conf || sig.GetTravel().GetDistanceKm() < c.Mismatch.MinKm) {
+				t.Fatalf("signal %v", sig)
+			}
+			if sig != nil && s.LastTrusted.At != 0 {
+				t.Fatal("a mismatched approval became the trusted location")
+			}
+		})
+	}
+}
+
+func TestNovelty(t *testing.T) {
+	c := DefaultConfig()
+	tests := []struct {
+		name    string
+		history []Observation
+		client  ClientInfo
+		want    []string
+	}{
+		{"first seen user: nothing is new", nil, auckland, nil},
+		{"known device, country and network", []Observation{ob(ObsLoginSucceeded, after(0), nyc)}, nycOther, nil},
+		{"new everything", []Observation{ob(ObsLoginSucceeded, after(0), nyc)}, auckland, []string{SignalNewDevice, SignalNewCountry, SignalNewASN}},
+		{"failed logins teach nothing", []Observation{ob(ObsLoginSucceeded, after(0), nyc), ob(ObsLoginFailed, after(time.Hour), auckland)}, auckland, []string{SignalNewDevice, SignalNewCountry, SignalNewASN}},
+		{"anonymizer network is not a new country", []Observation{ob(ObsLoginSucceeded, after(0), nyc)}, vpnAMS, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			run(c, s, tt.history...)
+			ra, _ := c.Record("alice", s, ob(ObsAttempt, after(48*time.Hour), tt.client), nil)
+			for _, code := range []string{SignalNewDevice, SignalNewCountry, SignalNewASN} {
+				want := false
+				for _, w := range tt.want {
+					want = want || w == code
+				}
+				if got := signal(ra, code) != nil; got != want {
+					t.Errorf("%s = %v, want %v", code, got, want)
+				}
+			}
+		})
+	}
+	// The history is bounded: the 21st device pushes the first out.
+	s := &UserState{}
+	for i := range 21 {
+		run(c, s, ob(ObsLoginSucceeded, after(time.Duration(i)*time.Hour), ClientInfo{DeviceID: fmt.Sprint("dev", i)}))
+	}
+	if len(s.Devices) != c.HistoryLimit {
+		t.Fatalf("devices = %d", len(s.Devices))
+	}
+	ra, _ := c.Record("alice", s, ob(ObsAttempt, after(30*time.Hour), ClientInfo{DeviceID: "dev0"}), nil)
+	if sig := signal(ra, SignalNewDevice); sig == nil || sig.GetNovelty().GetKnown() != 20 {
+		t.Fatalf("evicted device not new: %v", sig)
+	}
+}
+
+func TestAnonymizerKinds(t *testing.T) {
+	a := DefaultAnonymizers()
+	tests := []struct {
+		ci   ClientInfo
+		want string
+	}{
+		{ClientInfo{ASN: 22351}, AnonSatellite},
+		{ClientInfo{ASN: 36183}, AnonRelay},
+		{ClientInfo{ASN: 16509}, AnonHosting},
+		{ClientInfo{ASN: 1, ASOrg: "Mullvad VPN AB"}, AnonVPN},
+		{ClientInfo{ASN: 1, ASOrg: "Example In-Flight Connectivity"}, AnonSatellite},
+		{ClientInfo{ASN: 7922, ASOrg: "COMCAST-7922"}, ""},
+		{ClientInfo{ASN: 7922, Anonymizer: AnonTor}, AnonTor},
+		{ClientInfo{}, ""},
+	}
+	for _, tt := range tests {
+		if got := a.Kind(tt.ci); got != tt.want {
+			t.Errorf("Kind(%+v) = %q, want %q", tt.ci, got, tt.want)
+		}
+	}
+	ra, _ := DefaultConfig().Record("alice", &UserState{}, ob(ObsAttempt, after(0), vpnAMS), nil)
+	sig := signal(ra, SignalAnonymizer)
+	if sig == nil || sig.GetWeight() != 0 || sig.GetAnonymizer().GetAsn() != 9009 || ra.GetScore() != 0 {
+		t.Fatalf("anonymizer must explain, not raise risk: %v score %d", sig, ra.GetScore())
+	}
+}
+
+func TestSpray(t *testing.T) {
+	c := DefaultConfig()
+	src := &SourceState{}
+	for i := range 6 {
+		n := c.NoteSource(src, fmt.Sprint("user", i), after(time.Duration(i)*time.Minute))
+		if n != i+1 {
+			t.Fatalf("user %d: distinct = %d", i, n)
+		}
+	}
+	if n := c.NoteSource(src, "user0", after(6*time.Minute)); n != 6 {
+		t.Fatalf("repeat user counted twice: %d", n)
+	}
+	if n := c.SourceUsers(src, after(14*time.Minute+30*time.Second)); n != 2 {
+		t.Fatalf("window slide: %d", n)
+	}
+	for i := range 100 {
+		c.NoteSource(src, fmt.Sprint("many", i), after(7*time.Minute))
+	}
+	if len(src.Users) != c.Spray.MaxUsers {
+		t.Fatalf("source state unbounded: %d", len(src.Users))
+	}
+	b, _ := src.MarshalBinary()
+	var back SourceState
+	if err := back.UnmarshalBinary(b); err != nil || len(back.Users) != len(src.Users) || back.Users[5] != src.Users[5] {
+		t.Fatalf("round trip: %v", err)
+	}
+
+	tests := []struct {
+		name   string
+		counts []SprayCount
+		want   int32
+	}{
+		{"below threshold", []SprayCount{{IP: "1.2.3.4", Users: 4}, {ASN: 9500, Users: 4}}, 0},
+		{"ip at threshold", []SprayCount{{IP: "1.2.3.4", Users: 5}}, 40},
+		{"asn far over", []SprayCount{{IP: "1.2.3.4", Users: 5}, {ASN: 9500, Users: 40}}, 70},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ra, _ := c.Record("alice", &UserState{}, ob(ObsAttempt, after(0), auckland), tt.counts)
+			if got := signal(ra, SignalPushSpray).GetWeight(); got != tt.want {
+				t.Fatalf("weight = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFamiliar(t *testing.T) {
+	c := DefaultConfig()
+	s := &UserState{}
+	if !c.Familiar(s, auckland) {
+		t.Fatal("a user without history must not count toward spray")
+	}
+	run(c, s, ob(ObsLoginSucceeded, after(0), nyc))
+	if !c.Familiar(s, nycOther) || !c.Familiar(s, ClientInfo{IP: nyc.IP}) || c.Familiar(s, auckland) {
+		t.Fatal("familiarity wrong")
+	}
+}
+
+func TestCombine(t *testing.T) {
+	tests := []struct {
+		weights []int32
+		want    int32
+	}{
+		{nil, 0},
+		{[]int32{0}, 0},
+		{[]int32{30}, 30},
+		{[]int32{30, 25}, 48},
+		{[]int32{25, 30}, 48},
+		{[]int32{90, 50, 50}, 98},
+		{[]int32{100, 10}, 100},
+		{[]int32{150, -5}, 100},
+	}
+	for _, tt := range tests {
+		if got := Combine(tt.weights...); got != tt.want {
+			t.Errorf("Combine(%v) = %d, want %d", tt.weights, got, tt.want)
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	c := DefaultConfig()
+	obs := []Observation{ob(ObsLoginSucceeded, after(0), nyc), {ID: "1", Kind: ObsPushDenied, At: after(time.Hour)},
+		{ID: "2", Kind: ObsAttempt, At: after(time.Hour), Client: auckland}, {ID: "3", Kind: ObsAttempt, At: after(time.Hour + time.Second), Client: auckland}}
+	a, b := &UserState{}, &UserState{}
+	ra, rb := run(c, a, obs...), run(c, b, obs...)
+	if fmt.Sprint(ra) != fmt.Sprint(rb) {
+		t.Fatalf("same inputs, different outputs:\n%v\n%v", ra, rb)
+	}
+}
+
+func TestExpired(t *testing.T) {
+	c := DefaultConfig()
+	s := &UserState{}
+	run(c, s, ob(ObsLoginSucceeded, after(0), nyc))
+	if c.Expired(s, after(c.IdleTTL)) || !c.Expired(s, after(c.IdleTTL+time.Millisecond)) || c.Expired(&UserState{}, after(100*c.IdleTTL)) {
+		t.Fatal("idle expiry wrong")
+	}
+}
