@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pushbackhq/pushback/internal/bench"
+	"github.com/pushbackhq/pushback/services/mesh"
+)
+
+const benchUsage = `Usage: pushback bench [flags]
+
+Closed-loop gRPC load against a mesh on 127.0.0.1, measured beside a bare
+gRPC echo server with the same client in the same run; the ratio is what
+holds on a shared machine.
+
+  pushback bench --spawn=one              start the mesh in this process (one-process topology)
+  pushback bench --spawn=split            four meshes, one per service, talking over loopback TCP
+  pushback bench --addr=127.0.0.1:50051   against a running mesh
+  pushback bench --mode=ingest --spawn=one   IngestStream events/s versus raw badger batch writes
+
+`
+
+type benchReport struct {
+	Machine  bench.Machine        `json:"machine"`
+	Mode     string               `json:"mode"`
+	Topology string               `json:"topology"`
+	Options  bench.Options        `json:"options"`
+	Results  []bench.Result       `json:"results,omitempty"`
+	Ingest   []bench.IngestResult `json:"ingest,omitempty"`
+	Ratio    float64              `json:"ratio"`
+}
+
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
+	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of a running mesh (ignored with --spawn)")
+	spawn := fs.String("spawn", "", "start the mesh here: one (all services in one process) or split (one mesh per service over loopback)")
+	mode := fs.String("mode", "decide", "decide or ingest")
+	o := bench.Options{}
+	fs.IntVar(&o.Concurrency, "concurrency", 64, "calls in flight")
+	fs.IntVar(&o.Connections, "connections", 4, "client connections")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per target")
+	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured time before each target")
+	fs.IntVar(&o.Users, "users", 10000, "distinct benign users")
+	fs.Float64Var(&o.AttackShare, "attack-share", 0.05, "share of calls that push-bomb a few users")
+	batch := fs.Int("batch", 100, "events per IngestStream message (ingest mode)")
+	asJSON := fs.Bool("json", false, "print one JSON report")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.Concurrency < 1 || o.Connections < 1 || o.Duration <= 0 || o.Users < 1 || o.AttackShare < 0 || o.AttackShare > 1 || *batch < 1 || *batch > 1000 {
+		fmt.Fprintln(stderr, "pushback bench: concurrency, connections, duration, users must be positive; attack-share in 0..1; batch in 1..1000")
+		return 2
+	}
+	o.Seed = uint64(time.Now().UnixNano())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	topology := "external " + *addr
+	if *spawn != "" {
+		addrs, stop, err := spawnMesh(ctx, *spawn, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+			return 1
+		}
+		defer stop()
+		*addr, topology = addrs[mesh.Decision], *spawn
+		if *mode == "ingest" {
+			*addr = addrs[mesh.Intake]
+		}
+	}
+	echoAddr, err := bench.StartEcho(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return 1
+	}
+	meshConns, err := bench.Dial(*addr, o.Connections)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return 1
+	}
+	echoConns, err := bench.Dial(echoAddr, o.Connections)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return 1
+	}
+	rep := benchReport{Machine: bench.ThisMachine(), Mode: *mode, Topology: topology, Options: o}
+	switch *mode {
+	case "decide":
+		fmt.Fprintf(stderr, "measuring echo for %s...\n", o.Duration)
+		echo := bench.Echo(ctx, echoConns, o)
+		fmt.Fprintf(stderr, "measuring Decide for %s...\n", o.Duration)
+		dec := bench.Decide(ctx, meshConns, o)
+		rep.Results = []bench.Result{echo, dec}
+		if echo.RPS > 0 {
+			rep.Ratio = dec.RPS / echo.RPS
+		}
+	case "ingest":
+		dir, err := os.MkdirTemp("", "pushback-bench-badger-")
+		if err != nil {
+			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		fmt.Fprintf(stderr, "measuring raw badger batch writes for %s...\n", o.Duration)
+		raw, err := bench.RawBadger(ctx, dir, o, *batch)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "measuring IngestStream for %s...\n", o.Duration)
+		in := bench.IngestStream(ctx, meshConns, o, *batch)
+		rep.Ingest = []bench.IngestResult{raw, in}
+		if raw.EventsPerSec > 0 {
+			rep.Ratio = in.EventsPerSec / raw.EventsPerSec
+		}
+	default:
+		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide or ingest\n", *mode)
+		return 2
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+		return 0
+	}
+	printBench(stdout, rep)
+	return 0
+}
+
+func printBench(w io.Writer, rep benchReport) {
+	fmt.Fprintf(w, "machine: %d CPUs, %s, %s; topology: %s; concurrency %d over %d connections, %s per target\n\n",
+		rep.Machine.CPUs, rep.Machine.OS, rep.Machine.GoVersion, rep.Topology, rep.Options.Concurrency, rep.Options.Connections, rep.Options.Duration)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	if rep.Mode == "decide" {
+		fmt.Fprintln(tw, "target\tcalls\terrors\tRPS\tp50\tp90\tp99\tp99.9\t")
+		for _, r := range rep.Results {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t\n", r.Target, r.Calls, r.Errors, r.RPS, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999))
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "\nDecide RPS / echo RPS = %.2f\n", rep.Ratio)
+		if len(rep.Results) == 2 && len(rep.Results[1].Outcomes) > 0 {
+			fmt.Fprintf(w, "outcomes: %v\n", rep.Results[1].Outcomes)
+		}
+		return
+	}
+	fmt.Fprintln(tw, "target\tevents\terrors\tevents/s\t")
+	for _, r := range rep.Ingest {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t\n", r.Target, r.Events, r.Errors, r.EventsPerSec)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\nIngestStream events/s / raw badger events/s = %.2f\n", rep.Ratio)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
+
+// spawnMesh starts the mesh in this process on loopback ports and temporary
+// data directories; it returns the gRPC address of each service.
+func spawnMesh(ctx context.Context, topology string, stderr io.Writer) (map[string]string, func(), error) {
+	var services [][]string
+	switch topology {
+	case "one":
+		services = [][]string{mesh.AllServices}
+	case "split":
+		services = [][]string{{mesh.Scoring}, {mesh.Notify}, {mesh.Decision}, {mesh.Intake}}
+	default:
+		return nil, nil, fmt.Errorf("--spawn=%q is not one or split", topology)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var dirs []string
+	var done []chan error
+	addrs := map[string]string{}
+	stop := func() {
+		cancel()
+		for _, d := range done {
+			<-d
+		}
+		for _, d := range dirs {
+			_ = os.RemoveAll(d)
+		}
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	for _, svcs := range services {
+		dir, err := os.MkdirTemp("", "pushback-bench-")
+		if err != nil {
+			stop()
+			return nil, nil, err
+		}
+		dirs = append(dirs, dir)
+		cfg := mesh.Default()
+		cfg.Services, cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr = svcs, dir, "127.0.0.1:0", ""
+		cfg.ScoringAddr, cfg.NotifyAddr = addrs[mesh.Scoring], addrs[mesh.Notify]
+		ready := make(chan string, 1)
+		d := make(chan error, 1)
+		done = append(done, d)
+		go func() {
+			d <- mesh.Run(ctx, cfg, mesh.Options{Logger: log, Ready: func(g, _ string) { ready <- g }})
+		}()
+		select {
+		case a := <-ready:
+			for _, s := range svcs {
+				addrs[s] = a
+			}
+		case err := <-d:
+			done = done[:len(done)-1]
+			stop()
+			return nil, nil, fmt.Errorf("start %v: %v", svcs, err)
+		}
+	}
+	return addrs, stop, nil
+}

@@ -1,0 +1,222 @@
+// Package bench is Pushback's closed-loop gRPC load generator. It measures
+// Decide (or IngestStream) against a running mesh and, in the same run with
+// the same client settings, a bare gRPC echo server, so that results on a
+// shared machine are reported as ratios that hold.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+)
+
+// Options configures a run.
+type Options struct {
+	Concurrency int           // calls in flight
+	Connections int           // client connections, calls spread round-robin
+	Duration    time.Duration // measured time per target
+	Warmup      time.Duration // unmeasured time before each target
+	Users       int           // distinct users of benign traffic
+	AttackShare float64       // share of calls that are push bombing a few users
+	Seed        uint64
+}
+
+// Result is one target's measurement.
+type Result struct {
+	Target   string           `json:"target"`
+	Calls    int64            `json:"calls"`
+	Errors   int64            `json:"errors"`
+	Elapsed  time.Duration    `json:"elapsed_ns"`
+	RPS      float64          `json:"rps"`
+	P50      time.Duration    `json:"p50_ns"`
+	P90      time.Duration    `json:"p90_ns"`
+	P99      time.Duration    `json:"p99_ns"`
+	P999     time.Duration    `json:"p999_ns"`
+	Outcomes map[string]int64 `json:"outcomes,omitempty"`
+}
+
+// closedLoop runs call from Concurrency workers until the duration ends.
+func closedLoop(ctx context.Context, o Options, target string, call func(ctx context.Context, worker int, seq int64) (string, error)) Result {
+	if o.Warmup > 0 {
+		wctx, cancel := context.WithTimeout(ctx, o.Warmup)
+		runWorkers(wctx, o.Concurrency, call, nil)
+		cancel()
+	}
+	mctx, cancel := context.WithTimeout(ctx, o.Duration)
+	defer cancel()
+	rec := &recorder{outcomes: map[string]int64{}}
+	start := time.Now()
+	runWorkers(mctx, o.Concurrency, call, rec)
+	elapsed := time.Since(start)
+	return rec.result(target, elapsed)
+}
+
+type recorder struct {
+	mu       sync.Mutex
+	lat      []time.Duration
+	errors   int64
+	outcomes map[string]int64
+}
+
+func (r *recorder) result(target string, elapsed time.Duration) Result {
+	slices.Sort(r.lat)
+	q := func(p float64) time.Duration {
+		if len(r.lat) == 0 {
+			return 0
+		}
+		i := int(p * float64(len(r.lat)-1))
+		return r.lat[i]
+	}
+	res := Result{Target: target, Calls: int64(len(r.lat)), Errors: r.errors, Elapsed: elapsed,
+		P50: q(0.50), P90: q(0.90), P99: q(0.99), P999: q(0.999)}
+	if elapsed > 0 {
+		res.RPS = float64(len(r.lat)) / elapsed.Seconds()
+	}
+	if len(r.outcomes) > 0 {
+		res.Outcomes = r.outcomes
+	}
+	return res
+}
+
+func runWorkers(ctx context.Context, n int, call func(ctx context.Context, worker int, seq int64) (string, error), rec *recorder) {
+	var wg sync.WaitGroup
+	var seq atomic.Int64
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 1<<14)
+			var errs int64
+			outcomes := map[string]int64{}
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				out, err := call(ctx, w, seq.Add(1))
+				d := time.Since(t0)
+				if ctx.Err() != nil {
+					break // the call raced the end of the run; do not count it
+				}
+				if err != nil {
+					errs++
+					continue
+				}
+				lat = append(lat, d)
+				if out != "" {
+					outcomes[out]++
+				}
+			}
+			if rec != nil {
+				rec.mu.Lock()
+				rec.lat = append(rec.lat, lat...)
+				rec.errors += errs
+				for k, v := range outcomes {
+					rec.outcomes[k] += v
+				}
+				rec.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Dial opens n client connections to addr.
+func Dial(addr string, n int) ([]*grpc.ClientConn, error) {
+	var conns []*grpc.ClientConn
+	for i := 0; i < n; i++ {
+		// Distinct user agents keep grpc-go from sharing one transport.
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUserAgent(fmt.Sprint("pushback-bench/", i)))
+		if err != nil {
+			return nil, err
+		}
+		c.Connect()
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+// Decide measures DecisionService/Decide.
+func Decide(ctx context.Context, conns []*grpc.ClientConn, o Options) Result {
+	clients := make([]decisionv1.DecisionServiceClient, len(conns))
+	for i, c := range conns {
+		clients[i] = decisionv1.NewDecisionServiceClient(c)
+	}
+	run := fmt.Sprintf("%x", rand.Uint64())
+	const attacked = 16
+	return closedLoop(ctx, o, "decide", func(ctx context.Context, worker int, seq int64) (string, error) {
+		r := rand.New(rand.NewPCG(o.Seed+uint64(seq), uint64(worker)))
+		req := &decisionv1.DecideRequest{AppId: "vpn", Factor: eventv1.Factor_FACTOR_PUSH,
+			AttemptId: fmt.Sprint(run, "-", seq)}
+		if r.Float64() < o.AttackShare {
+			req.UserId = fmt.Sprint("victim-", run, "-", r.IntN(attacked))
+			req.Client = &eventv1.Client{Ip: "203.0.113.66", Asn: 64500, Geo: &eventv1.Geo{Latitude: 55.75, Longitude: 37.62, AccuracyKm: 50, Country: "RU"}}
+		} else {
+			u := r.IntN(o.Users)
+			req.UserId = fmt.Sprint("user-", u)
+			req.Client = &eventv1.Client{Ip: fmt.Sprintf("198.51.%d.%d", u/250%250, u%250+1), DeviceId: fmt.Sprint("dev-", u),
+				Asn: 64501, Geo: &eventv1.Geo{Latitude: 40.71, Longitude: -74.0, AccuracyKm: 20, Country: "US", City: "New York"}}
+		}
+		resp, err := clients[seq%int64(len(clients))].Decide(ctx, req)
+		if err != nil {
+			return "", err
+		}
+		return resp.GetOutcome().String(), nil
+	})
+}
+
+// echoServer is a bare gRPC server: no interceptors, no telemetry, no work.
+type echoServer struct {
+	testpb.UnimplementedTestServiceServer
+}
+
+func (echoServer) UnaryCall(_ context.Context, in *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	return &testpb.SimpleResponse{Payload: in.GetPayload()}, nil
+}
+
+// StartEcho serves the echo server on a loopback port until ctx ends.
+func StartEcho(ctx context.Context) (string, error) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	s := grpc.NewServer()
+	testpb.RegisterTestServiceServer(s, echoServer{})
+	go func() { _ = s.Serve(lis) }()
+	go func() { <-ctx.Done(); s.Stop() }()
+	return lis.Addr().String(), nil
+}
+
+// Echo measures the bare echo server with a payload the size of a Decide request.
+func Echo(ctx context.Context, conns []*grpc.ClientConn, o Options) Result {
+	clients := make([]testpb.TestServiceClient, len(conns))
+	for i, c := range conns {
+		clients[i] = testpb.NewTestServiceClient(c)
+	}
+	payload := &testpb.Payload{Body: make([]byte, 160)}
+	return closedLoop(ctx, o, "echo", func(ctx context.Context, _ int, seq int64) (string, error) {
+		_, err := clients[seq%int64(len(clients))].UnaryCall(ctx, &testpb.SimpleRequest{Payload: payload})
+		return "", err
+	})
+}
+
+// Machine describes where the run happened.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	GoVersion string `json:"go"`
+	OS        string `json:"os"`
+}
+
+// ThisMachine returns the machine description.
+func ThisMachine() Machine {
+	return Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+}
