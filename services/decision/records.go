@@ -98,12 +98,13 @@ const (
 func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisionsRequest) (*decisionv1.ListDecisionsResponse, error) {
 	var v apierr.Violations
 	validate.ID(&v, "user_id", req.GetUserId(), true)
+	validate.ID(&v, "tenant", req.GetTenant(), false)
 	validate.Time(&v, "start_time", req.GetStartTime())
 	validate.Time(&v, "end_time", req.GetEndTime())
 	if req.GetPageSize() < 0 || req.GetPageSize() > MaxPageSize {
 		v.Add("page_size", "must be between 0 and %d", MaxPageSize)
 	}
-	prefix := userPrefix("", req.GetUserId())
+	prefix := userPrefix(req.GetTenant(), req.GetUserId())
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
@@ -159,14 +160,18 @@ func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisio
 func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldownRequest) (*decisionv1.ClearCooldownResponse, error) {
 	var v apierr.Violations
 	validate.ID(&v, "user_id", req.GetUserId(), true)
+	validate.ID(&v, "tenant", req.GetTenant(), false)
 	validate.Text(&v, "reason", req.GetReason())
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	cleared, err := s.clearCooldown(ctx, "", req.GetUserId())
+	cleared, err := s.clearCooldown(ctx, req.GetTenant(), req.GetUserId())
 	if err != nil {
 		s.log.ErrorContext(ctx, "clear cooldown", slog.Any("error", err))
 		return nil, apierr.StoreUnavailable()
+	}
+	if cleared {
+		s.count.CooldownsCleared.Add(1)
 	}
 	s.log.InfoContext(ctx, "cooldown cleared by operator", slog.Bool("was_active", cleared), slog.String("reason", req.GetReason()))
 	return &decisionv1.ClearCooldownResponse{Cleared: cleared}, nil

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -20,6 +21,7 @@ import (
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/httpapi"
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/validate"
@@ -28,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -50,6 +53,11 @@ type Options struct {
 	Scorer   Scorer
 	Notifier Notifier
 	Policy   *policy.Policy
+	// ShadowPolicy, when set, is evaluated beside Policy; where the two
+	// differ is recorded and counted, never changing the outcome.
+	ShadowPolicy *policy.Policy
+	// Counters receives the service's counts (a fresh set when nil).
+	Counters *Counters
 	Logger   *slog.Logger
 	Tracer   trace.Tracer
 	// Budget is how long Decide waits for scoring (default 50ms).
@@ -67,6 +75,8 @@ type Service struct {
 	decisionv1.UnimplementedDecisionServiceServer
 	opts   Options
 	policy atomic.Pointer[policy.Policy]
+	shadow atomic.Pointer[policy.Policy]
+	count  *Counters
 	log    *slog.Logger
 	tracer trace.Tracer
 	now    func() time.Time
@@ -95,8 +105,12 @@ func New(opts Options) (*Service, error) {
 	if opts.Tracer == nil {
 		opts.Tracer = trace.NewNoopTracerProvider().Tracer("decision")
 	}
-	s := &Service{opts: opts, log: opts.Logger, tracer: opts.Tracer, now: opts.Now}
+	if opts.Counters == nil {
+		opts.Counters = &Counters{}
+	}
+	s := &Service{opts: opts, count: opts.Counters, log: opts.Logger, tracer: opts.Tracer, now: opts.Now}
 	s.policy.Store(opts.Policy)
+	s.shadow.Store(opts.ShadowPolicy)
 	return s, nil
 }
 
@@ -108,6 +122,15 @@ func (s *Service) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
 
 // Policy returns the enforced policy.
 func (s *Service) Policy() *policy.Policy { return s.policy.Load() }
+
+// SetShadowPolicy replaces the shadow policy; nil turns shadow mode off.
+func (s *Service) SetShadowPolicy(p *policy.Policy) { s.shadow.Store(p) }
+
+// ShadowPolicy returns the shadow policy, or nil.
+func (s *Service) ShadowPolicy() *policy.Policy { return s.shadow.Load() }
+
+// Counters returns the service's counts.
+func (s *Service) Counters() *Counters { return s.count }
 
 func validateDecide(req *decisionv1.DecideRequest) error {
 	var v apierr.Violations
@@ -144,6 +167,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		if rec, err := s.byAttempt(ctx, req); err == nil {
 			resp := proto.CloneOf(rec.GetResponse())
 			resp.Replayed = true
+			s.count.Replays.Add(1)
 			span.SetAttributes(attribute.Bool("pushback.replayed", true))
 			return resp, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -152,49 +176,84 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	}
 
 	pol := s.policy.Load()
+	shadow := s.shadow.Load()
 	tier := pol.TierOf(req.GetAppId())
 	resp := &decisionv1.DecideResponse{
 		DecisionId:    ids.New(now),
 		TraceId:       traceID(ctx),
 		PolicyVersion: pol.Version,
 	}
+	p := pending{req: req, resp: resp, pol: pol, at: attemptTime, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups())}
 
 	assessment, failErr := s.assess(ctx, req)
-	var res policy.Result
 	if failErr != nil {
+		s.count.FailureModeDecisions.Add(1)
+		p.scoringError = httpapi.CodeName(status.Code(failErr))
 		resp.FailureMode = tier.FailureMode
 		resp.Outcome = failureOutcome(tier.FailureMode)
-		resp.Reasons = []string{fmt.Sprintf("scoring unavailable within %s; %s tier fails %s", s.opts.Budget, tier.Name, failureName(tier.FailureMode))}
+		resp.Reasons = []string{failureReason(s.opts.Budget, tier)}
 		resp.Risk = &scoringv1.RiskAssessment{UserId: req.GetUserId(), Time: req.GetTime()}
 		span.SetAttributes(attribute.String("pushback.failure_mode", tier.FailureMode.String()))
-		span.AddEvent("scoring unavailable", trace.WithAttributes(attribute.String("error", failErr.Error())))
+		span.AddEvent("scoring unavailable", trace.WithAttributes(attribute.String("pushback.scoring_error", p.scoringError)))
+		if shadow != nil {
+			st := shadow.TierOf(req.GetAppId())
+			p.shadow = &policy.Result{Outcome: failureOutcome(st.FailureMode), Reasons: []string{failureReason(s.opts.Budget, st)}, Tier: st}
+			p.shadowVersion = shadow.Version
+		}
 	} else {
 		resp.Risk = assessment
-		var evalErr error
-		res, evalErr = s.evaluate(ctx, pol, req, assessment)
-		if evalErr != nil {
-			s.log.WarnContext(ctx, "policy rule failed to evaluate", slog.String("policy_version", pol.Version), slog.Any("error", evalErr))
+		if t := assessment.GetLastPhishingResistantTime(); t != nil {
+			p.strongAuth = t.AsTime()
 		}
+		res := s.evaluate(ctx, pol, req, assessment, "decision.policy")
 		resp.Outcome = res.Outcome
 		resp.MatchedRules = res.Matched
 		resp.Reasons = res.Reasons
+		p.startCooldown = res.Cooldown
+		if shadow != nil {
+			sr := s.evaluate(ctx, shadow, req, assessment, "decision.shadow_policy")
+			p.shadow = &sr
+			p.shadowVersion = shadow.Version
+		}
 	}
 
-	rec, err := s.commit(ctx, req, resp, pol, res.Cooldown, attemptTime)
+	rec, err := s.commit(ctx, p)
 	if err != nil {
 		span.SetStatus(codes.Error, "store")
 		s.log.ErrorContext(ctx, "store decision", slog.Any("error", err))
 		return nil, apierr.StoreUnavailable()
 	}
 	resp = rec.GetResponse()
+	if resp.GetReplayed() {
+		// A concurrent call with the same attempt id committed first.
+		s.count.Replays.Add(1)
+		return resp, nil
+	}
+	s.count.Decisions.Add(1)
+	if rec.GetCooldownCleared() {
+		s.count.CooldownsCleared.Add(1)
+		s.log.InfoContext(ctx, "cooldown cleared by a phishing-resistant authentication", slog.String("decision_id", resp.GetDecisionId()))
+	}
+	if shadow != nil {
+		s.count.ShadowEvaluations.Add(1)
+		if rec.GetShadowDiffers() {
+			s.count.ShadowDifferences.Add(1)
+			span.SetAttributes(attribute.String("pushback.shadow_outcome", rec.GetShadowOutcome().String()))
+		}
+	}
 	span.SetAttributes(
 		attribute.String("pushback.outcome", resp.GetOutcome().String()),
 		attribute.Int("pushback.score", int(resp.GetRisk().GetScore())),
 		attribute.StringSlice("pushback.rules", resp.GetMatchedRules()),
 		attribute.String("pushback.policy_version", resp.GetPolicyVersion()),
+		attribute.String("pushback.tier", rec.GetTier()),
 	)
 	s.afterDecision(ctx, req, resp)
 	return resp, nil
+}
+
+func failureReason(budget time.Duration, tier policy.Tier) string {
+	return fmt.Sprintf("scoring unavailable within %s; %s tier fails %s", budget, tier.Name, failureName(tier.FailureMode))
 }
 
 func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest) (*scoringv1.RiskAssessment, error) {
@@ -216,8 +275,10 @@ func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest) (*s
 	return out.GetAssessment(), nil
 }
 
-func (s *Service) evaluate(ctx context.Context, pol *policy.Policy, req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment) (policy.Result, error) {
-	_, span := s.tracer.Start(ctx, "decision.policy")
+// evaluate runs pol over the assessment. A rule that fails to evaluate does
+// not match; the failure is logged and counted.
+func (s *Service) evaluate(ctx context.Context, pol *policy.Policy, req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, spanName string) policy.Result {
+	_, span := s.tracer.Start(ctx, spanName)
 	defer span.End()
 	in := policy.Input{
 		User:    req.GetUserId(),
@@ -241,7 +302,11 @@ func (s *Service) evaluate(ctx context.Context, pol *policy.Policy, req *decisio
 	res, err := pol.Evaluate(in)
 	span.SetAttributes(attribute.String("pushback.outcome", res.Outcome.String()), attribute.StringSlice("pushback.rules", res.Matched),
 		attribute.String("pushback.policy_version", pol.Version), attribute.String("pushback.tier", res.Tier.Name))
-	return res, err
+	if err != nil {
+		s.count.RuleErrors.Add(1)
+		s.log.WarnContext(ctx, "policy rule failed to evaluate", slog.String("policy_version", pol.Version), slog.Any("error", err))
+	}
+	return res
 }
 
 func clientVars(c *eventv1.Client) map[string]any {
@@ -258,11 +323,13 @@ func clientVars(c *eventv1.Client) map[string]any {
 type cooldownState struct {
 	Until int64 // unix ms
 	Level int
+	Since int64 // unix ms the cooldown started; 0 in records written before it was kept
 }
 
 func (c cooldownState) marshal() []byte {
 	b := binary.AppendVarint(nil, c.Until)
-	return binary.AppendUvarint(b, uint64(c.Level))
+	b = binary.AppendUvarint(b, uint64(c.Level))
+	return binary.AppendVarint(b, c.Since)
 }
 
 func unmarshalCooldown(b []byte) cooldownState {
@@ -274,13 +341,32 @@ func unmarshalCooldown(b []byte) cooldownState {
 	if m <= 0 {
 		return cooldownState{}
 	}
-	return cooldownState{Until: until, Level: int(level)}
+	since, _ := binary.Varint(b[n+m:])
+	return cooldownState{Until: until, Level: int(level), Since: since}
+}
+
+// pending is a decision on its way to the store.
+type pending struct {
+	req           *decisionv1.DecideRequest
+	resp          *decisionv1.DecideResponse
+	pol           *policy.Policy
+	at            time.Time
+	startCooldown bool
+	// strongAuth is the user's last phishing-resistant authentication (zero when none).
+	strongAuth   time.Time
+	tier         string
+	groups       []string
+	scoringError string
+	// shadow is the shadow policy's result (nil without shadow mode).
+	shadow        *policy.Result
+	shadowVersion string
 }
 
 // commit applies the cooldown and stores the decision, the attempt index and
 // the user index in one transaction. If a concurrent request with the same
-// attempt id won the race, its record is returned instead.
-func (s *Service) commit(ctx context.Context, req *decisionv1.DecideRequest, resp *decisionv1.DecideResponse, pol *policy.Policy, startCooldown bool, at time.Time) (*decisionv1.DecisionRecord, error) {
+// attempt id won the race, its record is returned instead, marked replayed.
+func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRecord, error) {
+	req, pol := p.req, p.pol
 	var out *decisionv1.DecisionRecord
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		if req.GetAttemptId() != "" {
@@ -300,7 +386,14 @@ func (s *Service) commit(ctx context.Context, req *decisionv1.DecideRequest, res
 				return err
 			}
 		}
-		r := proto.CloneOf(resp)
+		r := proto.CloneOf(p.resp)
+		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Tier: p.tier, Groups: p.groups, ScoringError: p.scoringError}
+		var shadow *policy.Result
+		if p.shadow != nil {
+			sr := *p.shadow
+			sr.Matched, sr.Reasons = slices.Clone(sr.Matched), slices.Clone(sr.Reasons)
+			shadow = &sr
+		}
 		ck := cooldownKey(req.GetTenant(), req.GetUserId())
 		var cd cooldownState
 		if b, err := tx.Get(ck); err == nil {
@@ -308,19 +401,32 @@ func (s *Service) commit(ctx context.Context, req *decisionv1.DecideRequest, res
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		atMs := at.UnixMilli()
+		atMs := p.at.UnixMilli()
 		active := cd.Until > atMs
+		if active && !p.strongAuth.IsZero() && p.strongAuth.UnixMilli() > cd.Since {
+			// The user proved themselves with a phishing-resistant factor
+			// after the cooldown started: it no longer applies.
+			if err := tx.Delete(ck); err != nil {
+				return err
+			}
+			active = false
+			rec.CooldownCleared = true
+		}
 		if active {
 			// An attempt during a cooldown is denied and escalates it.
 			cd.Level++
 			cd.Until = atMs + escalate(pol.Cooldown, cd.Level).Milliseconds()
-			if r.Outcome != decisionv1.Outcome_OUTCOME_DENY {
-				r.Outcome = decisionv1.Outcome_OUTCOME_DENY
+			reason := fmt.Sprintf("cooldown after an earlier denial, now until %s", time.UnixMilli(cd.Until).UTC().Format(time.RFC3339))
+			r.Outcome = decisionv1.Outcome_OUTCOME_DENY
+			r.MatchedRules = append(r.MatchedRules, CooldownRule)
+			r.Reasons = append(r.Reasons, reason)
+			if shadow != nil {
+				shadow.Outcome = decisionv1.Outcome_OUTCOME_DENY
+				shadow.Matched = append(shadow.Matched, CooldownRule)
+				shadow.Reasons = append(shadow.Reasons, reason)
 			}
-			r.MatchedRules = append(r.MatchedRules, "cooldown")
-			r.Reasons = append(r.Reasons, fmt.Sprintf("cooldown after an earlier denial, now until %s", time.UnixMilli(cd.Until).UTC().Format(time.RFC3339)))
-		} else if startCooldown && r.Outcome == decisionv1.Outcome_OUTCOME_DENY {
-			cd = cooldownState{Level: 1, Until: atMs + pol.Cooldown.Base.Milliseconds()}
+		} else if p.startCooldown && r.Outcome == decisionv1.Outcome_OUTCOME_DENY {
+			cd = cooldownState{Level: 1, Until: atMs + pol.Cooldown.Base.Milliseconds(), Since: atMs}
 			active = true
 		}
 		if active {
@@ -333,7 +439,15 @@ func (s *Service) commit(ctx context.Context, req *decisionv1.DecideRequest, res
 		if r.Outcome == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH {
 			r.NumberChallenge = challenge()
 		}
-		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Response: r, DecidedAt: timestamppb.New(s.now())}
+		if shadow != nil {
+			rec.ShadowOutcome = shadow.Outcome
+			rec.ShadowPolicyVersion = p.shadowVersion
+			rec.ShadowMatchedRules = shadow.Matched
+			rec.ShadowReasons = shadow.Reasons
+			rec.ShadowDiffers = shadow.Outcome != r.GetOutcome()
+		}
+		rec.Response = r
+		rec.DecidedAt = timestamppb.New(s.now())
 		b, err := proto.Marshal(rec)
 		if err != nil {
 			return err
@@ -354,6 +468,10 @@ func (s *Service) commit(ctx context.Context, req *decisionv1.DecideRequest, res
 	})
 	return out, err
 }
+
+// CooldownRule is the name reported among the matched rules when a cooldown
+// decided.
+const CooldownRule = "cooldown"
 
 func escalate(c policy.Cooldown, level int) time.Duration {
 	d := float64(c.Base)

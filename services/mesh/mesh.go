@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	defaultpolicy "github.com/pushbackhq/pushback/deploy/policy"
@@ -43,6 +45,8 @@ type Options struct {
 	Getenv func(string) string
 	// Ready, when set, is called with the bound addresses once serving.
 	Ready func(grpcAddr, httpAddr string)
+	// DecisionCounters, when set, receives the decision service's counts.
+	DecisionCounters *decision.Counters
 }
 
 // closer stack: resources are released in reverse order of acquisition.
@@ -110,7 +114,23 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	}
 	cl.add(func(context.Context) error { return st.Close() })
 
-	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt})
+	decCounters := opts.DecisionCounters
+	if decCounters == nil {
+		decCounters = &decision.Counters{}
+	}
+	authn, err := decision.NewAuthenticator(decision.AuthOptions{Tokens: cfg.AuthTokens, HMACSecrets: cfg.AuthHMACSecrets,
+		MaxSkew: cfg.AuthMaxSkew, Counters: decCounters, Logger: log.With("service", Decision)})
+	if err != nil {
+		return err
+	}
+	if cfg.ServesDecisionAPI() && !authn.Enabled() {
+		log.Warn("the decision API answers without credentials; set auth-tokens or auth-hmac-secrets")
+	}
+	// The mesh's own decision clients (the HTTP gateway) present the first
+	// configured credential, in memory as over the network.
+	meshCreds := decision.Credentials{Token: first(cfg.AuthTokens), HMACSecret: first(cfg.AuthHMACSecrets)}
+	peerUnary := []grpc.UnaryClientInterceptor{meshCreds.UnaryClientInterceptor()}
+	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Unary: []grpc.UnaryServerInterceptor{authn.UnaryServerInterceptor()}})
 	inproc := rpc.NewInProcess()
 	conns := map[string]*grpc.ClientConn{}
 	peer := func(name, addr string) (*grpc.ClientConn, error) {
@@ -120,9 +140,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		var c *grpc.ClientConn
 		var err error
 		if cfg.Runs(name) {
-			c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt})
+			c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt, Unary: peerUnary})
 		} else {
-			c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt})
+			c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: peerUnary})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s peer: %w", name, err)
@@ -157,6 +177,12 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		if err != nil {
 			return err
 		}
+		var shadow *policy.Policy
+		if cfg.ShadowPolicy != "" {
+			if shadow, err = LoadPolicy(cfg.ShadowPolicy); err != nil {
+				return fmt.Errorf("shadow-policy: %w", err)
+			}
+		}
 		sc, err := peer(Scoring, cfg.ScoringAddr)
 		if err != nil {
 			return err
@@ -168,12 +194,21 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		d, err := decision.New(decision.Options{
 			Store: st, Scorer: scoringv1.NewScoringServiceClient(sc), Notifier: notifyv1.NewNotificationServiceClient(nc),
 			Policy: pol, Logger: log.With("service", Decision), Tracer: tracer, Budget: cfg.DecideBudget,
+			ShadowPolicy: shadow, Counters: decCounters,
 		})
 		if err != nil {
 			return err
 		}
 		d.Register(srv)
 		log.Info("policy loaded", slog.String("policy_version", pol.Version), slog.Int("rules", len(pol.Rules)))
+		if shadow != nil {
+			log.Info("shadow policy loaded", slog.String("policy_version", shadow.Version), slog.Int("rules", len(shadow.Rules)))
+		}
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		cl.add(func(context.Context) error { signal.Stop(hup); return nil })
+		rl := decision.NewReloader(d, decision.ReloaderOptions{PolicyFile: cfg.PolicyFile, ShadowFile: cfg.ShadowPolicy, Poll: cfg.PolicyPoll, Logger: log.With("service", Decision)})
+		workers = append(workers, func(ctx context.Context) error { return rl.Run(ctx, hup) })
 	}
 	if cfg.Runs(Intake) {
 		sc, err := peer(Scoring, cfg.ScoringAddr)
@@ -201,7 +236,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			if err != nil {
 				return err
 			}
-			mux.Handle("/v1/decide", decision.HTTPHandler(decisionv1.NewDecisionServiceClient(dc)))
+			mux.Handle("/v1/decide", authn.HTTP(decision.HTTPHandler(decisionv1.NewDecisionServiceClient(dc))))
 		}
 		if cfg.Runs(Intake) || cfg.IntakeAddr != "" {
 			ic, err := peer(Intake, cfg.IntakeAddr)
@@ -282,6 +317,13 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		return werr
 	}
 	return errors.Join(serr, werr)
+}
+
+func first(values []string) string {
+	if len(values) == 0 {
+		return ""
+	}
+	return values[0]
 }
 
 func serviceName(s string) string {

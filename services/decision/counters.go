@@ -1,0 +1,31 @@
+package decision
+
+import "sync/atomic"
+
+// Counters are the decision service's counts. They are plain atomics so that
+// tests read them directly and a metrics exporter can observe them without
+// the service knowing about it.
+type Counters struct {
+	// Decisions made (replays excluded).
+	Decisions atomic.Int64
+	// Replays: calls answered with the stored decision of the same attempt id.
+	Replays atomic.Int64
+	// FailureModeDecisions: decisions made by a tier's failure mode because
+	// scoring did not answer within the budget.
+	FailureModeDecisions atomic.Int64
+	// RuleErrors: evaluations in which a rule failed (it did not match).
+	RuleErrors atomic.Int64
+	// ShadowEvaluations: decisions for which a shadow policy was evaluated.
+	ShadowEvaluations atomic.Int64
+	// ShadowDifferences: decisions whose shadow outcome differed.
+	ShadowDifferences atomic.Int64
+	// CooldownsCleared by an operator or a phishing-resistant authentication.
+	CooldownsCleared atomic.Int64
+	// PolicyReloads: new policies put in force by a reload.
+	PolicyReloads atomic.Int64
+	// PolicyReloadFailures: reloads rejected because the new file was invalid
+	// or unreadable (the old policy stayed in force).
+	PolicyReloadFailures atomic.Int64
+	// AuthFailures: calls rejected for missing or wrong credentials.
+	AuthFailures atomic.Int64
+}
