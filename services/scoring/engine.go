@@ -217,9 +217,15 @@ type ClientInfo struct {
 // and out-of-range coordinates are unknown).
 func (ci ClientInfo) located() bool { return ci.HasGeo && geo.Known(ci.Lat, ci.Lon) }
 
+// location is where the client was, at the precision the state keeps
+// (1e-5 degrees, 0.1 km), so a state reloaded after a restart assesses
+// exactly as the one in memory did.
 func (ci ClientInfo) location(at int64) Location {
-	return Location{At: at, IP: ci.IP, Lat: ci.Lat, Lon: ci.Lon, AccuracyKm: ci.AccuracyKm, Country: ci.Country, City: ci.City}
+	return Location{At: at, IP: ci.IP, Lat: q(ci.Lat, 1e5), Lon: q(ci.Lon, 1e5), AccuracyKm: q(max(ci.AccuracyKm, 0), 10), Country: ci.Country, City: ci.City}
 }
+
+// q rounds v to 1/scale.
+func q(v, scale float64) float64 { return math.Round(v*scale) / scale }
 
 func hashID(id string) uint64 {
 	h := fnv.New64a()
@@ -525,7 +531,7 @@ func (c Config) travel(prev Location, cur ClientInfo, at int64, anon string) *Fi
 	if speed <= t.MaxSpeedKmh {
 		return nil
 	}
-	f := &Finding{Code: FindingTravel, At: at, Confidence: 1, From: prev, To: cur.location(at), RawKm: raw, Km: sep}
+	f := &Finding{Code: FindingTravel, At: at, Confidence: 1, From: prev, To: cur.location(at), RawKm: q(raw, 10), Km: q(sep, 10)}
 	switch {
 	case sep < t.JitterKm && elapsed < t.JitterWindow.Milliseconds():
 		f.Confidence, f.Discount = t.JitterConfidence, DiscountJitter
@@ -536,6 +542,7 @@ func (c Config) travel(prev Location, cur ClientInfo, at int64, anon string) *Fi
 		f.Confidence *= c.Anonymizers.TravelConfidence
 		f.Discount = DiscountAnonymizer
 	}
+	f.Confidence = q(f.Confidence, 100)
 	return f
 }
 
@@ -554,9 +561,9 @@ func (c Config) mismatch(o Observation, at int64) *Finding {
 	if sep < m.MinKm {
 		return nil
 	}
-	f := &Finding{Code: FindingMismatch, At: at, Confidence: 1, From: o.Client.location(at), To: o.Responder.location(at), RawKm: raw, Km: sep}
+	f := &Finding{Code: FindingMismatch, At: at, Confidence: 1, From: o.Client.location(at), To: o.Responder.location(at), RawKm: q(raw, 10), Km: q(sep, 10)}
 	if c.Anonymizers.Kind(o.Client) != "" || c.Anonymizers.Kind(o.Responder) != "" {
-		f.Confidence *= c.Anonymizers.TravelConfidence
+		f.Confidence = q(f.Confidence*c.Anonymizers.TravelConfidence, 100)
 		f.Discount = DiscountAnonymizer
 	}
 	return f

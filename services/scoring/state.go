@@ -200,8 +200,8 @@ func (s *UserState) AppendBinary(b []byte) ([]byte, error) {
 		case FindingTravel, FindingMismatch:
 			b = appendLocation(b, f.From)
 			b = appendLocation(b, f.To)
-			b = binary.AppendUvarint(b, uint64(f.RawKm*10))
-			b = binary.AppendUvarint(b, uint64(f.Km*10))
+			b = binary.AppendUvarint(b, uint64(math.Round(f.RawKm*10)))
+			b = binary.AppendUvarint(b, uint64(math.Round(f.Km*10)))
 		default:
 			b = binary.AppendVarint(b, f.Window)
 			b = binary.AppendVarint(b, int64(f.Threshold))
@@ -299,9 +299,9 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 func appendLocation(b []byte, l Location) []byte {
 	b = binary.AppendVarint(b, l.At)
 	b = appendString(b, l.IP)
-	b = binary.LittleEndian.AppendUint32(b, uint32(int32(l.Lat*1e5)))
-	b = binary.LittleEndian.AppendUint32(b, uint32(int32(l.Lon*1e5)))
-	b = binary.AppendUvarint(b, uint64(l.AccuracyKm*10))
+	b = binary.LittleEndian.AppendUint32(b, uint32(int32(math.Round(l.Lat*1e5))))
+	b = binary.LittleEndian.AppendUint32(b, uint32(int32(math.Round(l.Lon*1e5))))
+	b = binary.AppendUvarint(b, uint64(math.Round(max(l.AccuracyKm, 0)*10)))
 	b = appendString(b, l.Country)
 	return appendString(b, l.City)
 }
