@@ -1,0 +1,276 @@
+package scoring_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/geo/geotest"
+	"github.com/pushbackhq/pushback/pkg/rpc"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/services/scoring"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+var base = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	st     store.Store
+	client scoringv1.ScoringServiceClient
+	svc    *scoring.Service
+}
+
+// serve runs the service over the production gRPC server on an in-memory
+// connection, on st (a fresh in-memory badger when nil).
+func serve(t *testing.T, st store.Store, opts scoring.Options) fixture {
+	t.Helper()
+	if st == nil {
+		b, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Close() })
+		st = b
+	}
+	opts.Store = st
+	if opts.Now == nil {
+		opts.Now = func() time.Time { return base }
+	}
+	svc, err := scoring.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = svc.Close() })
+	srv := rpc.NewServer(rpc.ServerOptions{})
+	svc.Register(srv)
+	ip := rpc.NewInProcess()
+	go func() { _ = srv.Serve(ip.Listener()) }()
+	t.Cleanup(srv.Stop)
+	conn, err := ip.Dial(rpc.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return fixture{st: st, client: scoringv1.NewScoringServiceClient(conn), svc: svc}
+}
+
+func ts(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(base.Add(d)) }
+
+func geoClient(ip string, lat, lon float64, country string, asn uint32) *eventv1.Client {
+	return &eventv1.Client{Ip: ip, Asn: asn, Geo: &eventv1.Geo{Latitude: lat, Longitude: lon, Country: country}}
+}
+
+func has(ra *scoringv1.RiskAssessment, code string) *scoringv1.Signal {
+	for _, s := range ra.GetSignals() {
+		if s.GetCode() == code {
+			return s
+		}
+	}
+	return nil
+}
+
+func event(id, user string, typ eventv1.EventType, at time.Duration, c *eventv1.Client) *eventv1.AuthEvent {
+	return &eventv1.AuthEvent{EventId: id, Tenant: "acme", UserId: user, Type: typ, Time: ts(at), Client: c}
+}
+
+func TestServiceFatigueSuccessShowsInGetRisk(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	ctx := context.Background()
+	home := geoClient("198.51.100.7", 40.71, -74.0, "US", 7922)
+	evil := geoClient("12.12.12.12", -36.85, 174.76, "NZ", 9500)
+	evs := []*eventv1.AuthEvent{event("login", "bob", eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, 0, home)}
+	for i := range 4 {
+		at := time.Hour + time.Duration(i)*40*time.Second
+		evs = append(evs, event(fmt.Sprint("sent", i), "bob", eventv1.EventType_EVENT_TYPE_PUSH_SENT, at, evil),
+			event(fmt.Sprint("deny", i), "bob", eventv1.EventType_EVENT_TYPE_PUSH_DENIED, at+10*time.Second, evil))
+	}
+	approve := event("ok", "bob", eventv1.EventType_EVENT_TYPE_PUSH_APPROVED, time.Hour+3*time.Minute, evil)
+	approve.Responder = home
+	evs = append(evs, approve)
+	resp, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: append(evs, evs[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetApplied() != int32(len(evs)) || resp.GetSkipped() != 1 {
+		t.Fatalf("applied %d skipped %d", resp.GetApplied(), resp.GetSkipped())
+	}
+	got, err := f.client.GetRisk(ctx, &scoringv1.GetRiskRequest{Tenant: "acme", UserId: "bob", Time: ts(time.Hour + 30*time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := got.GetAssessment()
+	for _, code := range []string{scoring.SignalApprovalAfterBurst, scoring.SignalImpossibleTravel, scoring.SignalResponseMismatch} {
+		if has(ra, code) == nil {
+			t.Errorf("GetRisk lacks %s: %v", code, ra.GetSignals())
+		}
+	}
+	if ra.GetSignals()[0].GetCode() != scoring.SignalApprovalAfterBurst || ra.GetScore() < 90 {
+		t.Fatalf("fatigue success does not stand out: score %d %v", ra.GetScore(), ra.GetSignals())
+	}
+	// Another tenant's user of the same name is someone else.
+	other, err := f.client.GetRisk(ctx, &scoringv1.GetRiskRequest{Tenant: "other", UserId: "bob", Time: ts(time.Hour + 30*time.Minute)})
+	if err != nil || len(other.GetAssessment().GetSignals()) != 0 {
+		t.Fatalf("tenant leak: %v %v", other, err)
+	}
+
+	// A restart (a new service on the same store) rebuilds the same risk.
+	again := serve(t, f.st, scoring.Options{})
+	got2, err := again.client.GetRisk(ctx, &scoringv1.GetRiskRequest{Tenant: "acme", UserId: "bob", Time: ts(time.Hour + 30*time.Minute)})
+	if err != nil || fmt.Sprint(got2.GetAssessment()) != fmt.Sprint(ra) {
+		t.Fatalf("state not rebuilt after restart: %v", err)
+	}
+	// An idle user's state expires.
+	late := serve(t, f.st, scoring.Options{Now: func() time.Time { return base.Add(31 * 24 * time.Hour) }})
+	got3, err := late.client.GetRisk(ctx, &scoringv1.GetRiskRequest{Tenant: "acme", UserId: "bob"})
+	if err != nil || len(got3.GetAssessment().GetSignals()) != 0 {
+		t.Fatalf("idle state kept: %v %v", got3, err)
+	}
+}
+
+func TestServiceBurstInline(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	for i := 1; i <= 5; i++ {
+		resp, err := f.client.Assess(context.Background(), &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+			AttemptId: fmt.Sprint("a", i), Tenant: "acme", UserId: "carol", Time: ts(time.Duration(i) * time.Minute)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fired := has(resp.GetAssessment(), scoring.SignalPushBurst) != nil; fired != (i >= 3) {
+			t.Fatalf("push %d: PUSH_BURST = %v", i, fired)
+		}
+	}
+	// Without record the attempt is not counted.
+	resp, err := f.client.Assess(context.Background(), &scoringv1.AssessRequest{Attempt: &scoringv1.Attempt{
+		AttemptId: "peek", Tenant: "acme", UserId: "carol", Time: ts(5 * time.Minute)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range resp.GetAssessment().GetWindows() {
+		if w.GetWindow().AsDuration() == 10*time.Minute && w.GetPushes() != 5 {
+			t.Fatalf("preview counted: %d", w.GetPushes())
+		}
+	}
+	_, err = f.client.Assess(context.Background(), &scoringv1.AssessRequest{Attempt: &scoringv1.Attempt{}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("missing user: %v", err)
+	}
+}
+
+// TestServiceSpray: one attacker IP pushing to many users is seen across
+// users through the store; users for whom the source is familiar (an
+// office NAT) do not count.
+func TestServiceSpray(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	ctx := context.Background()
+	office := geoClient("198.51.100.1", 40.71, -74.0, "US", 7922)
+	attacker := geoClient("45.9.9.9", 52.37, 4.89, "NL", 50000)
+	var users []string
+	for i := range 8 {
+		u := fmt.Sprint("user", i)
+		users = append(users, u)
+		if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{
+			event("login-"+u, u, eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, 0, office)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every employee pushes from the office: never a spray.
+	for i, u := range users {
+		resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+			AttemptId: "office-" + u, Tenant: "acme", UserId: u, Time: ts(time.Hour + time.Duration(i)*time.Second), Client: office}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if has(resp.GetAssessment(), scoring.SignalPushSpray) != nil {
+			t.Fatalf("office push %d flagged as spray", i)
+		}
+	}
+	for i, u := range users {
+		resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+			AttemptId: "evil-" + u, Tenant: "acme", UserId: u, Time: ts(2*time.Hour + time.Duration(i)*10*time.Second), Client: attacker}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := has(resp.GetAssessment(), scoring.SignalPushSpray)
+		if (sig != nil) != (i+1 >= 5) {
+			t.Fatalf("attacker push to user %d: PUSH_SPRAY = %v", i+1, sig)
+		}
+		if sig != nil && (sig.GetSpray().GetSourceIp() != "45.9.9.9" || sig.GetSpray().GetDistinctUsers() != int32(i+1)) {
+			t.Fatalf("evidence %v", sig.GetSpray())
+		}
+	}
+}
+
+func TestServiceGeoIPEnrichment(t *testing.T) {
+	db := geotest.Write(t,
+		geotest.Network{CIDR: "198.51.100.0/24", Lat: 40.71, Lon: -74.0, AccuracyKm: 20, Country: "US", City: "New York", ASN: 7922, ASOrg: "COMCAST"},
+		geotest.Network{CIDR: "12.12.12.0/24", Lat: -36.85, Lon: 174.76, AccuracyKm: 50, Country: "NZ", City: "Auckland", ASN: 9500, ASOrg: "Vodafone NZ"},
+		geotest.Network{CIDR: "164.86.38.0/23", Lat: 38.95, Lon: -77.23, Country: "US", ASN: 22351, ASOrg: "INTELSAT GLOBAL SERVICE CORPORATION"},
+	)
+	f := serve(t, nil, scoring.Options{GeoIPDB: db})
+	ctx := context.Background()
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{
+		event("login", "dave", eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, 0, &eventv1.Client{Ip: "198.51.100.7"})}}); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		ip     string
+		travel bool
+		conf   float64
+	}{
+		{"12.12.12.12", true, 1},
+		{"164.86.38.26", true, 0.05}, // in-flight satellite: regional jump behind an anonymizer
+		{"192.0.2.1", false, 0},     // not in the database: unknown
+	}
+	for _, tt := range tests {
+		resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Attempt: &scoringv1.Attempt{
+			Tenant: "acme", UserId: "dave", Time: ts(10 * time.Minute), Client: &eventv1.Client{Ip: tt.ip}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := has(resp.GetAssessment(), scoring.SignalImpossibleTravel)
+		if (sig != nil) != tt.travel || (sig != nil && sig.GetConfidence() != tt.conf) {
+			t.Fatalf("%s: travel %v", tt.ip, sig)
+		}
+		if sig != nil && sig.GetTravel().GetPrevious().GetGeo().GetCity() != "New York" {
+			t.Fatalf("previous location not enriched: %v", sig.GetTravel())
+		}
+	}
+	if _, err := scoring.Open(scoring.Options{Store: f.st, GeoIPDB: db + ".missing"}); err == nil {
+		t.Fatal("a missing database must fail Open")
+	}
+}
+
+func TestServiceWatchRisk(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := f.client.WatchRisk(ctx, &scoringv1.WatchRiskRequest{Tenant: "acme", UserId: "erin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := stream.Recv()
+	if err != nil || first.GetAssessment().GetScore() != 0 {
+		t.Fatalf("initial: %v %v", first, err)
+	}
+	// Another tenant's erin changes nothing here.
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{{
+		EventId: "x", Tenant: "other", UserId: "erin", Type: eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, Time: ts(0)}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{
+		event("f", "erin", eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, 0, nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has(next.GetAssessment(), scoring.SignalFraudReported) == nil {
+		t.Fatalf("update lacks FRAUD_REPORTED: %v", next)
+	}
+}
