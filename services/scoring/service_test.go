@@ -224,7 +224,7 @@ func TestServiceGeoIPEnrichment(t *testing.T) {
 	}{
 		{"12.12.12.12", true, 1},
 		{"164.86.38.26", true, 0.05}, // in-flight satellite: regional jump behind an anonymizer
-		{"192.0.2.1", false, 0},     // not in the database: unknown
+		{"192.0.2.1", false, 0},      // not in the database: unknown
 	}
 	for _, tt := range tests {
 		resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Attempt: &scoringv1.Attempt{
