@@ -23,7 +23,6 @@ import (
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -64,9 +63,11 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	addr string
-	logs *strings.Builder
-	mu   *sync.Mutex
-	done chan error
+	// httpAddr serves /healthz, /readyz and the HTTP APIs.
+	httpAddr string
+	logs     *strings.Builder
+	mu       *sync.Mutex
+	done     chan error
 }
 
 func (p *proc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.logs.String() }
@@ -74,15 +75,15 @@ func (p *proc) log() string { p.mu.Lock(); defer p.mu.Unlock(); return p.logs.St
 // startProc runs `pushback serve args...` and waits until its gRPC health is SERVING.
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
-	addr := freeAddr(t)
-	args = append([]string{"serve", "--grpc-addr=" + addr, "--http-addr=" + freeAddr(t), "--data-dir=" + t.TempDir()}, args...)
+	addr, httpAddr := freeAddr(t), freeAddr(t)
+	args = append([]string{"serve", "--grpc-addr=" + addr, "--http-addr=" + httpAddr, "--data-dir=" + t.TempDir()}, args...)
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{name: name, cmd: cmd, addr: addr, logs: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
+	p := &proc{name: name, cmd: cmd, addr: addr, httpAddr: httpAddr, logs: &strings.Builder{}, mu: &sync.Mutex{}, done: make(chan error, 1)}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,18 +105,16 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 			t.Logf("%s log:\n%s", name, p.log())
 		}
 	})
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return p
+		// The HTTP readiness endpoint reports the gRPC health, whether or
+		// not the gRPC port requires client certificates.
+		resp, err := http.Get("http://" + p.httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
 		}
 		select {
 		case err := <-p.done:

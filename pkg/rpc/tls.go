@@ -5,6 +5,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 
 	"google.golang.org/grpc/credentials"
@@ -62,4 +64,29 @@ func MutualTLS(certFile, keyFile, caFile string) (server, client, inProcess cred
 		MinVersion:   tls.VersionTLS13,
 	})
 	return server, client, inProcess, nil
+}
+
+// LogHandshakeFailures wraps server credentials so that a peer refused
+// during the TLS handshake (wrong CA, expired, no certificate) is logged
+// with its address and the reason, instead of vanishing into a closed
+// connection.
+func LogHandshakeFailures(c credentials.TransportCredentials, log *slog.Logger) credentials.TransportCredentials {
+	return loggingCreds{TransportCredentials: c, log: log}
+}
+
+type loggingCreds struct {
+	credentials.TransportCredentials
+	log *slog.Logger
+}
+
+func (l loggingCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c, info, err := l.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		l.log.Warn("peer refused: TLS handshake failed", slog.String("peer", conn.RemoteAddr().String()), slog.Any("error", err))
+	}
+	return c, info, err
+}
+
+func (l loggingCreds) Clone() credentials.TransportCredentials {
+	return loggingCreds{TransportCredentials: l.TransportCredentials.Clone(), log: l.log}
 }

@@ -33,6 +33,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
@@ -130,7 +131,14 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	// configured credential, in memory as over the network.
 	meshCreds := decision.Credentials{Token: first(cfg.AuthTokens), HMACSecret: first(cfg.AuthHMACSecrets)}
 	peerUnary := []grpc.UnaryClientInterceptor{meshCreds.UnaryClientInterceptor()}
-	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Unary: []grpc.UnaryServerInterceptor{authn.UnaryServerInterceptor()}})
+	var serverCreds, clientCreds, inprocCreds credentials.TransportCredentials
+	if cfg.MutualTLS() {
+		if serverCreds, clientCreds, inprocCreds, err = rpc.MutualTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
+			return err
+		}
+		serverCreds = rpc.LogHandshakeFailures(serverCreds, log)
+	}
+	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Creds: serverCreds, Unary: []grpc.UnaryServerInterceptor{authn.UnaryServerInterceptor()}})
 	inproc := rpc.NewInProcess()
 	conns := map[string]*grpc.ClientConn{}
 	peer := func(name, addr string) (*grpc.ClientConn, error) {
@@ -140,9 +148,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		var c *grpc.ClientConn
 		var err error
 		if cfg.Runs(name) {
-			c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt, Unary: peerUnary})
+			c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt, Unary: peerUnary, Creds: inprocCreds})
 		} else {
-			c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: peerUnary})
+			c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: peerUnary, Creds: clientCreds})
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s peer: %w", name, err)
