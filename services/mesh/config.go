@@ -61,6 +61,24 @@ type Config struct {
 	AuthMaxSkew          time.Duration
 	AllowUnauthenticated bool
 	PolicyPoll           time.Duration
+
+	// Notification channels (see docs/notify.md); the secrets among them
+	// are never printed or logged.
+	SlackWebhook      string
+	SMTPHost          string
+	SMTPPort          string
+	SMTPUser          string
+	SMTPPassword      string
+	SMTPFrom          string
+	SMTPTo            string
+	PushWebhook       string
+	PushWebhookSecret string
+	SETReceiver       string
+	SETReceiverToken  string
+	SETAudience       string
+	SETSigningKey     string
+	ReportLinkKey     string
+	PublicURL         string
 }
 
 // Default returns the defaults a newcomer gets.
@@ -155,6 +173,36 @@ func settings() []setting {
 	add(mk("alert-webhook", "URL SOC alerts are posted to (alerts go to the log when empty)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.AlertSecret })
 	add(mk("alert-webhook-secret", "Standard Webhooks signing secret (whsec_...)", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.SlackWebhook })
+	add(mk("slack-webhook", "Slack-compatible incoming-webhook URL for SOC alerts", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.SMTPHost })
+	add(mk("smtp-host", "SMTP server for SOC alert and user notice email (STARTTLS when offered)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.SMTPPort })
+	add(mk("smtp-port", "SMTP port (587 when empty)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.SMTPUser })
+	add(mk("smtp-user", "SMTP user (PLAIN over TLS)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.SMTPPassword })
+	add(mk("smtp-password", "SMTP password", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.SMTPFrom })
+	add(mk("smtp-from", "sender address of notification email", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.SMTPTo })
+	add(mk("smtp-to", "comma-separated SOC addresses that receive alerts by email", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.PushWebhook })
+	add(mk("push-webhook", "mobile backend URL that receives pushes and user notices (Standard Webhooks)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.PushWebhookSecret })
+	add(mk("push-webhook-secret", "Standard Webhooks signing secret of the push webhook (whsec_...)", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.SETReceiver })
+	add(mk("set-receiver", "RFC 8935 push endpoint that receives CAEP security event tokens", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.SETReceiverToken })
+	add(mk("set-receiver-token", "bearer token the security event receiver requires", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.SETAudience })
+	add(mk("set-audience", "audience (aud) of security event tokens", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.SETSigningKey })
+	add(mk("set-signing-key", "PEM P-256 key file that signs security event tokens (created in the data dir when empty)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.ReportLinkKey })
+	add(mk("report-link-key", "HMAC key of the one-click report links in user notices (at least 32 bytes, or whsec_...)", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.PublicURL })
+	add(mk("public-url", "public base URL of this HTTP server (report links, security event issuer)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.IntakeToken })
 	add(mk("intake-token", "shared secret the IdP adapters (/v1/ingest/{format}) require in the Authorization header", true, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.DecideBudget })
@@ -344,6 +392,7 @@ func (c Config) Validate() error {
 	need(Decision, Scoring, c.ScoringAddr)
 	need(Decision, Notify, c.NotifyAddr)
 	need(Intake, Scoring, c.ScoringAddr)
+	errs = append(errs, c.validateNotify()...)
 	if set := btoi(c.TLSCert != "") + btoi(c.TLSKey != "") + btoi(c.TLSCA != ""); set != 0 && set != 3 {
 		errs = append(errs, errors.New("tls-cert, tls-key, tls-ca: mutual TLS needs all three"))
 	}

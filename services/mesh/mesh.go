@@ -164,6 +164,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	if cfg.Runs(Scoring) {
 		scoring.New(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer}).Register(srv)
 	}
+	var nw *notifyWiring
 	if cfg.Runs(Notify) {
 		var channels []notify.Channel
 		if cfg.AlertWebhook != "" {
@@ -173,7 +174,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			}
 			channels = append(channels, &notify.Webhook{URL: cfg.AlertWebhook, Secret: secret, Client: &http.Client{Timeout: 10 * time.Second}})
 		}
-		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer})
+		if nw, err = newNotifyWiring(cfg); err != nil {
+			return err
+		}
+		channels = append(channels, nw.channels...)
+		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer, ReportLinks: nw.links})
 		if err != nil {
 			return err
 		}
@@ -253,6 +258,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			}
 			mux.Handle("/v1/ingest", intake.NativeHandler(intakev1.NewIntakeServiceClient(ic)))
 			mux.Handle(intake.AdapterPrefix, intake.AdapterHandler(intakev1.NewIntakeServiceClient(ic), intake.AdapterOptions{Token: cfg.IntakeToken, Logger: log.With("service", Intake)}))
+		}
+		if err := notifyRoutes(mux, cfg, nw, peer, log); err != nil {
+			return err
 		}
 		mux.Handle("/metrics", tel.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
