@@ -61,7 +61,7 @@ func (c *clock) Set(t time.Time) {
 	c.t = t
 }
 
-func newStore(t *testing.T) store.Store {
+func newStore(t testing.TB) store.Store {
 	t.Helper()
 	st, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
 	if err != nil {
@@ -72,7 +72,7 @@ func newStore(t *testing.T) store.Store {
 }
 
 // newService builds the service on the clock with small backoffs.
-func newService(t *testing.T, st store.Store, clk *clock, opts notify.Options) *notify.Service {
+func newService(t testing.TB, st store.Store, clk *clock, opts notify.Options) *notify.Service {
 	t.Helper()
 	opts.Store = st
 	opts.Now = clk.Now

@@ -101,7 +101,7 @@ func (r *setReceiver) received() []*notify.SETClaims {
 	return out
 }
 
-func newSigner(t *testing.T) *notify.Signer {
+func newSigner(t testing.TB) *notify.Signer {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
