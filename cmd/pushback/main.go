@@ -15,6 +15,7 @@ const usage = `pushback stops MFA fatigue (push bombing) and impossible-travel l
 Usage:
   pushback serve [flags]          run the services (all four by default)
   pushback policy check FILE      validate a decision policy file
+  pushback explain DECISION_ID    explain a stored decision (rules, signals, cooldown, policy, trace)
   pushback bench [flags]          measure Decide or ingest throughput against a bare gRPC echo
   pushback certs [flags]          make a development CA and certificates for mutual TLS
   pushback help                   show this help
@@ -38,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return serve(ctx, args[1:], stdout, stderr, getenv)
 	case "policy":
 		return policyCmd(args[1:], stdout, stderr)
+	case "explain":
+		return explainCmd(ctx, args[1:], stdout, stderr, getenv)
 	case "bench":
 		return benchCmd(ctx, args[1:], stdout, stderr)
 	case "certs":
