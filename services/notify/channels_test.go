@@ -40,6 +40,9 @@ func TestPushCarriesTheNumberChallenge(t *testing.T) {
 	var first, second pushEvent
 	_ = json.Unmarshal(bodies[0], &first)
 	_ = json.Unmarshal(bodies[1], &second)
+	if first.Data.DecisionID != "dec-1" { // both were due at the same moment
+		first, second = second, first
+	}
 	if first.Type != "push.requested" || first.Data.NumberChallenge != "47" || first.Data.DeviceID != "phone-1" || first.Data.Tenant != "acme" ||
 		!first.Data.ExpireTime.Equal(clk.Now().Add(5*time.Minute)) {
 		t.Fatalf("number-matching push %+v", first)
@@ -65,8 +68,8 @@ func TestPushPastItsLifetimeIsDropped(t *testing.T) {
 	clk.Advance(time.Minute)
 	deliverDue(t, s)
 	dead := list(t, s, notifyv1.Status_STATUS_DEAD)
-	if len(dead) != 1 || !strings.Contains(dead[0].GetLastError(), "expired") || h.requests != 1 {
-		t.Fatalf("dead %v after %d provider calls, want the expired push dropped after 1", dead, h.requests)
+	if len(dead) != 1 || !strings.Contains(dead[0].GetLastError(), "expired") || h.count() != 1 {
+		t.Fatalf("dead %v after %d provider calls, want the expired push dropped after 1", dead, h.count())
 	}
 }
 

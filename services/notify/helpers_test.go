@@ -241,6 +241,18 @@ func (h *hook) received() (ids []string, bodies [][]byte) {
 	return ids, bodies
 }
 
+func (h *hook) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.requests
+}
+
+func (h *hook) bad() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.badSig
+}
+
 func (h *hook) unique() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -97,8 +97,8 @@ func TestWebhookReceiversThatFailTimeOutOrAreDown(t *testing.T) {
 			if !tc.duplicates && len(ids) != n {
 				t.Fatalf("receiver accepted %d messages for %d notifications: %v", len(ids), n, ids)
 			}
-			if h.badSig != 0 {
-				t.Fatalf("%d requests failed signature verification", h.badSig)
+			if h.bad() != 0 {
+				t.Fatalf("%d requests failed signature verification", h.bad())
 			}
 		})
 	}
@@ -138,8 +138,8 @@ func TestDeadLetterAfterMaxAttemptsWithJitteredBackoff(t *testing.T) {
 	if len(dead) != 1 || dead[0].GetAttempts() != 4 || dead[0].GetNextAttemptTime() != nil {
 		t.Fatalf("dead letters %v", dead)
 	}
-	if h.requests != 4 {
-		t.Fatalf("receiver got %d requests, want 4", h.requests)
+	if h.count() != 4 {
+		t.Fatalf("receiver got %d requests, want 4", h.count())
 	}
 }
 
