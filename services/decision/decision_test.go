@@ -108,7 +108,7 @@ func (s slowScorer) Assess(ctx context.Context, _ *scoringv1.AssessRequest) (*sc
 	return nil, status.FromContextError(ctx.Err()).Err()
 }
 
-func parse(t *testing.T, src string) *policy.Policy {
+func parse(t testing.TB, src string) *policy.Policy {
 	t.Helper()
 	var data []byte = []byte(src)
 	if src == "" {
@@ -123,7 +123,7 @@ func parse(t *testing.T, src string) *policy.Policy {
 
 // newEnv wires the services as the mesh does: one gRPC server with the
 // authentication interceptor, peers reached in memory through it.
-func newEnv(t *testing.T, o envOptions) *env {
+func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	st, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
 	if err != nil {
@@ -540,5 +540,31 @@ func TestAuditTrail(t *testing.T) {
 	}
 	if _, err := e.dc.GetDecision(context.Background(), &decisionv1.GetDecisionRequest{DecisionId: "nope"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("unknown decision: %v", err)
+	}
+}
+
+// BenchmarkDecide measures one decision over the in-memory gRPC connection
+// with the production interceptors (authentication included), real scoring
+// and an in-memory store: validation, Assess, policy, commit.
+func BenchmarkDecide(b *testing.B) {
+	for _, shadow := range []string{"", testPolicy} {
+		name := "enforced"
+		if shadow != "" {
+			name = "with-shadow"
+		}
+		b.Run(name, func(b *testing.B) {
+			e := newEnv(b, envOptions{shadow: shadow})
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				// Many users, so that no cooldown or burst dominates.
+				r := req(fmt.Sprint("user-", i%10000), "vpn", fmt.Sprint("b-", i), t0.Add(time.Duration(i)*time.Millisecond))
+				if _, err := e.dc.Decide(ctx, r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
