@@ -187,6 +187,14 @@ const (
 // isPush reports whether the observation announces a push (spray counts these).
 func (k ObservationKind) isPush() bool { return k == ObsAttempt || k == ObsPushSent }
 
+// IsSuccess reports whether the observation is a success that vouches for
+// its source (see SourceState).
+func (k ObservationKind) IsSuccess() bool { return k == ObsPushApproved || k == ObsLoginSucceeded }
+
+// IsPush reports whether the observation announces a push, which counts
+// toward its source's spray when the source is unfamiliar to the user.
+func (k ObservationKind) IsPush() bool { return k.isPush() }
+
 // hasClient reports whether the observation's client is where the user (or
 // an attacker) was, so travel and novelty apply to it.
 func (k ObservationKind) hasClient() bool {
@@ -371,12 +379,18 @@ func (c Config) apply(s *UserState, o Observation, ev eval) {
 }
 
 // trust remembers a successful login or approval. Behind an anonymizer the
-// location and network say nothing about the user, so only the device counts.
+// location and country say nothing about the user, so only the device and
+// the network count.
 func (c Config) trust(s *UserState, at int64, ci ClientInfo, anon string) {
 	if ci.DeviceID != "" {
 		s.Devices = remember(s.Devices, hashID(ci.DeviceID), c.HistoryLimit)
 	}
+	if ci.ASN != 0 {
+		s.ASNs = remember(s.ASNs, ci.ASN, c.HistoryLimit)
+	}
 	if anon != "" {
+		// The network is one the user uses (a corporate VPN is familiar,
+		// not a spray), but its location and country are not the user's.
 		return
 	}
 	if ci.located() && at >= s.LastTrusted.At {
@@ -384,9 +398,6 @@ func (c Config) trust(s *UserState, at int64, ci ClientInfo, anon string) {
 	}
 	if ci.Country != "" {
 		s.Countries = remember(s.Countries, ci.Country, c.HistoryLimit)
-	}
-	if ci.ASN != 0 {
-		s.ASNs = remember(s.ASNs, ci.ASN, c.HistoryLimit)
 	}
 }
 

@@ -469,6 +469,12 @@ func TestSpray(t *testing.T) {
 	if n := c.SourceUsers(src, after(14*time.Minute+30*time.Second)); n != 2 {
 		t.Fatalf("window slide: %d", n)
 	}
+	if !c.VouchSource(src, "user5") || c.VouchSource(src, "user5") || c.SourceUsers(src, after(14*time.Minute+30*time.Second)) != 1 {
+		t.Fatal("a user who succeeded from the source must stop counting, once")
+	}
+	if n := c.NoteSource(src, "user5", after(7*time.Minute)); n != 5 {
+		t.Fatalf("a vouched user pushing again counted: %d", n)
+	}
 	for i := range 100 {
 		c.NoteSource(src, fmt.Sprint("many", i), after(7*time.Minute))
 	}

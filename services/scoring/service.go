@@ -175,8 +175,14 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 			return err
 		}
 		var spray []SprayCount
-		if obs.Kind.isPush() && !s.cfg.duplicate(st, obs) && !s.cfg.Familiar(st, obs.Client) {
+		switch {
+		case s.cfg.duplicate(st, obs):
+		case obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client):
 			if spray, err = s.noteSources(tx, tenant, user, obs); err != nil {
+				return err
+			}
+		case obs.Kind.IsSuccess():
+			if err := s.vouchSources(tx, tenant, user, obs); err != nil {
 				return err
 			}
 		}
@@ -248,6 +254,39 @@ func (s *Service) noteSources(tx store.Txn, tenant, user string, obs Observation
 		out = append(out, s.sprayCount(obs.Client, k, ipKey, n))
 	}
 	return out, nil
+}
+
+// vouchSources marks that user succeeded from the client's IP and ASN, so
+// the user no longer counts toward their spray. Sources without spray state
+// (the usual case) cost one read each and no write.
+func (s *Service) vouchSources(tx store.Txn, tenant, user string, obs Observation) error {
+	if s.cfg.Spray.Window <= 0 {
+		return nil
+	}
+	ipKey, asnKey := sourceKeys(tenant, obs.Client)
+	for _, k := range [][]byte{ipKey, asnKey} {
+		if k == nil {
+			continue
+		}
+		b, err := tx.Get(k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		src, err := decodeSource(b, err)
+		if err != nil {
+			return err
+		}
+		if !s.cfg.VouchSource(src, user) {
+			continue
+		}
+		if b, err = src.MarshalBinary(); err != nil {
+			return err
+		}
+		if err := tx.Set(k, b, 2*s.cfg.Spray.Window); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Service) sprayCount(ci ClientInfo, key, ipKey []byte, users int) SprayCount {
