@@ -16,6 +16,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/mail"
+	"slices"
 	"strings"
 	"time"
 
@@ -88,8 +89,10 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if len(opts.Channels) == 0 {
-		opts.Channels = []Channel{LogChannel{Logger: opts.Logger}}
+	// SOC alerts always have somewhere to go: the log when no channel
+	// carries them.
+	if !slices.ContainsFunc(opts.Channels, func(c Channel) bool { return c.Accepts(notifyv1.Kind_KIND_SOC_ALERT) }) {
+		opts.Channels = append(slices.Clone(opts.Channels), LogChannel{Logger: opts.Logger})
 	}
 	if opts.Tracer == nil {
 		opts.Tracer = trace.NewNoopTracerProvider().Tracer("notify")

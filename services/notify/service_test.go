@@ -324,3 +324,15 @@ func TestDuplicateChannelNamesAreRejected(t *testing.T) {
 		t.Fatal("two channels named webhook were accepted")
 	}
 }
+
+func TestAlertsFallBackToTheLogWhenNoChannelCarriesThem(t *testing.T) {
+	clk := newClock()
+	logs := &logBuffer{}
+	s := newService(t, newStore(t), clk, notify.Options{Logger: logs.logger(),
+		Channels: []notify.Channel{&notify.Push{Provider: &notify.WebhookPushProvider{URL: "http://127.0.0.1:1"}}}})
+	resp := notifyOK(t, s, alert("deny:1", "alice", clk.Now()))
+	deliverDue(t, s)
+	if len(resp.GetDeliveryIds()) != 1 || !strings.Contains(logs.String(), `"decision_id":"dec-deny:1"`) {
+		t.Fatalf("alert %v not logged:\n%s", resp, logs.String())
+	}
+}
