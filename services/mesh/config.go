@@ -38,6 +38,7 @@ type Config struct {
 	ShadowPolicy    string
 	IntakeAddr      string
 	ScoringAddr     string
+	GeoIPDB         string
 	DecisionAddr    string
 	NotifyAddr      string
 	AlertWebhook    string
@@ -205,6 +206,8 @@ func settings() []setting {
 	add(mk("public-url", "public base URL of this HTTP server (report links, security event issuer)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.IntakeToken })
 	add(mk("intake-token", "shared secret the IdP adapters (/v1/ingest/{format}) require in the Authorization header", true, g, s))
+	g, s = str(func(c *Config) *string { return &c.GeoIPDB })
+	add(mk("geoip-db", "MaxMind-format .mmdb files, comma separated (City, ASN), that locate events arriving without geo", false, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.DecideBudget })
 	add(mk("decide-budget", "how long Decide waits for scoring before the failure mode applies", false, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })

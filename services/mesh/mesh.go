@@ -162,7 +162,12 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 
 	var workers []func(context.Context) error
 	if cfg.Runs(Scoring) {
-		scoring.New(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer}).Register(srv)
+		sc, err := scoring.Open(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer, GeoIPDB: cfg.GeoIPDB})
+		if err != nil {
+			return err
+		}
+		cl.add(func(context.Context) error { return sc.Close() })
+		sc.Register(srv)
 	}
 	var nw *notifyWiring
 	if cfg.Runs(Notify) {
