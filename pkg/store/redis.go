@@ -61,7 +61,8 @@ func OpenRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	c := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs: opts.Addrs, Username: opts.Username, Password: opts.Password, DB: opts.DB,
 		DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
-		MaxRetries: 1, PoolSize: 64, MinIdleConns: 4,
+		// No retries: callers run under tight deadlines and decide themselves.
+		MaxRetries: -1, PoolSize: 64, MinIdleConns: 4,
 	})
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()

@@ -28,4 +28,7 @@ type Counters struct {
 	PolicyReloadFailures atomic.Int64
 	// AuthFailures: calls rejected for missing or wrong credentials.
 	AuthFailures atomic.Int64
+	// StoreFailures: decisions answered without being recorded because the
+	// store failed (the tier's failure mode applied).
+	StoreFailures atomic.Int64
 }

@@ -158,20 +158,30 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	}
 	ctx, span := s.tracer.Start(ctx, "decision.decide")
 	defer span.End()
+	// One budget for the whole call: the idempotency lookup may use a fifth
+	// of it, scoring until four fifths, and the commit the rest, so a hook
+	// never waits much past the budget even when the store is down too.
+	start := time.Now()
+	lookupBy, scoreBy, commitBy := start.Add(s.opts.Budget/5), start.Add(s.opts.Budget*4/5), start.Add(s.opts.Budget)
 	now := s.now()
 	attemptTime := validate.TimeOr(req.GetTime(), now)
 	req = proto.CloneOf(req)
 	req.Time = timestamppb.New(attemptTime)
 
 	if req.GetAttemptId() != "" {
-		if rec, err := s.byAttempt(ctx, req); err == nil {
+		sctx, cancel := context.WithDeadline(ctx, lookupBy)
+		rec, err := s.byAttempt(sctx, req)
+		cancel()
+		if err == nil {
 			resp := proto.CloneOf(rec.GetResponse())
 			resp.Replayed = true
 			s.count.Replays.Add(1)
 			span.SetAttributes(attribute.Bool("pushback.replayed", true))
 			return resp, nil
 		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, apierr.StoreUnavailable()
+			// The decision is still made; commit below fails the same way and
+			// the tier's failure mode applies.
+			s.log.WarnContext(ctx, "idempotency lookup failed", slog.Any("error", err))
 		}
 	}
 
@@ -185,7 +195,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	}
 	p := pending{req: req, resp: resp, pol: pol, at: attemptTime, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups())}
 
-	assessment, failErr := s.assess(ctx, req)
+	assessment, failErr := s.assess(ctx, req, scoreBy)
 	if failErr != nil {
 		s.count.FailureModeDecisions.Add(1)
 		p.scoringError = httpapi.CodeName(status.Code(failErr))
@@ -217,11 +227,16 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		}
 	}
 
-	rec, err := s.commit(ctx, p)
+	// The commit gets at least a fifth of the budget even when scoring used
+	// all of its share.
+	cctx, cancel := context.WithDeadline(ctx, maxTime(commitBy, time.Now().Add(s.opts.Budget/5)))
+	rec, err := s.commit(cctx, p)
+	cancel()
 	if err != nil {
-		span.SetStatus(codes.Error, "store")
-		s.log.ErrorContext(ctx, "store decision", slog.Any("error", err))
-		return nil, apierr.StoreUnavailable()
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return s.unrecorded(ctx, span, p, tier, err), nil
 	}
 	resp = rec.GetResponse()
 	if resp.GetReplayed() {
@@ -252,12 +267,32 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	return resp, nil
 }
 
+// unrecorded answers when the decision could not be stored: the cooldown
+// state is unknown, so the outcome is the stricter of the policy's and the
+// tier's failure mode, and the response says it was not recorded.
+func (s *Service) unrecorded(ctx context.Context, span trace.Span, p pending, tier policy.Tier, err error) *decisionv1.DecideResponse {
+	s.count.StoreFailures.Add(1)
+	span.SetStatus(codes.Error, "store unavailable")
+	s.log.ErrorContext(ctx, "store decision; answering with the failure mode", slog.Any("error", err))
+	resp := p.resp
+	if fo := failureOutcome(tier.FailureMode); policy.Stricter(fo, resp.GetOutcome()) {
+		resp.Outcome = fo
+	}
+	if resp.GetOutcome() == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH && resp.GetNumberChallenge() == "" {
+		resp.NumberChallenge = challenge()
+	}
+	resp.FailureMode = tier.FailureMode
+	resp.Reasons = append(resp.Reasons, fmt.Sprintf("decision store unavailable: not recorded; %s tier fails %s", tier.Name, failureName(tier.FailureMode)))
+	span.SetAttributes(attribute.String("pushback.outcome", resp.GetOutcome().String()), attribute.String("pushback.failure_mode", tier.FailureMode.String()))
+	return resp
+}
+
 func failureReason(budget time.Duration, tier policy.Tier) string {
 	return fmt.Sprintf("scoring unavailable within %s; %s tier fails %s", budget, tier.Name, failureName(tier.FailureMode))
 }
 
-func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest) (*scoringv1.RiskAssessment, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Budget)
+func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest, by time.Time) (*scoringv1.RiskAssessment, error) {
+	ctx, cancel := context.WithDeadline(ctx, by)
 	defer cancel()
 	out, err := s.opts.Scorer.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
 		AttemptId: req.GetAttemptId(),
@@ -586,4 +621,11 @@ func formatWindow(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%ds", d/time.Second)
 	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
