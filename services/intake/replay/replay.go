@@ -1,0 +1,345 @@
+// Package replay backtests scoring and a decision policy on recorded IdP
+// events, offline: events are applied in event-time order to in-memory
+// per-user scoring state with a simulated clock (the event time), and every
+// push the IdP sent or was asked to send is treated as the attempt it would
+// have asked Decide about. It reports what fired, when, and what the policy
+// would have decided, plus a posture summary of the MFA programme.
+package replay
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"time"
+
+	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/services/decision/policy"
+	"github.com/pushbackhq/pushback/services/intake/formats"
+	"github.com/pushbackhq/pushback/services/scoring"
+)
+
+// Input is one source of events.
+type Input struct {
+	Name   string
+	Reader io.Reader
+}
+
+// LoadStats describes what reading the inputs found.
+type LoadStats struct {
+	Records    int
+	Events     int
+	Duplicates int
+	Skipped    map[string]int
+	// Errors holds the first record errors (Invalid counts them all).
+	Errors  []string
+	Invalid int
+}
+
+// maxErrors bounds the record errors kept for the report.
+const maxErrors = 20
+
+// Load reads every input in format f, drops events whose (tenant, event
+// id) was already read, and returns them in event-time order (stable, so
+// a push and its answer logged at the same instant keep their order).
+// progress, when set, is called with the bytes consumed of the current input.
+func Load(f formats.Format, inputs []Input, o formats.Options, progress func(n int64)) ([]*eventv1.AuthEvent, LoadStats, error) {
+	st := LoadStats{Skipped: map[string]int{}}
+	var out []*eventv1.AuthEvent
+	seen := map[string]struct{}{}
+	for _, in := range inputs {
+		r := formats.NewReader(f, in.Reader, o)
+		for n := 0; ; n++ {
+			if progress != nil && n%1024 == 0 {
+				progress(r.Offset())
+			}
+			evs, skip, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			var re *formats.RecordError
+			if errors.As(err, &re) {
+				st.Records++
+				st.Invalid++
+				if len(st.Errors) < maxErrors {
+					st.Errors = append(st.Errors, in.Name+": "+re.Error())
+				}
+				continue
+			}
+			if err != nil {
+				return nil, st, fmt.Errorf("%s: %w", in.Name, err)
+			}
+			st.Records++
+			if skip != "" {
+				st.Skipped[truncate(skip, 64)]++
+			}
+			for _, e := range evs {
+				k := e.GetTenant() + "\x00" + e.GetEventId()
+				if _, dup := seen[k]; dup {
+					st.Duplicates++
+					continue
+				}
+				seen[k] = struct{}{}
+				out = append(out, e)
+			}
+		}
+		if progress != nil {
+			progress(r.Offset())
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *eventv1.AuthEvent) int {
+		return cmp.Compare(a.GetTime().AsTime().UnixNano(), b.GetTime().AsTime().UnixNano())
+	})
+	st.Events = len(out)
+	return out, st, nil
+}
+
+// Finding is one event at which a signal fired or the policy would not
+// simply have allowed the push.
+type Finding struct {
+	Time    time.Time `json:"time"`
+	Tenant  string    `json:"tenant,omitempty"`
+	User    string    `json:"user"`
+	App     string    `json:"app,omitempty"`
+	EventID string    `json:"event_id"`
+	Event   string    `json:"event"`
+	IP      string    `json:"ip,omitempty"`
+	Score   int       `json:"score"`
+	Signals []string  `json:"signals"`
+	// Outcome is what the policy would have decided; only for pushes.
+	Outcome string   `json:"outcome,omitempty"`
+	Rules   []string `json:"rules,omitempty"`
+	Reasons []string `json:"reasons,omitempty"`
+}
+
+// Options configures an Engine.
+type Options struct {
+	Scoring scoring.Config
+	Policy  *policy.Policy
+}
+
+// Engine replays events. It is not safe for concurrent use.
+type Engine struct {
+	cfg    scoring.Config
+	pol    *policy.Policy
+	users  map[userKey]*user
+	report *reporter
+	// PolicyErrors counts rule evaluations that failed (the rule did not match).
+	PolicyErrors int
+}
+
+type userKey struct{ tenant, user string }
+
+type user struct {
+	state       scoring.UserState
+	cooldownTo  int64 // unix ms
+	cooldownLvl int
+}
+
+// New returns an engine with empty state.
+func New(o Options) *Engine {
+	return &Engine{cfg: o.Scoring, pol: o.Policy, users: map[userKey]*user{}, report: newReporter()}
+}
+
+// Process applies one event (events must come in event-time order) and
+// returns the finding it produced, if any.
+func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
+	kind, ok := observationKind(e.GetType())
+	if !ok {
+		return Finding{}, false
+	}
+	k := userKey{e.GetTenant(), e.GetUserId()}
+	u := en.users[k]
+	if u == nil {
+		u = &user{}
+		en.users[k] = u
+	}
+	at := e.GetTime().AsTime()
+	prior := en.cfg.Count(&u.state, at, 10*time.Minute).GetPushes()
+	priorStreak := u.state.Streak
+	if !en.cfg.Apply(&u.state, scoring.Observation{
+		ID: "event:" + e.GetEventId(), Kind: kind, At: at, Client: clientInfo(e.GetClient()),
+		PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD,
+	}) {
+		return Finding{}, false
+	}
+	ra := en.cfg.Assess(e.GetUserId(), &u.state, at)
+	attempt := kind == scoring.ObsPushSent || kind == scoring.ObsAttempt
+	var res policy.Result
+	outcome := decisionv1.Outcome_OUTCOME_UNSPECIFIED
+	if attempt && en.pol != nil {
+		res = en.evaluate(e, ra)
+		res = en.cooldown(u, at, res)
+		outcome = res.Outcome
+		en.report.countRules(res.Matched)
+	}
+	en.report.observe(e, ra, outcome, prior, priorStreak)
+	if len(ra.GetSignals()) == 0 && (outcome == decisionv1.Outcome_OUTCOME_UNSPECIFIED || outcome == decisionv1.Outcome_OUTCOME_ALLOW) {
+		return Finding{}, false
+	}
+	f := Finding{
+		Time: at, Tenant: e.GetTenant(), User: e.GetUserId(), App: e.GetAppId(), EventID: e.GetEventId(),
+		Event: shortType(e.GetType()), IP: e.GetClient().GetIp(), Score: int(ra.GetScore()),
+		Signals: make([]string, 0, len(ra.GetSignals())),
+	}
+	for _, s := range ra.GetSignals() {
+		f.Signals = append(f.Signals, s.GetCode())
+	}
+	if outcome != decisionv1.Outcome_OUTCOME_UNSPECIFIED {
+		f.Outcome = shortOutcome(outcome)
+		f.Rules, f.Reasons = res.Matched, res.Reasons
+	}
+	return f, true
+}
+
+// evaluate builds the policy input from the assessment exactly as the
+// decision service does for a Decide request.
+func (en *Engine) evaluate(e *eventv1.AuthEvent, ra *scoringv1.RiskAssessment) policy.Result {
+	factor := e.GetFactor()
+	if factor == eventv1.Factor_FACTOR_UNSPECIFIED {
+		factor = eventv1.Factor_FACTOR_PUSH
+	}
+	c := e.GetClient()
+	in := policy.Input{
+		User:    e.GetUserId(),
+		App:     e.GetAppId(),
+		Factor:  factor.String(),
+		Score:   int(ra.GetScore()),
+		Signals: make(map[string]int, len(ra.GetSignals())),
+		Pushes:  make(map[string]int, len(ra.GetWindows())),
+		Denied:  make(map[string]int, len(ra.GetWindows())),
+		Client: map[string]any{
+			"ip": c.GetIp(), "country": c.GetGeo().GetCountry(), "city": c.GetGeo().GetCity(),
+			"asn": int64(c.GetAsn()), "device_id": c.GetDeviceId(),
+		},
+	}
+	for _, s := range ra.GetSignals() {
+		in.Signals[s.GetCode()] = int(s.GetWeight())
+	}
+	for _, w := range ra.GetWindows() {
+		name := scoring.FormatWindow(w.GetWindow().AsDuration())
+		in.Pushes[name] = int(w.GetPushes())
+		in.Denied[name] = int(w.GetDenied() + w.GetTimedOut())
+	}
+	res, err := en.pol.Evaluate(in)
+	if err != nil {
+		en.PolicyErrors++
+	}
+	return res
+}
+
+// cooldown applies the policy's escalating cooldown as the decision
+// service does: an attempt during a cooldown is denied and extends it.
+func (en *Engine) cooldown(u *user, at time.Time, res policy.Result) policy.Result {
+	ms := at.UnixMilli()
+	cd := en.pol.Cooldown
+	switch {
+	case u.cooldownTo > ms:
+		u.cooldownLvl++
+		u.cooldownTo = ms + escalate(cd, u.cooldownLvl).Milliseconds()
+		res.Outcome = decisionv1.Outcome_OUTCOME_DENY
+		res.Matched = append(slices.Clone(res.Matched), "cooldown")
+		res.Reasons = append(slices.Clone(res.Reasons), "cooldown after an earlier denial")
+	case res.Cooldown && res.Outcome == decisionv1.Outcome_OUTCOME_DENY:
+		u.cooldownLvl = 1
+		u.cooldownTo = ms + cd.Base.Milliseconds()
+	}
+	return res
+}
+
+func escalate(c policy.Cooldown, level int) time.Duration {
+	d := float64(c.Base)
+	for i := 1; i < level; i++ {
+		d *= c.Factor
+		if d >= float64(c.Max) {
+			return c.Max
+		}
+	}
+	return min(time.Duration(d), c.Max)
+}
+
+// Report returns the posture summary of everything processed so far.
+func (en *Engine) Report() Report { return en.report.build() }
+
+func observationKind(t eventv1.EventType) (scoring.ObservationKind, bool) {
+	switch t {
+	case eventv1.EventType_EVENT_TYPE_PUSH_SENT:
+		return scoring.ObsPushSent, true
+	case eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED:
+		return scoring.ObsAttempt, true
+	case eventv1.EventType_EVENT_TYPE_PUSH_APPROVED:
+		return scoring.ObsPushApproved, true
+	case eventv1.EventType_EVENT_TYPE_PUSH_DENIED:
+		return scoring.ObsPushDenied, true
+	case eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT:
+		return scoring.ObsPushTimedOut, true
+	case eventv1.EventType_EVENT_TYPE_PUSH_SUPPRESSED:
+		return scoring.ObsPushSuppressed, true
+	case eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED:
+		return scoring.ObsFraudReported, true
+	case eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED:
+		return scoring.ObsLoginSucceeded, true
+	case eventv1.EventType_EVENT_TYPE_LOGIN_FAILED:
+		return scoring.ObsLoginFailed, true
+	case eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED:
+		return scoring.ObsNumberChallengeFailed, true
+	case eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED:
+		return scoring.ObsFactorEnrolled, true
+	}
+	return 0, false
+}
+
+func clientInfo(c *eventv1.Client) scoring.ClientInfo {
+	if c == nil {
+		return scoring.ClientInfo{}
+	}
+	ci := scoring.ClientInfo{IP: c.GetIp(), DeviceID: c.GetDeviceId(), ASN: c.GetAsn()}
+	if g := c.GetGeo(); g != nil {
+		ci.Country, ci.City = g.GetCountry(), g.GetCity()
+		ci.Lat, ci.Lon, ci.AccuracyKm = g.GetLatitude(), g.GetLongitude(), g.GetAccuracyKm()
+		ci.HasGeo = !(ci.Lat == 0 && ci.Lon == 0)
+	}
+	return ci
+}
+
+func shortType(t eventv1.EventType) string {
+	s := t.String()
+	if len(s) > len("EVENT_TYPE_") {
+		return s[len("EVENT_TYPE_"):]
+	}
+	return s
+}
+
+func shortOutcome(o decisionv1.Outcome) string {
+	s := o.String()
+	if len(s) > len("OUTCOME_") {
+		return s[len("OUTCOME_"):]
+	}
+	return s
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// sortedKeys returns m's keys ordered by descending count, then name.
+func sortedKeys[K cmp.Ordered](m map[K]int) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if m[out[i]] != m[out[j]] {
+			return m[out[i]] > m[out[j]]
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
