@@ -15,6 +15,7 @@ const usage = `pushback stops MFA fatigue (push bombing) and impossible-travel l
 Usage:
   pushback serve [flags]          run the services (all four by default)
   pushback policy check FILE      validate a decision policy file
+  pushback replay --format=F FILE...  backtest scoring and a policy on recorded IdP events
   pushback explain DECISION_ID    explain a stored decision (rules, signals, cooldown, policy, trace)
   pushback bench [flags]          measure Decide or ingest throughput against a bare gRPC echo
   pushback certs [flags]          make a development CA and certificates for mutual TLS
@@ -37,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr, getenv)
+	case "replay":
+		return replayCmd(args[1:], os.Stdin, stdout, stderr)
 	case "policy":
 		return policyCmd(args[1:], stdout, stderr)
 	case "explain":
