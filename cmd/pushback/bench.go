@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
@@ -50,10 +51,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.IntVar(&o.Connections, "connections", 4, "client connections")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured time before each target")
-	fs.IntVar(&o.Users, "users", 10000, "distinct benign users")
+	fs.IntVar(&o.Users, "users", 1000000, "distinct benign users (each pushes rarely, as real users do)")
 	fs.Float64Var(&o.AttackShare, "attack-share", 0.05, "share of calls that push-bomb a few users")
 	batch := fs.Int("batch", 100, "events per IngestStream message (ingest mode)")
 	asJSON := fs.Bool("json", false, "print one JSON report")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
+	memProfile := fs.String("memprofile", "", "write an allocation profile to FILE at the end")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -92,13 +95,43 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
 		return 1
 	}
+	// The CPU profile covers only the mesh measurement, not the echo baseline.
+	startProfile := func() func() {
+		if *cpuProfile == "" {
+			return func() {}
+		}
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+			return func() {}
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+			f.Close()
+			return func() {}
+		}
+		return func() { pprof.StopCPUProfile(); f.Close() }
+	}
+	if *memProfile != "" {
+		defer func() {
+			f, err := os.Create(*memProfile)
+			if err != nil {
+				fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+				return
+			}
+			defer f.Close()
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+		}()
+	}
 	rep := benchReport{Machine: bench.ThisMachine(), Mode: *mode, Topology: topology, Options: o}
 	switch *mode {
 	case "decide":
 		fmt.Fprintf(stderr, "measuring echo for %s...\n", o.Duration)
 		echo := bench.Echo(ctx, echoConns, o)
 		fmt.Fprintf(stderr, "measuring Decide for %s...\n", o.Duration)
+		stopProfile := startProfile()
 		dec := bench.Decide(ctx, meshConns, o)
+		stopProfile()
 		rep.Results = []bench.Result{echo, dec}
 		if echo.RPS > 0 {
 			rep.Ratio = dec.RPS / echo.RPS
@@ -117,7 +150,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			return 1
 		}
 		fmt.Fprintf(stderr, "measuring IngestStream for %s...\n", o.Duration)
+		stopProfile := startProfile()
 		in := bench.IngestStream(ctx, meshConns, o, *batch)
+		stopProfile()
 		rep.Ingest = []bench.IngestResult{raw, in}
 		if raw.EventsPerSec > 0 {
 			rep.Ratio = in.EventsPerSec / raw.EventsPerSec
@@ -149,6 +184,11 @@ func printBench(w io.Writer, rep benchReport) {
 		fmt.Fprintf(w, "\nDecide RPS / echo RPS = %.2f\n", rep.Ratio)
 		if len(rep.Results) == 2 && len(rep.Results[1].Outcomes) > 0 {
 			fmt.Fprintf(w, "outcomes: %v\n", rep.Results[1].Outcomes)
+		}
+		for _, r := range rep.Results {
+			if len(r.ErrorCodes) > 0 {
+				fmt.Fprintf(w, "%s errors by code: %v\n", r.Target, r.ErrorCodes)
+			}
 		}
 		return
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 )
 
 // Options configures a run.
@@ -45,6 +46,8 @@ type Result struct {
 	P99      time.Duration    `json:"p99_ns"`
 	P999     time.Duration    `json:"p999_ns"`
 	Outcomes map[string]int64 `json:"outcomes,omitempty"`
+	// ErrorCodes counts failed calls by gRPC code.
+	ErrorCodes map[string]int64 `json:"error_codes,omitempty"`
 }
 
 // closedLoop runs call from Concurrency workers until the duration ends.
@@ -68,6 +71,7 @@ type recorder struct {
 	lat      []time.Duration
 	errors   int64
 	outcomes map[string]int64
+	codes    map[string]int64
 }
 
 func (r *recorder) result(target string, elapsed time.Duration) Result {
@@ -87,6 +91,9 @@ func (r *recorder) result(target string, elapsed time.Duration) Result {
 	if len(r.outcomes) > 0 {
 		res.Outcomes = r.outcomes
 	}
+	if len(r.codes) > 0 {
+		res.ErrorCodes = r.codes
+	}
 	return res
 }
 
@@ -100,6 +107,7 @@ func runWorkers(ctx context.Context, n int, call func(ctx context.Context, worke
 			lat := make([]time.Duration, 0, 1<<14)
 			var errs int64
 			outcomes := map[string]int64{}
+			codes := map[string]int64{}
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				out, err := call(ctx, w, seq.Add(1))
@@ -109,6 +117,7 @@ func runWorkers(ctx context.Context, n int, call func(ctx context.Context, worke
 				}
 				if err != nil {
 					errs++
+					codes[status.Code(err).String()]++
 					continue
 				}
 				lat = append(lat, d)
@@ -122,6 +131,12 @@ func runWorkers(ctx context.Context, n int, call func(ctx context.Context, worke
 				rec.errors += errs
 				for k, v := range outcomes {
 					rec.outcomes[k] += v
+				}
+				if rec.codes == nil {
+					rec.codes = map[string]int64{}
+				}
+				for k, v := range codes {
+					rec.codes[k] += v
 				}
 				rec.mu.Unlock()
 			}
