@@ -51,8 +51,10 @@ type Options struct {
 // Setup builds the providers. OTEL_TRACES_EXPORTER chooses the exporter:
 // "otlp" (OTEL_EXPORTER_OTLP_PROTOCOL grpc or http/protobuf), "console" or
 // "none" (the default). Sampling follows OTEL_TRACES_SAMPLER and
-// OTEL_TRACES_SAMPLER_ARG (default parentbased_always_on). Trace ids are
-// produced whatever the exporter, so responses always carry one.
+// OTEL_TRACES_SAMPLER_ARG (default DefaultSampler). OTEL_SDK_DISABLED=true
+// records and exports no span and pushes no metric (the Prometheus
+// endpoint stays). Trace ids are produced whatever the exporter or
+// sampler, so responses always carry one.
 func Setup(ctx context.Context, opts Options) (*Providers, error) {
 	getenv := opts.Getenv
 	if getenv == nil {
@@ -65,9 +67,13 @@ func Setup(ctx context.Context, opts Options) (*Providers, error) {
 	if name := getenv("OTEL_SERVICE_NAME"); name != "" {
 		res, _ = resource.Merge(res, resource.NewSchemaless(semconv.ServiceName(name)))
 	}
-	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	sampler, err := samplerFromEnv(getenv)
+	if err != nil {
+		return nil, err
+	}
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
 	exp := opts.Exporter
-	if exp == nil {
+	if exp == nil && !disabled(getenv) {
 		exp, err = exporterFromEnv(ctx, getenv)
 		if err != nil {
 			return nil, err
@@ -85,10 +91,14 @@ func Setup(ctx context.Context, opts Options) (*Providers, error) {
 	if opts.MetricReader != nil {
 		mpOpts = append(mpOpts, sdkmetric.WithReader(opts.MetricReader))
 	}
-	if r, err := metricReaderFromEnv(ctx, getenv); err != nil {
-		return nil, err
-	} else if r != nil {
-		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+	if !disabled(getenv) {
+		r, err := metricReaderFromEnv(ctx, getenv)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+		}
 	}
 	return &Providers{
 		Tracers:    sdktrace.NewTracerProvider(tpOpts...),

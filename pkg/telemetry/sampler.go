@@ -1,0 +1,58 @@
+package telemetry
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// DefaultSampler is the sampler used when OTEL_TRACES_SAMPLER is not set:
+// every Decide is traced (a parent's decision is honoured), so the trace
+// id in every response can be opened. See docs/operators.md for its cost
+// and for how to sample a ratio instead.
+const DefaultSampler = "parentbased_always_on"
+
+// samplerFromEnv reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG
+// through getenv (the SDK reads only the process environment), and
+// OTEL_SDK_DISABLED, which records no span at all while still giving every
+// request a trace id.
+func samplerFromEnv(getenv func(string) string) (sdktrace.Sampler, error) {
+	if disabled(getenv) {
+		return sdktrace.NeverSample(), nil
+	}
+	name := strings.ToLower(strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER")))
+	if name == "" {
+		name = DefaultSampler
+	}
+	arg := strings.TrimSpace(getenv("OTEL_TRACES_SAMPLER_ARG"))
+	ratio := 1.0
+	if arg != "" && strings.HasSuffix(name, "traceidratio") {
+		r, err := strconv.ParseFloat(arg, 64)
+		if err != nil || r < 0 || r > 1 {
+			return nil, fmt.Errorf("telemetry: OTEL_TRACES_SAMPLER_ARG=%q is not a ratio between 0 and 1", arg)
+		}
+		ratio = r
+	}
+	switch name {
+	case "always_on":
+		return sdktrace.AlwaysSample(), nil
+	case "always_off":
+		return sdktrace.NeverSample(), nil
+	case "traceidratio":
+		return sdktrace.TraceIDRatioBased(ratio), nil
+	case "parentbased_always_on":
+		return sdktrace.ParentBased(sdktrace.AlwaysSample()), nil
+	case "parentbased_always_off":
+		return sdktrace.ParentBased(sdktrace.NeverSample()), nil
+	case "parentbased_traceidratio":
+		return sdktrace.ParentBased(sdktrace.TraceIDRatioBased(ratio)), nil
+	}
+	return nil, fmt.Errorf("telemetry: OTEL_TRACES_SAMPLER=%q is not one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio", name)
+}
+
+// disabled reports OTEL_SDK_DISABLED=true.
+func disabled(getenv func(string) string) bool {
+	return strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true")
+}
