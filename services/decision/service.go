@@ -24,10 +24,12 @@ import (
 	"github.com/pushbackhq/pushback/pkg/httpapi"
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
@@ -60,6 +62,10 @@ type Options struct {
 	Counters *Counters
 	Logger   *slog.Logger
 	Tracer   trace.Tracer
+	// Meter records the service's metrics (none when nil).
+	Meter metric.Meter
+	// Redactor hashes user ids in spans (a per-process random key when nil).
+	Redactor *telemetry.Redactor
 	// Budget is how long Decide waits for scoring (default 50ms).
 	Budget time.Duration
 	// NotifyTimeout bounds the call that queues an alert (default 1s).
@@ -79,6 +85,7 @@ type Service struct {
 	count  *Counters
 	log    *slog.Logger
 	tracer trace.Tracer
+	tel    *instruments
 	now    func() time.Time
 }
 
@@ -108,7 +115,11 @@ func New(opts Options) (*Service, error) {
 	if opts.Counters == nil {
 		opts.Counters = &Counters{}
 	}
-	s := &Service{opts: opts, count: opts.Counters, log: opts.Logger, tracer: opts.Tracer, now: opts.Now}
+	if opts.Redactor == nil {
+		opts.Redactor = telemetry.NewRedactor(nil, false)
+	}
+	s := &Service{opts: opts, count: opts.Counters, log: opts.Logger, tracer: opts.Tracer, now: opts.Now,
+		tel: newInstruments(opts.Meter, opts.Counters, opts.Redactor)}
 	s.policy.Store(opts.Policy)
 	s.shadow.Store(opts.ShadowPolicy)
 	return s, nil
@@ -158,10 +169,14 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	}
 	ctx, span := s.tracer.Start(ctx, "decision.decide")
 	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(s.tel.userAttr(req.GetUserId()), attribute.String("pushback.app_id", req.GetAppId()))
+	}
 	// One budget for the whole call: the idempotency lookup may use a fifth
 	// of it, scoring until four fifths, and the commit the rest, so a hook
 	// never waits much past the budget even when the store is down too.
 	start := time.Now()
+	defer s.tel.took(ctx, start)
 	lookupBy, scoreBy, commitBy := start.Add(s.opts.Budget/5), start.Add(s.opts.Budget*4/5), start.Add(s.opts.Budget)
 	now := s.now()
 	attemptTime := validate.TimeOr(req.GetTime(), now)
@@ -245,6 +260,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		return resp, nil
 	}
 	s.count.Decisions.Add(1)
+	s.tel.decided(ctx, resp)
 	if rec.GetCooldownCleared() {
 		s.count.CooldownsCleared.Add(1)
 		s.log.InfoContext(ctx, "cooldown cleared by a phishing-resistant authentication", slog.String("decision_id", resp.GetDecisionId()))
@@ -256,13 +272,17 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 			span.SetAttributes(attribute.String("pushback.shadow_outcome", rec.GetShadowOutcome().String()))
 		}
 	}
-	span.SetAttributes(
-		attribute.String("pushback.outcome", resp.GetOutcome().String()),
-		attribute.Int("pushback.score", int(resp.GetRisk().GetScore())),
-		attribute.StringSlice("pushback.rules", resp.GetMatchedRules()),
-		attribute.String("pushback.policy_version", resp.GetPolicyVersion()),
-		attribute.String("pushback.tier", rec.GetTier()),
-	)
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("pushback.decision_id", resp.GetDecisionId()),
+			attribute.String("pushback.outcome", resp.GetOutcome().String()),
+			attribute.Int("pushback.score", int(resp.GetRisk().GetScore())),
+			attribute.StringSlice("pushback.signals", signalCodes(resp.GetRisk())),
+			attribute.StringSlice("pushback.rules", resp.GetMatchedRules()),
+			attribute.String("pushback.policy_version", resp.GetPolicyVersion()),
+			attribute.String("pushback.tier", rec.GetTier()),
+		)
+	}
 	s.afterDecision(ctx, req, resp)
 	return resp, nil
 }
@@ -283,7 +303,9 @@ func (s *Service) unrecorded(ctx context.Context, span trace.Span, p pending, ti
 	}
 	resp.FailureMode = tier.FailureMode
 	resp.Reasons = append(resp.Reasons, fmt.Sprintf("decision store unavailable: not recorded; %s tier fails %s", tier.Name, failureName(tier.FailureMode)))
-	span.SetAttributes(attribute.String("pushback.outcome", resp.GetOutcome().String()), attribute.String("pushback.failure_mode", tier.FailureMode.String()))
+	span.SetAttributes(attribute.String("pushback.decision_id", resp.GetDecisionId()), attribute.String("pushback.outcome", resp.GetOutcome().String()),
+		attribute.String("pushback.failure_mode", tier.FailureMode.String()), attribute.String("pushback.policy_version", resp.GetPolicyVersion()))
+	s.tel.decided(ctx, resp)
 	return resp
 }
 
@@ -335,8 +357,11 @@ func (s *Service) evaluate(ctx context.Context, pol *policy.Policy, req *decisio
 		in.Denied[name] = int(w.GetDenied() + w.GetTimedOut())
 	}
 	res, err := pol.Evaluate(in)
-	span.SetAttributes(attribute.String("pushback.outcome", res.Outcome.String()), attribute.StringSlice("pushback.rules", res.Matched),
-		attribute.String("pushback.policy_version", pol.Version), attribute.String("pushback.tier", res.Tier.Name))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("pushback.outcome", res.Outcome.String()), attribute.StringSlice("pushback.rules", res.Matched),
+			attribute.String("pushback.policy_version", pol.Version), attribute.String("pushback.tier", res.Tier.Name),
+			attribute.Int("pushback.score", in.Score))
+	}
 	if err != nil {
 		s.count.RuleErrors.Add(1)
 		s.log.WarnContext(ctx, "policy rule failed to evaluate", slog.String("policy_version", pol.Version), slog.Any("error", err))
