@@ -16,8 +16,9 @@ import (
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/geo"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/validate"
-	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -34,6 +35,11 @@ type Options struct {
 	// Now is the clock (time.Now when nil).
 	Now    func() time.Time
 	Tracer trace.Tracer
+	// Meter records the service's metrics (none when nil).
+	Meter metric.Meter
+	// Redactor hashes user ids, IPs and device ids in spans (a per-process
+	// random key when nil).
+	Redactor *telemetry.Redactor
 	// GeoIPDB names MaxMind-format databases (comma separated, for example
 	// a City and an ASN database) that fill the location and network of
 	// events that arrive without them. Empty disables enrichment.
@@ -51,6 +57,7 @@ type Service struct {
 	log    *slog.Logger
 	now    func() time.Time
 	tracer trace.Tracer
+	tel    *instruments
 	hub    *hub
 	geo    *geo.DB
 	ownGeo bool
@@ -95,7 +102,8 @@ func New(opts Options) *Service {
 	if opts.Tracer == nil {
 		opts.Tracer = trace.NewNoopTracerProvider().Tracer("scoring")
 	}
-	svc := &Service{store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP}
+	svc := &Service{store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP,
+		tel: newInstruments(opts.Meter, opts.Redactor)}
 	if svc.geo == nil && opts.GeoIPDB != "" {
 		db, err := geo.Open(opts.GeoIPDB)
 		if err != nil {
@@ -159,7 +167,10 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 		s.log.ErrorContext(ctx, "assess attempt", slog.Any("error", err))
 		return nil, apierr.StoreUnavailable()
 	}
-	span.SetAttributes(attribute.Int("pushback.score", int(ra.GetScore())), attribute.StringSlice("pushback.signals", codes(ra)))
+	s.tel.assessed(ctx, ra)
+	if span.IsRecording() {
+		s.tel.annotate(span, a.GetUserId(), ra)
+	}
 	return &scoringv1.AssessResponse{Assessment: ra}, nil
 }
 
@@ -533,14 +544,6 @@ func (s *Service) clientInfo(c *eventv1.Client) ClientInfo {
 		}
 	}
 	return ci
-}
-
-func codes(ra *scoringv1.RiskAssessment) []string {
-	out := make([]string, 0, len(ra.GetSignals()))
-	for _, s := range ra.GetSignals() {
-		out = append(out, s.GetCode())
-	}
-	return out
 }
 
 // clone keeps a published assessment immutable for every subscriber.
