@@ -18,8 +18,10 @@ import (
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -39,6 +41,12 @@ type Options struct {
 	Observer Observer
 	Logger   *slog.Logger
 	Tracer   trace.Tracer
+	// Meter records the service's metrics (none when nil).
+	Meter metric.Meter
+	// Redactor hashes user ids in spans (a per-process random key when nil).
+	Redactor *telemetry.Redactor
+	// Now is the clock of the ingest lag (time.Now when nil).
+	Now func() time.Time
 	// DedupWindow is how long an event id is remembered (default 7 days).
 	DedupWindow time.Duration
 	// Retention of stored events (default 90 days).
@@ -54,6 +62,7 @@ type Service struct {
 	intakev1.UnimplementedIntakeServiceServer
 	opts Options
 	log  *slog.Logger
+	tel  *instruments
 	kick chan struct{}
 }
 
@@ -77,7 +86,13 @@ func New(opts Options) (*Service, error) {
 	def(&opts.Retention, 90*24*time.Hour)
 	def(&opts.ForwardTimeout, 5*time.Second)
 	def(&opts.PollInterval, 2*time.Second)
-	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1)}, nil
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Redactor == nil {
+		opts.Redactor = telemetry.NewRedactor(nil, false)
+	}
+	return &Service{opts: opts, log: opts.Logger, tel: newInstruments(opts.Meter), kick: make(chan struct{}, 1)}, nil
 }
 
 // Register adds the service to a gRPC server.
@@ -133,25 +148,34 @@ type Result struct {
 // forwards the new events to scoring. It is what every adapter calls.
 func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Result, error) {
 	if err := Validate(events); err != nil {
+		for _, e := range events {
+			s.tel.count(ctx, resultRejected, e)
+		}
 		return Result{}, err
 	}
 	ctx, span := s.opts.Tracer.Start(ctx, "intake.store", trace.WithAttributes(attribute.Int("pushback.events", len(events))))
 	defer span.End()
+	if len(events) == 1 && span.IsRecording() {
+		span.SetAttributes(attribute.String("pushback.user_hash", s.opts.Redactor.User(events[0].GetUserId())),
+			attribute.String("pushback.event_type", events[0].GetType().String()))
+	}
 	var res Result
 	var fresh [][]byte
-	var freshEvents []*eventv1.AuthEvent
+	var freshEvents, dups []*eventv1.AuthEvent
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
-		res, fresh, freshEvents = Result{}, fresh[:0], freshEvents[:0]
+		res, fresh, freshEvents, dups = Result{}, fresh[:0], freshEvents[:0], dups[:0]
 		inBatch := map[string]bool{}
 		for _, e := range events {
 			sk := seenKey(e)
 			if inBatch[string(sk)] {
 				res.Duplicates++
+				dups = append(dups, e)
 				continue
 			}
 			inBatch[string(sk)] = true
 			if _, err := tx.Get(sk); err == nil {
 				res.Duplicates++
+				dups = append(dups, e)
 				continue
 			} else if !errors.Is(err, store.ErrNotFound) {
 				return err
@@ -183,6 +207,13 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 		return Result{}, apierr.StoreUnavailable()
 	}
 	span.SetAttributes(attribute.Int("pushback.accepted", res.Accepted), attribute.Int("pushback.duplicates", res.Duplicates))
+	now := s.opts.Now()
+	for _, e := range freshEvents {
+		s.tel.stored(ctx, e, now)
+	}
+	for _, e := range dups {
+		s.tel.count(ctx, resultDuplicate, e)
+	}
 	if len(freshEvents) > 0 && s.opts.Observer != nil {
 		if err := s.forward(ctx, fresh, freshEvents); err != nil {
 			// Stored and queued: the forwarding loop retries.
@@ -199,6 +230,9 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 func (s *Service) forward(ctx context.Context, keys [][]byte, events []*eventv1.AuthEvent) error {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ForwardTimeout)
 	defer cancel()
+	// A retry from the forwarding loop starts its own trace.
+	fctx, span := s.opts.Tracer.Start(fctx, "intake.forward", trace.WithAttributes(attribute.Int("pushback.events", len(events))))
+	defer span.End()
 	if _, err := s.opts.Observer.Observe(fctx, &scoringv1.ObserveRequest{Events: events}); err != nil {
 		return err
 	}

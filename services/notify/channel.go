@@ -18,6 +18,7 @@ import (
 	"time"
 
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/protobuf/encoding/protojson"
 )
@@ -33,8 +34,14 @@ type Channel interface {
 }
 
 // LogChannel writes SOC alerts to the log; it is the channel when no other
-// is configured, so an alert is never silently dropped.
-type LogChannel struct{ Logger *slog.Logger }
+// is configured, so an alert is never silently dropped. Logs are telemetry:
+// the user id is written as its keyed hash (raw only when the operator
+// turned raw ids on); `pushback explain` on the decision id names the user.
+type LogChannel struct {
+	Logger *slog.Logger
+	// Redactor hashes the user id ("redacted" when nil).
+	Redactor *telemetry.Redactor
+}
 
 // Name implements Channel.
 func (LogChannel) Name() string { return "log" }
@@ -45,8 +52,13 @@ func (LogChannel) Accepts(kind notifyv1.Kind) bool { return kind == notifyv1.Kin
 // Deliver implements Channel.
 func (c LogChannel) Deliver(ctx context.Context, d *notifyv1.Delivery) error {
 	n := d.GetNotification()
-	c.Logger.WarnContext(ctx, "alert", slog.String("delivery_id", d.GetDeliveryId()), slog.String("title", n.GetTitle()),
-		slog.String("message", n.GetMessage()), slog.String("decision_id", n.GetDecisionId()), slog.Any("attributes", n.GetAttributes()))
+	title, message, user := n.GetTitle(), n.GetMessage(), c.Redactor.User(n.GetUserId())
+	if u := n.GetUserId(); u != "" && user != u {
+		title, message = strings.ReplaceAll(title, u, "user "+user), strings.ReplaceAll(message, u, "user "+user)
+	}
+	c.Logger.WarnContext(ctx, "alert", slog.String("delivery_id", d.GetDeliveryId()), slog.String("title", title),
+		slog.String("message", message), slog.String("decision_id", n.GetDecisionId()), slog.String("user_hash", user),
+		slog.Any("attributes", n.GetAttributes()))
 	return nil
 }
 

@@ -24,8 +24,10 @@ import (
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -38,6 +40,11 @@ type Options struct {
 	Channels []Channel
 	Logger   *slog.Logger
 	Tracer   trace.Tracer
+	// Meter records the service's metrics (none when nil).
+	Meter metric.Meter
+	// Redactor hashes user ids in spans and in alerts written to the log
+	// (a per-process random key when nil).
+	Redactor *telemetry.Redactor
 	// MaxAttempts before a delivery is dead-lettered (default 8).
 	MaxAttempts int
 	// BaseBackoff is the first retry delay (default 1s); it doubles per
@@ -79,6 +86,7 @@ type Service struct {
 	log     *slog.Logger
 	kick    chan struct{}
 	limiter *limiter
+	tel     *instruments
 }
 
 // New returns the notification service.
@@ -89,10 +97,13 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Redactor == nil {
+		opts.Redactor = telemetry.NewRedactor(nil, false)
+	}
 	// SOC alerts always have somewhere to go: the log when no channel
 	// carries them.
 	if !slices.ContainsFunc(opts.Channels, func(c Channel) bool { return c.Accepts(notifyv1.Kind_KIND_SOC_ALERT) }) {
-		opts.Channels = append(slices.Clone(opts.Channels), LogChannel{Logger: opts.Logger})
+		opts.Channels = append(slices.Clone(opts.Channels), LogChannel{Logger: opts.Logger, Redactor: opts.Redactor})
 	}
 	if opts.Tracer == nil {
 		opts.Tracer = trace.NewNoopTracerProvider().Tracer("notify")
@@ -129,7 +140,8 @@ func New(opts Options) (*Service, error) {
 		seen[c.Name()] = true
 	}
 	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
-		limiter: newLimiter(opts.RateLimits, opts.DefaultRateLimit)}, nil
+		limiter: newLimiter(opts.RateLimits, opts.DefaultRateLimit),
+		tel:     newInstruments(opts.Meter, opts.Store, opts.Channels, opts.Redactor)}, nil
 }
 
 // Register adds the service to a gRPC server.
@@ -183,6 +195,9 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 	}
 	ctx, span := s.opts.Tracer.Start(ctx, "notify.enqueue", trace.WithAttributes(attribute.String("pushback.kind", req.GetKind().String())))
 	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("pushback.decision_id", req.GetDecisionId()), attribute.String("pushback.user_hash", s.opts.Redactor.User(req.GetUserId())))
+	}
 	now := s.opts.Now()
 	resp := &notifyv1.NotifyResponse{}
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
@@ -440,8 +455,10 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 			return s.defer_(ctx, due, d, s.opts.Now().Add(wait))
 		}
 	}
-	ctx, span := s.opts.Tracer.Start(ctx, "notify.deliver", trace.WithAttributes(
-		attribute.String("pushback.channel", d.GetChannel()), attribute.String("pushback.decision_id", d.GetNotification().GetDecisionId())))
+	ctx, span := s.opts.Tracer.Start(ctx, "notify.deliver", append(decisionLink(d.GetNotification()), trace.WithAttributes(
+		attribute.String("pushback.channel", d.GetChannel()), attribute.String("pushback.decision_id", d.GetNotification().GetDecisionId()),
+		attribute.String("pushback.kind", d.GetNotification().GetKind().String()),
+		attribute.String("pushback.user_hash", s.opts.Redactor.User(d.GetNotification().GetUserId()))))...)
 	defer span.End()
 	var deliverErr error
 	if ch == nil {
@@ -472,6 +489,7 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 			slog.Int("attempt", int(res.GetAttempts())), slog.Any("error", deliverErr))
 	}
 	span.SetAttributes(attribute.String("pushback.status", res.GetStatus().String()), attribute.Int("pushback.attempt", int(res.GetAttempts())))
+	s.tel.attempted(ctx, d.GetChannel(), res.GetStatus())
 	return s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		// Notify may have folded more denials into this delivery while it
 		// was in flight: a retry carries the newest state, a delivered one
