@@ -54,14 +54,14 @@ type Result struct {
 func closedLoop(ctx context.Context, o Options, target string, call func(ctx context.Context, worker int, seq int64) (string, error)) Result {
 	if o.Warmup > 0 {
 		wctx, cancel := context.WithTimeout(ctx, o.Warmup)
-		runWorkers(wctx, o.Concurrency, call, nil)
+		runWorkers(ctx, wctx, o.Concurrency, call, nil)
 		cancel()
 	}
 	mctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	rec := &recorder{outcomes: map[string]int64{}}
 	start := time.Now()
-	runWorkers(mctx, o.Concurrency, call, rec)
+	runWorkers(ctx, mctx, o.Concurrency, call, rec)
 	elapsed := time.Since(start)
 	return rec.result(target, elapsed)
 }
@@ -97,7 +97,10 @@ func (r *recorder) result(target string, elapsed time.Duration) Result {
 	return res
 }
 
-func runWorkers(ctx context.Context, n int, call func(ctx context.Context, worker int, seq int64) (string, error), rec *recorder) {
+// runWorkers calls until window ends. Calls run under ctx, not under the
+// window, so the end of the window never turns calls in flight into
+// deadline errors; calls that end after the window are not counted.
+func runWorkers(ctx, window context.Context, n int, call func(ctx context.Context, worker int, seq int64) (string, error), rec *recorder) {
 	var wg sync.WaitGroup
 	var seq atomic.Int64
 	for w := 0; w < n; w++ {
@@ -108,11 +111,11 @@ func runWorkers(ctx context.Context, n int, call func(ctx context.Context, worke
 			var errs int64
 			outcomes := map[string]int64{}
 			codes := map[string]int64{}
-			for ctx.Err() == nil {
+			for window.Err() == nil {
 				t0 := time.Now()
 				out, err := call(ctx, w, seq.Add(1))
 				d := time.Since(t0)
-				if ctx.Err() != nil {
+				if window.Err() != nil {
 					break // the call raced the end of the run; do not count it
 				}
 				if err != nil {

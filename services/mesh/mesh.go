@@ -30,6 +30,7 @@ import (
 	"github.com/pushbackhq/pushback/services/intake"
 	"github.com/pushbackhq/pushback/services/notify"
 	"github.com/pushbackhq/pushback/services/scoring"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -48,6 +49,8 @@ type Options struct {
 	Ready func(grpcAddr, httpAddr string)
 	// DecisionCounters, when set, receives the decision service's counts.
 	DecisionCounters *decision.Counters
+	// MetricReader, when set, reads the metrics beside /metrics (tests).
+	MetricReader sdkmetric.Reader
 }
 
 // closer stack: resources are released in reverse order of acquisition.
@@ -91,6 +94,8 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Every log record made inside a span carries its trace and span ids.
+	log = slog.New(telemetry.LogHandler(log.Handler()))
 	var cl closers
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
@@ -101,12 +106,17 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		}
 	}()
 
-	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "pushback", Getenv: opts.Getenv, Exporter: opts.SpanExporter})
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "pushback", Getenv: opts.Getenv, Exporter: opts.SpanExporter, MetricReader: opts.MetricReader})
 	if err != nil {
 		return err
 	}
 	cl.add(tel.Shutdown)
 	tracer := tel.Tracers.Tracer("github.com/pushbackhq/pushback")
+	meter := tel.Meters.Meter("github.com/pushbackhq/pushback")
+	redactor := telemetry.NewRedactor([]byte(cfg.TelemetryHashKey), cfg.TelemetryRawIDs)
+	if cfg.TelemetryRawIDs {
+		log.Warn("telemetry-raw-ids is on: user ids and IPs are recorded in clear in spans and logs")
+	}
 	rt := rpc.Telemetry{Tracers: tel.Tracers, Meters: tel.Meters, Propagator: tel.Propagator}
 
 	st, err := openStore(ctx, cfg, log)
@@ -114,6 +124,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		return err
 	}
 	cl.add(func(context.Context) error { return st.Close() })
+	st = telemetry.TraceStore(st, tracer, cfg.StoreKind)
 
 	decCounters := opts.DecisionCounters
 	if decCounters == nil {
@@ -140,29 +151,38 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	}
 	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Creds: serverCreds, Unary: []grpc.UnaryServerInterceptor{authn.UnaryServerInterceptor()}})
 	inproc := rpc.NewInProcess()
-	conns := map[string]*grpc.ClientConn{}
-	peer := func(name, addr string) (*grpc.ClientConn, error) {
+	// Each peer is a small pool of connections, in memory or over the
+	// network: one HTTP/2 connection serialises its calls through one
+	// writer and one reader goroutine per side.
+	const connsPerPeer = 4
+	conns := map[string]*rpc.Pool{}
+	peer := func(name, addr string) (grpc.ClientConnInterface, error) {
 		if c, ok := conns[name]; ok {
 			return c, nil
 		}
-		var c *grpc.ClientConn
-		var err error
-		if cfg.Runs(name) {
-			c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt, Unary: peerUnary, Creds: inprocCreds})
-		} else {
-			c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: peerUnary, Creds: clientCreds})
+		var list []*grpc.ClientConn
+		for i := 0; i < connsPerPeer; i++ {
+			var c *grpc.ClientConn
+			var err error
+			if cfg.Runs(name) {
+				c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt, Unary: peerUnary, Creds: inprocCreds})
+			} else {
+				c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: peerUnary, Creds: clientCreds})
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s peer: %w", name, err)
+			}
+			list = append(list, c)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("%s peer: %w", name, err)
-		}
-		conns[name] = c
-		cl.add(func(context.Context) error { return c.Close() })
-		return c, nil
+		p := rpc.NewPool(list...)
+		conns[name] = p
+		cl.add(func(context.Context) error { return p.Close() })
+		return p, nil
 	}
 
 	var workers []func(context.Context) error
 	if cfg.Runs(Scoring) {
-		sc, err := scoring.Open(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer, GeoIPDB: cfg.GeoIPDB})
+		sc, err := scoring.Open(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer, GeoIPDB: cfg.GeoIPDB, Meter: meter, Redactor: redactor})
 		if err != nil {
 			return err
 		}
@@ -183,7 +203,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			return err
 		}
 		channels = append(channels, nw.channels...)
-		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer, ReportLinks: nw.links})
+		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer, ReportLinks: nw.links, Meter: meter, Redactor: redactor})
 		if err != nil {
 			return err
 		}
@@ -212,7 +232,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		d, err := decision.New(decision.Options{
 			Store: st, Scorer: scoringv1.NewScoringServiceClient(sc), Notifier: notifyv1.NewNotificationServiceClient(nc),
 			Policy: pol, Logger: log.With("service", Decision), Tracer: tracer, Budget: cfg.DecideBudget,
-			ShadowPolicy: shadow, Counters: decCounters,
+			ShadowPolicy: shadow, Counters: decCounters, Meter: meter, Redactor: redactor,
 		})
 		if err != nil {
 			return err
@@ -233,7 +253,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		if err != nil {
 			return err
 		}
-		in, err := intake.New(intake.Options{Store: st, Observer: scoringv1.NewScoringServiceClient(sc), Logger: log.With("service", Intake), Tracer: tracer})
+		in, err := intake.New(intake.Options{Store: st, Observer: scoringv1.NewScoringServiceClient(sc), Logger: log.With("service", Intake), Tracer: tracer, Meter: meter, Redactor: redactor})
 		if err != nil {
 			return err
 		}

@@ -32,7 +32,7 @@ type running struct {
 }
 
 // start runs a whole mesh on ephemeral ports with the production wiring.
-func start(t *testing.T, cfg mesh.Config) *running {
+func start(t testing.TB, cfg mesh.Config) *running {
 	t.Helper()
 	if cfg.DataDir == "" || cfg.DataDir == mesh.Default().DataDir {
 		cfg.DataDir = t.TempDir()

@@ -99,7 +99,7 @@ func reportLinks(cfg Config) (*notify.ReportLinks, error) {
 
 // notifyRoutes serves the key set that verifies security events (where
 // notify runs) and the report link (where intake is reachable).
-func notifyRoutes(mux *http.ServeMux, cfg Config, w *notifyWiring, peer func(name, addr string) (*grpc.ClientConn, error), log *slog.Logger) error {
+func notifyRoutes(mux *http.ServeMux, cfg Config, w *notifyWiring, peer func(name, addr string) (grpc.ClientConnInterface, error), log *slog.Logger) error {
 	if w != nil && w.signer != nil {
 		mux.Handle(notify.JWKSPath, notify.JWKSHandler(w.signer))
 	}

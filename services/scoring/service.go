@@ -4,11 +4,14 @@
 package scoring
 
 import (
+	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
@@ -178,6 +181,11 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 // source in one transaction and publishes the new assessment.
 func (s *Service) record(ctx context.Context, tenant, user string, obs Observation) (*scoringv1.RiskAssessment, bool, error) {
 	key := userKey(tenant, user)
+	// Spray counts are read with a plain scan, outside the transaction's
+	// conflict tracking: every push of one source would otherwise conflict
+	// with every other (one ASN carries many users). Each user's mark on a
+	// source is its own key, so the transaction only touches keys of this
+	// user.
 	var ra *scoringv1.RiskAssessment
 	var applied bool
 	err := s.store.Update(ctx, func(tx store.Txn) error {
@@ -189,7 +197,7 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 		switch {
 		case s.cfg.duplicate(st, obs):
 		case obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client):
-			if spray, err = s.noteSources(tx, tenant, user, obs); err != nil {
+			if spray, err = s.noteSources(ctx, tx, tenant, user, obs); err != nil {
 				return err
 			}
 		case obs.Kind.IsSuccess():
@@ -212,34 +220,53 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 	return ra, applied, nil
 }
 
-// preview assesses obs without recording it.
-func (s *Service) preview(ctx context.Context, tenant, user string, obs Observation) (*scoringv1.RiskAssessment, error) {
-	b, err := s.store.Get(ctx, userKey(tenant, user))
-	st, err := s.decodeState(b, err)
+// sourceUserKey is one user's mark on a source: source key + "/" + user hash.
+func sourceUserKey(source []byte, user string) []byte {
+	return fmt.Appendf(append(append([]byte(nil), source...), '/'), "%016x", hashID(user))
+}
+
+// loadSource reads the users a source recently pushed to.
+func (s *Service) loadSource(ctx context.Context, source []byte) (*SourceState, error) {
+	prefix := append(append([]byte(nil), source...), '/')
+	items, err := s.store.Scan(ctx, store.ScanOptions{Prefix: prefix, Limit: 4 * max(s.cfg.Spray.MaxUsers, 1)})
 	if err != nil {
 		return nil, err
 	}
-	var spray []SprayCount
-	if obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client) {
-		ipKey, asnKey := sourceKeys(tenant, obs.Client)
-		for _, k := range [][]byte{ipKey, asnKey} {
-			if k == nil {
-				continue
-			}
-			src, err := decodeSource(s.store.Get(ctx, k))
-			if err != nil {
-				return nil, err
-			}
-			spray = append(spray, s.sprayCount(obs.Client, k, ipKey, s.cfg.SourceUsers(src, obs.At)))
+	src := &SourceState{Users: make([]SourceUser, 0, len(items))}
+	for _, it := range items {
+		var h uint64
+		if _, err := fmt.Sscanf(string(it.Key[len(prefix):]), "%016x", &h); err != nil {
+			continue
 		}
+		at, vouched, ok := decodeMark(it.Value)
+		if !ok {
+			continue
+		}
+		src.Users = append(src.Users, SourceUser{User: h, At: at, Vouched: vouched})
 	}
-	return s.cfg.Preview(user, st, obs, spray), nil
+	slices.SortFunc(src.Users, func(a, b SourceUser) int { return cmp.Compare(a.At, b.At) })
+	return src, nil
 }
 
-// noteSources counts user against the client's IP and ASN. Only users to
-// whom the source is unfamiliar are counted, so an office NAT that every
-// employee uses never looks like a spray and its key is not contended.
-func (s *Service) noteSources(tx store.Txn, tenant, user string, obs Observation) ([]SprayCount, error) {
+func encodeMark(at int64, vouched bool) []byte {
+	b := binary.AppendVarint(nil, at)
+	if vouched {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func decodeMark(b []byte) (int64, bool, bool) {
+	at, n := binary.Varint(b)
+	if n <= 0 || len(b) != n+1 {
+		return 0, false, false
+	}
+	return at, b[n] == 1, true
+}
+
+// noteSources marks user on the client's IP and ASN and returns the
+// distinct unvouched users of each in the window, this user included.
+func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user string, obs Observation) ([]SprayCount, error) {
 	sp := s.cfg.Spray
 	if sp.Window <= 0 || (sp.IPThreshold <= 0 && sp.ASNThreshold <= 0) {
 		return nil, nil
@@ -250,16 +277,21 @@ func (s *Service) noteSources(tx store.Txn, tenant, user string, obs Observation
 		if k == nil {
 			continue
 		}
-		src, err := decodeSource(tx.Get(k))
+		src, err := s.loadSource(ctx, k)
 		if err != nil {
 			return nil, err
 		}
 		n := s.cfg.NoteSource(src, user, obs.At)
-		b, err := src.MarshalBinary()
-		if err != nil {
+		mk := sourceUserKey(k, user)
+		at, vouched := obs.At.UnixMilli(), false
+		if b, err := tx.Get(mk); err == nil {
+			if prevAt, prevVouched, ok := decodeMark(b); ok {
+				at, vouched = max(at, prevAt), prevVouched
+			}
+		} else if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
-		if err := tx.Set(k, b, 2*sp.Window); err != nil {
+		if err := tx.Set(mk, encodeMark(at, vouched), 2*sp.Window); err != nil {
 			return nil, err
 		}
 		out = append(out, s.sprayCount(obs.Client, k, ipKey, n))
@@ -268,8 +300,8 @@ func (s *Service) noteSources(tx store.Txn, tenant, user string, obs Observation
 }
 
 // vouchSources marks that user succeeded from the client's IP and ASN, so
-// the user no longer counts toward their spray. Sources without spray state
-// (the usual case) cost one read each and no write.
+// the user no longer counts toward their spray. Users without a mark on the
+// source (the usual case) cost one read each and no write.
 func (s *Service) vouchSources(tx store.Txn, tenant, user string, obs Observation) error {
 	if s.cfg.Spray.Window <= 0 {
 		return nil
@@ -279,21 +311,19 @@ func (s *Service) vouchSources(tx store.Txn, tenant, user string, obs Observatio
 		if k == nil {
 			continue
 		}
-		b, err := tx.Get(k)
+		mk := sourceUserKey(k, user)
+		b, err := tx.Get(mk)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
-		src, err := decodeSource(b, err)
 		if err != nil {
 			return err
 		}
-		if !s.cfg.VouchSource(src, user) {
+		at, vouched, ok := decodeMark(b)
+		if !ok || vouched {
 			continue
 		}
-		if b, err = src.MarshalBinary(); err != nil {
-			return err
-		}
-		if err := tx.Set(k, b, 2*s.cfg.Spray.Window); err != nil {
+		if err := tx.Set(mk, encodeMark(at, true), 2*s.cfg.Spray.Window); err != nil {
 			return err
 		}
 	}
@@ -305,20 +335,6 @@ func (s *Service) sprayCount(ci ClientInfo, key, ipKey []byte, users int) SprayC
 		return SprayCount{IP: ci.IP, Users: users}
 	}
 	return SprayCount{ASN: ci.ASN, Users: users}
-}
-
-func decodeSource(b []byte, err error) (*SourceState, error) {
-	src := &SourceState{}
-	if errors.Is(err, store.ErrNotFound) {
-		return src, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := src.UnmarshalBinary(b); err != nil {
-		return nil, err
-	}
-	return src, nil
 }
 
 func attemptID(id string) string {
@@ -549,4 +565,28 @@ func (s *Service) clientInfo(c *eventv1.Client) ClientInfo {
 // clone keeps a published assessment immutable for every subscriber.
 func clone(ra *scoringv1.RiskAssessment) *scoringv1.RiskAssessment {
 	return proto.Clone(ra).(*scoringv1.RiskAssessment)
+}
+
+// preview assesses obs without recording it.
+func (s *Service) preview(ctx context.Context, tenant, user string, obs Observation) (*scoringv1.RiskAssessment, error) {
+	b, err := s.store.Get(ctx, userKey(tenant, user))
+	st, err := s.decodeState(b, err)
+	if err != nil {
+		return nil, err
+	}
+	var spray []SprayCount
+	if obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client) {
+		ipKey, asnKey := sourceKeys(tenant, obs.Client)
+		for _, k := range [][]byte{ipKey, asnKey} {
+			if k == nil {
+				continue
+			}
+			src, err := s.loadSource(ctx, k)
+			if err != nil {
+				return nil, err
+			}
+			spray = append(spray, s.sprayCount(obs.Client, k, ipKey, s.cfg.SourceUsers(src, obs.At)))
+		}
+	}
+	return s.cfg.Preview(user, st, obs, spray), nil
 }

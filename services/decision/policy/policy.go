@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/interpreter"
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	"go.yaml.in/yaml/v3"
 )
@@ -431,10 +433,19 @@ func (p *Policy) Evaluate(in Input) (Result, error) {
 		"denied":             in.Denied,
 		"client":             in.Client,
 	}
+	// Convert once to CEL values and wrap once: every rule then reads the
+	// same activation instead of re-adapting Go maps per rule.
+	for k, v := range vars {
+		vars[k] = types.DefaultTypeAdapter.NativeToValue(v)
+	}
+	act, err := interpreter.NewActivation(vars)
+	if err != nil {
+		return Result{Outcome: decisionv1.Outcome_OUTCOME_ALLOW, Tier: tier}, err
+	}
 	res := Result{Outcome: decisionv1.Outcome_OUTCOME_ALLOW, Tier: tier}
 	var errs []error
 	for _, r := range p.Rules {
-		val, _, err := r.prg.Eval(vars)
+		val, _, err := r.prg.Eval(act)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rule %q: %w", r.Name, err))
 			continue
