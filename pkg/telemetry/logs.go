@@ -8,8 +8,14 @@ import (
 )
 
 // LogHandler wraps h so every record logged with a context that carries a
-// span gets trace_id and span_id attributes.
-func LogHandler(h slog.Handler) slog.Handler { return traceHandler{h} }
+// span gets trace_id and span_id attributes. A handler already wrapped is
+// returned as it is.
+func LogHandler(h slog.Handler) slog.Handler {
+	if t, ok := h.(traceHandler); ok {
+		return t
+	}
+	return traceHandler{h}
+}
 
 type traceHandler struct{ slog.Handler }
 

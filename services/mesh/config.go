@@ -80,6 +80,12 @@ type Config struct {
 	SETSigningKey     string
 	ReportLinkKey     string
 	PublicURL         string
+
+	// Telemetry identities (see docs/operators.md): user ids and IPs in
+	// spans and logs are HMAC hashes under TelemetryHashKey (a random key
+	// per process when empty); TelemetryRawIDs records them in clear.
+	TelemetryHashKey string
+	TelemetryRawIDs  bool
 }
 
 // Default returns the defaults a newcomer gets.
@@ -270,6 +276,10 @@ func settings() []setting {
 	add(mk("allow-unauthenticated", "serve the decision API without credentials on a non-loopback address", false, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.PolicyPoll })
 	add(mk("policy-poll", "how often policy files are checked for changes (0 disables; SIGHUP always reloads)", false, g, s))
+	g, s = str(func(c *Config) *string { return &c.TelemetryHashKey })
+	add(mk("telemetry-hash-key", "HMAC key of the user and IP hashes in spans and logs (at least 16 bytes; share it across processes to correlate; random per process when empty)", true, g, s))
+	g, s = boolean(func(c *Config) *bool { return &c.TelemetryRawIDs })
+	add(mk("telemetry-raw-ids", "record raw user ids and IPs in spans and logs instead of hashes (off by default)", false, g, s))
 	return out
 }
 
@@ -396,6 +406,9 @@ func (c Config) Validate() error {
 	need(Decision, Notify, c.NotifyAddr)
 	need(Intake, Scoring, c.ScoringAddr)
 	errs = append(errs, c.validateNotify()...)
+	if c.TelemetryHashKey != "" && len(c.TelemetryHashKey) < 16 {
+		errs = append(errs, errors.New("telemetry-hash-key: must be at least 16 bytes"))
+	}
 	if set := btoi(c.TLSCert != "") + btoi(c.TLSKey != "") + btoi(c.TLSCA != ""); set != 0 && set != 3 {
 		errs = append(errs, errors.New("tls-cert, tls-key, tls-ca: mutual TLS needs all three"))
 	}
