@@ -26,6 +26,7 @@ holds on a shared machine.
   pushback bench --spawn=split            four meshes, one per service, talking over loopback TCP
   pushback bench --addr=127.0.0.1:50051   against a running mesh
   pushback bench --mode=ingest --spawn=one   IngestStream events/s versus raw badger batch writes
+  pushback bench --mode=users --spawn=one --users=1000000   resident memory with that many users' state
 
 `
 
@@ -36,6 +37,7 @@ type benchReport struct {
 	Options  bench.Options        `json:"options"`
 	Results  []bench.Result       `json:"results,omitempty"`
 	Ingest   []bench.IngestResult `json:"ingest,omitempty"`
+	Users    *bench.UsersResult   `json:"users,omitempty"`
 	Ratio    float64              `json:"ratio"`
 }
 
@@ -68,16 +70,24 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	topology := "external " + *addr
+	scoringDir := ""
+	if *mode == "users" && *spawn != "one" {
+		fmt.Fprintln(stderr, "pushback bench: --mode=users measures this process, so it needs --spawn=one")
+		return 2
+	}
 	if *spawn != "" {
-		addrs, stop, err := spawnMesh(ctx, *spawn, stderr)
+		addrs, dirs, stop, err := spawnMesh(ctx, *spawn, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
 			return 1
 		}
 		defer stop()
 		*addr, topology = addrs[mesh.Decision], *spawn
-		if *mode == "ingest" {
+		switch *mode {
+		case "ingest":
 			*addr = addrs[mesh.Intake]
+		case "users":
+			*addr, scoringDir = addrs[mesh.Scoring], dirs[mesh.Scoring]
 		}
 	}
 	echoAddr, err := bench.StartEcho(ctx)
@@ -157,8 +167,22 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if raw.EventsPerSec > 0 {
 			rep.Ratio = in.EventsPerSec / raw.EventsPerSec
 		}
+	case "users":
+		fmt.Fprintf(stderr, "giving %d users a history...\n", o.Users)
+		last := time.Now()
+		res, err := bench.Users(ctx, meshConns, o.Users, o.Concurrency, scoringDir, func(done int) {
+			if time.Since(last) > 5*time.Second {
+				last = time.Now()
+				fmt.Fprintf(stderr, "  %d/%d users\n", done, o.Users)
+			}
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+			return 1
+		}
+		rep.Users = &res
 	default:
-		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide or ingest\n", *mode)
+		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide, ingest or users\n", *mode)
 		return 2
 	}
 	if *asJSON {
@@ -172,6 +196,15 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 func printBench(w io.Writer, rep benchReport) {
+	if u := rep.Users; u != nil {
+		fmt.Fprintf(w, "machine: %d CPUs, %s, %s\n\n", rep.Machine.CPUs, rep.Machine.OS, rep.Machine.GoVersion)
+		fmt.Fprintf(w, "users with state:      %d (loaded in %s)\n", u.Users, u.Elapsed.Round(time.Second))
+		fmt.Fprintf(w, "RSS before / after:    %.1f MiB / %.1f MiB (peak %.1f MiB)\n", mib(u.BaselineRSS), mib(u.RSS), mib(u.PeakRSS))
+		fmt.Fprintf(w, "Go heap in use:        %.1f MiB\n", float64(u.GoHeap)/(1<<20))
+		fmt.Fprintf(w, "store on disk:         %.1f MiB\n", mib(u.DiskBytes))
+		fmt.Fprintf(w, "RSS per user:          %.0f bytes (marginal %.0f bytes)\n", u.BytesPerUser, u.MarginalBytes)
+		return
+	}
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s; topology: %s; concurrency %d over %d connections, %s per target\n\n",
 		rep.Machine.CPUs, rep.Machine.OS, rep.Machine.GoVersion, rep.Topology, rep.Options.Concurrency, rep.Options.Connections, rep.Options.Duration)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -204,7 +237,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 
 // spawnMesh starts the mesh in this process on loopback ports and temporary
 // data directories; it returns the gRPC address of each service.
-func spawnMesh(ctx context.Context, topology string, stderr io.Writer) (map[string]string, func(), error) {
+func spawnMesh(ctx context.Context, topology string, stderr io.Writer) (addrs, dataDirs map[string]string, stop func(), err error) {
 	var services [][]string
 	switch topology {
 	case "one":
@@ -212,13 +245,13 @@ func spawnMesh(ctx context.Context, topology string, stderr io.Writer) (map[stri
 	case "split":
 		services = [][]string{{mesh.Scoring}, {mesh.Notify}, {mesh.Decision}, {mesh.Intake}}
 	default:
-		return nil, nil, fmt.Errorf("--spawn=%q is not one or split", topology)
+		return nil, nil, nil, fmt.Errorf("--spawn=%q is not one or split", topology)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var dirs []string
 	var done []chan error
-	addrs := map[string]string{}
-	stop := func() {
+	addrs, dataDirs = map[string]string{}, map[string]string{}
+	stop = func() {
 		cancel()
 		for _, d := range done {
 			<-d
@@ -232,7 +265,7 @@ func spawnMesh(ctx context.Context, topology string, stderr io.Writer) (map[stri
 		dir, err := os.MkdirTemp("", "pushback-bench-")
 		if err != nil {
 			stop()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		dirs = append(dirs, dir)
 		cfg := mesh.Default()
@@ -247,13 +280,15 @@ func spawnMesh(ctx context.Context, topology string, stderr io.Writer) (map[stri
 		select {
 		case a := <-ready:
 			for _, s := range svcs {
-				addrs[s] = a
+				addrs[s], dataDirs[s] = a, dir
 			}
 		case err := <-d:
 			done = done[:len(done)-1]
 			stop()
-			return nil, nil, fmt.Errorf("start %v: %v", svcs, err)
+			return nil, nil, nil, fmt.Errorf("start %v: %v", svcs, err)
 		}
 	}
-	return addrs, stop, nil
+	return addrs, dataDirs, stop, nil
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
