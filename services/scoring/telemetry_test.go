@@ -22,9 +22,9 @@ func TestEvidenceAttributesHashIdentities(t *testing.T) {
 			SourceIp: ip, DistinctUsers: 12, Threshold: 10, Window: durationpb.New(600e9)}}},
 			map[string]string{"pushback.evidence.source_ip_hash": r.IP(ip), "pushback.evidence.distinct_users": "12", "pushback.evidence.window": "10m0s"}},
 		{&scoringv1.Signal{Code: SignalImpossibleTravel, Weight: 40, Evidence: &scoringv1.Signal_Travel{Travel: &scoringv1.TravelEvidence{
-			Previous:  &scoringv1.Location{Ip: prevIP, Geo: &eventv1.Geo{Country: "US", City: "Boston"}},
-			Current:   &scoringv1.Location{Ip: ip, Geo: &eventv1.Geo{Country: "NL", City: "Amsterdam"}},
-			SpeedKmh:  5000, DistanceKm: 5500, ThresholdKmh: 900}}},
+			Previous: &scoringv1.Location{Ip: prevIP, Geo: &eventv1.Geo{Country: "US", City: "Boston"}},
+			Current:  &scoringv1.Location{Ip: ip, Geo: &eventv1.Geo{Country: "NL", City: "Amsterdam"}},
+			SpeedKmh: 5000, DistanceKm: 5500, ThresholdKmh: 900}}},
 			map[string]string{"pushback.evidence.current_ip_hash": r.IP(ip), "pushback.evidence.previous_ip_hash": r.IP(prevIP),
 				"pushback.evidence.speed_kmh": "5000", "pushback.evidence.previous_country": "US", "pushback.evidence.current_country": "NL"}},
 		{&scoringv1.Signal{Code: SignalNewDevice, Weight: 10, Evidence: &scoringv1.Signal_Novelty{Novelty: &scoringv1.NoveltyEvidence{Value: device, Known: 2}}},
