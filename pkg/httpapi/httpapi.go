@@ -178,10 +178,13 @@ func jsonField(msg string) string {
 // CodeName renders a gRPC code as in the gRPC spec: INVALID_ARGUMENT.
 func CodeName(c codes.Code) string {
 	var b strings.Builder
-	for i, r := range c.String() {
-		if i > 0 && r >= 'A' && r <= 'Z' {
+	prevLower := false
+	for _, r := range c.String() {
+		upper := r >= 'A' && r <= 'Z'
+		if upper && prevLower {
 			b.WriteByte('_')
 		}
+		prevLower = r >= 'a' && r <= 'z'
 		b.WriteRune(r)
 	}
 	return strings.ToUpper(b.String())

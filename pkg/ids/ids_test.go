@@ -1,0 +1,31 @@
+package ids_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/pushbackhq/pushback/pkg/ids"
+)
+
+func TestIDsAreUniqueAndSortByTime(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	prev := ""
+	for i := 0; i < 1000; i++ {
+		id := ids.New(t0.Add(time.Duration(i) * time.Millisecond))
+		if len(id) != 26 {
+			t.Fatalf("id %q has %d characters", id, len(id))
+		}
+		if seen[id] {
+			t.Fatalf("duplicate id %q", id)
+		}
+		seen[id] = true
+		if id <= prev {
+			t.Fatalf("id %q does not sort after %q", id, prev)
+		}
+		prev = id
+	}
+	if a, b := ids.New(t0), ids.New(t0); a == b {
+		t.Fatal("two ids of the same millisecond are equal")
+	}
+}
