@@ -13,7 +13,9 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-type panicky struct{ testpb.UnimplementedTestServiceServer }
+type panicky struct {
+	testpb.UnimplementedTestServiceServer
+}
 
 func (panicky) EmptyCall(context.Context, *testpb.Empty) (*testpb.Empty, error) {
 	panic("boom")
