@@ -20,23 +20,29 @@ const (
 )
 
 // ID checks a required or optional identifier.
-func ID(v *apierr.Violations, field, s string, required bool) {
+func ID(v *apierr.Violations, field, s string, required bool) { idAt(v, field, "", s, required) }
+
+// idAt checks an identifier at prefix+name; the path is only built for a
+// violation, so valid requests cost no allocation here.
+func idAt(v *apierr.Violations, prefix, name, s string, required bool) {
 	switch {
 	case s == "" && required:
-		v.Add(field, "is required")
+		v.Add(prefix+name, "is required")
 	case len(s) > MaxIDBytes:
-		v.Add(field, "is longer than %d bytes", MaxIDBytes)
+		v.Add(prefix+name, "is longer than %d bytes", MaxIDBytes)
 	case !utf8.ValidString(s):
-		v.Add(field, "is not valid UTF-8")
+		v.Add(prefix+name, "is not valid UTF-8")
 	}
 }
 
 // Text checks free text.
-func Text(v *apierr.Violations, field, s string) {
+func Text(v *apierr.Violations, field, s string) { textAt(v, field, "", s) }
+
+func textAt(v *apierr.Violations, prefix, name, s string) {
 	if len(s) > MaxTextBytes {
-		v.Add(field, "is longer than %d bytes", MaxTextBytes)
+		v.Add(prefix+name, "is longer than %d bytes", MaxTextBytes)
 	} else if !utf8.ValidString(s) {
-		v.Add(field, "is not valid UTF-8")
+		v.Add(prefix+name, "is not valid UTF-8")
 	}
 }
 
@@ -75,9 +81,9 @@ func Client(v *apierr.Violations, field string, c *eventv1.Client) {
 			v.Add(field+".ip", "%q is not an IPv4 or IPv6 address", truncate(c.GetIp()))
 		}
 	}
-	ID(v, field+".device_id", c.GetDeviceId(), false)
-	Text(v, field+".user_agent", c.GetUserAgent())
-	Text(v, field+".as_org", c.GetAsOrg())
+	idAt(v, field, ".device_id", c.GetDeviceId(), false)
+	textAt(v, field, ".user_agent", c.GetUserAgent())
+	textAt(v, field, ".as_org", c.GetAsOrg())
 	if g := c.GetGeo(); g != nil {
 		lat, lon := g.GetLatitude(), g.GetLongitude()
 		if math.IsNaN(lat) || lat < -90 || lat > 90 {
@@ -89,9 +95,9 @@ func Client(v *apierr.Violations, field string, c *eventv1.Client) {
 		if acc := g.GetAccuracyKm(); math.IsNaN(acc) || acc < 0 || acc > 20000 {
 			v.Add(field+".geo.accuracy_km", "%v is outside 0..20000", acc)
 		}
-		Text(v, field+".geo.country", g.GetCountry())
-		Text(v, field+".geo.region", g.GetRegion())
-		Text(v, field+".geo.city", g.GetCity())
+		textAt(v, field, ".geo.country", g.GetCountry())
+		textAt(v, field, ".geo.region", g.GetRegion())
+		textAt(v, field, ".geo.city", g.GetCity())
 	}
 }
 
@@ -101,18 +107,18 @@ func Event(v *apierr.Violations, prefix string, e *eventv1.AuthEvent) {
 		v.Add(prefix, "is required")
 		return
 	}
-	ID(v, prefix+".event_id", e.GetEventId(), true)
-	ID(v, prefix+".tenant", e.GetTenant(), false)
-	ID(v, prefix+".user_id", e.GetUserId(), true)
+	idAt(v, prefix, ".event_id", e.GetEventId(), true)
+	idAt(v, prefix, ".tenant", e.GetTenant(), false)
+	idAt(v, prefix, ".user_id", e.GetUserId(), true)
 	Enum(v, prefix+".type", int32(e.GetType()), eventv1.EventType_name, true)
 	if e.GetTime() == nil {
 		v.Add(prefix+".time", "is required")
 	} else {
 		Time(v, prefix+".time", e.GetTime())
 	}
-	ID(v, prefix+".app_id", e.GetAppId(), false)
+	idAt(v, prefix, ".app_id", e.GetAppId(), false)
 	Enum(v, prefix+".factor", int32(e.GetFactor()), eventv1.Factor_name, false)
-	ID(v, prefix+".session_id", e.GetSessionId(), false)
+	idAt(v, prefix, ".session_id", e.GetSessionId(), false)
 	Client(v, prefix+".client", e.GetClient())
 	Client(v, prefix+".responder", e.GetResponder())
 }
