@@ -15,6 +15,7 @@ import (
 // AuthEvent contract intake validates.
 func fuzzFormat(f *testing.F, format Format) {
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkSameAsSequential(t, format, data)
 		r := NewReader(format, bytes.NewReader(data), Options{Tenant: "t"})
 		for i := 0; ; i++ {
 			if i > len(data)+1 {

@@ -241,3 +241,17 @@ func BenchmarkEngine(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkLoad measures reading, de-duplicating and ordering alone.
+func BenchmarkLoad(b *testing.B) {
+	const n = 100_000
+	data := synthetic(n)
+	b.SetBytes(int64(len(data)))
+	b.ResetTimer()
+	for range b.N {
+		if _, _, err := Load(formats.Native, []Input{{Name: "bench", Reader: bytes.NewReader(data)}}, formats.Options{}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
+}
