@@ -6,6 +6,10 @@ import (
 	"io"
 	"testing"
 
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/validate"
 )
@@ -61,3 +65,22 @@ func FuzzAuth0(f *testing.F)  { fuzzFormat(f, Auth0) }
 func FuzzPingID(f *testing.F) { fuzzFormat(f, PingID) }
 func FuzzOCSF(f *testing.F)   { fuzzFormat(f, OCSF) }
 func FuzzNative(f *testing.F) { fuzzFormat(f, Native) }
+
+// FuzzNativeFast checks that the fast native decoder takes only what
+// protojson takes, and decodes it to the same event.
+func FuzzNativeFast(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got, ok := decodeNativeFast(data)
+		want := &eventv1.AuthEvent{}
+		err := protojson.Unmarshal(data, want)
+		if !ok {
+			return
+		}
+		if err != nil {
+			t.Fatalf("fast decoder took %q, protojson: %v", data, err)
+		}
+		if !proto.Equal(got, want) {
+			t.Fatalf("fast decoder read %q as %v, protojson as %v", data, got, want)
+		}
+	})
+}

@@ -21,9 +21,12 @@ func nativeCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, erro
 	if bytes.Contains(raw, []byte(`"events"`)) && json.Unmarshal(raw, &env) == nil && env.Events != nil {
 		return mapped{}, env.Events, "events", nil
 	}
-	e := &eventv1.AuthEvent{}
-	if err := nativeUnmarshal.Unmarshal(raw, e); err != nil {
-		return mapped{}, nil, "", errField(protoField(err.Error()), "%s", err.Error())
+	e, ok := decodeNativeFast(raw)
+	if !ok {
+		e = &eventv1.AuthEvent{}
+		if err := nativeUnmarshal.Unmarshal(raw, e); err != nil {
+			return mapped{}, nil, "", errField(protoField(err.Error()), "%s", err.Error())
+		}
 	}
 	if e.EventId == "" {
 		return mapped{}, nil, "", errField("eventId", "the event id is missing")
