@@ -128,6 +128,10 @@ type Engine struct {
 	pol    *policy.Policy
 	users  map[userKey]*user
 	report *reporter
+	// in is the policy input reused for every attempt (Evaluate keeps none
+	// of its maps), and windows caches the names of scoring windows.
+	in      policy.Input
+	windows map[time.Duration]string
 	// PolicyErrors counts rule evaluations that failed (the rule did not match).
 	PolicyErrors int
 }
@@ -142,7 +146,13 @@ type user struct {
 
 // New returns an engine with empty state.
 func New(o Options) *Engine {
-	return &Engine{cfg: o.Scoring, pol: o.Policy, users: map[userKey]*user{}, report: newReporter()}
+	return &Engine{
+		cfg: o.Scoring, pol: o.Policy, users: map[userKey]*user{}, report: newReporter(),
+		in: policy.Input{
+			Signals: map[string]int{}, Pushes: map[string]int{}, Denied: map[string]int{}, Client: map[string]any{},
+		},
+		windows: map[time.Duration]string{},
+	}
 }
 
 // Process applies one event (events must come in event-time order) and
@@ -204,28 +214,27 @@ func (en *Engine) evaluate(e *eventv1.AuthEvent, ra *scoringv1.RiskAssessment) p
 		factor = eventv1.Factor_FACTOR_PUSH
 	}
 	c := e.GetClient()
-	in := policy.Input{
-		User:    e.GetUserId(),
-		App:     e.GetAppId(),
-		Factor:  factor.String(),
-		Score:   int(ra.GetScore()),
-		Signals: make(map[string]int, len(ra.GetSignals())),
-		Pushes:  make(map[string]int, len(ra.GetWindows())),
-		Denied:  make(map[string]int, len(ra.GetWindows())),
-		Client: map[string]any{
-			"ip": c.GetIp(), "country": c.GetGeo().GetCountry(), "city": c.GetGeo().GetCity(),
-			"asn": int64(c.GetAsn()), "device_id": c.GetDeviceId(),
-		},
-	}
+	in := &en.in
+	in.User, in.App, in.Factor, in.Score = e.GetUserId(), e.GetAppId(), factor.String(), int(ra.GetScore())
+	clear(in.Signals)
+	clear(in.Pushes)
+	clear(in.Denied)
+	in.Client["ip"], in.Client["country"], in.Client["city"] = c.GetIp(), c.GetGeo().GetCountry(), c.GetGeo().GetCity()
+	in.Client["asn"], in.Client["device_id"] = int64(c.GetAsn()), c.GetDeviceId()
 	for _, s := range ra.GetSignals() {
 		in.Signals[s.GetCode()] = int(s.GetWeight())
 	}
 	for _, w := range ra.GetWindows() {
-		name := scoring.FormatWindow(w.GetWindow().AsDuration())
+		d := w.GetWindow().AsDuration()
+		name, ok := en.windows[d]
+		if !ok {
+			name = scoring.FormatWindow(d)
+			en.windows[d] = name
+		}
 		in.Pushes[name] = int(w.GetPushes())
 		in.Denied[name] = int(w.GetDenied() + w.GetTimedOut())
 	}
-	res, err := en.pol.Evaluate(in)
+	res, err := en.pol.Evaluate(*in)
 	if err != nil {
 		en.PolicyErrors++
 	}
