@@ -72,7 +72,9 @@ func TestSamplerFromEnv(t *testing.T) {
 		want    string
 		wantErr bool
 	}{
-		{nil, "ParentBased{root:AlwaysOnSampler", false},
+		{nil, "ParentBased{root:TraceIDRatioBased{0.1}", false},
+		{map[string]string{"OTEL_TRACES_SAMPLER_ARG": "0.5"}, "ParentBased{root:TraceIDRatioBased{0.5}", false},
+		{map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_always_on"}, "ParentBased{root:AlwaysOnSampler", false},
 		{map[string]string{"OTEL_TRACES_SAMPLER": "always_off"}, "AlwaysOffSampler", false},
 		{map[string]string{"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}, "ParentBased{root:TraceIDRatioBased{0.1}", false},
 		{map[string]string{"OTEL_TRACES_SAMPLER": "traceidratio"}, "TraceIDRatioBased{1}", false},
