@@ -181,11 +181,6 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 // source in one transaction and publishes the new assessment.
 func (s *Service) record(ctx context.Context, tenant, user string, obs Observation) (*scoringv1.RiskAssessment, bool, error) {
 	key := userKey(tenant, user)
-	// Spray counts are read with a plain scan, outside the transaction's
-	// conflict tracking: every push of one source would otherwise conflict
-	// with every other (one ASN carries many users). Each user's mark on a
-	// source is its own key, so the transaction only touches keys of this
-	// user.
 	var ra *scoringv1.RiskAssessment
 	var applied bool
 	err := s.store.Update(ctx, func(tx store.Txn) error {
@@ -193,21 +188,8 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 		if err != nil {
 			return err
 		}
-		var spray []SprayCount
-		switch {
-		case s.cfg.duplicate(st, obs):
-		case obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client):
-			if spray, err = s.noteSources(ctx, tx, tenant, user, obs); err != nil {
-				return err
-			}
-		case obs.Kind.IsSuccess():
-			if err := s.vouchSources(tx, tenant, user, obs); err != nil {
-				return err
-			}
-		}
-		ra, applied = s.cfg.Record(user, st, obs, spray)
-		if !applied {
-			return nil
+		if ra, applied, err = s.apply(ctx, tx, tenant, user, st, obs, nil); err != nil || !applied {
+			return err
 		}
 		return s.save(tx, key, st)
 	})
@@ -218,6 +200,97 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 		s.hub.publish(tenant, user, ra)
 	}
 	return ra, applied, nil
+}
+
+// apply folds obs into st inside tx. Spray counts are read with a plain
+// scan, outside the transaction's conflict tracking: every push of one
+// source would otherwise conflict with every other (one ASN carries many
+// users). Each user's mark on a source is its own key, so the transaction
+// only touches keys of this user.
+//
+// marks, when set, holds the source marks this transaction wrote but the
+// store's scan cannot see yet (a batch of several events).
+func (s *Service) apply(ctx context.Context, tx store.Txn, tenant, user string, st *UserState, obs Observation, marks map[string][]SourceUser) (*scoringv1.RiskAssessment, bool, error) {
+	var spray []SprayCount
+	var err error
+	switch {
+	case s.cfg.duplicate(st, obs):
+	case obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client):
+		if spray, err = s.noteSources(ctx, tx, tenant, user, obs, marks); err != nil {
+			return nil, false, err
+		}
+	case obs.Kind.IsSuccess():
+		if err := s.vouchSources(tx, tenant, user, obs); err != nil {
+			return nil, false, err
+		}
+	}
+	ra, applied := s.cfg.Record(user, st, obs, spray)
+	return ra, applied, nil
+}
+
+// observeChunk is how many events one Observe transaction folds in: one
+// commit per chunk instead of one per event, small enough that a conflict
+// with a concurrent decision retries little work.
+const observeChunk = 100
+
+type observed struct {
+	tenant, user string
+	obs          Observation
+}
+
+// recordBatch applies events in order, one transaction per chunk, and
+// returns how many were applied.
+func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error) {
+	total := 0
+	for start := 0; start < len(items); start += observeChunk {
+		chunk := items[start:min(start+observeChunk, len(items))]
+		type change struct {
+			tenant, user string
+			ra           *scoringv1.RiskAssessment
+		}
+		var changes []change
+		err := s.store.Update(ctx, func(tx store.Txn) error {
+			changes = changes[:0]
+			states := map[string]*UserState{}
+			marks := map[string][]SourceUser{}
+			var dirty []string
+			for _, it := range chunk {
+				key := string(userKey(it.tenant, it.user))
+				st, ok := states[key]
+				if !ok {
+					var err error
+					if st, err = s.decodeState(tx.Get([]byte(key))); err != nil {
+						return err
+					}
+					states[key] = st
+				}
+				ra, applied, err := s.apply(ctx, tx, it.tenant, it.user, st, it.obs, marks)
+				if err != nil {
+					return err
+				}
+				if applied {
+					if !slices.Contains(dirty, key) {
+						dirty = append(dirty, key)
+					}
+					changes = append(changes, change{it.tenant, it.user, ra})
+				}
+			}
+			for _, key := range dirty {
+				if err := s.save(tx, []byte(key), states[key]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		for _, c := range changes {
+			s.hub.publish(c.tenant, c.user, c.ra)
+		}
+		total += len(changes)
+	}
+	return total, nil
 }
 
 // sourceUserKey is one user's mark on a source: source key + "/" + user hash.
@@ -266,7 +339,7 @@ func decodeMark(b []byte) (int64, bool, bool) {
 
 // noteSources marks user on the client's IP and ASN and returns the
 // distinct unvouched users of each in the window, this user included.
-func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user string, obs Observation) ([]SprayCount, error) {
+func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user string, obs Observation, marks map[string][]SourceUser) ([]SprayCount, error) {
 	sp := s.cfg.Spray
 	if sp.Window <= 0 || (sp.IPThreshold <= 0 && sp.ASNThreshold <= 0) {
 		return nil, nil
@@ -280,6 +353,15 @@ func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user st
 		src, err := s.loadSource(ctx, k)
 		if err != nil {
 			return nil, err
+		}
+		if marks != nil {
+			for _, m := range marks[string(k)] {
+				if !slices.ContainsFunc(src.Users, func(u SourceUser) bool { return u.User == m.User }) {
+					src.Users = append(src.Users, m)
+				}
+			}
+			slices.SortFunc(src.Users, func(a, b SourceUser) int { return cmp.Compare(a.At, b.At) })
+			marks[string(k)] = append(marks[string(k)], SourceUser{User: hashID(user), At: obs.At.UnixMilli()})
 		}
 		n := s.cfg.NoteSource(src, user, obs.At)
 		mk := sourceUserKey(k, user)
@@ -357,26 +439,25 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 		return nil, err
 	}
 	resp := &scoringv1.ObserveResponse{}
+	items := make([]observed, 0, len(req.GetEvents()))
 	for _, e := range req.GetEvents() {
 		kind, ok := observationKind(e.GetType())
 		if !ok {
 			resp.Skipped++
 			continue
 		}
-		obs := Observation{ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(),
+		items = append(items, observed{tenant: e.GetTenant(), user: e.GetUserId(), obs: Observation{
+			ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(),
 			Client: s.clientInfo(e.GetClient()), Responder: s.clientInfo(e.GetResponder()),
-			PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD}
-		_, applied, err := s.record(ctx, e.GetTenant(), e.GetUserId(), obs)
-		if err != nil {
-			s.log.ErrorContext(ctx, "observe event", slog.Any("error", err))
-			return nil, apierr.StoreUnavailable()
-		}
-		if applied {
-			resp.Applied++
-		} else {
-			resp.Skipped++
-		}
+			PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD}})
 	}
+	applied, err := s.recordBatch(ctx, items)
+	if err != nil {
+		s.log.ErrorContext(ctx, "observe events", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
+	}
+	resp.Applied = int32(applied)
+	resp.Skipped += int32(len(items) - applied)
 	return resp, nil
 }
 

@@ -274,3 +274,60 @@ func TestServiceWatchRisk(t *testing.T) {
 		t.Fatalf("update lacks FRAUD_REPORTED: %v", next)
 	}
 }
+
+// A spray that arrives in one Observe batch (an IdP log export) is counted
+// across the batch, though the batch is one transaction.
+func TestServiceSprayWithinOneObserveBatch(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	ctx := context.Background()
+	office := geoClient("198.51.100.1", 40.71, -74.0, "US", 7922)
+	attacker := geoClient("45.9.9.9", 52.37, 4.89, "NL", 50000)
+	var history, spray []*eventv1.AuthEvent
+	for i := range 6 {
+		u := fmt.Sprint("user", i)
+		history = append(history, event("login-"+u, u, eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, 0, office))
+		if i < 5 {
+			spray = append(spray, event("push-"+u, u, eventv1.EventType_EVENT_TYPE_PUSH_SENT, time.Hour+time.Duration(i)*time.Second, attacker))
+		}
+	}
+	observe := func(batch []*eventv1.AuthEvent) {
+		t.Helper()
+		resp, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: batch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(resp.GetApplied()) != len(batch) {
+			t.Fatalf("applied %d of %d", resp.GetApplied(), len(batch))
+		}
+	}
+	observe(history)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watch, err := f.client.WatchRisk(wctx, &scoringv1.WatchRiskRequest{Tenant: "acme", UserId: "user4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil { // the current risk
+		t.Fatal(err)
+	}
+	observe(spray)
+	// The fifth push of the batch crossed the threshold, and the fifth
+	// user's risk at that push says so.
+	update, err := watch.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig := has(update.GetAssessment(), scoring.SignalPushSpray); sig == nil || sig.GetSpray().GetDistinctUsers() != 5 {
+		t.Fatalf("PUSH_SPRAY of the fifth user in the batch: %v", update.GetAssessment().GetSignals())
+	}
+	// The sixth user's push from the same source is the sixth distinct user.
+	resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+		AttemptId: "evil-user5", Tenant: "acme", UserId: "user5", Time: ts(time.Hour + 10*time.Second), Client: attacker}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := has(resp.GetAssessment(), scoring.SignalPushSpray)
+	if sig == nil || sig.GetSpray().GetDistinctUsers() != 6 {
+		t.Fatalf("PUSH_SPRAY after a batched spray: %v", sig)
+	}
+}
