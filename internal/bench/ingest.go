@@ -54,28 +54,33 @@ func IngestStream(ctx context.Context, conns []*grpc.ClientConn, o Options, batc
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
+	// Each stream carries a few batches and is then closed for its total,
+	// so the client never runs far ahead of what intake has stored.
+	const batchesPerStream = 8
 	for w := 0; w < o.Concurrency; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			client := intakev1.NewIntakeServiceClient(conns[w%len(conns)])
-			stream, err := client.IngestStream(context.WithoutCancel(ctx))
-			if err != nil {
-				errs.Add(1)
-				return
-			}
-			for n := 0; mctx.Err() == nil; n++ {
-				if err := stream.Send(&intakev1.IngestStreamRequest{Events: makeEvents(run, w, n, batch, o.Users)}); err != nil {
+			for n := 0; mctx.Err() == nil; {
+				stream, err := client.IngestStream(context.WithoutCancel(ctx))
+				if err != nil {
 					errs.Add(1)
 					return
 				}
+				for i := 0; i < batchesPerStream && mctx.Err() == nil; i, n = i+1, n+1 {
+					if err := stream.Send(&intakev1.IngestStreamRequest{Events: makeEvents(run, w, n, batch, o.Users)}); err != nil {
+						errs.Add(1)
+						return
+					}
+				}
+				resp, err := stream.CloseAndRecv()
+				if err != nil {
+					errs.Add(1)
+					return
+				}
+				events.Add(resp.GetAccepted())
 			}
-			resp, err := stream.CloseAndRecv()
-			if err != nil {
-				errs.Add(1)
-				return
-			}
-			events.Add(resp.GetAccepted())
 		}()
 	}
 	wg.Wait()
