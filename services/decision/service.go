@@ -475,7 +475,7 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 		if active {
 			// An attempt during a cooldown is denied and escalates it.
 			cd.Level++
-			cd.Until = atMs + escalate(pol.Cooldown, cd.Level).Milliseconds()
+			cd.Until = atMs + pol.Cooldown.At(cd.Level).Milliseconds()
 			reason := fmt.Sprintf("cooldown after an earlier denial, now until %s", time.UnixMilli(cd.Until).UTC().Format(time.RFC3339))
 			r.Outcome = decisionv1.Outcome_OUTCOME_DENY
 			r.MatchedRules = append(r.MatchedRules, CooldownRule)
@@ -532,17 +532,6 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 // CooldownRule is the name reported among the matched rules when a cooldown
 // decided.
 const CooldownRule = "cooldown"
-
-func escalate(c policy.Cooldown, level int) time.Duration {
-	d := float64(c.Base)
-	for i := 1; i < level; i++ {
-		d *= c.Factor
-		if d >= float64(c.Max) {
-			return c.Max
-		}
-	}
-	return min(time.Duration(d), c.Max)
-}
 
 // afterDecision tells scoring about a suppressed push and queues an alert.
 // Both are bounded by NotifyTimeout; a failure is logged, the decision stands.

@@ -102,6 +102,19 @@ type Cooldown struct {
 	Factor    float64
 }
 
+// At returns the cooldown of escalation level (1 for the first denial):
+// Base multiplied by Factor for every level above 1, capped at Max.
+func (c Cooldown) At(level int) time.Duration {
+	d := float64(c.Base)
+	for i := 1; i < level; i++ {
+		d *= c.Factor
+		if d >= float64(c.Max) {
+			return c.Max
+		}
+	}
+	return min(time.Duration(d), c.Max)
+}
+
 // Policy is a compiled, immutable policy, safe for concurrent use.
 type Policy struct {
 	Version     string

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	defaultpolicy "github.com/pushbackhq/pushback/deploy/policy"
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
@@ -277,6 +278,15 @@ func BenchmarkEvaluateDefault(b *testing.B) {
 	for b.Loop() {
 		if _, err := p.Evaluate(i); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+func TestCooldownEscalatesToTheCap(t *testing.T) {
+	c := policy.Cooldown{Base: 15 * time.Minute, Max: 2 * time.Hour, Factor: 2}
+	for level, want := range map[int]time.Duration{1: 15 * time.Minute, 2: 30 * time.Minute, 3: time.Hour, 4: 2 * time.Hour, 9: 2 * time.Hour} {
+		if got := c.At(level); got != want {
+			t.Errorf("level %d: %s, want %s", level, got, want)
 		}
 	}
 }

@@ -249,7 +249,7 @@ func (en *Engine) cooldown(u *user, at time.Time, res policy.Result) policy.Resu
 	switch {
 	case u.cooldownTo > ms:
 		u.cooldownLvl++
-		u.cooldownTo = ms + escalate(cd, u.cooldownLvl).Milliseconds()
+		u.cooldownTo = ms + cd.At(u.cooldownLvl).Milliseconds()
 		res.Outcome = decisionv1.Outcome_OUTCOME_DENY
 		res.Matched = append(slices.Clone(res.Matched), "cooldown")
 		res.Reasons = append(slices.Clone(res.Reasons), "cooldown after an earlier denial")
@@ -258,17 +258,6 @@ func (en *Engine) cooldown(u *user, at time.Time, res policy.Result) policy.Resu
 		u.cooldownTo = ms + cd.Base.Milliseconds()
 	}
 	return res
-}
-
-func escalate(c policy.Cooldown, level int) time.Duration {
-	d := float64(c.Base)
-	for i := 1; i < level; i++ {
-		d *= c.Factor
-		if d >= float64(c.Max) {
-			return c.Max
-		}
-	}
-	return min(time.Duration(d), c.Max)
 }
 
 // Report returns the posture summary of everything processed so far.
