@@ -2,7 +2,6 @@ package decision
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,7 +23,7 @@ import (
 func decisionKey(id string) []byte { return []byte("decision/id/" + id) }
 
 func userPrefix(tenant, user string) []byte {
-	return fmt.Appendf(nil, "decision/user/%s/%s/", escape(tenant), escape(user))
+	return fmt.Appendf(nil, "decision/user/%s/%s/", store.KeyPart(tenant), store.KeyPart(user))
 }
 
 func userIndexKey(tenant, user string, at time.Time, id string) []byte {
@@ -32,21 +31,11 @@ func userIndexKey(tenant, user string, at time.Time, id string) []byte {
 }
 
 func attemptKey(req *decisionv1.DecideRequest) []byte {
-	return fmt.Appendf(nil, "decision/attempt/%s/%s/%s", escape(req.GetTenant()), escape(req.GetUserId()), req.GetAttemptId())
+	return fmt.Appendf(nil, "decision/attempt/%s/%s/%s", store.KeyPart(req.GetTenant()), store.KeyPart(req.GetUserId()), req.GetAttemptId())
 }
 
 func cooldownKey(tenant, user string) []byte {
-	return fmt.Appendf(nil, "decision/cooldown/%s/%s", escape(tenant), escape(user))
-}
-
-// escape keeps a "/" inside an id from colliding with the key separator.
-func escape(s string) string {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' || s[i] == '%' {
-			return base64.RawURLEncoding.EncodeToString([]byte(s)) + "%"
-		}
-	}
-	return s
+	return fmt.Appendf(nil, "decision/cooldown/%s/%s", store.KeyPart(tenant), store.KeyPart(user))
 }
 
 func (s *Service) byAttempt(ctx context.Context, req *decisionv1.DecideRequest) (*decisionv1.DecisionRecord, error) {
@@ -107,8 +96,8 @@ func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisio
 	prefix := userPrefix(req.GetTenant(), req.GetUserId())
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) <= len(prefix) || string(b[:len(prefix)]) != string(prefix) {
+		b, ok := store.ParseCursor(tok, prefix)
+		if !ok {
 			v.Add("page_token", "is not a token from an earlier response for this user")
 		}
 		after = b
@@ -140,7 +129,7 @@ func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisio
 			break
 		}
 		if i == size {
-			resp.NextPageToken = base64.RawURLEncoding.EncodeToString(items[i-1].Key)
+			resp.NextPageToken = store.Cursor(items[i-1].Key)
 			break
 		}
 		rec, err := s.load(ctx, string(it.Value))

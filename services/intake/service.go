@@ -5,12 +5,10 @@ package intake
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
@@ -104,11 +102,11 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { intakev1.RegisterIntakeSer
 //	intake/event/{tenant}/{user}/{ms:020d}/{event id} AuthEvent
 //	intake/forward/{event key}                       pending forward to scoring
 func seenKey(e *eventv1.AuthEvent) []byte {
-	return fmt.Appendf(nil, "intake/seen/%s/%s", escape(e.GetTenant()), e.GetEventId())
+	return fmt.Appendf(nil, "intake/seen/%s/%s", store.KeyPart(e.GetTenant()), e.GetEventId())
 }
 
 func userEventPrefix(tenant, user string) []byte {
-	return fmt.Appendf(nil, "intake/event/%s/%s/", escape(tenant), escape(user))
+	return fmt.Appendf(nil, "intake/event/%s/%s/", store.KeyPart(tenant), store.KeyPart(user))
 }
 
 func eventKey(e *eventv1.AuthEvent) []byte {
@@ -116,13 +114,6 @@ func eventKey(e *eventv1.AuthEvent) []byte {
 }
 
 const forwardPrefix = "intake/forward/"
-
-func escape(s string) string {
-	if strings.ContainsAny(s, "/%") {
-		return base64.RawURLEncoding.EncodeToString([]byte(s)) + "%"
-	}
-	return s
-}
 
 // Validate checks a batch and returns an InvalidArgument naming every bad field.
 func Validate(events []*eventv1.AuthEvent) error {
@@ -347,8 +338,8 @@ func (s *Service) ListEvents(ctx context.Context, req *intakev1.ListEventsReques
 	prefix := userEventPrefix(req.GetTenant(), req.GetUserId())
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || !strings.HasPrefix(string(b), string(prefix)) {
+		b, ok := store.ParseCursor(tok, prefix)
+		if !ok {
 			v.Add("page_token", "is not a token from an earlier response for this user")
 		}
 		after = b
@@ -379,7 +370,7 @@ func (s *Service) ListEvents(ctx context.Context, req *intakev1.ListEventsReques
 			break
 		}
 		if i == size {
-			resp.NextPageToken = base64.RawURLEncoding.EncodeToString(items[i-1].Key)
+			resp.NextPageToken = store.Cursor(items[i-1].Key)
 			break
 		}
 		e := &eventv1.AuthEvent{}

@@ -9,7 +9,6 @@ package notify
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -346,8 +345,8 @@ func (s *Service) ListDeliveries(ctx context.Context, req *notifyv1.ListDeliveri
 	}
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || !strings.HasPrefix(string(b), "notify/delivery/") {
+		b, ok := store.ParseCursor(tok, []byte("notify/delivery/"))
+		if !ok {
 			v.Add("page_token", "is not a token from an earlier response")
 		}
 		after = b
@@ -377,7 +376,7 @@ func (s *Service) ListDeliveries(ctx context.Context, req *notifyv1.ListDeliveri
 				continue
 			}
 			if len(resp.Deliveries) == size {
-				resp.NextPageToken = base64.RawURLEncoding.EncodeToString(deliveryKey(resp.Deliveries[size-1].GetDeliveryId()))
+				resp.NextPageToken = store.Cursor(deliveryKey(resp.Deliveries[size-1].GetDeliveryId()))
 				return resp, nil
 			}
 			resp.Deliveries = append(resp.Deliveries, d)

@@ -122,16 +122,16 @@ func New(opts Options) *Service {
 func (s *Service) Register(r grpc.ServiceRegistrar) { scoringv1.RegisterScoringServiceServer(r, s) }
 
 func userKey(tenant, user string) []byte {
-	return fmt.Appendf(nil, "scoring/user/%s/%s", tenant, user)
+	return fmt.Appendf(nil, "scoring/user/%s/%s", store.KeyPart(tenant), store.KeyPart(user))
 }
 
 // sourceKeys are the spray state keys of a client: its IP and its ASN.
 func sourceKeys(tenant string, ci ClientInfo) (ip, asn []byte) {
 	if ci.IP != "" {
-		ip = fmt.Appendf(nil, "scoring/source/%s/ip/%s", tenant, ci.IP)
+		ip = fmt.Appendf(nil, "scoring/source/%s/ip/%s", store.KeyPart(tenant), ci.IP)
 	}
 	if ci.ASN != 0 {
-		asn = fmt.Appendf(nil, "scoring/source/%s/asn/%d", tenant, ci.ASN)
+		asn = fmt.Appendf(nil, "scoring/source/%s/asn/%d", store.KeyPart(tenant), ci.ASN)
 	}
 	return ip, asn
 }
