@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -361,5 +362,39 @@ func TestConfigValidation(t *testing.T) {
 	})
 	if err != nil || cfg.GRPCAddr != "127.0.0.1:7000" || cfg.DataDir != "/var/lib/pushback" {
 		t.Fatalf("flags over env over defaults: %+v, %v", cfg, err)
+	}
+}
+
+func TestConfigFileIsStrict(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := dir + "/" + name
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", "grpc-addr: 127.0.0.1:7001\nservices: [scoring]\ndecide-budget: 80ms\n")
+	cfg, err := mesh.Load([]string{"--config=" + good}, func(string) string { return "" })
+	if err != nil || cfg.GRPCAddr != "127.0.0.1:7001" || len(cfg.Services) != 1 || cfg.DecideBudget != 80*time.Millisecond {
+		t.Fatalf("file settings not applied: %+v, %v", cfg, err)
+	}
+	// Env overrides the file, flags override env.
+	cfg, err = mesh.Load([]string{"--config=" + good, "--decide-budget=90ms"}, func(k string) string {
+		return map[string]string{"PUSHBACK_GRPC_ADDR": "127.0.0.1:7002", "PUSHBACK_DECIDE_BUDGET": "70ms"}[k]
+	})
+	if err != nil || cfg.GRPCAddr != "127.0.0.1:7002" || cfg.DecideBudget != 90*time.Millisecond {
+		t.Fatalf("precedence: %+v, %v", cfg, err)
+	}
+	for name, body := range map[string]string{
+		"unknown.yaml": "grpc-addr: 127.0.0.1:7001\ngrpc-adress: typo\n",
+		"bad.yaml":     "decide-budget: soon\n",
+		"broken.yaml":  "grpc-addr: [\n",
+	} {
+		if _, err := mesh.Load([]string{"--config=" + write(name, body)}, func(string) string { return "" }); err == nil {
+			t.Errorf("%s accepted", name)
+		} else if name == "unknown.yaml" && !strings.Contains(err.Error(), "line 2") {
+			t.Errorf("%s: %v does not name the line", name, err)
+		}
 	}
 }
