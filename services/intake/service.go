@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
@@ -73,7 +74,7 @@ func New(opts Options) (*Service, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Tracer == nil {
-		opts.Tracer = trace.NewNoopTracerProvider().Tracer("intake")
+		opts.Tracer = noop.NewTracerProvider().Tracer("intake")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {

@@ -229,8 +229,8 @@ func leaks(spans tracetest.SpanStubs, secrets ...string) []string {
 	check := func(where string, kvs []attribute.KeyValue) {
 		for _, kv := range kvs {
 			for _, sec := range secrets {
-				if strings.Contains(kv.Value.Emit(), sec) {
-					out = append(out, fmt.Sprintf("%s %s=%s", where, kv.Key, kv.Value.Emit()))
+				if strings.Contains(kv.Value.String(), sec) {
+					out = append(out, fmt.Sprintf("%s %s=%s", where, kv.Key, kv.Value.String()))
 				}
 			}
 		}
@@ -318,16 +318,16 @@ func TestDecideTraceIsOneTreeInBothTopologies(t *testing.T) {
 			}
 			for k, ok := range wantAttrs {
 				if v, found := attr(dec, k); !found || !ok(v) {
-					t.Errorf("decision.decide %s = %q (found %v)", k, v.Emit(), found)
+					t.Errorf("decision.decide %s = %q (found %v)", k, v.String(), found)
 				}
 			}
 			pol := byName(trc, "decision.policy")[0]
 			if v, _ := attr(pol, "pushback.policy_version"); v.AsString() != deny.GetPolicyVersion() {
-				t.Errorf("decision.policy policy_version = %q", v.Emit())
+				t.Errorf("decision.policy policy_version = %q", v.String())
 			}
 			sc := byName(trc, "scoring.assess")[0]
 			if v, _ := attr(sc, "pushback.user_hash"); v.AsString() != wantHash {
-				t.Errorf("scoring.assess user_hash = %q, want %q", v.Emit(), wantHash)
+				t.Errorf("scoring.assess user_hash = %q, want %q", v.String(), wantHash)
 			}
 			var burstEvent bool
 			for _, e := range sc.Events {
@@ -395,7 +395,7 @@ func TestRawIDsOnlyWhenTurnedOn(t *testing.T) {
 			continue
 		}
 		if v, _ := attr(s, "pushback.user_hash"); v.AsString() != secretUser {
-			t.Fatalf("with telemetry-raw-ids the span records %q, want the raw user id", v.Emit())
+			t.Fatalf("with telemetry-raw-ids the span records %q, want the raw user id", v.String())
 		}
 		return
 	}

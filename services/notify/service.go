@@ -28,6 +28,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -105,7 +106,7 @@ func New(opts Options) (*Service, error) {
 		opts.Channels = append(slices.Clone(opts.Channels), LogChannel{Logger: opts.Logger, Redactor: opts.Redactor})
 	}
 	if opts.Tracer == nil {
-		opts.Tracer = trace.NewNoopTracerProvider().Tracer("notify")
+		opts.Tracer = noop.NewTracerProvider().Tracer("notify")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d <= 0 {

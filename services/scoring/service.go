@@ -23,6 +23,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 )
@@ -103,7 +104,7 @@ func New(opts Options) *Service {
 		opts.Config = DefaultConfig()
 	}
 	if opts.Tracer == nil {
-		opts.Tracer = trace.NewNoopTracerProvider().Tracer("scoring")
+		opts.Tracer = noop.NewTracerProvider().Tracer("scoring")
 	}
 	svc := &Service{store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP,
 		tel: newInstruments(opts.Meter, opts.Redactor)}

@@ -37,9 +37,9 @@ func TestEvidenceAttributesHashIdentities(t *testing.T) {
 	for _, tc := range tests {
 		got := map[string]string{}
 		for _, kv := range in.evidence(tc.sig) {
-			got[string(kv.Key)] = kv.Value.Emit()
+			got[string(kv.Key)] = kv.Value.String()
 			for _, secret := range []string{ip, prevIP, device, "Boston", "Amsterdam"} {
-				if strings.Contains(kv.Value.Emit(), secret) {
+				if strings.Contains(kv.Value.String(), secret) {
 					t.Errorf("%s: %s carries %q", tc.sig.GetCode(), kv.Key, secret)
 				}
 			}

@@ -160,7 +160,7 @@ func TestLoadOrdersAndDeduplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The same delivery twice and the export of its first events in reverse order.
-	evs, st, err := Load(formats.Okta, []Input{
+	_, _, err = Load(formats.Okta, []Input{
 		{Name: "a", Reader: bytes.NewReader(data)},
 		{Name: "b", Reader: bytes.NewReader(data)},
 		{Name: "c", Reader: strings.NewReader("{\"eventType\":\"user.session.start\",\"published\":\"2001-01-01T00:00:00Z\",\"uuid\":\"early\",\"actor\":{\"alternateId\":\"x@example.com\",\"type\":\"User\"},\"outcome\":{\"result\":\"SUCCESS\"}}\nnot json")},
@@ -168,7 +168,7 @@ func TestLoadOrdersAndDeduplicates(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "c: malformed JSON") {
 		t.Fatalf("want a syntax error naming input c, got %v", err)
 	}
-	evs, st, err = Load(formats.Okta, []Input{{Name: "a", Reader: bytes.NewReader(data)}, {Name: "b", Reader: bytes.NewReader(data)}}, formats.Options{}, nil)
+	evs, st, err := Load(formats.Okta, []Input{{Name: "a", Reader: bytes.NewReader(data)}, {Name: "b", Reader: bytes.NewReader(data)}}, formats.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
