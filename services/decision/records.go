@@ -38,14 +38,6 @@ func cooldownKey(tenant, user string) []byte {
 	return fmt.Appendf(nil, "decision/cooldown/%s/%s", store.KeyPart(tenant), store.KeyPart(user))
 }
 
-func (s *Service) byAttempt(ctx context.Context, req *decisionv1.DecideRequest) (*decisionv1.DecisionRecord, error) {
-	id, err := s.opts.Store.Get(ctx, attemptKey(req))
-	if err != nil {
-		return nil, err
-	}
-	return s.load(ctx, string(id))
-}
-
 func (s *Service) load(ctx context.Context, id string) (*decisionv1.DecisionRecord, error) {
 	b, err := s.opts.Store.Get(ctx, decisionKey(id))
 	if err != nil {

@@ -173,34 +173,21 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	if span.IsRecording() {
 		span.SetAttributes(s.tel.userAttr(req.GetUserId()), attribute.String("pushback.app_id", req.GetAppId()))
 	}
-	// One budget for the whole call: the idempotency lookup may use a fifth
-	// of it, scoring until four fifths, and the commit the rest, so a hook
-	// never waits much past the budget even when the store is down too.
+	// One budget for the whole call: scoring may use four fifths of it and
+	// the commit the rest, so a hook never waits much past the budget even
+	// when the store is down too.
 	start := time.Now()
 	defer s.tel.took(ctx, start)
-	lookupBy, scoreBy, commitBy := start.Add(s.opts.Budget/5), start.Add(s.opts.Budget*4/5), start.Add(s.opts.Budget)
+	scoreBy, commitBy := start.Add(s.opts.Budget*4/5), start.Add(s.opts.Budget)
 	now := s.now()
 	attemptTime := validate.TimeOr(req.GetTime(), now)
 	req = proto.CloneOf(req)
 	req.Time = timestamppb.New(attemptTime)
 
-	if req.GetAttemptId() != "" {
-		sctx, cancel := context.WithDeadline(ctx, lookupBy)
-		rec, err := s.byAttempt(sctx, req)
-		cancel()
-		if err == nil {
-			resp := proto.CloneOf(rec.GetResponse())
-			resp.Replayed = true
-			s.count.Replays.Add(1)
-			span.SetAttributes(attribute.Bool("pushback.replayed", true))
-			return resp, nil
-		} else if !errors.Is(err, store.ErrNotFound) {
-			// The decision is still made; commit below fails the same way and
-			// the tier's failure mode applies.
-			s.log.WarnContext(ctx, "idempotency lookup failed", slog.Any("error", err))
-		}
-	}
-
+	// A retried attempt is not looked up first: scoring counts an attempt id
+	// once (it remembers the user's recent ids), and the commit below finds
+	// the stored decision of the same attempt id and returns it unchanged.
+	// That saves a store read on every decision.
 	pol := s.policy.Load()
 	shadow := s.shadow.Load()
 	tier := pol.TierOf(req.GetAppId())
