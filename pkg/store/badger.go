@@ -115,7 +115,9 @@ func (b *Badger) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
 		io := badger.DefaultIteratorOptions
 		io.Prefix = opts.Prefix
 		io.Reverse = opts.Reverse
-		io.PrefetchValues = opts.Limit > 0 && opts.Limit <= 100
+		// Values are small and live in the LSM tree: fetching them ahead on
+		// other goroutines costs more than it saves.
+		io.PrefetchValues = false
 		it := txn.NewIterator(io)
 		defer it.Close()
 		seek := opts.Prefix

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
@@ -299,17 +300,22 @@ func sourceUserKey(source []byte, user string) []byte {
 	return fmt.Appendf(append(append([]byte(nil), source...), '/'), "%016x", hashID(user))
 }
 
-// loadSource reads the users a source recently pushed to.
+// loadSource reads the users a source recently pushed to. It reads at
+// most enough marks to decide the threshold with a margin (marks expire
+// soon after the window), so a busy source costs a bounded read and its
+// count of distinct users is a lower bound past that point.
 func (s *Service) loadSource(ctx context.Context, source []byte) (*SourceState, error) {
 	prefix := append(append([]byte(nil), source...), '/')
-	items, err := s.store.Scan(ctx, store.ScanOptions{Prefix: prefix, Limit: 4 * max(s.cfg.Spray.MaxUsers, 1)})
+	sp := s.cfg.Spray
+	limit := min(2*max(sp.IPThreshold, sp.ASNThreshold)+8, max(sp.MaxUsers, 1))
+	items, err := s.store.Scan(ctx, store.ScanOptions{Prefix: prefix, Limit: limit})
 	if err != nil {
 		return nil, err
 	}
 	src := &SourceState{Users: make([]SourceUser, 0, len(items))}
 	for _, it := range items {
-		var h uint64
-		if _, err := fmt.Sscanf(string(it.Key[len(prefix):]), "%016x", &h); err != nil {
+		h, err := strconv.ParseUint(string(it.Key[len(prefix):]), 16, 64)
+		if err != nil {
 			continue
 		}
 		at, vouched, ok := decodeMark(it.Value)
@@ -321,6 +327,9 @@ func (s *Service) loadSource(ctx context.Context, source []byte) (*SourceState, 
 	slices.SortFunc(src.Users, func(a, b SourceUser) int { return cmp.Compare(a.At, b.At) })
 	return src, nil
 }
+
+// markTTL keeps a user's mark on a source a little longer than the window.
+func markTTL(sp SprayConfig) time.Duration { return sp.Window + sp.Window/10 + time.Second }
 
 func encodeMark(at int64, vouched bool) []byte {
 	b := binary.AppendVarint(nil, at)
@@ -374,7 +383,7 @@ func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user st
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
-		if err := tx.Set(mk, encodeMark(at, vouched), 2*sp.Window); err != nil {
+		if err := tx.Set(mk, encodeMark(at, vouched), markTTL(sp)); err != nil {
 			return nil, err
 		}
 		out = append(out, s.sprayCount(obs.Client, k, ipKey, n))
@@ -406,7 +415,7 @@ func (s *Service) vouchSources(tx store.Txn, tenant, user string, obs Observatio
 		if !ok || vouched {
 			continue
 		}
-		if err := tx.Set(mk, encodeMark(at, true), 2*s.cfg.Spray.Window); err != nil {
+		if err := tx.Set(mk, encodeMark(at, true), markTTL(s.cfg.Spray)); err != nil {
 			return err
 		}
 	}
