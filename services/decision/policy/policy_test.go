@@ -56,6 +56,7 @@ func TestDefaultPolicy(t *testing.T) {
 	withGroups := func(i policy.Input, g ...string) policy.Input { i.Groups = g; return i }
 	withFactor := func(i policy.Input, f string) policy.Input { i.Factor = f; return i }
 	withScore := func(i policy.Input, s int) policy.Input { i.Score = s; return i }
+	withWeight := func(i policy.Input, code string, w int) policy.Input { i.Signals[code] = w; return i }
 	tests := []struct {
 		name     string
 		in       policy.Input
@@ -73,6 +74,8 @@ func TestDefaultPolicy(t *testing.T) {
 		{"fraud", in("vpn", 1, 1, "FRAUD_REPORTED"), deny, []string{"fraud-reported"}, true, "standard"},
 		{"streak", in("vpn", 1, 1, "DENIAL_STREAK"), nm, []string{"denial-streak"}, false, "standard"},
 		{"travel", in("vpn", 1, 1, "IMPOSSIBLE_TRAVEL"), pr, []string{"impossible-travel"}, false, "standard"},
+		{"low-confidence travel", withWeight(in("vpn", 1, 1), "IMPOSSIBLE_TRAVEL", 20), allow, nil, false, "standard"},
+		{"sensitive app behind a VPN", withWeight(withWeight(in("payroll", 1, 1), "ANONYMIZER", 0), "NEW_ASN", 5), allow, nil, false, "sensitive"},
 		{"travel with webauthn", withFactor(in("vpn", 1, 1, "IMPOSSIBLE_TRAVEL"), "FACTOR_WEBAUTHN"), allow, nil, false, "standard"},
 		{"spray", in("vpn", 1, 1, "PUSH_SPRAY"), pr, []string{"push-spray"}, false, "standard"},
 		{"elevated score", withScore(in("vpn", 1, 1), 60), nm, []string{"elevated-score"}, false, "standard"},
