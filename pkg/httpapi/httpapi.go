@@ -61,8 +61,6 @@ func HTTPStatus(c codes.Code) int {
 		return http.StatusServiceUnavailable
 	case codes.DeadlineExceeded:
 		return http.StatusGatewayTimeout
-	case codes.Unimplemented:
-		return http.StatusNotImplemented
 	default:
 		return http.StatusInternalServerError
 	}
