@@ -451,7 +451,7 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 	resp := &scoringv1.ObserveResponse{}
 	items := make([]observed, 0, len(req.GetEvents()))
 	for _, e := range req.GetEvents() {
-		kind, ok := observationKind(e.GetType())
+		kind, ok := KindOf(e.GetType())
 		if !ok {
 			resp.Skipped++
 			continue
@@ -573,7 +573,9 @@ func decodeState(b []byte, err error) (*UserState, error) {
 	return st, nil
 }
 
-func observationKind(t eventv1.EventType) (ObservationKind, bool) {
+// KindOf maps an event type to the observation scoring makes of it; false
+// for types scoring does not use.
+func KindOf(t eventv1.EventType) (ObservationKind, bool) {
 	switch t {
 	case eventv1.EventType_EVENT_TYPE_PUSH_SENT:
 		return ObsPushSent, true

@@ -158,7 +158,7 @@ func New(o Options) *Engine {
 // Process applies one event (events must come in event-time order) and
 // returns the finding it produced, if any.
 func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
-	kind, ok := observationKind(e.GetType())
+	kind, ok := scoring.KindOf(e.GetType())
 	if !ok {
 		return Finding{}, false
 	}
@@ -262,34 +262,6 @@ func (en *Engine) cooldown(u *user, at time.Time, res policy.Result) policy.Resu
 
 // Report returns the posture summary of everything processed so far.
 func (en *Engine) Report() Report { return en.report.build() }
-
-func observationKind(t eventv1.EventType) (scoring.ObservationKind, bool) {
-	switch t {
-	case eventv1.EventType_EVENT_TYPE_PUSH_SENT:
-		return scoring.ObsPushSent, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED:
-		return scoring.ObsAttempt, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_APPROVED:
-		return scoring.ObsPushApproved, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_DENIED:
-		return scoring.ObsPushDenied, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT:
-		return scoring.ObsPushTimedOut, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_SUPPRESSED:
-		return scoring.ObsPushSuppressed, true
-	case eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED:
-		return scoring.ObsFraudReported, true
-	case eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED:
-		return scoring.ObsLoginSucceeded, true
-	case eventv1.EventType_EVENT_TYPE_LOGIN_FAILED:
-		return scoring.ObsLoginFailed, true
-	case eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED:
-		return scoring.ObsNumberChallengeFailed, true
-	case eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED:
-		return scoring.ObsFactorEnrolled, true
-	}
-	return 0, false
-}
 
 func clientInfo(c *eventv1.Client) scoring.ClientInfo {
 	if c == nil {
