@@ -92,7 +92,6 @@ func (b *Badger) Get(ctx context.Context, key []byte) ([]byte, error) {
 
 // Update implements Store; conflicting transactions are retried.
 func (b *Badger) Update(ctx context.Context, fn func(tx Txn) error) error {
-	const maxAttempts = 64
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -100,10 +99,12 @@ func (b *Badger) Update(ctx context.Context, fn func(tx Txn) error) error {
 		err := b.db.Update(func(txn *badger.Txn) error {
 			return fn(badgerTxn{txn})
 		})
-		if errors.Is(err, badger.ErrConflict) {
-			continue
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
 		}
-		return err
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
 	}
 	return ErrConflict
 }

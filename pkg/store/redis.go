@@ -172,7 +172,6 @@ func (t *redisTxn) Delete(key []byte) error {
 
 // Update implements Store.
 func (r *Redis) Update(ctx context.Context, fn func(tx Txn) error) error {
-	const maxAttempts = 64
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -205,10 +204,12 @@ func (r *Redis) Update(ctx context.Context, fn func(tx Txn) error) error {
 			})
 			return err
 		})
-		if errors.Is(err, redis.TxFailedErr) {
-			continue
+		if !errors.Is(err, redis.TxFailedErr) {
+			return err
 		}
-		return err
+		if err := backoff(ctx, attempt); err != nil {
+			return err
+		}
 	}
 	return ErrConflict
 }

@@ -6,6 +6,7 @@ package store
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"time"
 )
 
@@ -73,4 +74,25 @@ func PrefixEnd(prefix []byte) []byte {
 		}
 	}
 	return nil
+}
+
+// maxAttempts bounds the retries of a conflicting transaction.
+const maxAttempts = 256
+
+// backoff waits before retry attempt+1 of a conflicting transaction: not at
+// first, then a jittered pause that grows with the attempt up to 5ms, so
+// writers contending for one key take turns instead of colliding again.
+func backoff(ctx context.Context, attempt int) error {
+	if attempt < 2 {
+		return nil
+	}
+	limit := min(time.Duration(attempt)*100*time.Microsecond, 5*time.Millisecond)
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(limit)) + 1))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
