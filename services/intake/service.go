@@ -4,7 +4,9 @@
 package intake
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/validate"
@@ -101,7 +104,11 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { intakev1.RegisterIntakeSer
 //
 //	intake/seen/{tenant}/{event id}                 event key (de-duplication)
 //	intake/event/{tenant}/{user}/{ms:020d}/{event id} AuthEvent
-//	intake/forward/{event key}                       pending forward to scoring
+//	intake/forward/{batch id}                        event keys of a stored batch not yet forwarded to scoring
+//
+// One forwarding record per stored batch, not one mark per event: the
+// record is written with the events and deleted once scoring has them, two
+// writes per batch where per-event marks cost two per event.
 func seenKey(e *eventv1.AuthEvent) []byte {
 	return fmt.Appendf(nil, "intake/seen/%s/%s", store.KeyPart(e.GetTenant()), e.GetEventId())
 }
@@ -115,6 +122,38 @@ func eventKey(e *eventv1.AuthEvent) []byte {
 }
 
 const forwardPrefix = "intake/forward/"
+
+// legacyMarkPrefix is what a per-event forwarding mark (an earlier layout,
+// still drained) looks like after forwardPrefix: the event key itself.
+const legacyMarkPrefix = "intake/event/"
+
+// encodeKeys and decodeKeys are the value of a forwarding record: each event
+// key preceded by its length as a uvarint.
+func encodeKeys(keys [][]byte) []byte {
+	n := 0
+	for _, k := range keys {
+		n += binary.MaxVarintLen32 + len(k)
+	}
+	b := make([]byte, 0, n)
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+	}
+	return b
+}
+
+func decodeKeys(b []byte) ([][]byte, error) {
+	var keys [][]byte
+	for len(b) > 0 {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			return nil, errors.New("intake: corrupt forwarding record")
+		}
+		keys = append(keys, b[w:w+int(n)])
+		b = b[w+int(n):]
+	}
+	return keys, nil
+}
 
 // Validate checks a batch and returns an InvalidArgument naming every bad field.
 func Validate(events []*eventv1.AuthEvent) error {
@@ -154,6 +193,7 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 	var res Result
 	var fresh [][]byte
 	var freshEvents, dups []*eventv1.AuthEvent
+	forwardKey := []byte(forwardPrefix + ids.New(s.opts.Now()))
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		res, fresh, freshEvents, dups = Result{}, fresh[:0], freshEvents[:0], dups[:0]
 		inBatch := map[string]bool{}
@@ -183,14 +223,12 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 			if err := tx.Set(sk, ek, s.opts.DedupWindow); err != nil {
 				return err
 			}
-			if s.opts.Observer != nil {
-				if err := tx.Set(append([]byte(forwardPrefix), ek...), nil, 0); err != nil {
-					return err
-				}
-			}
 			res.Accepted++
 			fresh = append(fresh, ek)
 			freshEvents = append(freshEvents, e)
+		}
+		if s.opts.Observer != nil && len(fresh) > 0 {
+			return tx.Set(forwardKey, encodeKeys(fresh), 0)
 		}
 		return nil
 	})
@@ -207,7 +245,7 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 		s.tel.count(ctx, resultDuplicate, e)
 	}
 	if len(freshEvents) > 0 && s.opts.Observer != nil {
-		if err := s.forward(ctx, fresh, freshEvents); err != nil {
+		if err := s.forward(ctx, [][]byte{forwardKey}, freshEvents); err != nil {
 			// Stored and queued: the forwarding loop retries.
 			s.log.WarnContext(ctx, "forward to scoring; will retry", slog.Any("error", err))
 			select {
@@ -219,18 +257,23 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 	return res, nil
 }
 
-func (s *Service) forward(ctx context.Context, keys [][]byte, events []*eventv1.AuthEvent) error {
+// forward hands events to scoring, then deletes the forwarding records
+// that listed them.
+func (s *Service) forward(ctx context.Context, records [][]byte, events []*eventv1.AuthEvent) error {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ForwardTimeout)
 	defer cancel()
 	// A retry from the forwarding loop starts its own trace.
 	fctx, span := s.opts.Tracer.Start(fctx, "intake.forward", trace.WithAttributes(attribute.Int("pushback.events", len(events))))
 	defer span.End()
-	if _, err := s.opts.Observer.Observe(fctx, &scoringv1.ObserveRequest{Events: events}); err != nil {
-		return err
+	for start := 0; start < len(events); start += MaxBatch {
+		chunk := events[start:min(start+MaxBatch, len(events))]
+		if _, err := s.opts.Observer.Observe(fctx, &scoringv1.ObserveRequest{Events: chunk}); err != nil {
+			return err
+		}
 	}
 	return s.opts.Store.Update(fctx, func(tx store.Txn) error {
-		for _, k := range keys {
-			if err := tx.Delete(append([]byte(forwardPrefix), k...)); err != nil {
+		for _, k := range records {
+			if err := tx.Delete(k); err != nil {
 				return err
 			}
 		}
@@ -258,40 +301,57 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// ForwardPending forwards every stored event scoring has not yet acknowledged.
+// ForwardPending forwards every stored event scoring has not yet
+// acknowledged, a few records at a time. Events that expired before they
+// could be forwarded are skipped.
 func (s *Service) ForwardPending(ctx context.Context) error {
+	const records = 16
 	for {
-		items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: []byte(forwardPrefix), Limit: 500})
+		items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: []byte(forwardPrefix), Limit: records})
 		if err != nil || len(items) == 0 {
 			return err
 		}
-		keys := make([][]byte, 0, len(items))
-		events := make([]*eventv1.AuthEvent, 0, len(items))
+		done := make([][]byte, 0, len(items))
+		var events []*eventv1.AuthEvent
 		for _, it := range items {
-			ek := it.Key[len(forwardPrefix):]
-			b, err := s.opts.Store.Get(ctx, ek)
-			if errors.Is(err, store.ErrNotFound) {
-				_ = s.opts.Store.Update(ctx, func(tx store.Txn) error { return tx.Delete(it.Key) })
+			keys, err := s.pendingKeys(it)
+			if err != nil {
+				// A record that cannot be read would block the queue forever.
+				s.log.ErrorContext(ctx, "drop unreadable forwarding record", slog.String("key", string(it.Key)), slog.Any("error", err))
+				done = append(done, it.Key)
 				continue
 			}
-			if err != nil {
-				return err
+			for _, ek := range keys {
+				b, err := s.opts.Store.Get(ctx, ek)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				e := &eventv1.AuthEvent{}
+				if err := proto.Unmarshal(b, e); err != nil {
+					return err
+				}
+				events = append(events, e)
 			}
-			e := &eventv1.AuthEvent{}
-			if err := proto.Unmarshal(b, e); err != nil {
-				return err
-			}
-			keys, events = append(keys, ek), append(events, e)
+			done = append(done, it.Key)
 		}
-		if len(events) > 0 {
-			if err := s.forward(ctx, keys, events); err != nil {
-				return err
-			}
+		if err := s.forward(ctx, done, events); err != nil {
+			return err
 		}
-		if len(items) < 500 {
+		if len(items) < records {
 			return nil
 		}
 	}
+}
+
+// pendingKeys returns the event keys a forwarding record lists.
+func (s *Service) pendingKeys(it store.Item) ([][]byte, error) {
+	if suffix := it.Key[len(forwardPrefix):]; bytes.HasPrefix(suffix, []byte(legacyMarkPrefix)) {
+		return [][]byte{suffix}, nil
+	}
+	return decodeKeys(it.Value)
 }
 
 // Ingest implements the RPC.
