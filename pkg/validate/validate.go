@@ -71,7 +71,17 @@ func Enum(v *apierr.Violations, field string, value int32, names map[int32]strin
 	}
 }
 
-// Client checks a client: a parseable IP, coordinates in range.
+// anonymizerKind reports whether s is a kind Client.anonymizer may take.
+func anonymizerKind(s string) bool {
+	switch s {
+	case "proxy", "vpn", "tor", "relay", "hosting", "satellite":
+		return true
+	}
+	return false
+}
+
+// Client checks a client: a parseable IP, a known anonymizer kind,
+// coordinates in range.
 func Client(v *apierr.Violations, field string, c *eventv1.Client) {
 	if c == nil {
 		return
@@ -84,6 +94,9 @@ func Client(v *apierr.Violations, field string, c *eventv1.Client) {
 	idAt(v, field, ".device_id", c.GetDeviceId(), false)
 	textAt(v, field, ".user_agent", c.GetUserAgent())
 	textAt(v, field, ".as_org", c.GetAsOrg())
+	if a := c.GetAnonymizer(); a != "" && !anonymizerKind(a) {
+		v.Add(field+".anonymizer", "%q is not one of proxy, vpn, tor, relay, hosting, satellite", truncate(a))
+	}
 	if g := c.GetGeo(); g != nil {
 		lat, lon := g.GetLatitude(), g.GetLongitude()
 		if math.IsNaN(lat) || lat < -90 || lat > 90 {

@@ -36,6 +36,8 @@ func TestEvent(t *testing.T) {
 		{"latitude", func(e *eventv1.AuthEvent) { e.Client.Geo.Latitude = -91 }, "e.client.geo.latitude"},
 		{"longitude NaN", func(e *eventv1.AuthEvent) { e.Client.Geo.Longitude = math.NaN() }, "e.client.geo.longitude"},
 		{"accuracy", func(e *eventv1.AuthEvent) { e.Client.Geo.AccuracyKm = -1 }, "e.client.geo.accuracy_km"},
+		{"known anonymizer", func(e *eventv1.AuthEvent) { e.Client.Anonymizer = "proxy" }, ""},
+		{"unknown anonymizer", func(e *eventv1.AuthEvent) { e.Client.Anonymizer = "Proxy" }, "e.client.anonymizer"},
 		{"responder ip", func(e *eventv1.AuthEvent) { e.Responder = &eventv1.Client{Ip: "x"} }, "e.responder.ip"},
 		{"unknown factor", func(e *eventv1.AuthEvent) { e.Factor = 42 }, "e.factor"},
 	}

@@ -9,6 +9,9 @@ const (
 	AnonHosting   = "hosting"
 	AnonRelay     = "relay"
 	AnonSatellite = "satellite"
+	// AnonProxy is an unspecified proxy an identity provider flagged (Okta's
+	// securityContext.isProxy).
+	AnonProxy = "proxy"
 )
 
 // Anonymizers recognises networks that hide where a user really is. Their

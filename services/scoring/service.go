@@ -607,7 +607,7 @@ func clientInfo(c *eventv1.Client) ClientInfo {
 	if c == nil {
 		return ClientInfo{}
 	}
-	ci := ClientInfo{IP: c.GetIp(), DeviceID: c.GetDeviceId(), ASN: c.GetAsn(), ASOrg: c.GetAsOrg()}
+	ci := ClientInfo{IP: c.GetIp(), DeviceID: c.GetDeviceId(), ASN: c.GetAsn(), ASOrg: c.GetAsOrg(), Anonymizer: c.GetAnonymizer()}
 	if g := c.GetGeo(); g != nil {
 		ci.Country, ci.City = g.GetCountry(), g.GetCity()
 		ci.Lat, ci.Lon, ci.AccuracyKm = g.GetLatitude(), g.GetLongitude(), g.GetAccuracyKm()

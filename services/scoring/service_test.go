@@ -331,3 +331,43 @@ func TestServiceSprayWithinOneObserveBatch(t *testing.T) {
 		t.Fatalf("PUSH_SPRAY after a batched spray: %v", sig)
 	}
 }
+
+func TestServiceTrustsTheIdPsAnonymizerFlag(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	ctx := context.Background()
+	home := &eventv1.Client{Ip: "198.51.100.7", Asn: 7922, Geo: &eventv1.Geo{Latitude: 40.71, Longitude: -74.0, AccuracyKm: 20, Country: "US"}}
+	for _, user := range []string{"flagged", "plain"} {
+		if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{
+			event("login-"+user, user, eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, 0, home)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		user, anonymizer string
+		discounted       bool
+	}{
+		{"flagged", scoring.AnonProxy, true},
+		{"plain", "", false},
+	}
+	for _, tt := range tests {
+		// Amsterdam ten minutes later, from a network no list knows.
+		away := &eventv1.Client{Ip: "203.0.113.77", Asn: 64496, Anonymizer: tt.anonymizer,
+			Geo: &eventv1.Geo{Latitude: 52.37, Longitude: 4.89, AccuracyKm: 20, Country: "NL"}}
+		resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Attempt: &scoringv1.Attempt{
+			Tenant: "acme", UserId: tt.user, Time: ts(10 * time.Minute), Client: away}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		travel := has(resp.GetAssessment(), scoring.SignalImpossibleTravel)
+		if travel == nil {
+			t.Fatalf("%s: no travel signal for New York to Amsterdam in ten minutes", tt.user)
+		}
+		if got := travel.GetConfidence() < 1; got != tt.discounted {
+			t.Fatalf("%s: travel confidence %v, discounted %v, want %v", tt.user, travel.GetConfidence(), got, tt.discounted)
+		}
+		anon := has(resp.GetAssessment(), scoring.SignalAnonymizer)
+		if (anon != nil) != tt.discounted || (anon != nil && anon.GetAnonymizer().GetKind() != scoring.AnonProxy) {
+			t.Fatalf("%s: anonymizer signal %v", tt.user, anon)
+		}
+	}
+}

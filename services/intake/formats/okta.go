@@ -28,6 +28,7 @@ type oktaEvent struct {
 	SecurityContext *struct {
 		AsNumber flexFloat `json:"asNumber"`
 		AsOrg    string    `json:"asOrg"`
+		IsProxy  bool      `json:"isProxy"`
 	} `json:"securityContext"`
 	DebugContext struct {
 		DebugData map[string]any `json:"debugData"`
@@ -110,6 +111,10 @@ func oktaCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error)
 			c.Asn = uint32(sc.AsNumber)
 		}
 		c.AsOrg = sc.AsOrg
+		if sc.IsProxy {
+			// Okta saw a proxy or anonymizing network in front of the client.
+			c.Anonymizer = "proxy"
+		}
 	}
 	e.Client = c
 	return mapped{events: []*eventv1.AuthEvent{e}}, nil, "", nil

@@ -376,7 +376,12 @@ type Client struct {
 	// Location of the IP or device.
 	Geo *Geo `protobuf:"bytes,5,opt,name=geo,proto3" json:"geo,omitempty"`
 	// Organisation that owns the autonomous system.
-	AsOrg         string `protobuf:"bytes,6,opt,name=as_org,json=asOrg,proto3" json:"as_org,omitempty"`
+	AsOrg string `protobuf:"bytes,6,opt,name=as_org,json=asOrg,proto3" json:"as_org,omitempty"`
+	// Kind of anonymizing network the identity provider says the client used:
+	// "proxy", "vpn", "tor", "relay", "hosting" or "satellite"; empty when it
+	// did not say. Its location is where the network egresses, so travel
+	// signals from it are discounted.
+	Anonymizer    string `protobuf:"bytes,7,opt,name=anonymizer,proto3" json:"anonymizer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -449,6 +454,13 @@ func (x *Client) GetGeo() *Geo {
 func (x *Client) GetAsOrg() string {
 	if x != nil {
 		return x.AsOrg
+	}
+	return ""
+}
+
+func (x *Client) GetAnonymizer() string {
+	if x != nil {
+		return x.Anonymizer
 	}
 	return ""
 }
@@ -656,7 +668,7 @@ const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"accuracyKm\x12\x18\n" +
 	"\acountry\x18\x04 \x01(\tR\acountry\x12\x16\n" +
 	"\x06region\x18\x05 \x01(\tR\x06region\x12\x12\n" +
-	"\x04city\x18\x06 \x01(\tR\x04city\"\xa7\x01\n" +
+	"\x04city\x18\x06 \x01(\tR\x04city\"\xc7\x01\n" +
 	"\x06Client\x12\x0e\n" +
 	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x1d\n" +
 	"\n" +
@@ -664,7 +676,10 @@ const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x10\n" +
 	"\x03asn\x18\x04 \x01(\rR\x03asn\x12(\n" +
 	"\x03geo\x18\x05 \x01(\v2\x16.pushback.event.v1.GeoR\x03geo\x12\x15\n" +
-	"\x06as_org\x18\x06 \x01(\tR\x05asOrg\"@\n" +
+	"\x06as_org\x18\x06 \x01(\tR\x05asOrg\x12\x1e\n" +
+	"\n" +
+	"anonymizer\x18\a \x01(\tR\n" +
+	"anonymizer\"@\n" +
 	"\x06Source\x12\x10\n" +
 	"\x03idp\x18\x01 \x01(\tR\x03idp\x12$\n" +
 	"\x0eraw_event_type\x18\x02 \x01(\tR\frawEventType\"\xc1\x03\n" +
