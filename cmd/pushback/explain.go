@@ -40,6 +40,9 @@ func explainCmd(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	token := fs.String("token", "", "bearer token (env PUSHBACK_TOKEN)")
 	tokenFile := fs.String("token-file", "", "file holding the bearer token")
 	secret := fs.String("hmac-secret", "", "HMAC secret to sign the call with, when no token is given (env PUSHBACK_HMAC_SECRET)")
+	tlsCert := fs.String("tls-cert", getenv("PUSHBACK_TLS_CERT"), "client certificate (PEM) for a mesh that requires mutual TLS (env PUSHBACK_TLS_CERT)")
+	tlsKey := fs.String("tls-key", getenv("PUSHBACK_TLS_KEY"), "private key (PEM) of --tls-cert (env PUSHBACK_TLS_KEY)")
+	tlsCA := fs.String("tls-ca", getenv("PUSHBACK_TLS_CA"), "CA (PEM) the mesh's certificate is checked against (env PUSHBACK_TLS_CA)")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of the call")
 	asJSON := fs.Bool("json", false, "print the stored record as JSON instead")
 	if err := fs.Parse(args); err != nil {
@@ -66,8 +69,16 @@ func explainCmd(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		}
 		*token = strings.TrimSpace(string(b))
 	}
-	creds := decision.Credentials{Token: *token, HMACSecret: *secret}
-	conn, err := rpc.Dial(*addr, rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{creds.UnaryClientInterceptor()}})
+	opts := rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{decision.Credentials{Token: *token, HMACSecret: *secret}.UnaryClientInterceptor()}}
+	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" {
+		_, client, _, err := rpc.MutualTLS(*tlsCert, *tlsKey, *tlsCA)
+		if err != nil {
+			fmt.Fprintf(stderr, "pushback explain: --tls-cert, --tls-key, --tls-ca: %v\n", err)
+			return 2
+		}
+		opts.Creds = client
+	}
+	conn, err := rpc.Dial(*addr, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback explain: %v\n", err)
 		return 1

@@ -55,6 +55,25 @@ func TestMutualTLSBetweenServices(t *testing.T) {
 		t.Fatalf("decision could not reach scoring over mutual TLS: %v", resp.GetReasons())
 	}
 
+	// explain reads the decision back over mutual TLS, and says so when its
+	// TLS flags are incomplete or it has none.
+	var out, errOut strings.Builder
+	noEnv := func(string) string { return "" }
+	if code := explainCmd(ctx, append([]string{"--addr=" + decision.addr}, append(tlsArgs(good, "client"), resp.GetDecisionId())...), &out, &errOut, noEnv); code != 0 {
+		t.Fatalf("explain over mutual TLS: exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), resp.GetDecisionId()) {
+		t.Fatalf("explain output does not name the decision:\n%s", out.String())
+	}
+	errOut.Reset()
+	if code := explainCmd(ctx, []string{"--addr=" + decision.addr, "--tls-cert=" + good.Node["client"][0], resp.GetDecisionId()}, &out, &errOut, noEnv); code != 2 || !strings.Contains(errOut.String(), "--tls-key") {
+		t.Fatalf("explain with only --tls-cert: exit %d, %q; want 2 naming the missing flags", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := explainCmd(ctx, []string{"--addr=" + decision.addr, "--timeout=3s", resp.GetDecisionId()}, &out, &errOut, noEnv); code != 1 || !strings.Contains(errOut.String(), "Unavailable") {
+		t.Fatalf("explain without TLS against a mutual-TLS mesh: exit %d, %q; want 1 and Unavailable", code, errOut.String())
+	}
+
 	// A client whose certificate another CA signed is refused with a clear error.
 	_, rogueClient, _, err := rpc.MutualTLS(rogue.Node["client"][0], rogue.Node["client"][1], good.CA)
 	if err != nil {
