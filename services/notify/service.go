@@ -140,7 +140,7 @@ func New(opts Options) (*Service, error) {
 		seen[c.Name()] = true
 	}
 	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
-		limiter: newLimiter(opts.RateLimits, opts.DefaultRateLimit),
+		limiter: newLimiter(opts.Store, opts.RateLimits, opts.DefaultRateLimit),
 		tel:     newInstruments(opts.Meter, opts.Store, opts.Channels, opts.Redactor)}, nil
 }
 
@@ -153,6 +153,7 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { notifyv1.RegisterNotificat
 //	notify/due/{ms:020d}/{id}        id of a pending delivery due at ms
 //	notify/key/{idempotency key}     delivery ids, comma separated
 //	notify/incident/{tenant}/{user}  open incident (JSON), path-escaped parts
+//	notify/rate/{channel}            token bucket of a rate-limited channel
 func deliveryKey(id string) []byte { return []byte("notify/delivery/" + id) }
 
 func dueKey(at time.Time, id string) []byte {
@@ -451,7 +452,11 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 	}
 	ch := s.channel(d.GetChannel())
 	if ch != nil && rateLimited(d.GetNotification().GetKind()) {
-		if wait := s.limiter.take(d.GetChannel(), s.opts.Now()); wait > 0 {
+		wait, err := s.limiter.take(ctx, d.GetChannel(), s.opts.Now())
+		if err != nil {
+			return err // the delivery stays due and is tried again
+		}
+		if wait > 0 {
 			return s.defer_(ctx, due, d, s.opts.Now().Add(wait))
 		}
 	}

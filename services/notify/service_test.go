@@ -292,6 +292,36 @@ func TestPerChannelRateLimit(t *testing.T) {
 	}
 }
 
+func TestRateLimitIsSharedByReplicasAndSurvivesARestart(t *testing.T) {
+	clk := newClock()
+	alerts := newHook(t, nil, clk)
+	st := newStore(t)
+	opts := func() notify.Options {
+		return notify.Options{Channels: []notify.Channel{&notify.Webhook{URL: alerts.srv.URL}},
+			RateLimits: map[string]notify.RateLimit{"webhook": {Every: time.Minute, Burst: 2}}}
+	}
+	a, b := newService(t, st, clk, opts()), newService(t, st, clk, opts())
+	for i := range 6 {
+		notifyOK(t, []*notify.Service{a, b}[i%2], alert(fmt.Sprint("deny:", i), fmt.Sprint("user-", i), clk.Now()))
+	}
+	deliverDue(t, a)
+	deliverDue(t, b)
+	if alerts.unique() != 2 {
+		t.Fatalf("two replicas delivered %d alerts, want the one shared burst of 2", alerts.unique())
+	}
+	// A replica started later spends from the same, empty bucket.
+	deliverDue(t, newService(t, st, clk, opts()))
+	if alerts.unique() != 2 {
+		t.Fatalf("a restarted replica delivered %d alerts in all, want still 2", alerts.unique())
+	}
+	clk.Advance(time.Minute)
+	deliverDue(t, b)
+	deliverDue(t, a)
+	if alerts.unique() != 3 {
+		t.Fatalf("after one interval %d alerts, want 3", alerts.unique())
+	}
+}
+
 func TestNotifyValidation(t *testing.T) {
 	s := newService(t, newStore(t), newClock(), notify.Options{})
 	cases := []struct {
