@@ -10,9 +10,9 @@ import (
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	"github.com/pushbackhq/pushback/internal/bench"
 	"github.com/pushbackhq/pushback/services/mesh"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 )
 
@@ -24,13 +24,18 @@ func BenchmarkDecide(b *testing.B) {
 	cfg := mesh.Default()
 	cfg.DataDir = b.TempDir()
 	m := start(b, cfg)
-	dc := decisionv1.NewDecisionServiceClient(m.conn)
+	var clients []decisionv1.DecisionServiceClient
+	for _, c := range dialFour(b, m.grpcAddr) {
+		clients = append(clients, decisionv1.NewDecisionServiceClient(c))
+	}
 	var seq atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32) // 64 calls in flight on 2 cores, as pushback bench
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		r := rand.New(rand.NewPCG(uint64(seq.Add(1)), 7))
+		w := seq.Add(1)
+		r := rand.New(rand.NewPCG(uint64(w), 7))
+		dc := clients[w%int64(len(clients))]
 		for pb.Next() {
 			u := r.IntN(1_000_000)
 			_, err := dc.Decide(context.Background(), &decisionv1.DecideRequest{
@@ -64,17 +69,17 @@ func BenchmarkEcho(b *testing.B) {
 	testpb.RegisterTestServiceServer(s, echo{})
 	go func() { _ = s.Serve(lis) }()
 	defer s.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
+	var clients []testpb.TestServiceClient
+	for _, c := range dialFour(b, lis.Addr().String()) {
+		clients = append(clients, testpb.NewTestServiceClient(c))
 	}
-	defer conn.Close()
-	c := testpb.NewTestServiceClient(conn)
+	var next atomic.Int64
 	payload := &testpb.Payload{Body: make([]byte, 160)}
 	b.ReportAllocs()
 	b.SetParallelism(32)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		c := clients[next.Add(1)%int64(len(clients))]
 		for pb.Next() {
 			if _, err := c.UnaryCall(context.Background(), &testpb.SimpleRequest{Payload: payload}); err != nil {
 				b.Error(err)
@@ -82,4 +87,18 @@ func BenchmarkEcho(b *testing.B) {
 			}
 		}
 	})
+}
+
+// dialFour opens four client connections, as pushback bench does: one
+// HTTP/2 connection has one writer and one reader per side and would be
+// the bottleneck of either benchmark.
+func dialFour(b *testing.B, addr string) []*grpc.ClientConn {
+	conns, err := bench.Dial(addr, 4)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range conns {
+		b.Cleanup(func() { _ = c.Close() })
+	}
+	return conns
 }
