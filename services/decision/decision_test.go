@@ -17,6 +17,7 @@ import (
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"github.com/pushbackhq/pushback/services/scoring"
@@ -125,11 +126,7 @@ func parse(t testing.TB, src string) *policy.Policy {
 // authentication interceptor, peers reached in memory through it.
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	st, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
+	st := storetest.Memory(t)
 	counters := &decision.Counters{}
 	if o.auth.Tokens == nil && o.auth.HMACSecrets == nil {
 		o.auth.Tokens = []string{testToken}

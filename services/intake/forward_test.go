@@ -12,6 +12,7 @@ import (
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -52,16 +53,6 @@ func (o *flakyObserver) seen() []string {
 	return out
 }
 
-func memStore(t *testing.T) store.Store {
-	t.Helper()
-	st, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
-}
-
 func batch(prefix string, n int, at time.Time) []*eventv1.AuthEvent {
 	out := make([]*eventv1.AuthEvent, n)
 	for i := range out {
@@ -84,7 +75,7 @@ func pending(t *testing.T, st store.Store) int {
 func TestForwardingQueueSurvivesAScoringOutage(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	st := memStore(t)
+	st := storetest.Memory(t)
 	obs := &flakyObserver{}
 	s, err := New(Options{Store: st, Observer: obs, Now: func() time.Time { return now }})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	"github.com/pushbackhq/pushback/pkg/httpapi"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"google.golang.org/grpc"
 )
 
@@ -41,12 +42,7 @@ func (f *flaky) Update(ctx context.Context, fn func(tx store.Txn) error) error {
 
 func newTestService(t *testing.T) (*Service, *flaky) {
 	t.Helper()
-	st, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	fs := &flaky{Store: st}
+	fs := &flaky{Store: storetest.Memory(t)}
 	s, err := New(Options{Store: fs})
 	if err != nil {
 		t.Fatal(err)

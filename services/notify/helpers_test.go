@@ -31,6 +31,7 @@ import (
 
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"github.com/pushbackhq/pushback/services/notify"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -63,12 +64,7 @@ func (c *clock) Set(t time.Time) {
 
 func newStore(t testing.TB) store.Store {
 	t.Helper()
-	st, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	return st
+	return storetest.Memory(t)
 }
 
 // newService builds the service on the clock with small backoffs.

@@ -11,6 +11,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/geo/geotest"
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"github.com/pushbackhq/pushback/services/scoring"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -30,12 +31,7 @@ type fixture struct {
 func serve(t *testing.T, st store.Store, opts scoring.Options) fixture {
 	t.Helper()
 	if st == nil {
-		b, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = b.Close() })
-		st = b
+		st = storetest.Memory(t)
 	}
 	opts.Store = st
 	if opts.Now == nil {
