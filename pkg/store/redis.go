@@ -30,7 +30,7 @@ type RedisOptions struct {
 }
 
 // DefaultScanNamespaces are the prefixes the Pushback services scan.
-var DefaultScanNamespaces = []string{"scoring/source/", "decision/user/", "intake/event/", "intake/forward/", "notify/delivery/", "notify/due/"}
+var DefaultScanNamespaces = []string{"scoring/source/", "decision/user/", "intake/event/", "intake/pending/", "intake/forward/", "notify/delivery/", "notify/due/"}
 
 // Redis is the distributed store: several replicas share state through it.
 // Update is an optimistic transaction (WATCH every key read, MULTI/EXEC the

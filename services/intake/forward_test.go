@@ -12,6 +12,7 @@ import (
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -63,19 +64,44 @@ func batch(prefix string, n int, at time.Time) []*eventv1.AuthEvent {
 	return out
 }
 
+// pending counts forwarding records of both layouts.
 func pending(t *testing.T, st store.Store) int {
 	t.Helper()
-	items, err := st.Scan(context.Background(), store.ScanOptions{Prefix: []byte(forwardPrefix)})
-	if err != nil {
-		t.Fatal(err)
+	n := 0
+	for _, p := range []string{pendingPrefix, legacyMarkPrefix} {
+		items, err := st.Scan(context.Background(), store.ScanOptions{Prefix: []byte(p)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(items)
 	}
-	return len(items)
+	return n
 }
 
 func TestForwardingQueueSurvivesAScoringOutage(t *testing.T) {
+	stores := []struct {
+		name string
+		open func(t *testing.T) store.Store
+	}{
+		{"badger", func(t *testing.T) store.Store { return storetest.Memory(t) }},
+		{"redis", func(t *testing.T) store.Store {
+			srv := redistest.Start(t)
+			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		}},
+	}
+	for _, tt := range stores {
+		t.Run(tt.name, func(t *testing.T) { forwardingOutage(t, tt.open(t)) })
+	}
+}
+
+func forwardingOutage(t *testing.T, st store.Store) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	st := storetest.Memory(t)
 	obs := &flakyObserver{}
 	s, err := New(Options{Store: st, Observer: obs, Now: func() time.Time { return now }})
 	if err != nil {
@@ -115,13 +141,23 @@ func TestForwardingQueueSurvivesAScoringOutage(t *testing.T) {
 		if err := tx.Set(eventKey(legacy), b, 0); err != nil {
 			return err
 		}
-		return tx.Set(append([]byte(forwardPrefix), eventKey(legacy)...), nil, 0)
+		return tx.Set(append([]byte(legacyMarkPrefix), eventKey(legacy)...), nil, 0)
 	}); err != nil {
 		t.Fatal(err)
 	}
-	// A record whose events expired is dropped without blocking the rest.
+	// A record whose events expired, one whose event cannot be read and one
+	// that cannot be read itself are dropped without blocking the rest.
 	if err := st.Update(ctx, func(tx store.Txn) error {
-		return tx.Set([]byte(forwardPrefix+"0000000000000000000000gone"), encodeKeys([][]byte{[]byte("intake/event/-/gone/1/x")}), 0)
+		if err := tx.Set([]byte("intake/event/-/bad/1/x"), []byte{0xff, 0xff}, 0); err != nil {
+			return err
+		}
+		if err := tx.Set([]byte(pendingPrefix+"0000000000000000000000gone"), encodeKeys([][]byte{[]byte("intake/event/-/gone/1/x")}), 0); err != nil {
+			return err
+		}
+		if err := tx.Set([]byte(pendingPrefix+"0000000000000000000000junk"), []byte{0x05, 'a'}, 0); err != nil {
+			return err
+		}
+		return tx.Set([]byte(pendingPrefix+"00000000000000000000000bad"), encodeKeys([][]byte{[]byte("intake/event/-/bad/1/x")}), 0)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -104,11 +104,14 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { intakev1.RegisterIntakeSer
 //
 //	intake/seen/{tenant}/{event id}                 event key (de-duplication)
 //	intake/event/{tenant}/{user}/{ms:020d}/{event id} AuthEvent
-//	intake/forward/{batch id}                        event keys of a stored batch not yet forwarded to scoring
+//	intake/pending/{batch id}                        event keys of a stored batch not yet forwarded to scoring
+//	intake/forward/{event key}                       pending forward of one event (earlier layout, still drained)
 //
-// One forwarding record per stored batch, not one mark per event: the
-// record is written with the events and deleted once scoring has them, two
-// writes per batch where per-event marks cost two per event.
+// One pending record per stored batch, not one mark per event: the record
+// is written with the events and deleted once scoring has them, two writes
+// per batch where per-event marks cost two per event. It has its own prefix
+// so that a replica still running the earlier layout, which reads every
+// key under intake/forward/ as an event key, never sees (and drops) one.
 func seenKey(e *eventv1.AuthEvent) []byte {
 	return fmt.Appendf(nil, "intake/seen/%s/%s", store.KeyPart(e.GetTenant()), e.GetEventId())
 }
@@ -121,11 +124,11 @@ func eventKey(e *eventv1.AuthEvent) []byte {
 	return fmt.Appendf(userEventPrefix(e.GetTenant(), e.GetUserId()), "%020d/%s", e.GetTime().AsTime().UnixMilli(), e.GetEventId())
 }
 
-const forwardPrefix = "intake/forward/"
-
-// legacyMarkPrefix is what a per-event forwarding mark (an earlier layout,
-// still drained) looks like after forwardPrefix: the event key itself.
-const legacyMarkPrefix = "intake/event/"
+const (
+	pendingPrefix = "intake/pending/"
+	// legacyMarkPrefix holds per-event marks of the earlier layout.
+	legacyMarkPrefix = "intake/forward/"
+)
 
 // encodeKeys and decodeKeys are the value of a forwarding record: each event
 // key preceded by its length as a uvarint.
@@ -193,7 +196,7 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 	var res Result
 	var fresh [][]byte
 	var freshEvents, dups []*eventv1.AuthEvent
-	forwardKey := []byte(forwardPrefix + ids.New(s.opts.Now()))
+	forwardKey := []byte(pendingPrefix + ids.New(s.opts.Now()))
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		res, fresh, freshEvents, dups = Result{}, fresh[:0], freshEvents[:0], dups[:0]
 		inBatch := map[string]bool{}
@@ -245,7 +248,7 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 		s.tel.count(ctx, resultDuplicate, e)
 	}
 	if len(freshEvents) > 0 && s.opts.Observer != nil {
-		if err := s.forward(ctx, [][]byte{forwardKey}, freshEvents); err != nil {
+		if err := s.forward(ctx, forwardKey, freshEvents); err != nil {
 			// Stored and queued: the forwarding loop retries.
 			s.log.WarnContext(ctx, "forward to scoring; will retry", slog.Any("error", err))
 			select {
@@ -257,28 +260,25 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 	return res, nil
 }
 
-// forward hands events to scoring, then deletes the forwarding records
-// that listed them.
-func (s *Service) forward(ctx context.Context, records [][]byte, events []*eventv1.AuthEvent) error {
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ForwardTimeout)
-	defer cancel()
+// forward hands events to scoring, each call of at most MaxBatch events
+// under its own ForwardTimeout, then deletes the record that listed them.
+func (s *Service) forward(ctx context.Context, record []byte, events []*eventv1.AuthEvent) error {
+	ctx = context.WithoutCancel(ctx)
 	// A retry from the forwarding loop starts its own trace.
-	fctx, span := s.opts.Tracer.Start(fctx, "intake.forward", trace.WithAttributes(attribute.Int("pushback.events", len(events))))
+	ctx, span := s.opts.Tracer.Start(ctx, "intake.forward", trace.WithAttributes(attribute.Int("pushback.events", len(events))))
 	defer span.End()
 	for start := 0; start < len(events); start += MaxBatch {
 		chunk := events[start:min(start+MaxBatch, len(events))]
-		if _, err := s.opts.Observer.Observe(fctx, &scoringv1.ObserveRequest{Events: chunk}); err != nil {
+		fctx, cancel := context.WithTimeout(ctx, s.opts.ForwardTimeout)
+		_, err := s.opts.Observer.Observe(fctx, &scoringv1.ObserveRequest{Events: chunk})
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
-	return s.opts.Store.Update(fctx, func(tx store.Txn) error {
-		for _, k := range records {
-			if err := tx.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	dctx, cancel := context.WithTimeout(ctx, s.opts.ForwardTimeout)
+	defer cancel()
+	return s.opts.Store.Update(dctx, func(tx store.Txn) error { return tx.Delete(record) })
 }
 
 // Run retries pending forwards until ctx ends.
@@ -302,56 +302,61 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // ForwardPending forwards every stored event scoring has not yet
-// acknowledged, a few records at a time. Events that expired before they
-// could be forwarded are skipped.
+// acknowledged, one record at a time: each record is deleted as soon as
+// scoring has its events, so a slow pass still makes progress. Events that
+// expired or cannot be read are skipped (and logged).
 func (s *Service) ForwardPending(ctx context.Context) error {
-	const records = 16
-	for {
-		items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: []byte(forwardPrefix), Limit: records})
-		if err != nil || len(items) == 0 {
-			return err
-		}
-		done := make([][]byte, 0, len(items))
-		var events []*eventv1.AuthEvent
-		for _, it := range items {
-			keys, err := s.pendingKeys(it)
-			if err != nil {
-				// A record that cannot be read would block the queue forever.
-				s.log.ErrorContext(ctx, "drop unreadable forwarding record", slog.String("key", string(it.Key)), slog.Any("error", err))
-				done = append(done, it.Key)
-				continue
-			}
-			for _, ek := range keys {
-				b, err := s.opts.Store.Get(ctx, ek)
-				if errors.Is(err, store.ErrNotFound) {
-					continue
-				}
+	for _, prefix := range []string{pendingPrefix, legacyMarkPrefix} {
+		for {
+			items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: []byte(prefix), Limit: 16})
+			if err != nil || len(items) == 0 {
 				if err != nil {
 					return err
 				}
-				e := &eventv1.AuthEvent{}
-				if err := proto.Unmarshal(b, e); err != nil {
+				break
+			}
+			for _, it := range items {
+				if err := s.forwardRecord(ctx, it); err != nil {
 					return err
 				}
-				events = append(events, e)
 			}
-			done = append(done, it.Key)
-		}
-		if err := s.forward(ctx, done, events); err != nil {
-			return err
-		}
-		if len(items) < records {
-			return nil
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
 	}
+	return nil
 }
 
-// pendingKeys returns the event keys a forwarding record lists.
-func (s *Service) pendingKeys(it store.Item) ([][]byte, error) {
-	if suffix := it.Key[len(forwardPrefix):]; bytes.HasPrefix(suffix, []byte(legacyMarkPrefix)) {
-		return [][]byte{suffix}, nil
+// forwardRecord forwards the events one pending record (or one legacy
+// mark) lists and deletes it.
+func (s *Service) forwardRecord(ctx context.Context, it store.Item) error {
+	keys := [][]byte{it.Key[len(legacyMarkPrefix):]}
+	if bytes.HasPrefix(it.Key, []byte(pendingPrefix)) {
+		var err error
+		if keys, err = decodeKeys(it.Value); err != nil {
+			// A record that cannot be read would block the queue forever.
+			s.log.ErrorContext(ctx, "drop unreadable forwarding record", slog.String("key", string(it.Key)), slog.Any("error", err))
+			keys = nil
+		}
 	}
-	return decodeKeys(it.Value)
+	events := make([]*eventv1.AuthEvent, 0, len(keys))
+	for _, ek := range keys {
+		b, err := s.opts.Store.Get(ctx, ek)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		e := &eventv1.AuthEvent{}
+		if err := proto.Unmarshal(b, e); err != nil {
+			s.log.ErrorContext(ctx, "skip unreadable stored event", slog.String("key", string(ek)), slog.Any("error", err))
+			continue
+		}
+		events = append(events, e)
+	}
+	return s.forward(ctx, it.Key, events)
 }
 
 // Ingest implements the RPC.
