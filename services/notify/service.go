@@ -454,7 +454,10 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 	if ch != nil && rateLimited(d.GetNotification().GetKind()) {
 		wait, err := s.limiter.take(ctx, d.GetChannel(), s.opts.Now())
 		if err != nil {
-			return err // the delivery stays due and is tried again
+			// The limit is a courtesy to people: a store that cannot keep
+			// the bucket must not hold up this or any later delivery.
+			s.log.WarnContext(ctx, "rate limit unavailable; delivering without it", slog.String("channel", d.GetChannel()), slog.Any("error", err))
+			wait = 0
 		}
 		if wait > 0 {
 			return s.defer_(ctx, due, d, s.opts.Now().Add(wait))

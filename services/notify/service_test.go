@@ -2,7 +2,9 @@ package notify_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"github.com/pushbackhq/pushback/pkg/store"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -319,6 +321,38 @@ func TestRateLimitIsSharedByReplicasAndSurvivesARestart(t *testing.T) {
 	deliverDue(t, a)
 	if alerts.unique() != 3 {
 		t.Fatalf("after one interval %d alerts, want 3", alerts.unique())
+	}
+}
+
+// rateless fails every transaction that reads a rate-limit bucket.
+type rateless struct{ store.Store }
+
+type ratelessTxn struct{ store.Txn }
+
+func (r rateless) Update(ctx context.Context, fn func(tx store.Txn) error) error {
+	return r.Store.Update(ctx, func(tx store.Txn) error { return fn(ratelessTxn{tx}) })
+}
+
+func (t ratelessTxn) Get(key []byte) ([]byte, error) {
+	if strings.HasPrefix(string(key), "notify/rate/") {
+		return nil, errors.New("store unavailable")
+	}
+	return t.Txn.Get(key)
+}
+
+func TestRateLimitStoreFailureDoesNotHoldUpDeliveries(t *testing.T) {
+	clk := newClock()
+	alerts := newHook(t, nil, clk)
+	s := newService(t, rateless{newStore(t)}, clk, notify.Options{
+		Channels:   []notify.Channel{&notify.Webhook{URL: alerts.srv.URL}},
+		RateLimits: map[string]notify.RateLimit{"webhook": {Every: time.Minute, Burst: 1}},
+	})
+	for i := range 3 {
+		notifyOK(t, s, alert(fmt.Sprint("deny:", i), fmt.Sprint("user-", i), clk.Now()))
+	}
+	deliverDue(t, s)
+	if alerts.unique() != 3 {
+		t.Fatalf("%d alerts delivered while the bucket could not be read, want all 3", alerts.unique())
 	}
 }
 
