@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pushbackhq/pushback/pkg/store"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/services/notify"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
