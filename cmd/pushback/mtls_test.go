@@ -66,8 +66,8 @@ func TestMutualTLSBetweenServices(t *testing.T) {
 		t.Fatalf("explain output does not name the decision:\n%s", out.String())
 	}
 	errOut.Reset()
-	if code := explainCmd(ctx, []string{"--addr=" + decision.addr, "--tls-cert=" + good.Node["client"][0], resp.GetDecisionId()}, &out, &errOut, noEnv); code != 2 || !strings.Contains(errOut.String(), "--tls-key") {
-		t.Fatalf("explain with only --tls-cert: exit %d, %q; want 2 naming the missing flags", code, errOut.String())
+	if code := explainCmd(ctx, []string{"--addr=" + decision.addr, "--tls-cert=" + good.Node["client"][0], resp.GetDecisionId()}, &out, &errOut, noEnv); code != 2 || !strings.Contains(errOut.String(), "needs a certificate, its key and a CA file") {
+		t.Fatalf("explain with only --tls-cert: exit %d, %q; want 2 saying what is missing", code, errOut.String())
 	}
 	errOut.Reset()
 	if code := explainCmd(ctx, []string{"--addr=" + decision.addr, "--timeout=3s", resp.GetDecisionId()}, &out, &errOut, noEnv); code != 1 || !strings.Contains(errOut.String(), "Unavailable") {

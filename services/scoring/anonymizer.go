@@ -91,11 +91,22 @@ func DefaultAnonymizers() Anonymizers {
 }
 
 // Kind returns the anonymizer kind of a client, or "" when it is none. A
-// kind the event already carries (an IdP's own privacy flag) wins.
+// specific kind the event already carries (an IdP's own privacy flag)
+// wins over the lists; the lists win over the unspecific "proxy".
 func (a Anonymizers) Kind(ci ClientInfo) string {
-	if ci.Anonymizer != "" {
+	// A specific kind the source knows wins; its unspecific "proxy" gives
+	// way to what the lists know of the same network.
+	if ci.Anonymizer != "" && ci.Anonymizer != AnonProxy {
 		return ci.Anonymizer
 	}
+	if k := a.listed(ci); k != "" {
+		return k
+	}
+	return ci.Anonymizer
+}
+
+// listed is the kind the configured lists give the client's network.
+func (a Anonymizers) listed(ci ClientInfo) string {
 	if k, ok := a.ASNs[ci.ASN]; ok && ci.ASN != 0 {
 		return k
 	}

@@ -440,6 +440,9 @@ func TestAnonymizerKinds(t *testing.T) {
 		{ClientInfo{ASN: 1, ASOrg: "Example In-Flight Connectivity"}, AnonSatellite},
 		{ClientInfo{ASN: 7922, ASOrg: "COMCAST-7922"}, ""},
 		{ClientInfo{ASN: 7922, Anonymizer: AnonTor}, AnonTor},
+		{ClientInfo{ASN: 9009, Anonymizer: AnonTor}, AnonTor},   // a specific flag wins over the list
+		{ClientInfo{ASN: 9009, Anonymizer: AnonProxy}, AnonVPN}, // the list wins over "proxy"
+		{ClientInfo{ASN: 7922, Anonymizer: AnonProxy}, AnonProxy},
 		{ClientInfo{}, ""},
 	}
 	for _, tt := range tests {

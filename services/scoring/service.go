@@ -451,15 +451,13 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 	resp := &scoringv1.ObserveResponse{}
 	items := make([]observed, 0, len(req.GetEvents()))
 	for _, e := range req.GetEvents() {
-		kind, ok := KindOf(e.GetType())
+		obs, ok := ObservationOf(e)
 		if !ok {
 			resp.Skipped++
 			continue
 		}
-		items = append(items, observed{tenant: e.GetTenant(), user: e.GetUserId(), obs: Observation{
-			ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(),
-			Client: s.clientInfo(e.GetClient()), Responder: s.clientInfo(e.GetResponder()),
-			PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD}})
+		obs.Client, obs.Responder = s.enrich(obs.Client), s.enrich(obs.Responder)
+		items = append(items, observed{tenant: e.GetTenant(), user: e.GetUserId(), obs: obs})
 	}
 	applied, err := s.recordBatch(ctx, items)
 	if err != nil {
@@ -603,7 +601,23 @@ func KindOf(t eventv1.EventType) (ObservationKind, bool) {
 	return 0, false
 }
 
-func clientInfo(c *eventv1.Client) ClientInfo {
+// ObservationOf converts an event into what the engine folds in; ok is
+// false for a type scoring does not use. Clients are taken as the event
+// carries them (the service adds GeoIP data on top).
+func ObservationOf(e *eventv1.AuthEvent) (Observation, bool) {
+	kind, ok := KindOf(e.GetType())
+	if !ok {
+		return Observation{}, false
+	}
+	return Observation{
+		ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(),
+		Client: ClientInfoOf(e.GetClient()), Responder: ClientInfoOf(e.GetResponder()),
+		PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD,
+	}, true
+}
+
+// ClientInfoOf converts a contract client (nil is an unknown one).
+func ClientInfoOf(c *eventv1.Client) ClientInfo {
 	if c == nil {
 		return ClientInfo{}
 	}
@@ -620,8 +634,10 @@ func clientInfo(c *eventv1.Client) ClientInfo {
 // did not carry: location, country, city, ASN and AS organisation. What
 // the event carries always wins; an IP the database does not know stays
 // unknown.
-func (s *Service) clientInfo(c *eventv1.Client) ClientInfo {
-	ci := clientInfo(c)
+func (s *Service) clientInfo(c *eventv1.Client) ClientInfo { return s.enrich(ClientInfoOf(c)) }
+
+// enrich fills in what ci lacks from the GeoIP database.
+func (s *Service) enrich(ci ClientInfo) ClientInfo {
 	if s.geo == nil || ci.IP == "" || (ci.HasGeo && ci.ASN != 0 && ci.Country != "") {
 		return ci
 	}

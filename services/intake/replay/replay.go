@@ -158,7 +158,7 @@ func New(o Options) *Engine {
 // Process applies one event (events must come in event-time order) and
 // returns the finding it produced, if any.
 func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
-	kind, ok := scoring.KindOf(e.GetType())
+	obs, ok := scoring.ObservationOf(e)
 	if !ok {
 		return Finding{}, false
 	}
@@ -171,14 +171,11 @@ func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 	at := e.GetTime().AsTime()
 	prior := en.cfg.Count(&u.state, at, 10*time.Minute).GetPushes()
 	priorStreak := u.state.Streak
-	if !en.cfg.Apply(&u.state, scoring.Observation{
-		ID: "event:" + e.GetEventId(), Kind: kind, At: at, Client: clientInfo(e.GetClient()),
-		PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD,
-	}) {
+	if !en.cfg.Apply(&u.state, obs) {
 		return Finding{}, false
 	}
 	ra := en.cfg.Assess(e.GetUserId(), &u.state, at)
-	attempt := kind == scoring.ObsPushSent || kind == scoring.ObsAttempt
+	attempt := obs.Kind == scoring.ObsPushSent || obs.Kind == scoring.ObsAttempt
 	var res policy.Result
 	outcome := decisionv1.Outcome_OUTCOME_UNSPECIFIED
 	if attempt && en.pol != nil {
@@ -262,19 +259,6 @@ func (en *Engine) cooldown(u *user, at time.Time, res policy.Result) policy.Resu
 
 // Report returns the posture summary of everything processed so far.
 func (en *Engine) Report() Report { return en.report.build() }
-
-func clientInfo(c *eventv1.Client) scoring.ClientInfo {
-	if c == nil {
-		return scoring.ClientInfo{}
-	}
-	ci := scoring.ClientInfo{IP: c.GetIp(), DeviceID: c.GetDeviceId(), ASN: c.GetAsn()}
-	if g := c.GetGeo(); g != nil {
-		ci.Country, ci.City = g.GetCountry(), g.GetCity()
-		ci.Lat, ci.Lon, ci.AccuracyKm = g.GetLatitude(), g.GetLongitude(), g.GetAccuracyKm()
-		ci.HasGeo = !(ci.Lat == 0 && ci.Lon == 0)
-	}
-	return ci
-}
 
 func shortType(t eventv1.EventType) string {
 	s := t.String()

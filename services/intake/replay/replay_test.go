@@ -255,3 +255,29 @@ func BenchmarkLoad(b *testing.B) {
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// TestReplayReadsClientsAsTheServiceDoes: replay folds events through the
+// same conversion as the scoring service, so an IdP's anonymizer flag
+// discounts travel in a backtest as it does live.
+func TestReplayReadsClientsAsTheServiceDoes(t *testing.T) {
+	t0 := time.Date(2024, 5, 1, 9, 0, 0, 0, time.UTC)
+	home := &eventv1.Client{Ip: "198.51.100.7", Asn: 7922, Geo: &eventv1.Geo{Latitude: 40.71, Longitude: -74.0, AccuracyKm: 20, Country: "US"}}
+	score := map[string]int{}
+	for _, anonymizer := range []string{"", scoring.AnonProxy} {
+		en := New(Options{Scoring: scoring.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
+		login := ev("login", "dana", eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, t0, "")
+		login.Client = home
+		en.Process(login)
+		push := ev("push", "dana", eventv1.EventType_EVENT_TYPE_PUSH_SENT, t0.Add(10*time.Minute), "")
+		push.Client = &eventv1.Client{Ip: "203.0.113.77", Asn: 64496, Anonymizer: anonymizer,
+			Geo: &eventv1.Geo{Latitude: 52.37, Longitude: 4.89, AccuracyKm: 20, Country: "NL"}}
+		f, ok := en.Process(push)
+		if !ok || !slices.Contains(f.Signals, scoring.SignalImpossibleTravel) {
+			t.Fatalf("anonymizer %q: finding %+v, want impossible travel", anonymizer, f)
+		}
+		score[anonymizer] = f.Score
+	}
+	if score[scoring.AnonProxy] >= score[""] {
+		t.Fatalf("travel behind a flagged proxy scored %d, plain travel %d: the flag was not applied", score[scoring.AnonProxy], score[""])
+	}
+}
