@@ -188,6 +188,12 @@ func Decide(ctx context.Context, conns []*grpc.ClientConn, o Options) Result {
 		if err != nil {
 			return "", err
 		}
+		if fm := resp.GetFailureMode(); fm != decisionv1.FailureMode_FAILURE_MODE_UNSPECIFIED {
+			// Scoring or the store did not answer within the budget: the
+			// tier's failure mode decided. Counted apart, so that an
+			// overloaded mesh cannot pass for a fast one.
+			return resp.GetOutcome().String() + " by " + fm.String(), nil
+		}
 		return resp.GetOutcome().String(), nil
 	})
 }
