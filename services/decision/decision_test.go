@@ -54,13 +54,24 @@ rules:
     reason: administrators use a phishing-resistant factor
 `
 
-// notes records what decision queued with notify.
+// notes records what decision queued with notify. With hold set, a call
+// waits until hold is closed.
 type notes struct {
-	mu  sync.Mutex
-	got []*notifyv1.NotifyRequest
+	mu      sync.Mutex
+	got     []*notifyv1.NotifyRequest
+	hold    chan struct{}
+	entered chan struct{}
 }
 
-func (n *notes) Notify(_ context.Context, in *notifyv1.NotifyRequest, _ ...grpc.CallOption) (*notifyv1.NotifyResponse, error) {
+func (n *notes) Notify(ctx context.Context, in *notifyv1.NotifyRequest, _ ...grpc.CallOption) (*notifyv1.NotifyResponse, error) {
+	if n.hold != nil {
+		n.entered <- struct{}{}
+		select {
+		case <-n.hold:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.got = append(n.got, in)
@@ -86,6 +97,7 @@ type envOptions struct {
 	scorer         scorerMode
 	budget         time.Duration
 	auth           decision.AuthOptions
+	holdNotify     bool // Notify waits until the test releases it
 }
 
 type env struct {
@@ -178,10 +190,13 @@ func newEnv(t testing.TB, o envOptions) *env {
 		budget = 5 * time.Second // generous: only the failure tests want scoring late
 	}
 	n := &notes{}
+	if o.holdNotify {
+		n.hold, n.entered = make(chan struct{}), make(chan struct{}, 16)
+	}
 	svc, err := decision.New(decision.Options{
 		Store: st, Scorer: scoringv1.NewScoringServiceClient(scorerConn), Notifier: n,
 		Policy: parse(t, o.policy), ShadowPolicy: shadow, Counters: counters, Budget: budget,
-		Now: func() time.Time { return t0.Add(time.Minute) },
+		Now: func() time.Time { return t0.Add(time.Minute) }, NotifyTimeout: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -261,8 +276,66 @@ func TestDefaultPolicyBurst(t *testing.T) {
 	if !slices.Contains(last.GetMatchedRules(), "burst-deny") || last.GetPolicyVersion() != "default-2026.11" {
 		t.Fatalf("rules %v version %q", last.GetMatchedRules(), last.GetPolicyVersion())
 	}
+	// The alert is queued after the answer; Drain waits for it.
+	if err := e.svc.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if e.notes.count() != 1 {
 		t.Fatalf("%d alerts queued, want 1 for the DENY", e.notes.count())
+	}
+}
+
+// TestDenialAnswersBeforeItsAlertIsQueued: a slow notify (here one that
+// waits for the test) does not hold up the answer to the IdP, and the
+// alert is still queued once notify answers.
+func TestDenialAnswersBeforeItsAlertIsQueued(t *testing.T) {
+	e := newEnv(t, envOptions{holdNotify: true})
+	var last *decisionv1.DecideResponse
+	for i := range 5 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		resp, err := e.dc.Decide(ctx, req("alice", "vpn", fmt.Sprint("a-", i), t0.Add(time.Duration(i)*time.Minute)))
+		cancel()
+		if err != nil {
+			t.Fatalf("push %d: %v (an answer waited for notify)", i+1, err)
+		}
+		last = resp
+	}
+	if last.GetOutcome() != decisionv1.Outcome_OUTCOME_DENY {
+		t.Fatalf("fifth push = %v, want DENY", last.GetOutcome())
+	}
+	<-e.notes.entered // the alert call is under way, and held
+	if e.notes.count() != 0 {
+		t.Fatal("the alert was queued although notify has not answered")
+	}
+	close(e.notes.hold)
+	if err := e.svc.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if e.notes.count() != 1 {
+		t.Fatalf("%d alerts queued after notify answered, want 1", e.notes.count())
+	}
+}
+
+// TestLateStampedAttemptDoesNotEndACooldown: an attempt whose time lies
+// before the cooldown's (a delayed retry, a skewed clock) is denied and
+// leaves the cooldown at least as long as it was.
+func TestLateStampedAttemptDoesNotEndACooldown(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	for i := range 5 {
+		e.decide(t, req("alice", "vpn", fmt.Sprint("a-", i), t0.Add(time.Duration(i)*time.Minute)))
+	}
+	steps := []struct {
+		id string
+		at time.Time
+	}{
+		{"escalate", t0.Add(5 * time.Minute)}, // cooldown until t0+35m
+		{"late", t0.Add(-3 * time.Hour)},      // must not move it to t0-2h
+		{"after-burst", t0.Add(20 * time.Minute)},
+	}
+	for _, st := range steps {
+		if got := e.decide(t, req("alice", "vpn", st.id, st.at)); got.GetOutcome() != decisionv1.Outcome_OUTCOME_DENY {
+			t.Fatalf("%s at %v: %v (%v), want DENY by the cooldown", st.id, st.at, got.GetOutcome(), got.GetReasons())
+		}
 	}
 }
 

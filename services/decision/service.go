@@ -67,9 +67,11 @@ type Options struct {
 	Meter metric.Meter
 	// Redactor hashes user ids in spans (a per-process random key when nil).
 	Redactor *telemetry.Redactor
-	// Budget is how long Decide waits for scoring (default 50ms).
+	// Budget is how long a Decide may take: scoring gets four fifths of it,
+	// storing the decision the rest (default 50ms).
 	Budget time.Duration
-	// NotifyTimeout bounds the call that queues an alert (default 1s).
+	// NotifyTimeout bounds each call that follows a suppressed push, after
+	// the answer: recording it with scoring, queueing the alert (default 1s).
 	NotifyTimeout time.Duration
 	// Retention of decision records (default 90 days).
 	Retention time.Duration
@@ -88,6 +90,7 @@ type Service struct {
 	tracer trace.Tracer
 	tel    *instruments
 	now    func() time.Time
+	after  *followUps
 }
 
 // New returns the decision service.
@@ -120,7 +123,7 @@ func New(opts Options) (*Service, error) {
 		opts.Redactor = telemetry.NewRedactor(nil, false)
 	}
 	s := &Service{opts: opts, count: opts.Counters, log: opts.Logger, tracer: opts.Tracer, now: opts.Now,
-		tel: newInstruments(opts.Meter, opts.Counters, opts.Redactor)}
+		tel: newInstruments(opts.Meter, opts.Counters, opts.Redactor), after: newFollowUps(maxFollowUps)}
 	s.policy.Store(opts.Policy)
 	s.shadow.Store(opts.ShadowPolicy)
 	return s, nil
@@ -128,6 +131,15 @@ func New(opts Options) (*Service, error) {
 
 // Register adds the service to a gRPC server.
 func (s *Service) Register(r grpc.ServiceRegistrar) { decisionv1.RegisterDecisionServiceServer(r, s) }
+
+// maxFollowUps bounds the follow-ups of suppressed pushes running after
+// their answers; more wait in the Decide that made them.
+const maxFollowUps = 256
+
+// Drain is for shutdown, before the peers go away: later follow-ups of
+// suppressed pushes run before their Decide answers, and Drain waits (until
+// ctx ends) for those still running in the background.
+func (s *Service) Drain(ctx context.Context) error { return s.after.close(ctx) }
 
 // SetPolicy replaces the enforced policy (hot reload).
 func (s *Service) SetPolicy(p *policy.Policy) { s.policy.Store(p) }
@@ -271,8 +283,18 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 			attribute.String("pushback.tier", rec.GetTier()),
 		)
 	}
-	s.afterDecision(ctx, req, resp)
+	if suppressed(resp) {
+		// After the answer: the caller's deadline must not wait for scoring
+		// and notify, and neither call may die with the caller's context.
+		actx := context.WithoutCancel(ctx)
+		s.after.run(func() { s.afterDecision(actx, req, resp) })
+	}
 	return resp, nil
+}
+
+// suppressed reports whether the answer keeps the push from being sent.
+func suppressed(resp *decisionv1.DecideResponse) bool {
+	return resp.GetOutcome() == decisionv1.Outcome_OUTCOME_DENY || resp.GetOutcome() == decisionv1.Outcome_OUTCOME_REQUIRE_PHISHING_RESISTANT
 }
 
 // unrecorded answers when the decision could not be stored: the cooldown
@@ -462,8 +484,10 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 		}
 		if active {
 			// An attempt during a cooldown is denied and escalates it.
+			// Never shorter than it was: an attempt stamped late (a delayed
+			// retry, a skewed IdP clock) must not end the cooldown early.
 			cd.Level++
-			cd.Until = atMs + pol.Cooldown.At(cd.Level).Milliseconds()
+			cd.Until = max(cd.Until, atMs+pol.Cooldown.At(cd.Level).Milliseconds())
 			reason := fmt.Sprintf("cooldown after an earlier denial, now until %s", time.UnixMilli(cd.Until).UTC().Format(time.RFC3339))
 			r.Outcome = decisionv1.Outcome_OUTCOME_DENY
 			r.MatchedRules = append(r.MatchedRules, CooldownRule)
@@ -521,16 +545,12 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 // decided.
 const CooldownRule = "cooldown"
 
-// afterDecision tells scoring about a suppressed push and queues an alert.
-// Both are bounded by NotifyTimeout; a failure is logged, the decision stands.
+// afterDecision tells scoring about a suppressed push and queues an alert
+// for a denial. Each call is bounded by NotifyTimeout; a failure is logged,
+// the decision stands.
 func (s *Service) afterDecision(ctx context.Context, req *decisionv1.DecideRequest, resp *decisionv1.DecideResponse) {
-	suppressed := resp.GetOutcome() == decisionv1.Outcome_OUTCOME_DENY || resp.GetOutcome() == decisionv1.Outcome_OUTCOME_REQUIRE_PHISHING_RESISTANT
-	if !suppressed {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.opts.NotifyTimeout)
-	defer cancel()
-	_, err := s.opts.Scorer.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{{
+	octx, cancel := context.WithTimeout(ctx, s.opts.NotifyTimeout)
+	_, err := s.opts.Scorer.Observe(octx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{{
 		EventId: "suppressed:" + resp.GetDecisionId(),
 		Tenant:  req.GetTenant(),
 		UserId:  req.GetUserId(),
@@ -541,17 +561,20 @@ func (s *Service) afterDecision(ctx context.Context, req *decisionv1.DecideReque
 		Client:  req.GetClient(),
 		Source:  &eventv1.Source{Idp: "pushback", RawEventType: "decision." + resp.GetOutcome().String()},
 	}}})
+	cancel()
 	if err != nil {
 		s.log.WarnContext(ctx, "record suppressed push", slog.String("decision_id", resp.GetDecisionId()), slog.Any("error", err))
 	}
 	if resp.GetOutcome() != decisionv1.Outcome_OUTCOME_DENY || s.opts.Notifier == nil {
 		return
 	}
+	nctx, cancel := context.WithTimeout(ctx, s.opts.NotifyTimeout)
+	defer cancel()
 	sigs := make([]string, 0, len(resp.GetRisk().GetSignals()))
 	for _, sg := range resp.GetRisk().GetSignals() {
 		sigs = append(sigs, sg.GetCode())
 	}
-	_, err = s.opts.Notifier.Notify(ctx, &notifyv1.NotifyRequest{
+	_, err = s.opts.Notifier.Notify(nctx, &notifyv1.NotifyRequest{
 		Kind:           notifyv1.Kind_KIND_SOC_ALERT,
 		IdempotencyKey: "deny:" + resp.GetDecisionId(),
 		UserId:         req.GetUserId(),

@@ -181,6 +181,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	}
 
 	var workers []func(context.Context) error
+	// drain, before the server stops, lets decision finish what follows its
+	// answers while its peers can still be reached.
+	drain := func(context.Context) error { return nil }
 	if cfg.Runs(Scoring) {
 		sc, err := scoring.Open(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer, GeoIPDB: cfg.GeoIPDB, Meter: meter, Redactor: redactor})
 		if err != nil {
@@ -238,6 +241,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			return err
 		}
 		d.Register(srv)
+		drain = d.Drain
 		log.Info("policy loaded", slog.String("policy_version", pol.Version), slog.Int("rules", len(pol.Rules)))
 		if shadow != nil {
 			log.Info("shadow policy loaded", slog.String("policy_version", shadow.Version), slog.Int("rules", len(shadow.Rules)))
@@ -340,6 +344,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	defer cancel()
 	if httpSrv != nil {
 		_ = httpSrv.Shutdown(sctx)
+	}
+	if err := drain(sctx); err != nil {
+		log.Warn("follow-ups of suppressed pushes still running at shutdown", slog.Any("error", err))
 	}
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()

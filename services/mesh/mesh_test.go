@@ -142,9 +142,14 @@ func TestBurstEscalatesToDenyAndSurvivesRestart(t *testing.T) {
 	if err != nil || len(list2.GetDecisions()) != 2 || list2.GetNextPageToken() != "" {
 		t.Fatalf("ListDecisions page 2 = %d decisions, token %q, %v", len(list2.GetDecisions()), list2.GetNextPageToken(), err)
 	}
+	// The alert is queued just after the answer.
 	nc := notifyv1.NewNotificationServiceClient(m.conn)
-	deliveries, err := nc.ListDeliveries(ctx, &notifyv1.ListDeliveriesRequest{})
-	if err != nil || len(deliveries.GetDeliveries()) != 1 || deliveries.GetDeliveries()[0].GetNotification().GetDecisionId() != last.GetDecisionId() {
+	var deliveries *notifyv1.ListDeliveriesResponse
+	waitFor(t, "the alert in the outbox", func() bool {
+		deliveries, err = nc.ListDeliveries(ctx, &notifyv1.ListDeliveriesRequest{})
+		return err == nil && len(deliveries.GetDeliveries()) > 0
+	})
+	if len(deliveries.GetDeliveries()) != 1 || deliveries.GetDeliveries()[0].GetNotification().GetDecisionId() != last.GetDecisionId() {
 		t.Fatalf("outbox = %v, %v; want one alert for the deny", deliveries, err)
 	}
 
