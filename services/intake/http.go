@@ -20,12 +20,20 @@ type Ingester interface {
 	Ingest(ctx context.Context, in *intakev1.IngestRequest, opts ...grpc.CallOption) (*intakev1.IngestResponse, error)
 }
 
-// NativeHandler serves POST /v1/ingest: {"events":[AuthEvent...]}.
-func NativeHandler(in Ingester) http.Handler {
-	return httpapi.Unary(func() *intakev1.IngestRequest { return &intakev1.IngestRequest{} },
+// NativeHandler serves POST /v1/ingest: {"events":[AuthEvent...]}. With
+// token set, a request must carry it as the adapters' do.
+func NativeHandler(in Ingester, token string) http.Handler {
+	h := httpapi.Unary(func() *intakev1.IngestRequest { return &intakev1.IngestRequest{} },
 		func(ctx context.Context, req *intakev1.IngestRequest) (*intakev1.IngestResponse, error) {
 			return in.Ingest(ctx, req)
 		})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(r, token) {
+			httpapi.WriteError(w, apierr.Unauthenticated("missing or wrong Authorization header"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // AdapterPrefix is where the IdP adapters are served: POST

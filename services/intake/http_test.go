@@ -186,6 +186,38 @@ func TestAdapterErrors(t *testing.T) {
 	}
 }
 
+// TestNativeEndpointRequiresTheIntakeToken: POST /v1/ingest is guarded by
+// the same token as the adapters, and stores nothing without it.
+func TestNativeEndpointRequiresTheIntakeToken(t *testing.T) {
+	body := []byte(`{"events":[{"eventId":"n1","userId":"u","type":"EVENT_TYPE_LOGIN_SUCCEEDED","time":"2024-01-01T00:00:00Z"}]}`)
+	tests := []struct {
+		name   string
+		header map[string]string
+		code   int
+	}{
+		{"no header", nil, 401},
+		{"wrong token", map[string]string{"Authorization": "Bearer nope"}, 401},
+		{"bearer token", map[string]string{"Authorization": "Bearer s3cret"}, 200},
+		{"bare token", map[string]string{"Authorization": "s3cret"}, 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, _ := newTestService(t)
+			rec, _ := do(t, NativeHandler(direct{s}, "s3cret"), "POST", "/v1/ingest", body, tt.header)
+			if rec.Code != tt.code {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tt.code, rec.Body.String())
+			}
+			resp, err := s.ListEvents(context.Background(), &intakev1.ListEventsRequest{UserId: "u"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if stored := len(resp.GetEvents()) == 1; stored != (tt.code == 200) {
+				t.Fatalf("stored %v after status %d", stored, rec.Code)
+			}
+		})
+	}
+}
+
 // TestAdapterAllOrNothing shows a batch with one bad record stores nothing.
 func TestAdapterAllOrNothing(t *testing.T) {
 	s, _ := newTestService(t)

@@ -133,9 +133,31 @@ type setting struct {
 	name   string // flag and YAML key
 	usage  string
 	secret bool
-	get    func(c *Config) string
-	set    func(c *Config, v string) error
+	// onOff settings are booleans: --name alone means --name=true.
+	onOff bool
+	get   func(c *Config) string
+	set   func(c *Config, v string) error
 }
+
+// onOff marks a boolean setting.
+func onOff(st setting) setting { st.onOff = true; return st }
+
+// flagValue is a setting's flag: its text, which the setting checks later.
+type flagValue struct {
+	p     *string
+	onOff bool
+}
+
+func (f *flagValue) String() string {
+	if f.p == nil {
+		return ""
+	}
+	return *f.p
+}
+
+func (f *flagValue) Set(v string) error { *f.p = v; return nil }
+
+func (f *flagValue) IsBoolFlag() bool { return f.onOff }
 
 func str(p func(c *Config) *string) (func(*Config) string, func(*Config, string) error) {
 	return func(c *Config) string { return *p(c) }, func(c *Config, v string) error { *p(c) = v; return nil }
@@ -211,7 +233,7 @@ func settings() []setting {
 	g, s = str(func(c *Config) *string { return &c.PublicURL })
 	add(mk("public-url", "public base URL of this HTTP server (report links, security event issuer)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.IntakeToken })
-	add(mk("intake-token", "shared secret the IdP adapters (/v1/ingest/{format}) require in the Authorization header", true, g, s))
+	add(mk("intake-token", "shared secret the ingest endpoints (/v1/ingest and /v1/ingest/{format}) require in the Authorization header", true, g, s))
 	g, s = str(func(c *Config) *string { return &c.GeoIPDB })
 	add(mk("geoip-db", "MaxMind-format .mmdb files, comma separated (City, ASN), that locate events arriving without geo", false, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.DecideBudget })
@@ -229,16 +251,8 @@ func settings() []setting {
 			}
 			return nil
 		}))
-	add(mk("sync-writes", "fsync every store commit", false,
-		func(c *Config) string { return strconv.FormatBool(c.SyncWrites) },
-		func(c *Config, v string) error {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				return fmt.Errorf("%q is not a boolean", v)
-			}
-			c.SyncWrites = b
-			return nil
-		}))
+	g, s = boolean(func(c *Config) *bool { return &c.SyncWrites })
+	add(onOff(mk("sync-writes", "fsync every store commit", false, g, s)))
 	g, s = str(func(c *Config) *string { return &c.StoreKind })
 	add(mk("store", "state store: badger (embedded, one node) or redis (shared by replicas)", false, g, s))
 	add(mk("redis-addr", "Redis address; several comma-separated addresses select Redis Cluster", false,
@@ -273,13 +287,13 @@ func settings() []setting {
 	g, s = dur(func(c *Config) *time.Duration { return &c.AuthMaxSkew })
 	add(mk("auth-max-skew", "how far a signature's timestamp may be from the server's clock", false, g, s))
 	g, s = boolean(func(c *Config) *bool { return &c.AllowUnauthenticated })
-	add(mk("allow-unauthenticated", "serve the decision API without credentials on a non-loopback address", false, g, s))
+	add(onOff(mk("allow-unauthenticated", "serve the decision API and the ingest endpoints without credentials on a non-loopback address", false, g, s)))
 	g, s = dur(func(c *Config) *time.Duration { return &c.PolicyPoll })
 	add(mk("policy-poll", "how often policy files are checked for changes (0 disables; SIGHUP always reloads)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.TelemetryHashKey })
 	add(mk("telemetry-hash-key", "HMAC key of the user and IP hashes in spans and logs (at least 16 bytes; share it across processes to correlate; random per process when empty)", true, g, s))
 	g, s = boolean(func(c *Config) *bool { return &c.TelemetryRawIDs })
-	add(mk("telemetry-raw-ids", "record raw user ids and IPs in spans and logs instead of hashes (off by default)", false, g, s))
+	add(onOff(mk("telemetry-raw-ids", "record raw user ids and IPs in spans and logs instead of hashes (off by default)", false, g, s)))
 	return out
 }
 
@@ -298,8 +312,9 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	values := map[string]*string{}
 	for _, st := range settings() {
 		v := new(string)
+		*v = st.get(&cfg)
 		values[st.name] = v
-		fs.StringVar(v, st.name, st.get(&cfg), st.usage+" (env "+envName(st.name)+")")
+		fs.Var(&flagValue{p: v, onOff: st.onOff}, st.name, st.usage+" (env "+envName(st.name)+")")
 	}
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -461,6 +476,10 @@ func (c Config) validateAuth() []error {
 	open := len(c.AuthTokens) == 0 && len(c.AuthHMACSecrets) == 0
 	if open && c.ServesDecisionAPI() && !c.AllowUnauthenticated && (!loopback(c.GRPCAddr) || (c.HTTPAddr != "" && !loopback(c.HTTPAddr))) {
 		errs = append(errs, errors.New("auth-tokens: the decision API would answer without credentials on a non-loopback address; set auth-tokens or auth-hmac-secrets (or allow-unauthenticated)"))
+	}
+	servesIngest := c.Runs(Intake) || c.IntakeAddr != ""
+	if c.IntakeToken == "" && servesIngest && c.HTTPAddr != "" && !loopback(c.HTTPAddr) && !c.AllowUnauthenticated {
+		errs = append(errs, errors.New("intake-token: the ingest endpoints would accept events without credentials on a non-loopback address; set intake-token (or allow-unauthenticated)"))
 	}
 	return errs
 }

@@ -285,7 +285,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			if err != nil {
 				return err
 			}
-			mux.Handle("/v1/ingest", intake.NativeHandler(intakev1.NewIntakeServiceClient(ic)))
+			mux.Handle("/v1/ingest", intake.NativeHandler(intakev1.NewIntakeServiceClient(ic), cfg.IntakeToken))
 			mux.Handle(intake.AdapterPrefix, intake.AdapterHandler(intakev1.NewIntakeServiceClient(ic), intake.AdapterOptions{Token: cfg.IntakeToken, Logger: log.With("service", Intake)}))
 		}
 		if err := notifyRoutes(mux, cfg, nw, peer, log); err != nil {

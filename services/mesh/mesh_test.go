@@ -353,6 +353,8 @@ func TestConfigValidation(t *testing.T) {
 		{"bad duration", []string{"--decide-budget=fast"}, nil, "decide-budget"},
 		{"bad env duration", nil, map[string]string{"PUSHBACK_DECIDE_BUDGET": "soon"}, "PUSHBACK_DECIDE_BUDGET"},
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
+		{"open decision API on a public address", []string{"--grpc-addr=0.0.0.0:50051"}, nil, "auth-tokens"},
+		{"open ingest on a public address", []string{"--services=intake,scoring", "--http-addr=0.0.0.0:8080"}, nil, "intake-token"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -361,6 +363,24 @@ func TestConfigValidation(t *testing.T) {
 				t.Fatalf("Load = %v, want an error mentioning %q", err, tc.want)
 			}
 		})
+	}
+	for _, args := range [][]string{
+		{"--services=intake,scoring", "--http-addr=0.0.0.0:8080", "--intake-token=0123456789abcdef"},
+		{"--services=intake,scoring", "--http-addr=0.0.0.0:8080", "--allow-unauthenticated"},
+		{"--services=intake,scoring", "--http-addr=127.0.0.1:8080"},
+	} {
+		if _, err := mesh.Load(args, func(string) string { return "" }); err != nil {
+			t.Fatalf("Load(%v) = %v, want it accepted", args, err)
+		}
+	}
+	// A boolean flag alone means true; a value still works.
+	for _, args := range [][]string{{"--sync-writes"}, {"--sync-writes=true"}} {
+		if cfg, err := mesh.Load(args, func(string) string { return "" }); err != nil || !cfg.SyncWrites {
+			t.Fatalf("Load(%v): sync writes %v, %v", args, cfg.SyncWrites, err)
+		}
+	}
+	if _, err := mesh.Load([]string{"--sync-writes=maybe"}, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "not a boolean") {
+		t.Fatalf("--sync-writes=maybe: %v", err)
 	}
 	cfg, err := mesh.Load([]string{"--grpc-addr=127.0.0.1:7000"}, func(k string) string {
 		return map[string]string{"PUSHBACK_GRPC_ADDR": "127.0.0.1:6000", "PUSHBACK_DATA_DIR": "/var/lib/pushback"}[k]
