@@ -52,6 +52,12 @@ type Options struct {
 	// GeoIP is an already open database; it wins over GeoIPDB and stays
 	// owned by the caller.
 	GeoIP *geo.DB
+	// MaxFutureSkew is how far ahead of the clock an event or attempt time
+	// may lie (default 5m); a later time is taken as the clock plus this.
+	// A user's state never moves ahead of it: one event dated years ahead
+	// would otherwise make every real push look years old, and blind
+	// scoring to that user.
+	MaxFutureSkew time.Duration
 }
 
 // Service implements scoringv1.ScoringServiceServer.
@@ -61,11 +67,20 @@ type Service struct {
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
+	skew   time.Duration
 	tracer trace.Tracer
 	tel    *instruments
 	hub    *hub
 	geo    *geo.DB
 	ownGeo bool
+}
+
+// notAhead returns t, or the clock plus the allowed skew when t is later.
+func (s *Service) notAhead(t time.Time) time.Time {
+	if limit := s.now().Add(s.skew); t.After(limit) {
+		return limit
+	}
+	return t
 }
 
 // Open returns the scoring service, opening the GeoIP databases named by
@@ -98,6 +113,9 @@ func New(opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.MaxFutureSkew <= 0 {
+		opts.MaxFutureSkew = 5 * time.Minute
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -107,7 +125,7 @@ func New(opts Options) *Service {
 	if opts.Tracer == nil {
 		opts.Tracer = noop.NewTracerProvider().Tracer("scoring")
 	}
-	svc := &Service{store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP,
+	svc := &Service{store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, skew: opts.MaxFutureSkew, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP,
 		tel: newInstruments(opts.Meter, opts.Redactor)}
 	if svc.geo == nil && opts.GeoIPDB != "" {
 		db, err := geo.Open(opts.GeoIPDB)
@@ -156,7 +174,7 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	now := validate.TimeOr(a.GetTime(), s.now())
+	now := s.notAhead(validate.TimeOr(a.GetTime(), s.now()))
 	ctx, span := s.tracer.Start(ctx, "scoring.assess")
 	defer span.End()
 
@@ -457,6 +475,7 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 			continue
 		}
 		obs.Client, obs.Responder = s.enrich(obs.Client), s.enrich(obs.Responder)
+		obs.At = s.notAhead(obs.At)
 		items = append(items, observed{tenant: e.GetTenant(), user: e.GetUserId(), obs: obs})
 	}
 	applied, err := s.recordBatch(ctx, items)

@@ -75,7 +75,9 @@ func event(id, user string, typ eventv1.EventType, at time.Duration, c *eventv1.
 }
 
 func TestServiceFatigueSuccessShowsInGetRisk(t *testing.T) {
-	f := serve(t, nil, scoring.Options{})
+	// The events below happen in the hour and a half before this clock.
+	clock := scoring.Options{Now: func() time.Time { return base.Add(time.Hour + 30*time.Minute) }}
+	f := serve(t, nil, clock)
 	ctx := context.Background()
 	home := geoClient("198.51.100.7", 40.71, -74.0, "US", 7922)
 	evil := geoClient("12.12.12.12", -36.85, 174.76, "NZ", 9500)
@@ -115,7 +117,7 @@ func TestServiceFatigueSuccessShowsInGetRisk(t *testing.T) {
 	}
 
 	// A restart (a new service on the same store) rebuilds the same risk.
-	again := serve(t, f.st, scoring.Options{})
+	again := serve(t, f.st, clock)
 	got2, err := again.client.GetRisk(ctx, &scoringv1.GetRiskRequest{Tenant: "acme", UserId: "bob", Time: ts(time.Hour + 30*time.Minute)})
 	if err != nil || fmt.Sprint(got2.GetAssessment()) != fmt.Sprint(ra) {
 		t.Fatalf("state not rebuilt after restart: %v", err)
@@ -365,5 +367,33 @@ func TestServiceTrustsTheIdPsAnonymizerFlag(t *testing.T) {
 		if (anon != nil) != tt.discounted || (anon != nil && anon.GetAnonymizer().GetKind() != scoring.AnonProxy) {
 			t.Fatalf("%s: anonymizer signal %v", tt.user, anon)
 		}
+	}
+}
+
+// TestServiceEventFromTheFutureDoesNotBlindAUser: an event dated far ahead
+// (a bogus record, a broken IdP clock) is taken at the clock plus the
+// allowed skew, so the user's real pushes still count.
+func TestServiceEventFromTheFutureDoesNotBlindAUser(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	ctx := context.Background()
+	bogus := event("bogus", "erin", eventv1.EventType_EVENT_TYPE_LOGIN_FAILED, 0, nil)
+	bogus.Time = timestamppb.New(time.Date(2199, 1, 1, 0, 0, 0, 0, time.UTC))
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{bogus}}); err != nil {
+		t.Fatal(err)
+	}
+	var last *scoringv1.RiskAssessment
+	for i := range 6 {
+		resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+			AttemptId: fmt.Sprint("e", i), Tenant: "acme", UserId: "erin", Time: ts(time.Duration(i) * 10 * time.Second)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.GetAssessment()
+	}
+	if has(last, scoring.SignalPushBurst) == nil {
+		t.Fatalf("six pushes in a minute after a future-dated event: %v (score %d)", last.GetSignals(), last.GetScore())
+	}
+	if at := last.GetTime().AsTime(); at.Year() > base.Year()+1 {
+		t.Fatalf("the assessment is dated %v", at)
 	}
 }
