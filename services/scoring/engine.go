@@ -332,6 +332,11 @@ func (c Config) apply(s *UserState, o Observation, ev eval) {
 		c.addPush(s, Push{At: at, Kind: kind})
 		// A denial older than the last approval belongs to an earlier streak.
 		if at > s.LastApprovedAt {
+			if c.StreakExpiry > 0 && s.Streak > 0 && at-s.StreakLast >= c.StreakExpiry.Milliseconds() {
+				// The streak had ended: an unanswered push on Monday and
+				// another on Friday are not a streak.
+				s.Streak, s.StreakDenied, s.StreakTimedOut = 0, 0, 0
+			}
 			if s.Streak == 0 || at < s.StreakSince {
 				s.StreakSince = at
 			}
@@ -483,6 +488,16 @@ func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
 		return nil
 	}
 	before := approvedAt - 1
+	// Pushes up to the user's previous approval were answered: a user who
+	// approves three wanted pushes in a few minutes was not worn down. The
+	// burst an approval ends starts after the previous approval.
+	prev := int64(0)
+	for j := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > before }) - 1; j >= 0; j-- {
+		if s.Pushes[j].Kind == KindApproved {
+			prev = s.Pushes[j].At
+			break
+		}
+	}
 	var best *Finding
 	bestOver := 0.0
 	for _, w := range c.Windows {
@@ -490,8 +505,12 @@ func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
 		if th <= 0 {
 			continue
 		}
+		wMs := w.Milliseconds()
+		if prev > 0 {
+			wMs = min(wMs, before-prev)
+		}
 		var wc scoringv1.WindowCount
-		c.count(s, before, w.Milliseconds(), &wc)
+		c.count(s, before, wMs, &wc)
 		// The approval's own push counts toward the burst.
 		n := max(wc.Attempts, wc.Sent, wc.Denied+wc.TimedOut+1)
 		if over := float64(n) / float64(th); int(n) >= th && over > bestOver {
@@ -499,14 +518,17 @@ func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
 			bestOver = over
 		}
 	}
-	// Consecutive denied or unanswered pushes right before the approval.
+	// Consecutive denied or unanswered pushes right before the approval,
+	// none further from the next than the streak expiry.
 	streak := int32(0)
+	next := approvedAt
 	i := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > before })
 	for i--; i >= 0; i-- {
 		k := s.Pushes[i].Kind
-		if k == KindApproved {
+		if k == KindApproved || c.StreakExpiry > 0 && next-s.Pushes[i].At >= c.StreakExpiry.Milliseconds() {
 			break
 		}
+		next = s.Pushes[i].At
 		if k == KindDenied || k == KindTimedOut {
 			streak++
 		}

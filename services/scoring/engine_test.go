@@ -246,6 +246,8 @@ func TestDenialStreak(t *testing.T) {
 		{"late denial older than the approval does not extend it", []Observation{{ID: "a", Kind: ObsPushApproved, At: after(10 * time.Minute)}, deny("1", 11*time.Minute), deny("2", 12*time.Minute), deny("0", 5*time.Minute)}, 13 * time.Minute, 0},
 		{"expires an hour after its last push", []Observation{deny("1", 0), deny("2", time.Minute), deny("3", 2*time.Minute)}, 62 * time.Minute, 0},
 		{"duplicates do not lengthen it", []Observation{deny("1", 0), deny("1", 0), deny("2", time.Minute), deny("2", time.Minute)}, 2 * time.Minute, 0},
+		{"a gap past the expiry starts a new one", []Observation{deny("1", 0), deny("2", 2*time.Hour), deny("3", 4*time.Hour)}, 4*time.Hour + time.Minute, 0},
+		{"the new one counts on", []Observation{deny("1", 0), deny("2", 2*time.Hour), deny("3", 2*time.Hour+time.Minute), deny("4", 2*time.Hour+2*time.Minute)}, 2*time.Hour + 3*time.Minute, 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -267,12 +269,19 @@ func TestApprovalAfterBurst(t *testing.T) {
 		fatigue = append(fatigue, Observation{ID: fmt.Sprint("t", i), Kind: ObsPushTimedOut, At: after(time.Duration(i)*30*time.Second + 20*time.Second)})
 	}
 	approve := Observation{ID: "ok", Kind: ObsPushApproved, At: after(2*time.Minute + 10*time.Second), Client: auckland}
+	var wanted []Observation // three pushes in three minutes, each approved at once
+	for i := range 3 {
+		at := time.Duration(i) * 90 * time.Second
+		wanted = append(wanted, Observation{ID: fmt.Sprint("w", i), Kind: ObsPushSent, At: after(at)},
+			Observation{ID: fmt.Sprint("wa", i), Kind: ObsPushApproved, At: after(at + 5*time.Second)})
+	}
 	tests := []struct {
 		name  string
 		obs   []Observation
 		fires bool
 	}{
 		{"approval after a burst of timeouts", append(append([]Observation{}, fatigue...), approve), true},
+		{"three wanted pushes, each approved", wanted, false},
 		{"approval arriving before its timeouts", append([]Observation{approve}, fatigue...), true},
 		{"approval after a streak spread over an hour", []Observation{
 			{ID: "d1", Kind: ObsPushDenied, At: after(0)}, {ID: "d2", Kind: ObsPushDenied, At: after(20 * time.Minute)},
@@ -285,8 +294,11 @@ func TestApprovalAfterBurst(t *testing.T) {
 			s := &UserState{}
 			run(c, s, tt.obs...)
 			now := after(2*time.Minute + 10*time.Second)
-			if tt.name == "approval after a streak spread over an hour" {
+			switch tt.name {
+			case "approval after a streak spread over an hour":
 				now = after(50 * time.Minute)
+			case "three wanted pushes, each approved":
+				now = after(3*time.Minute + 5*time.Second)
 			}
 			ra := c.Assess("alice", s, now)
 			sig := signal(ra, SignalApprovalAfterBurst)
