@@ -65,7 +65,8 @@ func ParseFormat(s string) (Format, error) {
 
 // Options configures parsing.
 type Options struct {
-	// Tenant is set on every event that does not name one.
+	// Tenant is set on every event that does not name one; an event that
+	// names another tenant is an error.
 	Tenant string
 }
 
@@ -373,8 +374,12 @@ func containsAny(s string, needles ...string) bool {
 // valid (an IP that does not parse, coordinates out of range, an id too
 // long) are dropped rather than failing the record.
 func finish(e *eventv1.AuthEvent, o Options) error {
-	if e.Tenant == "" {
+	switch {
+	case e.Tenant == "":
 		e.Tenant = o.Tenant
+	case o.Tenant != "" && e.Tenant != o.Tenant:
+		// A request for one tenant must not write into another.
+		return errField("tenant", "the event names tenant %q but the request is for tenant %q", e.Tenant, o.Tenant)
 	}
 	e.EventId = strings.TrimSpace(e.EventId)
 	if e.EventId == "" {
