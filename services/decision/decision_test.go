@@ -441,6 +441,31 @@ func TestCooldownClearedByPhishingResistantLogin(t *testing.T) {
 	}
 }
 
+// TestPhishingResistantAttemptPassesACooldown: the factor that clears a
+// cooldown is not denied by it, and does not lengthen it.
+func TestPhishingResistantAttemptPassesACooldown(t *testing.T) {
+	e := newEnv(t, envOptions{policy: testPolicy})
+	first := e.decide(t, req("erin", "deny-me", "d-0", t0))
+	if first.GetOutcome() != decisionv1.Outcome_OUTCOME_DENY || first.GetCooldown() == nil {
+		t.Fatalf("setup: %v, cooldown %v", first.GetOutcome(), first.GetCooldown())
+	}
+	for i, f := range []eventv1.Factor{eventv1.Factor_FACTOR_WEBAUTHN, eventv1.Factor_FACTOR_SMART_CARD} {
+		r := req("erin", "mail", fmt.Sprint("k-", i), t0.Add(time.Duration(i+1)*time.Minute))
+		r.Factor = f
+		got := e.decide(t, r)
+		if got.GetOutcome() == decisionv1.Outcome_OUTCOME_DENY || slices.Contains(got.GetMatchedRules(), decision.CooldownRule) {
+			t.Fatalf("%v during a cooldown: %v %v", f, got.GetOutcome(), got.GetMatchedRules())
+		}
+	}
+	// A push is still denied, and escalates the cooldown to its second
+	// level (20m) only: the two keys did not count (they would have made
+	// it the fourth, 40m).
+	push := e.decide(t, req("erin", "mail", "p-1", t0.Add(3*time.Minute)))
+	if push.GetOutcome() != decisionv1.Outcome_OUTCOME_DENY || push.GetCooldown().AsDuration() != 20*time.Minute {
+		t.Fatalf("push during the cooldown: %v, cooldown %v; want DENY, 20m", push.GetOutcome(), push.GetCooldown().AsDuration())
+	}
+}
+
 func TestShadowPolicy(t *testing.T) {
 	const shadow = `
 version: candidate-2

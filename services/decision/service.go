@@ -482,7 +482,14 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 			active = false
 			rec.CooldownCleared = true
 		}
-		if active {
+		strong := req.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || req.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD
+		if active && strong {
+			// A phishing-resistant factor is the way out of a cooldown
+			// (its success clears it), so it is neither denied nor counted
+			// against the user; an attacker with only a password cannot
+			// pass it.
+			r.Reasons = append(r.Reasons, fmt.Sprintf("cooldown until %s does not hold back a phishing-resistant factor", time.UnixMilli(cd.Until).UTC().Format(time.RFC3339)))
+		} else if active {
 			// An attempt during a cooldown is denied and escalates it.
 			// Never shorter than it was: an attempt stamped late (a delayed
 			// retry, a skewed IdP clock) must not end the cooldown early.
