@@ -120,6 +120,14 @@ func Unauthenticated(msg string) error {
 	return New(codes.Unauthenticated, eventv1.ErrorReason_ERROR_REASON_UNAUTHENTICATED, msg, nil)
 }
 
+// AttemptReused reports that an attempt id was already decided for a
+// different request.
+func AttemptReused(field, id string) error {
+	return New(codes.AlreadyExists, eventv1.ErrorReason_ERROR_REASON_ATTEMPT_REUSED,
+		fmt.Sprintf("%s: attempt %q was already decided for a different request (application, factor, session or client); use a new attempt id", field, id),
+		map[string]string{"field": field})
+}
+
 // Internal reports an unexpected failure without exposing its cause.
 func Internal() error {
 	return New(codes.Internal, eventv1.ErrorReason_ERROR_REASON_INTERNAL, "internal error", nil)

@@ -15,6 +15,7 @@ import (
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/store/storetest"
@@ -517,6 +518,20 @@ func TestIdempotency(t *testing.T) {
 	again := e.decide(t, req("jane", "vpn", "same", t0))
 	if again.GetDecisionId() != first.GetDecisionId() || !again.GetReplayed() || first.GetReplayed() || again.GetOutcome() != first.GetOutcome() {
 		t.Fatalf("replay %v, first %v", again, first)
+	}
+	// The same attempt id for a different request is refused, not answered
+	// with the stored decision (that would let a reused id skip the policy).
+	for name, mutate := range map[string]func(*decisionv1.DecideRequest){
+		"another application": func(r *decisionv1.DecideRequest) { r.AppId = "admin-console" },
+		"another factor":      func(r *decisionv1.DecideRequest) { r.Factor = eventv1.Factor_FACTOR_SMS },
+		"another client":      func(r *decisionv1.DecideRequest) { r.Client.Ip = "203.0.113.9" },
+	} {
+		r := req("jane", "vpn", "same", t0)
+		mutate(r)
+		_, err := e.dc.Decide(context.Background(), r)
+		if status.Code(err) != codes.AlreadyExists || apierr.Reason(err) != "ERROR_REASON_ATTEMPT_REUSED" || !strings.Contains(err.Error(), "attempt_id") {
+			t.Fatalf("%s under a used attempt id: %v, want AlreadyExists ATTEMPT_REUSED naming attempt_id", name, err)
+		}
 	}
 
 	// Concurrent calls with one attempt id: one decision, one counted push.

@@ -247,6 +247,9 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	cctx, cancel := context.WithDeadline(ctx, maxTime(commitBy, time.Now().Add(s.opts.Budget/5)))
 	rec, err := s.commit(cctx, p)
 	cancel()
+	if errors.Is(err, errAttemptReused) {
+		return nil, apierr.AttemptReused("attempt_id", req.GetAttemptId())
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
@@ -449,6 +452,9 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 				if err := proto.Unmarshal(b, rec); err != nil {
 					return err
 				}
+				if !sameAttempt(rec.GetRequest(), req) {
+					return errAttemptReused
+				}
 				rec.Response.Replayed = true
 				out = rec
 				return nil
@@ -546,6 +552,19 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 		return nil
 	})
 	return out, err
+}
+
+// errAttemptReused is what commit returns for an attempt id already
+// decided for a different request.
+var errAttemptReused = errors.New("attempt id reused for a different request")
+
+// sameAttempt reports whether a retried request is the attempt that was
+// decided: the same application, factor, session and client. Returning the
+// stored answer for anything else would let a reused id skip the policy.
+func sameAttempt(stored, retry *decisionv1.DecideRequest) bool {
+	return stored.GetAppId() == retry.GetAppId() && stored.GetFactor() == retry.GetFactor() &&
+		stored.GetSessionId() == retry.GetSessionId() &&
+		stored.GetClient().GetIp() == retry.GetClient().GetIp() && stored.GetClient().GetDeviceId() == retry.GetClient().GetDeviceId()
 }
 
 // CooldownRule is the name reported among the matched rules when a cooldown
