@@ -568,24 +568,26 @@ func (s *Service) save(tx store.Txn, key []byte, st *UserState) error {
 // decodeState turns a store read into a state; a missing key is a new user
 // and so is one idle for longer than IdleTTL (the store's TTL drops it
 // too, this covers stores that expire lazily).
+//
+// A stored state that cannot be decoded (corrupt, or written by a newer
+// version before a rollback) is logged and replaced by a new one: failing
+// instead would leave the user unprotected by every later decision (each
+// would fall to its failure mode) and stall every Observe that includes
+// the user.
 func (s *Service) decodeState(b []byte, err error) (*UserState, error) {
-	st, err := decodeState(b, err)
-	if err == nil && s.cfg.Expired(st, s.now()) {
-		*st = UserState{}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
 	}
-	return st, err
-}
-
-func decodeState(b []byte, err error) (*UserState, error) {
 	st := &UserState{}
-	if errors.Is(err, store.ErrNotFound) {
-		return st, nil
+	if err == nil {
+		if derr := st.UnmarshalBinary(b); derr != nil {
+			s.log.Error("unreadable user state replaced by a new one", slog.Int("bytes", len(b)), slog.Any("error", derr))
+			s.tel.resetState()
+			return &UserState{}, nil
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err := st.UnmarshalBinary(b); err != nil {
-		return nil, err
+	if s.cfg.Expired(st, s.now()) {
+		*st = UserState{}
 	}
 	return st, nil
 }

@@ -29,6 +29,7 @@ type instruments struct {
 	other   metric.AddOption
 	none    metric.RecordOption
 	redact  *telemetry.Redactor
+	resets  metric.Int64Counter
 }
 
 func newInstruments(m metric.Meter, redact *telemetry.Redactor) *instruments {
@@ -46,10 +47,15 @@ func newInstruments(m metric.Meter, redact *telemetry.Redactor) *instruments {
 	}
 	in.signals, _ = m.Int64Counter("pushback.signals", metric.WithUnit("{signal}"),
 		metric.WithDescription("Signals fired in the assessments of push attempts, by code."))
+	in.resets, _ = m.Int64Counter("pushback.scoring.state_resets", metric.WithUnit("{state}"),
+		metric.WithDescription("Stored user states that could not be decoded and were replaced by new ones."))
 	in.score, _ = m.Int64Histogram("pushback.risk.score", metric.WithDescription("Risk score (0-100) of assessed push attempts."),
 		metric.WithExplicitBucketBoundaries(0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100))
 	return in
 }
+
+// resetState counts an unreadable user state replaced by a new one.
+func (in *instruments) resetState() { in.resets.Add(context.Background(), 1) }
 
 // assessed records the metrics of one assessed attempt.
 func (in *instruments) assessed(ctx context.Context, ra *scoringv1.RiskAssessment) {
