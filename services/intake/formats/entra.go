@@ -2,10 +2,12 @@ package formats
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -121,21 +123,42 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 		return mapped{skip: rawType}, nil, "", nil
 	}
 
-	// The MFA step: the first non-password step, else mfaDetail.
+	// The MFA step: on a success the step that succeeded (a user who
+	// declined a push and then passed with a text message did not approve
+	// the push), otherwise the first non-password step; else mfaDetail.
 	method, detail := "", p.Status.AdditionalDetails
 	stepAt := at
-	for _, s := range p.AuthenticationDetails {
+	stepTime := func(raw flexString) time.Time {
+		if t, err := parseTime("", raw); err == nil && t.Year() >= 2000 && !t.Before(at.Add(-time.Hour)) {
+			return t
+		}
+		return at
+	}
+	var mfa []int // indexes of the non-password steps
+	for i, s := range p.AuthenticationDetails {
 		if s.Method == "" || strings.EqualFold(s.Method, "Password") || strings.EqualFold(s.Method, "Previously satisfied") {
 			continue
 		}
-		method = s.Method
-		if s.ResultDetail != "" {
-			detail = s.ResultDetail
+		mfa = append(mfa, i)
+	}
+	chosen := -1
+	if code == "0" {
+		for _, i := range mfa {
+			if ok := p.AuthenticationDetails[i].Succeeded; ok != nil && *ok {
+				chosen = i
+				break
+			}
 		}
-		if t, err := parseTime("", s.StepDateTime); err == nil && t.Year() >= 2000 && !t.Before(at.Add(-time.Hour)) {
-			stepAt = t
+	}
+	if chosen < 0 && len(mfa) > 0 {
+		chosen = mfa[0]
+	}
+	if chosen >= 0 {
+		st := p.AuthenticationDetails[chosen]
+		method, stepAt = st.Method, stepTime(st.StepDateTime)
+		if st.ResultDetail != "" {
+			detail = st.ResultDetail
 		}
-		break
 	}
 	if method == "" && p.MfaDetail != nil {
 		method, detail = p.MfaDetail.AuthMethod, firstNonEmpty(p.MfaDetail.AuthDetail, detail)
@@ -179,11 +202,29 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 		}
 	}
 	e.Client = c
+	// Push steps that failed before the step that succeeded are pushes the
+	// user declined or let time out: they count toward bursts and streaks.
+	var out []*eventv1.AuthEvent
+	for _, i := range mfa {
+		st := p.AuthenticationDetails[i]
+		if code != "0" || i >= chosen || !isPushFactor(entraFactor(st.Method)) || st.Succeeded == nil || *st.Succeeded {
+			continue
+		}
+		failed := proto.CloneOf(e)
+		failed.EventId = fmt.Sprintf("%s#step%d", id, i)
+		failed.Factor = entraFactor(st.Method)
+		failed.Time = timestamppb.New(stepTime(st.StepDateTime))
+		failed.Type = eventv1.EventType_EVENT_TYPE_PUSH_DENIED
+		if containsAny(strings.ToLower(st.ResultDetail), "did not respond", "timed out", "timeout", "no response") {
+			failed.Type = eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT
+		}
+		out = append(out, pushPair(failed)...)
+	}
 	if isPushFactor(factor) && typ != eventv1.EventType_EVENT_TYPE_LOGIN_FAILED && typ != eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED {
 		e.Time = timestamppb.New(stepAt)
-		return mapped{events: pushPair(e)}, nil, "", nil
+		return mapped{events: append(out, pushPair(e)...)}, nil, "", nil
 	}
-	return mapped{events: []*eventv1.AuthEvent{e}}, nil, "", nil
+	return mapped{events: append(out, e)}, nil, "", nil
 }
 
 // entraFactor maps an authenticationMethod to a factor.
