@@ -14,13 +14,23 @@ import (
 
 // pantherFile is the shape of testdata/panther/*.tests.json.
 type pantherFile struct {
-	Threshold *int `json:"Threshold"`
-	Tests     []struct {
-		Name          string          `json:"name"`
-		ExpectedAlert bool            `json:"expected_alert"`
-		Mocks         []pantherMock   `json:"mocks"`
-		Log           json.RawMessage `json:"log"`
-	} `json:"tests"`
+	Threshold *int          `json:"Threshold"`
+	Tests     []pantherCase `json:"tests"`
+}
+
+// pantherCase is one labelled test of a Panther rule.
+type pantherCase struct {
+	Name          string          `json:"name"`
+	ExpectedAlert bool            `json:"expected_alert"`
+	Mocks         []pantherMock   `json:"mocks"`
+	Log           json.RawMessage `json:"log"`
+}
+
+// travelWant is Pushback's verdict on one impossible-travel case.
+type travelWant struct {
+	alert    bool
+	severity string
+	why      string // when Pushback's verdict differs from Panther's label
 }
 
 type pantherMock struct {
@@ -138,12 +148,7 @@ func pantherLogin(t *testing.T, raw json.RawMessage) (Observation, bool) {
 // INFO < 0.2 (VPN, private relay, satellite).
 func TestPantherImpossibleTravel(t *testing.T) {
 	f := loadPanther(t, "impossible_travel_login")
-	type want struct {
-		alert    bool
-		severity string
-		why      string // when Pushback's verdict differs from Panther's label
-	}
-	wants := map[string]want{
+	wants := map[string]travelWant{
 		"CloudTrail not ConsoleLogin":                                          {},
 		"CloudTrail ConsoleLogin no history":                                   {},
 		"CloudTrail ConsoleLogin with history":                                 {alert: true, severity: "HIGH"},
@@ -160,54 +165,61 @@ func TestPantherImpossibleTravel(t *testing.T) {
 		"Okta sign-in with history and impossible travel, no VPN, Intelsat ASN": {alert: true, severity: "INFO"},
 	}
 	c := DefaultConfig()
-	for _, tc := range f.Tests {
-		t.Run(tc.Name, func(t *testing.T) {
-			w, ok := wants[tc.Name]
-			if !ok {
-				t.Fatalf("fixture %q has no expectation", tc.Name)
-			}
-			if w.why == "" && w.alert != tc.ExpectedAlert {
-				t.Fatalf("expectation disagrees with the label %v", tc.ExpectedAlert)
-			}
-			s := &UserState{}
-			for _, m := range tc.Mocks {
-				if m.ObjectName != "get_string_set" || m.ReturnValue == "" {
-					continue
-				}
-				var prev []ipinfo
-				if err := json.Unmarshal([]byte(m.ReturnValue), &prev); err != nil {
-					t.Fatal(err)
-				}
-				for i, p := range prev {
-					c.Apply(s, Observation{ID: fmt.Sprint("prev", i), Kind: ObsLoginSucceeded, At: pantherTime(t, p.Time), Client: p.client(t)})
-				}
-			}
-			o, isLogin := pantherLogin(t, tc.Log)
-			var sig *scoringv1.Signal
-			if isLogin {
-				ra, _ := c.Record("user", s, o, nil)
-				sig = signal(ra, SignalImpossibleTravel)
-			}
-			if (sig != nil) != w.alert {
-				t.Fatalf("alert = %v, want %v (%s)", sig != nil, w.alert, w.why)
-			}
-			if sig == nil {
-				return
-			}
-			conf := sig.GetConfidence()
-			var got string
-			switch {
-			case conf >= 0.75:
-				got = "HIGH"
-			case conf >= 0.2:
-				got = "LOW"
-			default:
-				got = "INFO"
-			}
-			if got != w.severity {
-				t.Fatalf("severity %s (confidence %v), want %s: %s", got, conf, w.severity, sig.GetSummary())
-			}
-		})
+	// Okta logs user.session.start when the password is verified: the pairs
+	// hold whether the current login arrives as a completed login or as
+	// that (the history is of completed logins either way).
+	for _, kind := range []ObservationKind{ObsLoginSucceeded, ObsPrimaryAuth} {
+		for _, tc := range f.Tests {
+			t.Run(fmt.Sprint(tc.Name, "/kind-", kind), func(t *testing.T) { pantherTravelCase(t, c, kind, tc, wants[tc.Name], wants) })
+		}
+	}
+}
+
+func pantherTravelCase(t *testing.T, c Config, kind ObservationKind, tc pantherCase, w travelWant, wants map[string]travelWant) {
+	if _, ok := wants[tc.Name]; !ok {
+		t.Fatalf("fixture %q has no expectation", tc.Name)
+	}
+	if w.why == "" && w.alert != tc.ExpectedAlert {
+		t.Fatalf("expectation disagrees with the label %v", tc.ExpectedAlert)
+	}
+	s := &UserState{}
+	for _, m := range tc.Mocks {
+		if m.ObjectName != "get_string_set" || m.ReturnValue == "" {
+			continue
+		}
+		var prev []ipinfo
+		if err := json.Unmarshal([]byte(m.ReturnValue), &prev); err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range prev {
+			c.Apply(s, Observation{ID: fmt.Sprint("prev", i), Kind: ObsLoginSucceeded, At: pantherTime(t, p.Time), Client: p.client(t)})
+		}
+	}
+	o, isLogin := pantherLogin(t, tc.Log)
+	o.Kind = kind
+	var sig *scoringv1.Signal
+	if isLogin {
+		ra, _ := c.Record("user", s, o, nil)
+		sig = signal(ra, SignalImpossibleTravel)
+	}
+	if (sig != nil) != w.alert {
+		t.Fatalf("alert = %v, want %v (%s)", sig != nil, w.alert, w.why)
+	}
+	if sig == nil {
+		return
+	}
+	conf := sig.GetConfidence()
+	var got string
+	switch {
+	case conf >= 0.75:
+		got = "HIGH"
+	case conf >= 0.2:
+		got = "LOW"
+	default:
+		got = "INFO"
+	}
+	if got != w.severity {
+		t.Fatalf("severity %s (confidence %v), want %s: %s", got, conf, w.severity, sig.GetSummary())
 	}
 }
 

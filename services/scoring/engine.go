@@ -182,6 +182,9 @@ const (
 	ObsLoginFailed
 	ObsNumberChallengeFailed
 	ObsFactorEnrolled
+	// ObsPrimaryAuth is a verified password with the second factor still to
+	// come: it is checked for travel and novelty, but vouches for nothing.
+	ObsPrimaryAuth
 )
 
 // isPush reports whether the observation announces a push (spray counts these).
@@ -199,7 +202,7 @@ func (k ObservationKind) IsPush() bool { return k.isPush() }
 // an attacker) was, so travel and novelty apply to it.
 func (k ObservationKind) hasClient() bool {
 	switch k {
-	case ObsAttempt, ObsPushSent, ObsPushApproved, ObsLoginSucceeded, ObsLoginFailed:
+	case ObsAttempt, ObsPushSent, ObsPushApproved, ObsLoginSucceeded, ObsLoginFailed, ObsPrimaryAuth:
 		return true
 	}
 	return false
@@ -372,6 +375,11 @@ func (c Config) apply(s *UserState, o Observation, ev eval) {
 		}
 	case ObsLoginFailed, ObsFactorEnrolled:
 		// Failed logins are never trusted locations; enrolment changes no window.
+	case ObsPrimaryAuth:
+		// Measured against the trusted history (travel, novelty), never
+		// added to it: a password alone must not make an attacker's place
+		// the reference or their network familiar (which would also keep
+		// their pushes out of spray counting).
 	}
 	for _, f := range []*Finding{ev.travel, ev.mismatch, ev.afterBurst} {
 		if f != nil {

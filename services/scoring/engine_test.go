@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -571,5 +572,25 @@ func TestExpired(t *testing.T) {
 	run(c, s, ob(ObsLoginSucceeded, after(0), nyc))
 	if c.Expired(s, after(c.IdleTTL)) || !c.Expired(s, after(c.IdleTTL+time.Millisecond)) || c.Expired(&UserState{}, after(100*c.IdleTTL)) {
 		t.Fatal("idle expiry wrong")
+	}
+}
+
+// TestPrimaryAuthVouchesForNothing: a verified password (Okta's
+// user.session.start) is checked for travel against the trusted history but
+// does not join it, so a password alone cannot make an attacker's network
+// familiar or their place the reference.
+func TestPrimaryAuthVouchesForNothing(t *testing.T) {
+	c := DefaultConfig()
+	s := &UserState{}
+	home := ClientInfo{IP: "198.51.100.7", ASN: 7922, Country: "US", DeviceID: "laptop", Lat: 40.71, Lon: -74.0, AccuracyKm: 20, HasGeo: true}
+	run(c, s, Observation{ID: "login", Kind: ObsLoginSucceeded, At: after(0), Client: home})
+	attacker := ClientInfo{IP: "203.0.113.66", ASN: 64500, Country: "NZ", DeviceID: "evil", Lat: -36.85, Lon: 174.76, AccuracyKm: 20, HasGeo: true}
+	ra := run(c, s, Observation{ID: "pw", Kind: ObsPrimaryAuth, At: after(time.Hour), Client: attacker})
+	if signal(ra, SignalImpossibleTravel) == nil {
+		t.Fatalf("a password verified across the world an hour later: %v", ra.GetSignals())
+	}
+	if c.Familiar(s, attacker) || s.LastTrusted.IP != home.IP || slices.Contains(s.ASNs, attacker.ASN) ||
+		slices.Contains(s.Countries, attacker.Country) || len(s.Devices) != 1 {
+		t.Fatalf("the verified password joined the trusted history: %+v", s)
 	}
 }

@@ -618,6 +618,8 @@ func KindOf(t eventv1.EventType) (ObservationKind, bool) {
 		return ObsNumberChallengeFailed, true
 	case eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED:
 		return ObsFactorEnrolled, true
+	case eventv1.EventType_EVENT_TYPE_PRIMARY_AUTH_SUCCEEDED:
+		return ObsPrimaryAuth, true
 	}
 	return 0, false
 }

@@ -184,10 +184,15 @@ func oktaType(ev *oktaEvent) (eventv1.EventType, eventv1.Factor, bool) {
 			return eventv1.EventType_EVENT_TYPE_LOGIN_FAILED, factor, true
 		}
 	case "user.session.start", "user.authentication.authenticate":
-		switch result {
-		case "SUCCESS":
+		switch {
+		case result == "SUCCESS" && (factor == eventv1.Factor_FACTOR_WEBAUTHN || factor == eventv1.Factor_FACTOR_SMART_CARD):
+			// A phishing-resistant credential is a whole login on its own.
 			return eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, factor, true
-		case "FAILURE", "DENY":
+		case result == "SUCCESS":
+			// Okta logs these once the password is verified, before any
+			// second factor: someone with only the password gets this far.
+			return eventv1.EventType_EVENT_TYPE_PRIMARY_AUTH_SUCCEEDED, factor, true
+		case result == "FAILURE" || result == "DENY":
 			return eventv1.EventType_EVENT_TYPE_LOGIN_FAILED, factor, true
 		}
 	}

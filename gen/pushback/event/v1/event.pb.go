@@ -53,6 +53,11 @@ const (
 	EventType_EVENT_TYPE_PUSH_SUPPRESSED EventType = 10
 	// A push was requested (the attempt Pushback was asked about).
 	EventType_EVENT_TYPE_PUSH_REQUESTED EventType = 11
+	// The first factor (a password) was verified; a second factor may still
+	// follow. It is checked for travel and novelty against the user's trusted
+	// history, but proves less than a completed login: its place, network and
+	// device are not added to that history.
+	EventType_EVENT_TYPE_PRIMARY_AUTH_SUCCEEDED EventType = 12
 )
 
 // Enum value maps for EventType.
@@ -70,6 +75,7 @@ var (
 		9:  "EVENT_TYPE_NUMBER_CHALLENGE_FAILED",
 		10: "EVENT_TYPE_PUSH_SUPPRESSED",
 		11: "EVENT_TYPE_PUSH_REQUESTED",
+		12: "EVENT_TYPE_PRIMARY_AUTH_SUCCEEDED",
 	}
 	EventType_value = map[string]int32{
 		"EVENT_TYPE_UNSPECIFIED":             0,
@@ -84,6 +90,7 @@ var (
 		"EVENT_TYPE_NUMBER_CHALLENGE_FAILED": 9,
 		"EVENT_TYPE_PUSH_SUPPRESSED":         10,
 		"EVENT_TYPE_PUSH_REQUESTED":          11,
+		"EVENT_TYPE_PRIMARY_AUTH_SUCCEEDED":  12,
 	}
 )
 
@@ -701,7 +708,7 @@ const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"\x06client\x18\t \x01(\v2\x19.pushback.event.v1.ClientR\x06client\x121\n" +
 	"\x06source\x18\n" +
 	" \x01(\v2\x19.pushback.event.v1.SourceR\x06source\x127\n" +
-	"\tresponder\x18\v \x01(\v2\x19.pushback.event.v1.ClientR\tresponder*\xfd\x02\n" +
+	"\tresponder\x18\v \x01(\v2\x19.pushback.event.v1.ClientR\tresponder*\xa4\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_TYPE_PUSH_SENT\x10\x01\x12\x1c\n" +
@@ -715,7 +722,8 @@ const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"\"EVENT_TYPE_NUMBER_CHALLENGE_FAILED\x10\t\x12\x1e\n" +
 	"\x1aEVENT_TYPE_PUSH_SUPPRESSED\x10\n" +
 	"\x12\x1d\n" +
-	"\x19EVENT_TYPE_PUSH_REQUESTED\x10\v*\xd5\x01\n" +
+	"\x19EVENT_TYPE_PUSH_REQUESTED\x10\v\x12%\n" +
+	"!EVENT_TYPE_PRIMARY_AUTH_SUCCEEDED\x10\f*\xd5\x01\n" +
 	"\x06Factor\x12\x16\n" +
 	"\x12FACTOR_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vFACTOR_PUSH\x10\x01\x12\x1c\n" +
