@@ -79,17 +79,24 @@ func NewReloader(svc *Service, o ReloaderOptions) *Reloader {
 	}
 	if o.PolicyFile != "" {
 		r.enf = &PolicySource{Path: o.PolicyFile}
-		r.enf.prime()
+		r.enf.prime(svc.Policy())
 	}
 	if o.ShadowFile != "" {
 		r.shadow = &PolicySource{Path: o.ShadowFile}
-		r.shadow.prime()
+		r.shadow.prime(svc.ShadowPolicy())
 	}
 	return r
 }
 
-// prime records the hash of the current content without compiling it.
-func (ps *PolicySource) prime() {
+// prime records the hash of what is in force: the digest of the bytes the
+// running policy was compiled from, so that a change written between the
+// service's start and this call is still seen. A policy without a digest
+// (compiled, not parsed) falls back to the file's current content.
+func (ps *PolicySource) prime(running *policy.Policy) {
+	if running != nil && running.Digest != ([32]byte{}) {
+		ps.sum = running.Digest
+		return
+	}
 	if data, err := os.ReadFile(ps.Path); err == nil {
 		ps.sum = sha256.Sum256(data)
 	}

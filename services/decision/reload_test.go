@@ -138,3 +138,24 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition never held")
 }
+
+// TestReloadSeesAChangeMadeBeforeTheReloaderStarted: the file changed
+// between the policy's load and the reloader's start; the reloader compares
+// with what is in force, not with the file it finds, so it applies it.
+func TestReloadSeesAChangeMadeBeforeTheReloaderStarted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	e := newEnv(t, envOptions{policy: policyWith("v1", "ALLOW")}) // loaded from v1
+	write(t, path, policyWith("v2", "DENY"))                      // then the file changes
+	rl := decision.NewReloader(e.svc, decision.ReloaderOptions{PolicyFile: path})
+	if err := rl.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if v := e.svc.Policy().Version; v != "v2" {
+		t.Fatalf("policy in force %q, want v2: the change before the reloader started was missed", v)
+	}
+	// Unchanged since: nothing more is reloaded.
+	before := e.counters.PolicyReloads.Load()
+	if err := rl.Reload(context.Background()); err != nil || e.counters.PolicyReloads.Load() != before {
+		t.Fatalf("an unchanged file was reloaded again: %v", err)
+	}
+}

@@ -123,7 +123,10 @@ type Policy struct {
 	Apps        map[string]string
 	Cooldown    Cooldown
 	Rules       []Rule
-	members     map[string][]string // user -> groups
+	// Digest is the SHA-256 of the file Parse compiled (zero from Compile):
+	// a reload compares it with the file to see whether it changed.
+	Digest  [32]byte
+	members map[string][]string // user -> groups
 }
 
 // Error is a policy compile error naming the rule and position.
@@ -198,7 +201,12 @@ func Parse(r io.Reader) (*Policy, error) {
 		sum := sha256.Sum256(data)
 		f.Version = "sha256:" + hex.EncodeToString(sum[:6])
 	}
-	return compile(f, lines, locs)
+	p, err := compile(f, lines, locs)
+	if err != nil {
+		return nil, err
+	}
+	p.Digest = sha256.Sum256(data)
+	return p, nil
 }
 
 // ruleLocation is where a rule and its `when` are in the file.
