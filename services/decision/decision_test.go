@@ -382,7 +382,10 @@ func TestCooldownClearedByOperator(t *testing.T) {
 	if r := e.decide(t, req("dana", "mail", "m-1", t0.Add(time.Minute))); r.GetOutcome() != decisionv1.Outcome_OUTCOME_ALLOW {
 		t.Fatalf("after clearing: %v %v", r.GetOutcome(), r.GetReasons())
 	}
-	again, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana"})
+	if _, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana"}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "reason") {
+		t.Fatalf("ClearCooldown without a reason: %v, want InvalidArgument naming reason", err)
+	}
+	again, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana", Reason: "again"})
 	if err != nil || again.GetCleared() {
 		t.Fatalf("second ClearCooldown = %v, %v; want not cleared", again, err)
 	}
@@ -390,11 +393,11 @@ func TestCooldownClearedByOperator(t *testing.T) {
 	tr := req("dana", "deny-me", "t-0", t0)
 	tr.Tenant = "acme"
 	e.decide(t, tr)
-	other, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana"})
+	other, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana", Reason: "help desk"})
 	if err != nil || other.GetCleared() {
 		t.Fatalf("clearing the default tenant cleared acme's cooldown: %v, %v", other, err)
 	}
-	acme, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana", Tenant: "acme"})
+	acme, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana", Tenant: "acme", Reason: "help desk"})
 	if err != nil || !acme.GetCleared() {
 		t.Fatalf("ClearCooldown(acme) = %v, %v", acme, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
@@ -143,6 +144,9 @@ func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldo
 	validate.ID(&v, "user_id", req.GetUserId(), true)
 	validate.ID(&v, "tenant", req.GetTenant(), false)
 	validate.Text(&v, "reason", req.GetReason())
+	if strings.TrimSpace(req.GetReason()) == "" {
+		v.Add("reason", "is required: say why the cooldown ends (it is kept in the audit log)")
+	}
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -154,7 +158,8 @@ func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldo
 	if cleared {
 		s.count.CooldownsCleared.Add(1)
 	}
-	s.log.InfoContext(ctx, "cooldown cleared by operator", slog.Bool("was_active", cleared), slog.String("reason", req.GetReason()))
+	s.log.InfoContext(ctx, "cooldown cleared by operator", slog.String("tenant", req.GetTenant()),
+		slog.String("user_hash", s.opts.Redactor.User(req.GetUserId())), slog.Bool("was_active", cleared), slog.String("reason", req.GetReason()))
 	return &decisionv1.ClearCooldownResponse{Cleared: cleared}, nil
 }
 

@@ -797,7 +797,7 @@ type ClearCooldownRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// User whose cooldown ends.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Why (kept in the log).
+	// Why (required; kept in the audit log with the tenant and the hashed user).
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Tenant of the user.
 	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
