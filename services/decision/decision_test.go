@@ -610,7 +610,7 @@ func TestFailureModes(t *testing.T) {
 				if r.GetOutcome() != tc.want || r.GetFailureMode() != tc.mode || len(r.GetReasons()) != 1 || !strings.Contains(r.GetReasons()[0], tc.reason) {
 					t.Fatalf("%s: %v failure_mode=%v reasons=%v, want %v %v %q", tc.app, r.GetOutcome(), r.GetFailureMode(), r.GetReasons(), tc.want, tc.mode, tc.reason)
 				}
-				if !strings.Contains(r.GetReasons()[0], "within 100ms") {
+				if !strings.Contains(r.GetReasons()[0], "within 80ms (its share of the 100ms budget)") {
 					t.Fatalf("reason %q does not name the budget", r.GetReasons()[0])
 				}
 				rec := e.record(t, r.GetDecisionId())

@@ -323,7 +323,7 @@ func (s *Service) unrecorded(ctx context.Context, span trace.Span, p pending, ti
 }
 
 func failureReason(budget time.Duration, tier policy.Tier) string {
-	return fmt.Sprintf("scoring unavailable within %s; %s tier fails %s", budget, tier.Name, failureName(tier.FailureMode))
+	return fmt.Sprintf("scoring unavailable within %s (its share of the %s budget); %s tier fails %s", budget*4/5, budget, tier.Name, failureName(tier.FailureMode))
 }
 
 func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest, by time.Time) (*scoringv1.RiskAssessment, error) {
