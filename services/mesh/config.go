@@ -255,7 +255,7 @@ func settings() []setting {
 	add(onOff(mk("sync-writes", "fsync every store commit", false, g, s)))
 	g, s = str(func(c *Config) *string { return &c.StoreKind })
 	add(mk("store", "state store: badger (embedded, one node) or redis (shared by replicas)", false, g, s))
-	add(mk("redis-addr", "Redis address; several comma-separated addresses select Redis Cluster", false,
+	add(mk("redis-addr", "Redis address (one primary; Redis Cluster is not supported)", false,
 		func(c *Config) string { return strings.Join(c.RedisAddrs, ",") },
 		func(c *Config, v string) error {
 			c.RedisAddrs = nil
@@ -430,8 +430,14 @@ func (c Config) Validate() error {
 	switch c.StoreKind {
 	case "badger":
 	case "redis":
-		if len(c.RedisAddrs) == 0 {
+		switch {
+		case len(c.RedisAddrs) == 0:
 			errs = append(errs, errors.New("redis-addr: is required with --store=redis"))
+		case len(c.RedisAddrs) > 1:
+			// A transaction watches keys of several hash slots (a decision
+			// and its indexes, a delivery and its due key), which Redis
+			// Cluster cannot run.
+			errs = append(errs, errors.New("redis-addr: give one address (a standalone or replicated Redis primary); Redis Cluster is not supported"))
 		}
 	default:
 		errs = append(errs, fmt.Errorf("store: %q is not badger or redis", c.StoreKind))

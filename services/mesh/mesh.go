@@ -200,7 +200,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			if err != nil {
 				return fmt.Errorf("alert-webhook-secret: %w", err)
 			}
-			channels = append(channels, &notify.Webhook{URL: cfg.AlertWebhook, Secret: secret, Client: &http.Client{Timeout: 10 * time.Second}})
+			channels = append(channels, &notify.Webhook{URL: cfg.AlertWebhook, Secret: secret, Client: outboundClient()})
 		}
 		if nw, err = newNotifyWiring(cfg); err != nil {
 			return err

@@ -355,6 +355,8 @@ func TestConfigValidation(t *testing.T) {
 		{"stray argument", []string{"extra"}, nil, "unexpected argument"},
 		{"open decision API on a public address", []string{"--grpc-addr=0.0.0.0:50051"}, nil, "auth-tokens"},
 		{"open ingest on a public address", []string{"--services=intake,scoring", "--http-addr=0.0.0.0:8080"}, nil, "intake-token"},
+		{"redis cluster", []string{"--store=redis", "--redis-addr=10.0.0.1:6379,10.0.0.2:6379"}, nil, "Redis Cluster is not supported"},
+		{"alert webhook not a URL", []string{"--alert-webhook=hooks.example.com/x"}, nil, "alert-webhook"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

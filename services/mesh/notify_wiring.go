@@ -135,6 +135,7 @@ func (c Config) validateNotify() []error {
 			errs = append(errs, fmt.Errorf("%s: must be an absolute http(s) URL", name))
 		}
 	}
+	absURL("alert-webhook", c.AlertWebhook)
 	absURL("slack-webhook", c.SlackWebhook)
 	absURL("push-webhook", c.PushWebhook)
 	absURL("set-receiver", c.SETReceiver)
