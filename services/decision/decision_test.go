@@ -317,6 +317,25 @@ func TestDenialAnswersBeforeItsAlertIsQueued(t *testing.T) {
 	}
 }
 
+// TestAlertNamesTheTenant: notify keeps incidents, report links and
+// security events per tenant, so the alert must say whose user it is.
+func TestAlertNamesTheTenant(t *testing.T) {
+	e := newEnv(t, envOptions{policy: testPolicy})
+	r := req("omar", "deny-me", "d-0", t0)
+	r.Tenant = "acme"
+	if got := e.decide(t, r); got.GetOutcome() != decisionv1.Outcome_OUTCOME_DENY {
+		t.Fatalf("setup: %v", got.GetOutcome())
+	}
+	if err := e.svc.Drain(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.notes.mu.Lock()
+	defer e.notes.mu.Unlock()
+	if len(e.notes.got) != 1 || e.notes.got[0].GetTenant() != "acme" || e.notes.got[0].GetUserId() != "omar" {
+		t.Fatalf("alerts %v, want one for acme/omar", e.notes.got)
+	}
+}
+
 // TestLateStampedAttemptDoesNotEndACooldown: an attempt whose time lies
 // before the cooldown's (a delayed retry, a skewed clock) is denied and
 // leaves the cooldown at least as long as it was.

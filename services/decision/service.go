@@ -603,6 +603,7 @@ func (s *Service) afterDecision(ctx context.Context, req *decisionv1.DecideReque
 	_, err = s.opts.Notifier.Notify(nctx, &notifyv1.NotifyRequest{
 		Kind:           notifyv1.Kind_KIND_SOC_ALERT,
 		IdempotencyKey: "deny:" + resp.GetDecisionId(),
+		Tenant:         req.GetTenant(),
 		UserId:         req.GetUserId(),
 		DecisionId:     resp.GetDecisionId(),
 		Title:          "Push denied for " + req.GetUserId(),
