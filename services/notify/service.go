@@ -441,15 +441,14 @@ func (s *Service) channel(name string) Channel {
 	return nil
 }
 
-// attempt makes one delivery attempt and records its result.
+// attempt claims one due delivery, makes one attempt and records its
+// result.
 func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
-	d, err := getDelivery(storeReader{ctx, s.opts.Store}, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return s.opts.Store.Update(ctx, func(tx store.Txn) error { return tx.Delete(due) })
-	}
-	if err != nil {
+	d, lease, err := s.claim(ctx, due, id)
+	if err != nil || d == nil {
 		return err
 	}
+	due = lease
 	ch := s.channel(d.GetChannel())
 	if ch != nil && rateLimited(d.GetNotification().GetKind()) {
 		wait, err := s.limiter.take(ctx, d.GetChannel(), s.opts.Now())
@@ -498,7 +497,11 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 	}
 	span.SetAttributes(attribute.String("pushback.status", res.GetStatus().String()), attribute.Int("pushback.attempt", int(res.GetAttempts())))
 	s.tel.attempted(ctx, d.GetChannel(), res.GetStatus())
-	return s.opts.Store.Update(ctx, func(tx store.Txn) error {
+	// The attempt happened: record it even when shutdown has begun, or it
+	// would be made again after the restart.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeliveryTimeout)
+	defer cancel()
+	return s.opts.Store.Update(rctx, func(tx store.Txn) error {
 		// Notify may have folded more denials into this delivery while it
 		// was in flight: a retry carries the newest state, a delivered one
 		// keeps what was sent and hands the rest to a follow-up.
@@ -534,6 +537,42 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 		}
 		return nil
 	})
+}
+
+// claim takes a due delivery for this process: in one transaction the due
+// entry is replaced by a lease, due again only when this attempt cannot
+// have finished (a crash), so that replicas sharing the store never send
+// one delivery twice. It returns nil when another replica claimed it first,
+// or when the entry is stale (the delivery is gone or no longer pending).
+func (s *Service) claim(ctx context.Context, due []byte, id string) (*notifyv1.Delivery, []byte, error) {
+	lease := dueKey(s.opts.Now().Add(2*s.opts.DeliveryTimeout+10*time.Second), id)
+	var d *notifyv1.Delivery
+	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
+		d = nil
+		if _, err := tx.Get(due); errors.Is(err, store.ErrNotFound) {
+			return nil // another replica has it
+		} else if err != nil {
+			return err
+		}
+		cur, err := getDelivery(tx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			return tx.Delete(due)
+		} else if err != nil {
+			return err
+		}
+		if cur.GetStatus() != notifyv1.Status_STATUS_PENDING {
+			return tx.Delete(due) // a stale entry: never send a finished delivery again
+		}
+		if err := tx.Delete(due); err != nil {
+			return err
+		}
+		if err := tx.Set(lease, []byte(id), 0); err != nil {
+			return err
+		}
+		d = cur
+		return nil
+	})
+	return d, lease, err
 }
 
 // defer_ moves a rate-limited delivery to at without counting an attempt.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -321,6 +322,66 @@ func TestRateLimitIsSharedByReplicasAndSurvivesARestart(t *testing.T) {
 	deliverDue(t, a)
 	if alerts.unique() != 3 {
 		t.Fatalf("after one interval %d alerts, want 3", alerts.unique())
+	}
+}
+
+// slowChannel counts sends; each waits until release is closed.
+type slowChannel struct {
+	sends   atomic.Int32
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (c *slowChannel) Name() string                 { return "slow" }
+func (c *slowChannel) Accepts(k notifyv1.Kind) bool { return k == notifyv1.Kind_KIND_PUSH }
+func (c *slowChannel) Deliver(ctx context.Context, _ *notifyv1.Delivery) error {
+	c.sends.Add(1)
+	c.entered <- struct{}{}
+	<-c.release
+	return nil
+}
+
+// TestReplicasSendADeliveryOnce: two notify replicas on one store scan the
+// same due delivery at the same time; one claims it, the other leaves it,
+// and a stale due entry of a finished delivery never sends it again.
+func TestReplicasSendADeliveryOnce(t *testing.T) {
+	clk := newClock()
+	st := newStore(t)
+	ch := &slowChannel{entered: make(chan struct{}, 4), release: make(chan struct{})}
+	a := newService(t, st, clk, notify.Options{Channels: []notify.Channel{ch}})
+	b := newService(t, st, clk, notify.Options{Channels: []notify.Channel{ch}})
+	notifyOK(t, a, &notifyv1.NotifyRequest{Kind: notifyv1.Kind_KIND_PUSH, IdempotencyKey: "push:1", UserId: "u", Time: timestamppb.New(clk.Now())})
+
+	errs := make(chan error, 2)
+	go func() { errs <- a.DeliverDue(context.Background()) }()
+	<-ch.entered // a is sending
+	go func() { errs <- b.DeliverDue(context.Background()) }()
+	// b finds nothing to claim and returns while a is still sending.
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ch.entered:
+		close(ch.release)
+		t.Fatal("the second replica sent the delivery the first was sending")
+	}
+	close(ch.release)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if n := ch.sends.Load(); n != 1 {
+		t.Fatalf("%d sends of one delivery by two replicas, want 1", n)
+	}
+	// Later rounds on both replicas send nothing more.
+	clk.Advance(time.Hour)
+	deliverDue(t, a)
+	deliverDue(t, b)
+	if n := ch.sends.Load(); n != 1 {
+		t.Fatalf("%d sends after later rounds, want 1", n)
+	}
+	if got := list(t, a, notifyv1.Status_STATUS_DELIVERED); len(got) != 1 || got[0].GetAttempts() != 1 {
+		t.Fatalf("delivered: %v", got)
 	}
 }
 
