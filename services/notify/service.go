@@ -596,15 +596,7 @@ func (s *Service) defer_(ctx context.Context, due []byte, d *notifyv1.Delivery, 
 	})
 }
 
-// storeReader reads outside a transaction.
-type storeReader struct {
-	ctx context.Context
-	st  store.Store
-}
-
-func (r storeReader) Get(key []byte) ([]byte, error) { return r.st.Get(r.ctx, key) }
-
-// backoff is exponential with full jitter: uniform in [base*2^(n-1)/2, base*2^(n-1)], capped.
+// backoff is exponential with "equal" jitter: uniform in [base*2^(n-1)/2, base*2^(n-1)], capped.
 func (s *Service) backoff(attempt int) time.Duration {
 	d := float64(s.opts.BaseBackoff) * math.Pow(2, float64(attempt-1))
 	if d > float64(s.opts.MaxBackoff) {
