@@ -72,6 +72,7 @@ type Config struct {
 	SMTPPassword      string
 	SMTPFrom          string
 	SMTPTo            string
+	SMTPRequireTLS    bool
 	PushWebhook       string
 	PushWebhookSecret string
 	SETReceiver       string
@@ -216,6 +217,8 @@ func settings() []setting {
 	add(mk("smtp-from", "sender address of notification email", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.SMTPTo })
 	add(mk("smtp-to", "comma-separated SOC addresses that receive alerts by email", false, g, s))
+	g, s = boolean(func(c *Config) *bool { return &c.SMTPRequireTLS })
+	add(onOff(mk("smtp-require-tls", "refuse to send email to an SMTP server that does not offer STARTTLS", false, g, s)))
 	g, s = str(func(c *Config) *string { return &c.PushWebhook })
 	add(mk("push-webhook", "mobile backend URL that receives pushes and user notices (Standard Webhooks)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.PushWebhookSecret })

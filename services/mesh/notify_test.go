@@ -98,6 +98,8 @@ func TestNotifySettingsAreValidated(t *testing.T) {
 		{"relative slack url", func(c *mesh.Config) { c.SlackWebhook = "/hooks/x" }, "slack-webhook"},
 		{"bad smtp port", func(c *mesh.Config) { c.SMTPHost, c.SMTPFrom, c.SMTPPort = "mail", "a@b.c", "smtp" }, "smtp-port"},
 		{"smtp without sender", func(c *mesh.Config) { c.SMTPHost = "mail" }, "smtp-from"},
+		{"sender with a display name", func(c *mesh.Config) { c.SMTPHost, c.SMTPFrom = "mail", "Pushback <alerts@example.com>" }, "smtp-from"},
+		{"recipient not an address", func(c *mesh.Config) { c.SMTPHost, c.SMTPFrom, c.SMTPTo = "mail", "a@b.c", "soc@example.com, nope" }, "smtp-to"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/mail"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -51,7 +52,7 @@ func newNotifyWiring(cfg Config) (*notifyWiring, error) {
 			}
 		}
 		w.channels = append(w.channels, &notify.Email{Host: cfg.SMTPHost, Port: port, Username: cfg.SMTPUser, Password: cfg.SMTPPassword,
-			From: cfg.SMTPFrom, To: to})
+			From: cfg.SMTPFrom, To: to, RequireTLS: cfg.SMTPRequireTLS})
 	}
 	if cfg.PushWebhook != "" {
 		secret, err := notify.DecodeSecret(cfg.PushWebhookSecret)
@@ -147,6 +148,21 @@ func (c Config) validateNotify() []error {
 	}
 	if c.SMTPHost != "" && c.SMTPFrom == "" {
 		errs = append(errs, errors.New("smtp-from: is required with smtp-host"))
+	}
+	// The envelope takes bare addresses: "Pushback <a@example.com>" would
+	// make every message fail at the server and be retried to death.
+	bare := func(name, v string) {
+		if a, err := mail.ParseAddress(v); err != nil || a.Address != v {
+			errs = append(errs, fmt.Errorf("%s: %q is not a bare email address (like alerts@example.com)", name, v))
+		}
+	}
+	if c.SMTPFrom != "" {
+		bare("smtp-from", c.SMTPFrom)
+	}
+	for _, a := range strings.Split(c.SMTPTo, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			bare("smtp-to", a)
+		}
 	}
 	if c.ReportLinkKey != "" {
 		if key, err := notify.DecodeSecret(c.ReportLinkKey); err != nil || len(key) < notify.MinReportKeyBytes {
