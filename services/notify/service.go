@@ -8,6 +8,7 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"net/mail"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
@@ -406,8 +408,13 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// DeliverDue attempts every delivery whose time has come. It returns when
-// none is due.
+// deliverParallel is how many attempts run at once: a receiver that hangs
+// until its timeout holds up one of them, not the pushes behind it.
+const deliverParallel = 8
+
+// DeliverDue attempts every delivery whose time has come, several at once
+// (each is claimed first, so none is sent twice). It returns when none is
+// due, or with the first error.
 func (s *Service) DeliverDue(ctx context.Context) error {
 	for {
 		now := s.opts.Now()
@@ -415,6 +422,12 @@ func (s *Service) DeliverDue(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			firstErr error
+		)
+		slots := make(chan struct{}, deliverParallel)
 		due := 0
 		for _, it := range items {
 			var ms int64
@@ -422,9 +435,19 @@ func (s *Service) DeliverDue(ctx context.Context) error {
 				break
 			}
 			due++
-			if err := s.attempt(ctx, it.Key, string(it.Value)); err != nil {
-				return err
-			}
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				if err := s.attempt(ctx, it.Key, string(it.Value)); err != nil {
+					mu.Lock()
+					firstErr = cmp.Or(firstErr, err)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return firstErr
 		}
 		if due < 64 {
 			return nil

@@ -325,15 +325,22 @@ func TestRateLimitIsSharedByReplicasAndSurvivesARestart(t *testing.T) {
 	}
 }
 
-// slowChannel counts sends; each waits until release is closed.
+// slowChannel counts sends; each waits until release is closed. It carries
+// pushes, or SOC alerts when alerts is set.
 type slowChannel struct {
 	sends   atomic.Int32
 	entered chan struct{}
 	release chan struct{}
+	alerts  bool
 }
 
-func (c *slowChannel) Name() string                 { return "slow" }
-func (c *slowChannel) Accepts(k notifyv1.Kind) bool { return k == notifyv1.Kind_KIND_PUSH }
+func (c *slowChannel) Name() string { return "slow" }
+func (c *slowChannel) Accepts(k notifyv1.Kind) bool {
+	if c.alerts {
+		return k == notifyv1.Kind_KIND_SOC_ALERT
+	}
+	return k == notifyv1.Kind_KIND_PUSH
+}
 func (c *slowChannel) Deliver(ctx context.Context, _ *notifyv1.Delivery) error {
 	c.sends.Add(1)
 	c.entered <- struct{}{}
@@ -382,6 +389,36 @@ func TestReplicasSendADeliveryOnce(t *testing.T) {
 	}
 	if got := list(t, a, notifyv1.Status_STATUS_DELIVERED); len(got) != 1 || got[0].GetAttempts() != 1 {
 		t.Fatalf("delivered: %v", got)
+	}
+}
+
+// TestHangingReceiverDoesNotHoldUpPushes: a SOC webhook that hangs keeps
+// one attempt busy; the push queued behind it still goes out.
+func TestHangingReceiverDoesNotHoldUpPushes(t *testing.T) {
+	clk := newClock()
+	pushes := newHook(t, nil, clk)
+	soc := &slowChannel{entered: make(chan struct{}, 4), release: make(chan struct{}), alerts: true}
+	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{soc,
+		&notify.Push{Provider: &notify.WebhookPushProvider{URL: pushes.srv.URL}, Now: clk.Now}}})
+	notifyOK(t, s, alert("deny:1", "u1", clk.Now()))
+	clk.Advance(time.Second) // the push is due after the alert
+	notifyOK(t, s, &notifyv1.NotifyRequest{Kind: notifyv1.Kind_KIND_PUSH, IdempotencyKey: "push:1", UserId: "u2", Time: timestamppb.New(clk.Now())})
+	done := make(chan error, 1)
+	go func() { done <- s.DeliverDue(context.Background()) }()
+	<-soc.entered // the alert hangs
+	for range 2000 {
+		if pushes.unique() == 1 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if pushes.unique() != 1 {
+		close(soc.release)
+		t.Fatal("the push waited behind a hanging SOC webhook")
+	}
+	close(soc.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
 
