@@ -276,7 +276,7 @@ func (r *Redis) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
 			}
 		}
 		if len(stale) > 0 {
-			r.c.ZRem(ctx, idx, stale...)
+			r.dropStale(ctx, idx, stale)
 		}
 		if opts.Limit > 0 && len(items) >= opts.Limit {
 			return items, nil
@@ -291,6 +291,43 @@ func (r *Redis) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
 			return items, nil
 		}
 	}
+}
+
+// dropStale removes index entries whose keys expired, atomically with
+// checking that they are still gone: a key written again between the scan's
+// read and the removal keeps its entry (otherwise no scan would find it
+// again). When a watched key changes, nothing is removed; a later scan
+// retries.
+func (r *Redis) dropStale(ctx context.Context, idx string, stale []any) {
+	keys := make([]string, len(stale))
+	for i, k := range stale {
+		keys[i] = r.rkey([]byte(k.(string)))
+	}
+	_ = r.c.Watch(ctx, func(tx *redis.Tx) error {
+		exists := make([]*redis.IntCmd, len(keys))
+		if _, err := tx.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range keys {
+				exists[i] = p.Exists(ctx, k)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		var gone []any
+		for i, e := range exists {
+			if e.Val() == 0 {
+				gone = append(gone, stale[i])
+			}
+		}
+		if len(gone) == 0 {
+			return nil
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRem(ctx, idx, gone...)
+			return nil
+		})
+		return err
+	}, keys...)
 }
 
 // Close implements Store.
