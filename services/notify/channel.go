@@ -179,7 +179,18 @@ func (w *Webhook) Deliver(ctx context.Context, d *notifyv1.Delivery) error {
 	if err != nil {
 		return err
 	}
-	return postSigned(ctx, w.Client, w.URL, w.Secret, d.GetDeliveryId(), ts, body)
+	return postSigned(ctx, w.Client, w.URL, w.Secret, messageID(d), ts, body)
+}
+
+// messageID names what a delivery carries: its id, plus the incident count
+// once more denials were folded in. A retry of one version keeps its id (a
+// receiver drops the duplicate); a new version gets a new one (a receiver
+// that drops repeated ids still gets the update).
+func messageID(d *notifyv1.Delivery) string {
+	if c := d.GetIncident().GetCount(); c > 1 {
+		return fmt.Sprintf("%s.%d", d.GetDeliveryId(), c)
+	}
+	return d.GetDeliveryId()
 }
 
 // postSigned posts a JSON body with the Standard Webhooks headers, signed

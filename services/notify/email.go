@@ -96,7 +96,7 @@ func (e *Email) Message(d *notifyv1.Delivery, to []string, now time.Time) ([]byt
 	h("To", headerValue(strings.Join(to, ", ")))
 	h("Subject", mime.QEncoding.Encode("utf-8", headerValue(subject)))
 	h("Date", now.UTC().Format(time.RFC1123Z))
-	h("Message-ID", "<"+headerValue(d.GetDeliveryId())+"@pushback.notify>")
+	h("Message-ID", "<"+headerValue(messageID(d))+"@pushback.notify>")
 	h("Auto-Submitted", "auto-generated")
 	h("MIME-Version", "1.0")
 	h("Content-Type", "text/plain; charset=utf-8")

@@ -232,6 +232,32 @@ func TestIncidentFoldsAlertsAndUpdatesWhileTheAttackGoesOn(t *testing.T) {
 	}
 }
 
+// TestFoldedAlertIsANewMessage: an alert whose first attempt failed and
+// into which another denial was folded goes out under a new message id, so
+// a receiver that drops repeated ids does not drop the update.
+func TestFoldedAlertIsANewMessage(t *testing.T) {
+	clk := newClock()
+	h := newHook(t, nil, clk)
+	var firstID string
+	h.respond = func(n int, w http.ResponseWriter, r *http.Request) bool {
+		if n == 1 {
+			firstID = r.Header.Get("webhook-id")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{&notify.Webhook{URL: h.srv.URL}}})
+	notifyOK(t, s, alert("deny:1", "alice", clk.Now()))
+	deliverDue(t, s) // fails: the receiver is busy
+	notifyOK(t, s, alert("deny:2", "alice", clk.Now()))
+	settle(t, s, clk, 5)
+	ids, bodies := h.received()
+	if firstID == "" || len(ids) != 1 || ids[0] != firstID+".2" || decodeEvent(t, bodies[0]).Data.Incident.Count != 2 {
+		t.Fatalf("first attempt %q, then %q: want the updated alert as %q", firstID, ids, firstID+".2")
+	}
+}
+
 func TestDenialDuringAnInFlightAlertGetsAFollowUp(t *testing.T) {
 	clk := newClock()
 	h := newHook(t, nil, clk)
