@@ -238,3 +238,59 @@ func TestHTTPAuthentication(t *testing.T) {
 		}
 	}
 }
+
+// TestSignedDecideCannotBeReplayed: a captured signed call without an
+// attempt id is refused the second time (over gRPC and HTTP); with an
+// attempt id a repeat is allowed and answered from the stored decision.
+func TestSignedDecideCannotBeReplayed(t *testing.T) {
+	e := newEnv(t, envOptions{policy: testPolicy, auth: decision.AuthOptions{HMACSecrets: []string{testSecret}}})
+	anon := decisionv1.NewDecisionServiceClient(e.conn)
+	const decide = "/pushback.decision.v1.DecisionService/Decide"
+	now := time.Now()
+
+	noID := req("rita", "mail", "", t0)
+	ctx := signedCtx(testSecret, decide, noID, now)
+	if _, err := anon.Decide(ctx, noID); err != nil {
+		t.Fatalf("first signed call: %v", err)
+	}
+	if _, err := anon.Decide(ctx, noID); status.Code(err) != codes.Unauthenticated || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("replayed signed call: %v, want Unauthenticated", err)
+	}
+	withID := req("rita", "mail", "r-1", t0)
+	ctx = signedCtx(testSecret, decide, withID, now)
+	first, err := anon.Decide(ctx, withID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := anon.Decide(ctx, withID)
+	if err != nil || !again.GetReplayed() || again.GetDecisionId() != first.GetDecisionId() {
+		t.Fatalf("repeat with an attempt id: %v, %v; want the stored decision", again, err)
+	}
+
+	// The same over HTTP.
+	authn, err := decision.NewAuthenticator(decision.AuthOptions{HMACSecrets: []string{testSecret}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	srv := httptest.NewServer(authn.HTTP(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { calls++ })))
+	t.Cleanup(srv.Close)
+	post := func(body []byte, at time.Time) int {
+		r, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/decide", bytes.NewReader(body))
+		decision.Credentials{HMACSecret: testSecret, Now: func() time.Time { return at }}.SignHTTP(r, body)
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	plain := []byte(`{"userId":"rita","appId":"mail","factor":"FACTOR_PUSH"}`)
+	if a, b := post(plain, now), post(plain, now); a != 200 || b != 401 {
+		t.Fatalf("HTTP signed call without attemptId, twice: %d then %d, want 200 then 401", a, b)
+	}
+	withAttempt := []byte(`{"userId":"rita","appId":"mail","factor":"FACTOR_PUSH","attemptId":"r-2"}`)
+	if a, b := post(withAttempt, now), post(withAttempt, now); a != 200 || b != 200 || calls != 3 {
+		t.Fatalf("HTTP signed call with attemptId, twice: %d then %d (%d calls), want both through", a, b, calls)
+	}
+}
