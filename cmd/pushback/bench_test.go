@@ -18,9 +18,10 @@ func runBench(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errOut.String()
 }
 
-func TestBenchDecideReportsTheRatioToEcho(t *testing.T) {
-	code, out, errOut := runBench(t, "--spawn=one", "--duration=700ms", "--warmup=0s", "--users=500",
-		"--concurrency=8", "--connections=2", "--attack-share=0.5", "--json")
+// benchJSON runs pushback bench with --json and returns its report.
+func benchJSON(t *testing.T, args ...string) benchReport {
+	t.Helper()
+	code, out, errOut := runBench(t, append(args, "--json")...)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
@@ -28,6 +29,12 @@ func TestBenchDecideReportsTheRatioToEcho(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("not one JSON report: %v\n%s", err, out)
 	}
+	return rep
+}
+
+func TestBenchDecideReportsTheRatioToEcho(t *testing.T) {
+	rep := benchJSON(t, "--spawn=one", "--duration=700ms", "--warmup=0s", "--users=500",
+		"--concurrency=8", "--connections=2", "--attack-share=0.5")
 	if rep.Mode != "decide" || rep.Topology != "one" || len(rep.Results) != 2 {
 		t.Fatalf("report %+v", rep)
 	}
@@ -58,22 +65,15 @@ func TestBenchDecideReportsTheRatioToEcho(t *testing.T) {
 	}
 
 	// The table says the same.
-	code, out, errOut = runBench(t, "--spawn=one", "--duration=300ms", "--warmup=0s", "--users=100", "--concurrency=4")
+	code, out, errOut := runBench(t, "--spawn=one", "--duration=300ms", "--warmup=0s", "--users=100", "--concurrency=4")
 	if code != 0 || !strings.Contains(out, "Decide RPS / echo RPS = ") || !strings.Contains(out, "p99.9") {
 		t.Fatalf("exit %d, table:\n%s\n%s", code, out, errOut)
 	}
 }
 
 func TestBenchIngestAgainstRawBadger(t *testing.T) {
-	code, out, errOut := runBench(t, "--spawn=one", "--mode=ingest", "--duration=500ms", "--warmup=0s",
-		"--users=1000", "--concurrency=4", "--batch=50", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var rep benchReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep := benchJSON(t, "--spawn=one", "--mode=ingest", "--duration=500ms", "--warmup=0s",
+		"--users=1000", "--concurrency=4", "--batch=50")
 	if len(rep.Ingest) != 2 || rep.Ingest[0].Target != "raw-badger" || rep.Ingest[1].Target != "ingest-stream" {
 		t.Fatalf("report %+v", rep)
 	}
@@ -87,15 +87,7 @@ func TestBenchIngestAgainstRawBadger(t *testing.T) {
 }
 
 func TestBenchUsersMeasuresResidentMemory(t *testing.T) {
-	code, out, errOut := runBench(t, "--spawn=one", "--mode=users", "--users=3000", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var rep benchReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatal(err)
-	}
-	u := rep.Users
+	u := benchJSON(t, "--spawn=one", "--mode=users", "--users=3000").Users
 	if u == nil || u.Users != 3000 || u.RSS <= 0 || u.PeakRSS < u.RSS || u.DiskBytes <= 0 || u.BytesPerUser <= 0 {
 		t.Fatalf("users report %+v", u)
 	}
