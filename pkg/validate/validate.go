@@ -13,6 +13,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
+// maxIPBytes is longer than any textual IPv6 address.
+const maxIPBytes = 64
+
 // Limits on identifiers and free text.
 const (
 	MaxIDBytes   = 256
@@ -32,7 +35,25 @@ func idAt(v *apierr.Violations, prefix, name, s string, required bool) {
 		v.Add(prefix+name, "is longer than %d bytes", MaxIDBytes)
 	case !utf8.ValidString(s):
 		v.Add(prefix+name, "is not valid UTF-8")
+	case hasControl(s):
+		v.Add(prefix+name, "contains a control or bidirectional formatting character")
 	}
+}
+
+// hasControl reports whether s holds a character that has no place in an
+// identifier and can forge what a terminal or a log viewer shows: C0 and C1
+// controls (escape sequences, newlines, tabs) and the bidirectional
+// overrides and isolates.
+func hasControl(s string) bool {
+	for _, r := range s {
+		switch {
+		case r < 0x20, r >= 0x7f && r <= 0x9f:
+			return true
+		case r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069, r == 0x200e, r == 0x200f, r == 0x061c:
+			return true
+		}
+	}
+	return false
 }
 
 // Text checks free text.
@@ -86,9 +107,11 @@ func Client(v *apierr.Violations, field string, c *eventv1.Client) {
 	if c == nil {
 		return
 	}
-	if c.GetIp() != "" {
-		if _, err := netip.ParseAddr(c.GetIp()); err != nil {
-			v.Add(field+".ip", "%q is not an IPv4 or IPv6 address", truncate(c.GetIp()))
+	if ip := c.GetIp(); ip != "" {
+		if a, err := netip.ParseAddr(ip); err != nil || len(ip) > maxIPBytes {
+			v.Add(field+".ip", "%q is not an IPv4 or IPv6 address", truncate(ip))
+		} else if a.Zone() != "" {
+			v.Add(field+".ip", "%q has a zone; send the address alone", truncate(ip))
 		}
 	}
 	idAt(v, field, ".device_id", c.GetDeviceId(), false)
