@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -106,6 +107,18 @@ func WriteFiles(dir string, names, hosts []string, validity time.Duration) (File
 	if len(names) == 0 {
 		return Files{}, errors.New("devcerts: at least one node name")
 	}
+	if validity <= 0 {
+		return Files{}, errors.New("devcerts: the validity must be positive")
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		// A node named "ca" would overwrite the CA; a path would write
+		// outside dir.
+		if n == "ca" || n == "." || n == ".." || strings.ContainsAny(n, `/\`) || seen[n] {
+			return Files{}, fmt.Errorf("devcerts: %q cannot name a node certificate (not ca, not a path, each once)", n)
+		}
+		seen[n] = true
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return Files{}, err
 	}
@@ -144,16 +157,42 @@ func WriteFiles(dir string, names, hosts []string, validity time.Duration) (File
 		}{kp, node.KeyPEM, 0o600})
 	}
 	for _, w := range writes {
-		if _, err := os.Stat(w.path); err == nil {
+		if _, err := os.Lstat(w.path); err == nil {
 			return Files{}, fmt.Errorf("devcerts: %s exists; refusing to overwrite", w.path)
 		}
 	}
+	// All or nothing: each file is created exclusively (never through a
+	// link that appeared meanwhile); on a failure the files written so far
+	// are removed, so a rerun does not find half a set.
+	var written []string
 	for _, w := range writes {
-		if err := os.WriteFile(w.path, w.data, w.mode); err != nil {
+		if err := writeNew(w.path, w.data, w.mode); err != nil {
+			for _, p := range written {
+				_ = os.Remove(p)
+			}
 			return Files{}, err
 		}
+		written = append(written, w.path)
 	}
 	return out, nil
+}
+
+// writeNew creates path, which must not exist, with data.
+func writeNew(path string, data []byte, mode os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		_ = os.Remove(path)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(path)
+		return err
+	}
+	return nil
 }
 
 func serial() *big.Int {

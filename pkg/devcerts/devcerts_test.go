@@ -51,3 +51,44 @@ func TestWriteFilesMakesVerifiableCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWriteFilesRefusesWhatWouldLoseTheCA(t *testing.T) {
+	tests := []struct {
+		name     string
+		names    []string
+		validity time.Duration
+	}{
+		{"a node named ca", []string{"scoring", "ca"}, time.Hour},
+		{"a path", []string{"../escape"}, time.Hour},
+		{"a name twice", []string{"a", "a"}, time.Hour},
+		{"no validity", []string{"a"}, 0},
+		{"negative validity", []string{"a"}, -48 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if _, err := devcerts.WriteFiles(dir, tt.names, []string{"localhost"}, tt.validity); err == nil {
+				t.Fatal("accepted")
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Fatalf("a refused call left %d files", len(left))
+			}
+		})
+	}
+	// A second run never overwrites the first.
+	dir := t.TempDir()
+	if _, err := devcerts.WriteFiles(dir, []string{"a"}, []string{"localhost"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(dir + "/ca-key.pem")
+	if _, err := devcerts.WriteFiles(dir, []string{"b"}, []string{"localhost"}, time.Hour); err == nil {
+		t.Fatal("a second run over an existing CA succeeded")
+	}
+	after, _ := os.ReadFile(dir + "/ca-key.pem")
+	if string(before) != string(after) {
+		t.Fatal("the CA key changed")
+	}
+	if _, err := os.Stat(dir + "/b.pem"); err == nil {
+		t.Fatal("the refused run left b.pem")
+	}
+}
