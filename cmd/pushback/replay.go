@@ -117,8 +117,9 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 
 	en := replay.New(replay.Options{Scoring: scoring.DefaultConfig(), Policy: pol})
+	// Writes to out are checked once, at the final Flush: a bufio.Writer
+	// keeps its first error.
 	out := bufio.NewWriterSize(stdout, 64<<10)
-	defer out.Flush()
 	enc := json.NewEncoder(out)
 	var tw *tabwriter.Writer
 	if !*asJSON {
@@ -158,6 +159,10 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		} else {
 			printReport(out, rep, stats)
 		}
+	}
+	if err := out.Flush(); err != nil {
+		fmt.Fprintf(stderr, "pushback replay: writing the output: %v\n", err)
+		return 1
 	}
 	return 0
 }

@@ -116,3 +116,20 @@ func TestReplayUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+// failingWriter fails every write, as a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, os.ErrClosed }
+
+func TestReplayFailsWhenItsOutputCannotBeWritten(t *testing.T) {
+	for _, args := range [][]string{
+		{"--format=okta", fixturePath("okta", "event_hook.json")},
+		{"--format=okta", "--json", "--report", fixturePath("okta", "event_hook.json")},
+	} {
+		var errb bytes.Buffer
+		if code := replayCmd(args, strings.NewReader(""), failingWriter{}, &errb); code != 1 || !strings.Contains(errb.String(), "writing the output") {
+			t.Fatalf("replay %v to a failing output: exit %d, %q; want 1 saying so", args, code, errb.String())
+		}
+	}
+}
