@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"runtime/pprof"
 	"text/tabwriter"
@@ -47,7 +49,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
 	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of a running mesh (ignored with --spawn)")
 	spawn := fs.String("spawn", "", "start the mesh here: one (all services in one process) or split (one mesh per service over loopback)")
-	mode := fs.String("mode", "decide", "decide or ingest")
+	mode := fs.String("mode", "decide", "decide, ingest or users")
 	o := bench.Options{}
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "calls in flight")
 	fs.IntVar(&o.Connections, "connections", 4, "client connections")
@@ -70,6 +72,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "decide", "ingest", "users":
 	default:
 		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide, ingest or users\n", *mode)
+		return 2
+	}
+	if *spawn == "" && !loopbackAddr(*addr) {
+		// The load is real: attack traffic writes users, denials and SOC
+		// alerts into whatever mesh answers.
+		fmt.Fprintf(stderr, "pushback bench: --addr=%s is not a loopback address; bench loads a mesh on this machine only\n", *addr)
 		return 2
 	}
 	o.Seed = uint64(time.Now().UnixNano())
@@ -195,10 +203,41 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rep)
-		return 0
+	} else {
+		printBench(stdout, rep)
 	}
-	printBench(stdout, rep)
+	if failed, calls := rep.failures(); failed > 0 && failed*100 > calls {
+		fmt.Fprintf(stderr, "pushback bench: %d of %d calls failed; the numbers do not measure the mesh\n", failed, calls)
+		return 1
+	}
 	return 0
+}
+
+// failures counts the failed and all calls (or ingest streams) of the mesh
+// target.
+func (r benchReport) failures() (failed, calls int64) {
+	for _, res := range r.Results {
+		if res.Target != "echo" {
+			failed, calls = failed+res.Errors, calls+res.Calls+res.Errors
+		}
+	}
+	for _, in := range r.Ingest {
+		failed, calls = failed+in.Errors, calls+in.Events/100+in.Errors
+	}
+	return failed, calls
+}
+
+// loopbackAddr reports whether addr (host:port) is on this machine.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func printBench(w io.Writer, rep benchReport) {

@@ -105,6 +105,8 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{"batch", []string{"--mode=ingest", "--batch=5000"}, "batch in 1..1000"},
 		{"users without a mesh here", []string{"--mode=users"}, "needs --spawn=one"},
 		{"topology", []string{"--spawn=three"}, "is not one or split"},
+		{"a remote mesh", []string{"--addr=10.1.2.3:50051"}, "not a loopback address"},
+		{"nothing listening", []string{"--addr=127.0.0.1:1", "--duration=200ms", "--warmup=0s", "--concurrency=2"}, "calls failed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
