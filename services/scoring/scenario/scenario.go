@@ -204,7 +204,8 @@ func (b Benign) Generate() []Event {
 				pushLogin(p, depart.Add(2*time.Hour+flight/2), sat, sat)
 			}
 			land := depart.Add(2*time.Hour + flight + 45*time.Minute)
-			p.at, p.free = dest, depart
+			// No login from the destination before landing.
+			p.at, p.free = dest, land
 			arr := scoring.ClientInfo{IP: fmt.Sprintf("198.18.%d.%d", r.IntN(250), r.IntN(250)), DeviceID: p.laptop, ASN: dest.Carrier,
 				Lat: jitter(r, dest.Lat), Lon: jitter(r, dest.Lon), AccuracyKm: 50, HasGeo: true, Country: dest.Country, City: dest.Name}
 			pushLogin(p, land, arr, p.phoneAt(r, dest))
