@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"hash"
 	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
 )
 
 // Redactor turns user ids and IPs into keyed hashes for spans and logs, so
@@ -41,6 +43,25 @@ func (r *Redactor) Device(id string) string { return r.hash("d:", id) }
 
 // Raw reports whether identities pass through unhashed.
 func (r *Redactor) Raw() bool { return r != nil && r.raw }
+
+// UserAttr is the span attribute of a user id: pushback.user_hash, or
+// pushback.user_id when identities are raw, so that a collector can delete
+// raw identities by key (deploy/otel does).
+func (r *Redactor) UserAttr(id string) attribute.KeyValue {
+	if r.Raw() {
+		return attribute.String("pushback.user_id", id)
+	}
+	return attribute.String("pushback.user_hash", r.User(id))
+}
+
+// IPAttr is the span attribute of an IP named name: name_hash, or name
+// itself when identities are raw.
+func (r *Redactor) IPAttr(name, ip string) attribute.KeyValue {
+	if r.Raw() {
+		return attribute.String(name, ip)
+	}
+	return attribute.String(name+"_hash", r.IP(ip))
+}
 
 func (r *Redactor) hash(kind, v string) string {
 	if v == "" {

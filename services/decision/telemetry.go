@@ -138,7 +138,7 @@ func (in *instruments) rule(name string, o decisionv1.Outcome) metric.Measuremen
 // userAttr is the span attribute of a user: a keyed hash unless the
 // operator turned raw ids on.
 func (in *instruments) userAttr(user string) attribute.KeyValue {
-	return attribute.String("pushback.user_hash", in.redact.User(user))
+	return in.redact.UserAttr(user)
 }
 
 // signalCodes lists the codes of the assessment's signals.

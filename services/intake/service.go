@@ -190,7 +190,7 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 	ctx, span := s.opts.Tracer.Start(ctx, "intake.store", trace.WithAttributes(attribute.Int("pushback.events", len(events))))
 	defer span.End()
 	if len(events) == 1 && span.IsRecording() {
-		span.SetAttributes(attribute.String("pushback.user_hash", s.opts.Redactor.User(events[0].GetUserId())),
+		span.SetAttributes(s.opts.Redactor.UserAttr(events[0].GetUserId()),
 			attribute.String("pushback.event_type", events[0].GetType().String()))
 	}
 	var res Result

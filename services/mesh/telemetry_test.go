@@ -394,8 +394,11 @@ func TestRawIDsOnlyWhenTurnedOn(t *testing.T) {
 		if s.SpanContext.TraceID().String() != resp.GetTraceId() {
 			continue
 		}
-		if v, _ := attr(s, "pushback.user_hash"); v.AsString() != secretUser {
-			t.Fatalf("with telemetry-raw-ids the span records %q, want the raw user id", v.String())
+		if v, _ := attr(s, "pushback.user_id"); v.AsString() != secretUser {
+			t.Fatalf("with telemetry-raw-ids the span records %q, want the raw user id under pushback.user_id (the key the collector deletes)", v.String())
+		}
+		if _, ok := attr(s, "pushback.user_hash"); ok {
+			t.Fatal("with telemetry-raw-ids a raw id sits under pushback.user_hash, which the collector keeps")
 		}
 		return
 	}

@@ -199,7 +199,7 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 	ctx, span := s.opts.Tracer.Start(ctx, "notify.enqueue", trace.WithAttributes(attribute.String("pushback.kind", req.GetKind().String())))
 	defer span.End()
 	if span.IsRecording() {
-		span.SetAttributes(attribute.String("pushback.decision_id", req.GetDecisionId()), attribute.String("pushback.user_hash", s.opts.Redactor.User(req.GetUserId())))
+		span.SetAttributes(attribute.String("pushback.decision_id", req.GetDecisionId()), s.opts.Redactor.UserAttr(req.GetUserId()))
 	}
 	now := s.opts.Now()
 	resp := &notifyv1.NotifyResponse{}
@@ -488,7 +488,7 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 	ctx, span := s.opts.Tracer.Start(ctx, "notify.deliver", append(decisionLink(d.GetNotification()), trace.WithAttributes(
 		attribute.String("pushback.channel", d.GetChannel()), attribute.String("pushback.decision_id", d.GetNotification().GetDecisionId()),
 		attribute.String("pushback.kind", d.GetNotification().GetKind().String()),
-		attribute.String("pushback.user_hash", s.opts.Redactor.User(d.GetNotification().GetUserId()))))...)
+		s.opts.Redactor.UserAttr(d.GetNotification().GetUserId())))...)
 	defer span.End()
 	var deliverErr error
 	if ch == nil {

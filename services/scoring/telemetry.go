@@ -78,7 +78,7 @@ func (in *instruments) annotate(span trace.Span, user string, ra *scoringv1.Risk
 	for _, s := range ra.GetSignals() {
 		codes = append(codes, s.GetCode())
 	}
-	span.SetAttributes(attribute.String("pushback.user_hash", in.redact.User(user)),
+	span.SetAttributes(in.redact.UserAttr(user),
 		attribute.Int("pushback.score", int(ra.GetScore())), attribute.StringSlice("pushback.signals", codes))
 	for _, s := range ra.GetSignals() {
 		span.AddEvent("signal "+s.GetCode(), trace.WithAttributes(in.evidence(s)...))
@@ -115,8 +115,8 @@ func (in *instruments) evidence(s *scoringv1.Signal) []attribute.KeyValue {
 			attribute.Int("pushback.evidence.threshold_kmh", int(t.GetThresholdKmh())), attribute.String("pushback.evidence.elapsed", t.GetElapsed().AsDuration().String()),
 			attribute.String("pushback.evidence.previous_country", t.GetPrevious().GetGeo().GetCountry()),
 			attribute.String("pushback.evidence.current_country", t.GetCurrent().GetGeo().GetCountry()),
-			attribute.String("pushback.evidence.previous_ip_hash", in.redact.IP(t.GetPrevious().GetIp())),
-			attribute.String("pushback.evidence.current_ip_hash", in.redact.IP(t.GetCurrent().GetIp())))
+			in.redact.IPAttr("pushback.evidence.previous_ip", t.GetPrevious().GetIp()),
+			in.redact.IPAttr("pushback.evidence.current_ip", t.GetCurrent().GetIp()))
 		if t.GetDiscount() != "" {
 			kv = append(kv, attribute.String("pushback.evidence.discount", t.GetDiscount()))
 		}
@@ -131,7 +131,7 @@ func (in *instruments) evidence(s *scoringv1.Signal) []attribute.KeyValue {
 		kv = append(kv, attribute.Int("pushback.evidence.distinct_users", int(sp.GetDistinctUsers())), attribute.Int("pushback.evidence.threshold", int(sp.GetThreshold())),
 			attribute.String("pushback.evidence.window", sp.GetWindow().AsDuration().String()))
 		if sp.GetSourceIp() != "" {
-			kv = append(kv, attribute.String("pushback.evidence.source_ip_hash", in.redact.IP(sp.GetSourceIp())))
+			kv = append(kv, in.redact.IPAttr("pushback.evidence.source_ip", sp.GetSourceIp()))
 		}
 		if sp.GetAsn() != 0 {
 			kv = append(kv, attribute.String("pushback.evidence.asn", strconv.FormatUint(uint64(sp.GetAsn()), 10)))
