@@ -21,6 +21,7 @@ import (
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"github.com/pushbackhq/pushback/services/intake/formats"
 	"github.com/pushbackhq/pushback/services/scoring"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Input is one source of events.
@@ -139,9 +140,10 @@ type Engine struct {
 type userKey struct{ tenant, user string }
 
 type user struct {
-	state       scoring.UserState
-	cooldownTo  int64 // unix ms
-	cooldownLvl int
+	state         scoring.UserState
+	cooldownTo    int64 // unix ms
+	cooldownSince int64 // unix ms
+	cooldownLvl   int
 }
 
 // New returns an engine with empty state.
@@ -180,7 +182,7 @@ func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 	outcome := decisionv1.Outcome_OUTCOME_UNSPECIFIED
 	if attempt && en.pol != nil {
 		res = en.evaluate(e, ra)
-		res = en.cooldown(u, at, res)
+		res = en.cooldown(u, at, e.GetFactor(), ra.GetLastPhishingResistantTime(), res)
 		outcome = res.Outcome
 		en.report.countRules(res.Matched)
 	}
@@ -239,20 +241,29 @@ func (en *Engine) evaluate(e *eventv1.AuthEvent, ra *scoringv1.RiskAssessment) p
 }
 
 // cooldown applies the policy's escalating cooldown as the decision
-// service does: an attempt during a cooldown is denied and extends it.
-func (en *Engine) cooldown(u *user, at time.Time, res policy.Result) policy.Result {
+// service does: an attempt during a cooldown is denied and extends it (never
+// shortens it); a phishing-resistant sign-in after the cooldown started ends
+// it; an attempt with a phishing-resistant factor passes it.
+func (en *Engine) cooldown(u *user, at time.Time, factor eventv1.Factor, strongAuth *timestamppb.Timestamp, res policy.Result) policy.Result {
 	ms := at.UnixMilli()
 	cd := en.pol.Cooldown
+	active := u.cooldownTo > ms
+	if active && strongAuth != nil && strongAuth.AsTime().UnixMilli() > u.cooldownSince {
+		u.cooldownTo, u.cooldownLvl, active = 0, 0, false
+	}
+	strong := factor == eventv1.Factor_FACTOR_WEBAUTHN || factor == eventv1.Factor_FACTOR_SMART_CARD
 	switch {
-	case u.cooldownTo > ms:
+	case active && strong:
+	case active:
 		u.cooldownLvl++
-		u.cooldownTo = ms + cd.At(u.cooldownLvl).Milliseconds()
+		u.cooldownTo = max(u.cooldownTo, ms+cd.At(u.cooldownLvl).Milliseconds())
 		res.Outcome = decisionv1.Outcome_OUTCOME_DENY
 		res.Matched = append(slices.Clone(res.Matched), "cooldown")
 		res.Reasons = append(slices.Clone(res.Reasons), "cooldown after an earlier denial")
 	case res.Cooldown && res.Outcome == decisionv1.Outcome_OUTCOME_DENY:
 		u.cooldownLvl = 1
 		u.cooldownTo = ms + cd.Base.Milliseconds()
+		u.cooldownSince = ms
 	}
 	return res
 }

@@ -281,3 +281,24 @@ func TestReplayReadsClientsAsTheServiceDoes(t *testing.T) {
 		t.Fatalf("travel behind a flagged proxy scored %d, plain travel %d: the flag was not applied", score[scoring.AnonProxy], score[""])
 	}
 }
+
+// TestReplayCooldownAsTheService: a phishing-resistant sign-in after a
+// cooldown started ends it in the backtest as it does live.
+func TestReplayCooldownAsTheService(t *testing.T) {
+	t0 := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	en := New(Options{Scoring: scoring.DefaultConfig(), Policy: mustPolicy(t, testPolicy+"cooldown: {base: 1h, max: 4h, factor: 2}\n")})
+	var last Finding
+	for i := range 5 {
+		last, _ = en.Process(ev(fmt.Sprint("p", i), "vic", eventv1.EventType_EVENT_TYPE_PUSH_SENT, t0.Add(time.Duration(i)*30*time.Second), "203.0.113.66"))
+	}
+	if last.Outcome != "DENY" {
+		t.Fatalf("setup: %+v", last)
+	}
+	key := ev("k", "vic", eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, t0.Add(12*time.Minute), "198.51.100.7")
+	key.Factor = eventv1.Factor_FACTOR_WEBAUTHN
+	en.Process(key)
+	f, _ := en.Process(ev("after", "vic", eventv1.EventType_EVENT_TYPE_PUSH_SENT, t0.Add(15*time.Minute), "198.51.100.7"))
+	if slices.Contains(f.Rules, "cooldown") {
+		t.Fatalf("a push after a WebAuthn sign-in is still held by the cooldown: %+v", f)
+	}
+}
