@@ -644,13 +644,24 @@ func ClientInfoOf(c *eventv1.Client) ClientInfo {
 	if c == nil {
 		return ClientInfo{}
 	}
-	ci := ClientInfo{IP: c.GetIp(), DeviceID: c.GetDeviceId(), ASN: c.GetAsn(), ASOrg: c.GetAsOrg(), Anonymizer: c.GetAnonymizer()}
+	ci := ClientInfo{IP: canonicalIP(c.GetIp()), DeviceID: c.GetDeviceId(), ASN: c.GetAsn(), ASOrg: c.GetAsOrg(), Anonymizer: c.GetAnonymizer()}
 	if g := c.GetGeo(); g != nil {
 		ci.Country, ci.City = g.GetCountry(), g.GetCity()
 		ci.Lat, ci.Lon, ci.AccuracyKm = g.GetLatitude(), g.GetLongitude(), g.GetAccuracyKm()
 		ci.HasGeo = geo.Known(ci.Lat, ci.Lon)
 	}
 	return ci
+}
+
+// canonicalIP writes an address one way whatever way it came
+// (::ffff:192.0.2.1 as 192.0.2.1, 2001:DB8::1 as 2001:db8::1), so that
+// spray counting and the same-IP check see one source; text that is not an
+// address is kept as it is.
+func canonicalIP(ip string) string {
+	if a, err := netip.ParseAddr(ip); err == nil {
+		return a.Unmap().WithZone("").String()
+	}
+	return ip
 }
 
 // clientInfo converts c and fills, from the GeoIP database, what the event
