@@ -347,6 +347,9 @@ func (r *Reader) nextValue() (job, error) {
 	}
 }
 
+// MaxRecordBytes caps one line of newline-delimited input.
+const MaxRecordBytes = 1 << 20
+
 // nextLine returns the next line that holds one object. A line that
 // cannot (it does not start with '{' and end with '}') is kept in tail for
 // the decoder, and ok is false.
@@ -358,6 +361,12 @@ func (r *Reader) nextLine() (j job, ok bool, err error) {
 			for errors.Is(err, bufio.ErrBufferFull) {
 				line, err = r.br.ReadSlice('\n')
 				long = append(long, line...)
+				if len(long) > MaxRecordBytes {
+					// One record is never this long; reading on would hold
+					// an unbounded line in memory.
+					r.state = 3
+					return job{}, false, &SyntaxError{Offset: r.read, Msg: fmt.Sprintf("a line longer than %d bytes", MaxRecordBytes)}
+				}
 			}
 			line = long
 		} else {

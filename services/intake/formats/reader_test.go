@@ -158,3 +158,18 @@ func BenchmarkReaderNative(b *testing.B) {
 		})
 	}
 }
+
+// TestReaderRefusesAnEndlessLine: a line longer than any record stops the
+// reader with an error instead of growing without bound.
+func TestReaderRefusesAnEndlessLine(t *testing.T) {
+	data := nativeLine(1) + "\n" + `{"eventId":"` + strings.Repeat("x", MaxRecordBytes+10) + "\n" + nativeLine(2) + "\n"
+	r := NewReader(Native, strings.NewReader(data), Options{})
+	var err error
+	for err == nil {
+		_, _, err = r.Next()
+	}
+	var se *SyntaxError
+	if !errors.As(err, &se) || !strings.Contains(se.Error(), "longer than") {
+		t.Fatalf("err = %v, want a SyntaxError about the line length", err)
+	}
+}
