@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -79,7 +78,6 @@ type Authenticator struct {
 	now     func() time.Time
 	count   *Counters
 	log     *slog.Logger
-	replays *replayGuard
 }
 
 // NewAuthenticator checks and keeps the credentials.
@@ -97,8 +95,6 @@ func NewAuthenticator(o AuthOptions) (*Authenticator, error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
-	// A signature is valid maxSkew either side of its timestamp.
-	a.replays = newReplayGuard(2*a.maxSkew, maxGuardedSignatures)
 	for i, t := range o.Tokens {
 		if len(t) < MinSecretBytes {
 			return nil, fmt.Errorf("auth token %d: shorter than %d bytes", i+1, MinSecretBytes)
@@ -125,11 +121,7 @@ func (a *Authenticator) String() string {
 // LogValue keeps credentials out of logs.
 func (a *Authenticator) LogValue() slog.Value { return slog.StringValue(a.String()) }
 
-// maxGuardedSignatures bounds the signatures remembered against replay.
-const maxGuardedSignatures = 100_000
-
 var (
-	errReplayed      = errors.New("this signature was already used, and the call has no attempt id: sign each call anew, and send an attemptId so a retry is answered from the stored decision")
 	errNoCredentials = errors.New("missing credentials: send a bearer token or an HMAC signature")
 	errBadToken      = errors.New("invalid bearer token")
 	errBadSignature  = errors.New("invalid signature")
@@ -222,13 +214,7 @@ func (a *Authenticator) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 			}
 			return proto.MarshalOptions{Deterministic: true}.Marshal(m)
 		}
-		err := a.verify(h, info.FullMethod, body)
-		if err == nil && h(HeaderAuthorization) == "" {
-			if d, ok := req.(*decisionv1.DecideRequest); ok && d.GetAttemptId() == "" && !a.replays.firstUse(h(HeaderSignature), a.now()) {
-				err = errReplayed
-			}
-		}
-		if err != nil {
+		if err := a.verify(h, info.FullMethod, body); err != nil {
 			a.reject(ctx, "grpc", info.FullMethod, err)
 			return nil, apierr.Unauthenticated(err.Error())
 		}
@@ -256,12 +242,7 @@ func (a *Authenticator) HTTP(next http.Handler) http.Handler {
 			return b, err
 		}
 		target := r.Method + " " + r.URL.Path
-		err := a.verify(r.Header.Get, target, read)
-		if err == nil && r.Header.Get(HeaderAuthorization) == "" && target == HTTPTarget && !hasAttemptID(body) &&
-			!a.replays.firstUse(r.Header.Get(HeaderSignature), a.now()) {
-			err = errReplayed
-		}
-		if err != nil {
+		if err := a.verify(r.Header.Get, target, read); err != nil {
 			a.reject(r.Context(), "http", target, err)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pushback"`)
 			httpapi.WriteError(w, apierr.Unauthenticated(err.Error()))
@@ -272,15 +253,6 @@ func (a *Authenticator) HTTP(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// hasAttemptID reports whether a JSON Decide body names an attempt id.
-func hasAttemptID(body []byte) bool {
-	var b struct {
-		AttemptID  string `json:"attemptId"`
-		AttemptID2 string `json:"attempt_id"`
-	}
-	return json.Unmarshal(body, &b) == nil && (b.AttemptID != "" || b.AttemptID2 != "")
 }
 
 // Credentials are what a client of the decision API presents: the mesh's own
