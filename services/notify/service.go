@@ -8,6 +8,7 @@
 package notify
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -498,6 +499,15 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 		deliverErr = ch.Deliver(dctx, s.outgoing(d))
 		cancel()
 	}
+	// The attempt happened: record it even when shutdown has begun, or it
+	// would be made again after the restart.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeliveryTimeout)
+	defer cancel()
+	if deliverErr != nil && ctx.Err() != nil {
+		// Interrupted by shutdown, not refused by the receiver: due again at
+		// once, and the attempt does not count.
+		return s.defer_(rctx, due, d, s.opts.Now())
+	}
 	now := s.opts.Now()
 	res := &notifyv1.Delivery{Attempts: d.GetAttempts() + 1}
 	var next time.Time
@@ -520,10 +530,6 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 	}
 	span.SetAttributes(attribute.String("pushback.status", res.GetStatus().String()), attribute.Int("pushback.attempt", int(res.GetAttempts())))
 	s.tel.attempted(ctx, d.GetChannel(), res.GetStatus())
-	// The attempt happened: record it even when shutdown has begun, or it
-	// would be made again after the restart.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeliveryTimeout)
-	defer cancel()
 	return s.opts.Store.Update(rctx, func(tx store.Txn) error {
 		// Notify may have folded more denials into this delivery while it
 		// was in flight: a retry carries the newest state, a delivered one
@@ -533,6 +539,11 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 			return tx.Delete(due)
 		} else if err != nil {
 			return err
+		}
+		if !bytes.Equal(due, dueKey(cur.GetNextAttemptTime().AsTime(), id)) {
+			// The lease ran out and another process claimed the delivery:
+			// its record, not this one, decides what happens next.
+			return nil
 		}
 		out := cur
 		if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
@@ -568,7 +579,8 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 // one delivery twice. It returns nil when another replica claimed it first,
 // or when the entry is stale (the delivery is gone or no longer pending).
 func (s *Service) claim(ctx context.Context, due []byte, id string) (*notifyv1.Delivery, []byte, error) {
-	lease := dueKey(s.opts.Now().Add(2*s.opts.DeliveryTimeout+10*time.Second), id)
+	leaseAt := s.opts.Now().Add(2*s.opts.DeliveryTimeout + 10*time.Second)
+	lease := dueKey(leaseAt, id)
 	var d *notifyv1.Delivery
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		d = nil
@@ -583,8 +595,15 @@ func (s *Service) claim(ctx context.Context, due []byte, id string) (*notifyv1.D
 		} else if err != nil {
 			return err
 		}
-		if cur.GetStatus() != notifyv1.Status_STATUS_PENDING {
-			return tx.Delete(due) // a stale entry: never send a finished delivery again
+		// The delivery names its one due entry (NextAttemptTime); any other
+		// is stale, and so is every entry of a finished delivery.
+		if cur.GetStatus() != notifyv1.Status_STATUS_PENDING || !bytes.Equal(due, dueKey(cur.GetNextAttemptTime().AsTime(), id)) {
+			return tx.Delete(due)
+		}
+		// Writing the delivery makes two claims of it conflict.
+		cur.NextAttemptTime = timestamppb.New(leaseAt)
+		if err := putDelivery(tx, cur, 0); err != nil {
+			return err
 		}
 		if err := tx.Delete(due); err != nil {
 			return err
