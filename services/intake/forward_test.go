@@ -5,26 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // flakyObserver fails while down is set and records what it was given.
 type flakyObserver struct {
-	mu    sync.Mutex
-	down  bool
-	calls int
-	ids   []string
+	mu     sync.Mutex
+	down   bool
+	refuse string // events whose id starts with it are invalid to scoring
+	calls  int
+	ids    []string
 }
 
 func (o *flakyObserver) Observe(_ context.Context, in *scoringv1.ObserveRequest, _ ...grpc.CallOption) (*scoringv1.ObserveResponse, error) {
@@ -33,6 +38,11 @@ func (o *flakyObserver) Observe(_ context.Context, in *scoringv1.ObserveRequest,
 	o.calls++
 	if o.down {
 		return nil, errors.New("scoring unavailable")
+	}
+	for _, e := range in.GetEvents() {
+		if o.refuse != "" && strings.HasPrefix(e.GetEventId(), o.refuse) {
+			return nil, status.Error(codes.InvalidArgument, "events[0]: invalid")
+		}
 	}
 	for _, e := range in.GetEvents() {
 		o.ids = append(o.ids, e.GetEventId())
@@ -205,5 +215,39 @@ func TestForwardingRecordEncoding(t *testing.T) {
 		if _, err := decodeKeys(bad); err == nil {
 			t.Errorf("decodeKeys(%x) accepted a corrupt record", bad)
 		}
+	}
+}
+
+// TestRefusedRecordDoesNotBlockTheQueue: a pending record whose events
+// scoring refuses as invalid is dropped from the queue (the events stay
+// stored); the records behind it are forwarded.
+func TestRefusedRecordDoesNotBlockTheQueue(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	st := storetest.Memory(t)
+	obs := &flakyObserver{down: true}
+	s, err := New(Options{Store: st, Observer: obs, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"x", "y"} {
+		if _, err := s.Store(ctx, batch(p, 3, now)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	obs.mu.Lock()
+	obs.down, obs.refuse = false, "x"
+	obs.mu.Unlock()
+	if err := s.ForwardPending(ctx); err != nil {
+		t.Fatalf("ForwardPending: %v", err)
+	}
+	if n := pending(t, st); n != 0 {
+		t.Fatalf("%d records left, want 0", n)
+	}
+	if got := obs.seen(); len(got) != 3 || !strings.HasPrefix(got[0], "y") {
+		t.Fatalf("scoring got %v, want the three y events", got)
+	}
+	if resp, err := s.ListEvents(ctx, &intakev1.ListEventsRequest{UserId: "u0"}); err != nil || len(resp.GetEvents()) == 0 {
+		t.Fatalf("the refused events are no longer stored: %v, %v", resp, err)
 	}
 }

@@ -26,6 +26,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -316,7 +318,16 @@ func (s *Service) ForwardPending(ctx context.Context) error {
 				break
 			}
 			for _, it := range items {
-				if err := s.forwardRecord(ctx, it); err != nil {
+				err := s.forwardRecord(ctx, it)
+				if status.Code(err) == codes.InvalidArgument {
+					// Scoring will never take these events (a rule tightened
+					// since they were stored): retrying would block every
+					// record behind this one. They stay stored in intake.
+					s.log.ErrorContext(ctx, "scoring refuses the events of a pending record; dropping it from the queue",
+						slog.String("key", string(it.Key)), slog.Any("error", err))
+					err = s.opts.Store.Update(ctx, func(tx store.Txn) error { return tx.Delete(it.Key) })
+				}
+				if err != nil {
 					return err
 				}
 			}
