@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"runtime/pprof"
 	"text/tabwriter"
 	"time"
 
 	"github.com/pushbackhq/pushback/internal/bench"
+	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/services/mesh"
 )
 
@@ -74,7 +73,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide, ingest or users\n", *mode)
 		return 2
 	}
-	if *spawn == "" && !loopbackAddr(*addr) {
+	if *spawn == "" && !rpc.Loopback(*addr) {
 		// The load is real: attack traffic writes users, denials and SOC
 		// alerts into whatever mesh answers.
 		fmt.Fprintf(stderr, "pushback bench: --addr=%s is not a loopback address; bench loads a mesh on this machine only\n", *addr)
@@ -225,19 +224,6 @@ func (r benchReport) failures() (failed, calls int64) {
 		failed, calls = failed+in.Errors, calls+in.Events/100+in.Errors
 	}
 	return failed, calls
-}
-
-// loopbackAddr reports whether addr (host:port) is on this machine.
-func loopbackAddr(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 func printBench(w io.Writer, rep benchReport) {

@@ -193,6 +193,19 @@ func (p *InProcess) Dial(opts ClientOptions) (*grpc.ClientConn, error) {
 	return grpc.NewClient("passthrough:///inprocess", do...)
 }
 
+// Loopback reports whether addr (host:port) is on this machine only.
+func Loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Pool spreads calls over several connections round-robin. One HTTP/2
 // connection has one writer and one reader goroutine per side, which
 // serialise every call on it; a few connections let calls proceed in

@@ -73,3 +73,14 @@ func TestDialRejectsEmptyAddress(t *testing.T) {
 		t.Fatal("mutual TLS without files accepted")
 	}
 }
+
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:50051": true, "[::1]:8080": true, "localhost:1": true, "127.8.9.10:1": true,
+		"0.0.0.0:50051": false, "10.0.0.1:1": false, "example.com:443": false, ":8080": false, "127.0.0.1": false,
+	} {
+		if got := rpc.Loopback(addr); got != want {
+			t.Errorf("Loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}

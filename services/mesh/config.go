@@ -5,13 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pushbackhq/pushback/pkg/rpc"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -483,27 +483,14 @@ func (c Config) validateAuth() []error {
 		}
 	}
 	open := len(c.AuthTokens) == 0 && len(c.AuthHMACSecrets) == 0
-	if open && c.ServesDecisionAPI() && !c.AllowUnauthenticated && (!loopback(c.GRPCAddr) || (c.HTTPAddr != "" && !loopback(c.HTTPAddr))) {
+	if open && c.ServesDecisionAPI() && !c.AllowUnauthenticated && (!rpc.Loopback(c.GRPCAddr) || (c.HTTPAddr != "" && !rpc.Loopback(c.HTTPAddr))) {
 		errs = append(errs, errors.New("auth-tokens: the decision API would answer without credentials on a non-loopback address; set auth-tokens or auth-hmac-secrets (or allow-unauthenticated)"))
 	}
 	servesIngest := c.Runs(Intake) || c.IntakeAddr != ""
-	if c.IntakeToken == "" && servesIngest && c.HTTPAddr != "" && !loopback(c.HTTPAddr) && !c.AllowUnauthenticated {
+	if c.IntakeToken == "" && servesIngest && c.HTTPAddr != "" && !rpc.Loopback(c.HTTPAddr) && !c.AllowUnauthenticated {
 		errs = append(errs, errors.New("intake-token: the ingest endpoints would accept events without credentials on a non-loopback address; set intake-token (or allow-unauthenticated)"))
 	}
 	return errs
-}
-
-// loopback reports whether a listen address only accepts local connections.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Runs reports whether svc runs in this process.
