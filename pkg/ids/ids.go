@@ -18,3 +18,14 @@ func New(now time.Time) string {
 	_, _ = rand.Read(b[6:])
 	return encoding.EncodeToString(b[:])
 }
+
+// Time returns the millisecond an id was made at; ok is false for text
+// that is not an id.
+func Time(id string) (t time.Time, ok bool) {
+	b, err := encoding.DecodeString(id)
+	if err != nil || len(b) != 16 {
+		return time.Time{}, false
+	}
+	ms := int64(b[0])<<40 | int64(b[1])<<32 | int64(b[2])<<24 | int64(b[3])<<16 | int64(b[4])<<8 | int64(b[5])
+	return time.UnixMilli(ms), true
+}

@@ -29,3 +29,16 @@ func TestIDsAreUniqueAndSortByTime(t *testing.T) {
 		t.Fatal("two ids of the same millisecond are equal")
 	}
 }
+
+func TestTimeOfAnID(t *testing.T) {
+	at := time.Date(2026, 11, 27, 10, 0, 0, 123_000_000, time.UTC)
+	got, ok := ids.Time(ids.New(at))
+	if !ok || !got.Equal(at) {
+		t.Fatalf("Time = %v, %v; want %v", got, ok, at)
+	}
+	for _, bad := range []string{"", "not-an-id", "0123456789abcdefghjkmnpqr"} {
+		if _, ok := ids.Time(bad); ok {
+			t.Errorf("Time(%q) accepted", bad)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,8 +113,10 @@ func TestForwardingQueueSurvivesAScoringOutage(t *testing.T) {
 func forwardingOutage(t *testing.T, st store.Store) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
 	obs := &flakyObserver{}
-	s, err := New(Options{Store: st, Observer: obs, Now: func() time.Time { return now }})
+	s, err := New(Options{Store: st, Observer: obs, Now: func() time.Time { return *clock.Load() }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,6 +140,14 @@ func forwardingOutage(t *testing.T, st store.Store) {
 	if n := pending(t, st); n != 2 {
 		t.Fatalf("%d forwarding records during the outage, want one per batch (2)", n)
 	}
+	// Records stored moments ago belong to the calls that stored them.
+	obs.set(false)
+	if err := s.ForwardPending(ctx); err != nil || pending(t, st) != 2 || len(obs.seen()) != 5 {
+		t.Fatalf("a retry pass took fresh records: %v, %d left, scoring saw %d events", err, pending(t, st), len(obs.seen()))
+	}
+	obs.set(true)
+	later := now.Add(time.Minute)
+	clock.Store(&later)
 	if err := s.ForwardPending(ctx); err == nil {
 		t.Fatal("ForwardPending succeeded while scoring is down")
 	}
@@ -226,7 +237,8 @@ func TestRefusedRecordDoesNotBlockTheQueue(t *testing.T) {
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	st := storetest.Memory(t)
 	obs := &flakyObserver{down: true}
-	s, err := New(Options{Store: st, Observer: obs, Now: func() time.Time { return now }})
+	clock := now
+	s, err := New(Options{Store: st, Observer: obs, Now: func() time.Time { return clock }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +250,7 @@ func TestRefusedRecordDoesNotBlockTheQueue(t *testing.T) {
 	obs.mu.Lock()
 	obs.down, obs.refuse = false, "x"
 	obs.mu.Unlock()
+	clock = now.Add(time.Minute)
 	if err := s.ForwardPending(ctx); err != nil {
 		t.Fatalf("ForwardPending: %v", err)
 	}

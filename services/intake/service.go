@@ -306,7 +306,8 @@ func (s *Service) Run(ctx context.Context) error {
 // ForwardPending forwards every stored event scoring has not yet
 // acknowledged, one record at a time: each record is deleted as soon as
 // scoring has its events, so a slow pass still makes progress. Events that
-// expired or cannot be read are skipped (and logged).
+// expired or cannot be read are skipped (and logged). Records younger than
+// ForwardTimeout are left to the call that stored them.
 func (s *Service) ForwardPending(ctx context.Context) error {
 	for _, prefix := range []string{pendingPrefix, legacyMarkPrefix} {
 		for {
@@ -317,7 +318,16 @@ func (s *Service) ForwardPending(ctx context.Context) error {
 				}
 				break
 			}
+			fresh := false
 			for _, it := range items {
+				if prefix == pendingPrefix && s.inFlight(it.Key) {
+					// Records are in time order: this one and those after it
+					// were stored moments ago, and the call that stored them
+					// is forwarding them now. Sending them too would count
+					// their events twice.
+					fresh = true
+					break
+				}
 				err := s.forwardRecord(ctx, it)
 				if status.Code(err) == codes.InvalidArgument {
 					// Scoring will never take these events (a rule tightened
@@ -334,9 +344,19 @@ func (s *Service) ForwardPending(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if fresh {
+				break
+			}
 		}
 	}
 	return nil
+}
+
+// inFlight reports whether a pending record is young enough that the call
+// that stored it may still be forwarding it (within ForwardTimeout).
+func (s *Service) inFlight(key []byte) bool {
+	at, ok := ids.Time(string(key[len(pendingPrefix):]))
+	return ok && s.opts.Now().Sub(at) < s.opts.ForwardTimeout
 }
 
 // forwardRecord forwards the events one pending record (or one legacy
