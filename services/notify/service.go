@@ -51,7 +51,8 @@ type Options struct {
 	// MaxAttempts before a delivery is dead-lettered (default 8).
 	MaxAttempts int
 	// BaseBackoff is the first retry delay (default 1s); it doubles per
-	// attempt up to MaxBackoff (default 5m), with full jitter.
+	// attempt up to MaxBackoff (default 5m), with "equal" jitter (a wait
+	// uniform between half and all of the delay).
 	BaseBackoff, MaxBackoff time.Duration
 	// DeliveryTimeout bounds each outbound call (default 5s).
 	DeliveryTimeout time.Duration

@@ -170,15 +170,19 @@ func TestPantherImpossibleTravel(t *testing.T) {
 	// that (the history is of completed logins either way).
 	for _, kind := range []ObservationKind{ObsLoginSucceeded, ObsPrimaryAuth} {
 		for _, tc := range f.Tests {
-			t.Run(fmt.Sprint(tc.Name, "/kind-", kind), func(t *testing.T) { pantherTravelCase(t, c, kind, tc, wants[tc.Name], wants) })
+			t.Run(fmt.Sprint(tc.Name, "/kind-", kind), func(t *testing.T) {
+				w, ok := wants[tc.Name]
+				if !ok {
+					t.Fatalf("fixture %q has no expectation", tc.Name)
+				}
+				pantherTravelCase(t, c, kind, tc, w)
+			})
 		}
 	}
 }
 
-func pantherTravelCase(t *testing.T, c Config, kind ObservationKind, tc pantherCase, w travelWant, wants map[string]travelWant) {
-	if _, ok := wants[tc.Name]; !ok {
-		t.Fatalf("fixture %q has no expectation", tc.Name)
-	}
+// pantherTravelCase replays one labelled pair with logins of kind.
+func pantherTravelCase(t *testing.T, c Config, kind ObservationKind, tc pantherCase, w travelWant) {
 	if w.why == "" && w.alert != tc.ExpectedAlert {
 		t.Fatalf("expectation disagrees with the label %v", tc.ExpectedAlert)
 	}

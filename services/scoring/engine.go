@@ -499,8 +499,9 @@ func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
 	// Pushes up to the user's previous approval were answered: a user who
 	// approves three wanted pushes in a few minutes was not worn down. The
 	// burst an approval ends starts after the previous approval.
+	end := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > before })
 	prev := int64(0)
-	for j := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > before }) - 1; j >= 0; j-- {
+	for j := end - 1; j >= 0; j-- {
 		if s.Pushes[j].Kind == KindApproved {
 			prev = s.Pushes[j].At
 			break
@@ -530,8 +531,7 @@ func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
 	// none further from the next than the streak expiry.
 	streak := int32(0)
 	next := approvedAt
-	i := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > before })
-	for i--; i >= 0; i-- {
+	for i := end - 1; i >= 0; i-- {
 		k := s.Pushes[i].Kind
 		if k == KindApproved || c.StreakExpiry > 0 && next-s.Pushes[i].At >= c.StreakExpiry.Milliseconds() {
 			break
