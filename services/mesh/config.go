@@ -175,7 +175,7 @@ func dur(p func(c *Config) *time.Duration) (func(*Config) string, func(*Config, 
 	}
 }
 
-func settings() []setting {
+func allSettings() []setting {
 	mk := func(name, usage string, secret bool, g func(*Config) string, s func(*Config, string) error) setting {
 		return setting{name: name, usage: usage, secret: secret, get: g, set: s}
 	}
@@ -297,6 +297,7 @@ func settings() []setting {
 	add(mk("telemetry-hash-key", "HMAC key of the user and IP hashes in spans and logs (at least 16 bytes; share it across processes to correlate; random per process when empty)", true, g, s))
 	g, s = boolean(func(c *Config) *bool { return &c.TelemetryRawIDs })
 	add(onOff(mk("telemetry-raw-ids", "record raw user ids and IPs in spans and logs instead of hashes (off by default)", false, g, s)))
+	out = append(out, ownedSettings()...)
 	return out
 }
 
@@ -313,7 +314,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	fs.SetOutput(new(bytes.Buffer))
 	configFile := fs.String("config", getenv("PUSHBACK_CONFIG"), "strict YAML configuration file")
 	values := map[string]*string{}
-	for _, st := range settings() {
+	for _, st := range allSettings() {
 		v := new(string)
 		*v = st.get(&cfg)
 		values[st.name] = v
@@ -330,7 +331,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 			return cfg, err
 		}
 	}
-	for _, st := range settings() {
+	for _, st := range allSettings() {
 		if v, ok := lookupEnv(getenv, envName(st.name)); ok {
 			if err := st.set(&cfg, v); err != nil {
 				return cfg, fmt.Errorf("%s: %w", envName(st.name), err)
@@ -339,7 +340,7 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 	}
 	var ferr error
 	fs.Visit(func(f *flag.Flag) {
-		for _, st := range settings() {
+		for _, st := range allSettings() {
 			if st.name == f.Name && ferr == nil {
 				if err := st.set(&cfg, f.Value.String()); err != nil {
 					ferr = fmt.Errorf("--%s: %w", st.name, err)
@@ -368,7 +369,7 @@ func loadFile(cfg *Config, path string) error {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	byName := map[string]setting{}
-	for _, st := range settings() {
+	for _, st := range allSettings() {
 		byName[st.name] = st
 	}
 	for key, node := range m {
@@ -424,6 +425,7 @@ func (c Config) Validate() error {
 	need(Decision, Notify, c.NotifyAddr)
 	need(Intake, Scoring, c.ScoringAddr)
 	errs = append(errs, c.validateNotify()...)
+	errs = append(errs, c.validateOwned()...)
 	if c.TelemetryHashKey != "" && len(c.TelemetryHashKey) < 16 {
 		errs = append(errs, errors.New("telemetry-hash-key: must be at least 16 bytes"))
 	}
@@ -501,7 +503,7 @@ func Usage() string {
 	var b strings.Builder
 	b.WriteString("  --config FILE   strict YAML configuration file (env PUSHBACK_CONFIG)\n")
 	def := Default()
-	for _, st := range settings() {
+	for _, st := range allSettings() {
 		d := st.get(&def)
 		if st.secret {
 			d = ""
