@@ -102,6 +102,7 @@ type envOptions struct {
 }
 
 type env struct {
+	clock    *testClock
 	svc      *decision.Service
 	counters *decision.Counters
 	st       store.Store
@@ -110,6 +111,34 @@ type env struct {
 	inproc   *rpc.InProcess
 	scoring  scoringv1.ScoringServiceClient
 	notes    *notes
+}
+
+// testClock is the decision service's clock in tests.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.t) {
+		c.t = t
+	}
+}
+
+// follow moves the clock to the time of each Decide request.
+func (c *testClock) follow(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if r, ok := req.(*decisionv1.DecideRequest); ok && r.GetTime() != nil {
+		c.set(r.GetTime().AsTime())
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
 }
 
 // slowScorer answers only when the caller gives up.
@@ -190,6 +219,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if budget == 0 {
 		budget = 5 * time.Second // generous: only the failure tests want scoring late
 	}
+	// Pushback's clock follows the attempts the tests make: each Decide
+	// moves it to the attempt's time, never back.
+	clk := &testClock{t: t0}
 	n := &notes{}
 	if o.holdNotify {
 		n.hold, n.entered = make(chan struct{}), make(chan struct{}, 16)
@@ -197,7 +229,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	svc, err := decision.New(decision.Options{
 		Store: st, Scorer: scoringv1.NewScoringServiceClient(scorerConn), Notifier: n,
 		Policy: parse(t, o.policy), ShadowPolicy: shadow, Counters: counters, Budget: budget,
-		Now: func() time.Time { return t0.Add(time.Minute) }, NotifyTimeout: time.Hour,
+		Now: clk.now, NotifyTimeout: time.Hour,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -209,12 +241,12 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if len(o.auth.Tokens) == 0 && len(o.auth.HMACSecrets) > 0 {
 		creds = decision.Credentials{HMACSecret: o.auth.HMACSecrets[0]}
 	}
-	authed, err := inproc.Dial(rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{creds.UnaryClientInterceptor()}})
+	authed, err := inproc.Dial(rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{clk.follow, creds.UnaryClientInterceptor()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = authed.Close() })
-	return &env{svc: svc, counters: counters, st: st, dc: decisionv1.NewDecisionServiceClient(authed), conn: scoringConn(),
+	return &env{clock: clk, svc: svc, counters: counters, st: st, dc: decisionv1.NewDecisionServiceClient(authed), conn: scoringConn(),
 		inproc: inproc, scoring: scoringv1.NewScoringServiceClient(scoringConn()), notes: n}
 }
 
@@ -274,7 +306,7 @@ func TestDefaultPolicyBurst(t *testing.T) {
 	if got := last.GetCooldown().AsDuration(); got != 15*time.Minute {
 		t.Fatalf("cooldown %v, want 15m", got)
 	}
-	if !slices.Contains(last.GetMatchedRules(), "burst-deny") || last.GetPolicyVersion() != "default-2026.11" {
+	if !slices.Contains(last.GetMatchedRules(), "burst-deny") || last.GetPolicyVersion() != "default-2026.12" {
 		t.Fatalf("rules %v version %q", last.GetMatchedRules(), last.GetPolicyVersion())
 	}
 	// The alert is queued after the answer; Drain waits for it.

@@ -91,6 +91,7 @@ func (c Config) assess(userID string, s *UserState, now time.Time, ev *eval, spr
 		add(c.travelSignal(SignalResponseMismatch, f, c.Mismatch.Weight))
 	}
 	if ev != nil {
+		ra.Familiarity = ev.familiar
 		add(novelty(SignalNewDevice, ev.newDevice, ev.known[0], c.Novelty.DeviceWeight, "device"))
 		add(novelty(SignalNewCountry, ev.newCountry, ev.known[1], c.Novelty.CountryWeight, "country"))
 		if ev.newASN != 0 {

@@ -254,6 +254,8 @@ type eval struct {
 	anonASN                      uint32
 	anonOrg                      string
 	trusted                      bool // the observation may become a trusted location
+	// familiar compares the client with the history (attempts only).
+	familiar *scoringv1.Familiarity
 }
 
 // evaluate looks at o against s without changing s.
@@ -267,6 +269,7 @@ func (c Config) evaluate(s *UserState, o Observation) eval {
 		}
 		ev.travel = c.travel(s.LastTrusted, o.Client, at, ev.anon)
 		ev.known = [3]int{len(s.Devices), len(s.Countries), len(s.ASNs)}
+		ev.familiar = familiarity(s, o.Client)
 		if id := o.Client.DeviceID; id != "" && len(s.Devices) > 0 && !slices.Contains(s.Devices, hashID(id)) {
 			ev.newDevice = id
 		}
@@ -411,6 +414,20 @@ func (c Config) trust(s *UserState, at int64, ci ClientInfo, anon string) {
 	}
 	if ci.Country != "" {
 		s.Countries = remember(s.Countries, ci.Country, c.HistoryLimit)
+	}
+}
+
+// familiarity compares ci with what s remembers. A device, an IP or a
+// network counts as known only when it is in the history: a user without
+// history knows nothing (unlike Familiar, which spares such users spray
+// counting).
+func familiarity(s *UserState, ci ClientInfo) *scoringv1.Familiarity {
+	return &scoringv1.Familiarity{
+		History:      len(s.Devices)+len(s.ASNs)+len(s.Countries) > 0 || s.LastTrusted.At != 0,
+		KnownDevice:  ci.DeviceID != "" && slices.Contains(s.Devices, hashID(ci.DeviceID)),
+		KnownIp:      ci.IP != "" && s.LastTrusted.At != 0 && ci.IP == s.LastTrusted.IP,
+		KnownAsn:     ci.ASN != 0 && slices.Contains(s.ASNs, ci.ASN),
+		KnownCountry: ci.Country != "" && slices.Contains(s.Countries, ci.Country),
 	}
 }
 

@@ -181,7 +181,10 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	obs := Observation{ID: attemptID(a.GetAttemptId()), Kind: ObsAttempt, At: now, Client: s.clientInfo(a.GetClient())}
 	var ra *scoringv1.RiskAssessment
 	var err error
-	if req.GetRecord() {
+	// A phishing-resistant factor sends no push: it is assessed, never
+	// counted as one (an attacker's burst must not turn the user's own way
+	// in into the burst's next push).
+	if req.GetRecord() && !phishingResistant(a.GetFactor()) {
 		ra, _, err = s.record(ctx, a.GetTenant(), a.GetUserId(), obs)
 	} else {
 		ra, err = s.preview(ctx, a.GetTenant(), a.GetUserId(), obs)
@@ -635,7 +638,7 @@ func ObservationOf(e *eventv1.AuthEvent) (Observation, bool) {
 	return Observation{
 		ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(),
 		Client: ClientInfoOf(e.GetClient()), Responder: ClientInfoOf(e.GetResponder()),
-		PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD,
+		PhishingResistant: phishingResistant(e.GetFactor()),
 	}, true
 }
 
@@ -732,4 +735,9 @@ func (s *Service) preview(ctx context.Context, tenant, user string, obs Observat
 		}
 	}
 	return s.cfg.Preview(user, st, obs, spray), nil
+}
+
+// phishingResistant reports whether f resists phishing (and sends no push).
+func phishingResistant(f eventv1.Factor) bool {
+	return f == eventv1.Factor_FACTOR_WEBAUTHN || f == eventv1.Factor_FACTOR_SMART_CARD
 }
