@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushbackhq/pushback/pkg/rpc"
+	"github.com/pushbackhq/pushback/services/decision"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -87,6 +88,9 @@ type Config struct {
 	// per process when empty); TelemetryRawIDs records them in clear.
 	TelemetryHashKey string
 	TelemetryRawIDs  bool
+
+	// Decision is the decision service's own configuration.
+	Decision decision.Config
 }
 
 // Default returns the defaults a newcomer gets.
@@ -103,6 +107,7 @@ func Default() Config {
 		LogFormat:       "json",
 		AuthMaxSkew:     5 * time.Minute,
 		PolicyPoll:      2 * time.Second,
+		Decision:        decision.DefaultConfig(),
 	}
 }
 

@@ -35,12 +35,18 @@ type running struct {
 // start runs a whole mesh on ephemeral ports with the production wiring.
 func start(t testing.TB, cfg mesh.Config) *running {
 	t.Helper()
+	// These tests check outcomes; the budget is tested on its own.
+	cfg.DecideBudget = 5 * time.Second
+	return startWithBudget(t, cfg)
+}
+
+// startWithBudget is start keeping cfg's decide budget.
+func startWithBudget(t testing.TB, cfg mesh.Config) *running {
+	t.Helper()
 	if cfg.DataDir == "" || cfg.DataDir == mesh.Default().DataDir {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	// These tests check outcomes; the budget is tested on its own.
-	cfg.DecideBudget = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
