@@ -99,6 +99,10 @@ type envOptions struct {
 	budget         time.Duration
 	auth           decision.AuthOptions
 	holdNotify     bool // Notify waits until the test releases it
+	store          store.Store
+	maxInFlight    int
+	// scoring, when set, receives the slow scorer's calls as they arrive.
+	scoringEntered chan struct{}
 }
 
 type env struct {
@@ -144,9 +148,13 @@ func (c *testClock) follow(ctx context.Context, method string, req, reply any, c
 // slowScorer answers only when the caller gives up.
 type slowScorer struct {
 	*scoring.Service
+	entered chan struct{}
 }
 
 func (s slowScorer) Assess(ctx context.Context, _ *scoringv1.AssessRequest) (*scoringv1.AssessResponse, error) {
+	if s.entered != nil {
+		s.entered <- struct{}{}
+	}
 	<-ctx.Done()
 	return nil, status.FromContextError(ctx.Err()).Err()
 }
@@ -168,7 +176,10 @@ func parse(t testing.TB, src string) *policy.Policy {
 // authentication interceptor, peers reached in memory through it.
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	st := storetest.Memory(t)
+	st := o.store
+	if st == nil {
+		st = storetest.Memory(t)
+	}
 	counters := &decision.Counters{}
 	if o.auth.Tokens == nil && o.auth.HMACSecrets == nil {
 		o.auth.Tokens = []string{testToken}
@@ -195,7 +206,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		sc.Register(srv)
 		scorerConn = scoringConn()
 	case scorerSlow:
-		scoringv1.RegisterScoringServiceServer(srv, slowScorer{sc})
+		scoringv1.RegisterScoringServiceServer(srv, slowScorer{Service: sc, entered: o.scoringEntered})
 		scorerConn = scoringConn()
 	case scorerStopped:
 		// Scoring runs on a server of its own that has stopped.
@@ -229,7 +240,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	svc, err := decision.New(decision.Options{
 		Store: st, Scorer: scoringv1.NewScoringServiceClient(scorerConn), Notifier: n,
 		Policy: parse(t, o.policy), ShadowPolicy: shadow, Counters: counters, Budget: budget,
-		Now: clk.now, NotifyTimeout: time.Hour,
+		Now: clk.now, NotifyTimeout: time.Hour, MaxInFlight: o.maxInFlight,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -88,15 +88,16 @@ func judge(st *guard.State, in verdictInput) verdict {
 		st.Clear(t.AsTime().UnixMilli())
 		v.cleared = true
 	}
-	counted := false
-	if !strong {
-		counted = st.Record(guard.Attempt{ID: in.attemptID, At: now, Familiar: fam}, ctx, now)
-	}
 	active := st.Active(now)
 	scope := pol.Cooldown.Scope
 	boundBy := ""
 	if active && !strong {
+		// Checked before this attempt marks its own sources.
 		boundBy = st.Binds(ctx)
+	}
+	counted := false
+	if !strong {
+		counted = st.Record(guard.Attempt{ID: in.attemptID, At: now, Familiar: fam}, ctx, now)
 	}
 	// During a source-scoped cooldown the user's familiar context, which no
 	// burst source shares, is judged on its own pushes only.

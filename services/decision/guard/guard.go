@@ -11,6 +11,7 @@
 package guard
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"hash/fnv"
@@ -112,8 +113,7 @@ func (s *State) Record(a Attempt, ctx Context, now int64) bool {
 	if s.Has(a.ID) {
 		return false
 	}
-	i, _ := slices.BinarySearchFunc(s.Attempts, a, func(x, y Attempt) int { return cmp64(x.At, y.At) })
-	s.Attempts = slices.Insert(s.Attempts, i, a)
+	s.insert(a)
 	if !a.Familiar {
 		s.Bind(ctx, a.At)
 	}
@@ -250,10 +250,19 @@ func (s *State) Idle(now int64) bool {
 // cooldown end and clearing. Merging is commutative and idempotent.
 func (s *State) Merge(o State, now int64) {
 	for _, a := range o.Attempts {
-		if !s.Has(a.ID) {
-			i, _ := slices.BinarySearchFunc(s.Attempts, a, func(x, y Attempt) int { return cmp64(x.At, y.At) })
-			s.Attempts = slices.Insert(s.Attempts, i, a)
+		// One attempt seen twice (a retry that reached two replicas)
+		// keeps its earlier sighting, whichever copy merges first.
+		i := slices.IndexFunc(s.Attempts, func(x Attempt) bool { return x.ID == a.ID })
+		if i >= 0 && (s.Attempts[i].At < a.At || s.Attempts[i].At == a.At && s.Attempts[i].Familiar == a.Familiar) {
+			continue
 		}
+		if i >= 0 && s.Attempts[i].At == a.At {
+			a.Familiar = false // the stricter sighting
+		}
+		if i >= 0 {
+			s.Attempts = slices.Delete(s.Attempts, i, i+1)
+		}
+		s.insert(a)
 	}
 	for _, m := range o.ips {
 		s.ips = touch(s.ips, m.V, m.Seen)
@@ -279,14 +288,15 @@ func (s *State) Merge(o State, now int64) {
 	s.Prune(now)
 }
 
-func cmp64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+// insert keeps Attempts ordered by time, then id.
+func (s *State) insert(a Attempt) {
+	i, _ := slices.BinarySearchFunc(s.Attempts, a, func(x, y Attempt) int {
+		if c := cmp.Compare(x.At, y.At); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.ID, y.ID)
+	})
+	s.Attempts = slices.Insert(s.Attempts, i, a)
 }
 
 // encodingVersion leads every encoded state.
