@@ -26,6 +26,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/validate"
+	"github.com/pushbackhq/pushback/services/decision/core"
 	"github.com/pushbackhq/pushback/services/decision/guard"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"go.opentelemetry.io/otel/attribute"
@@ -221,7 +222,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	// clock and never ahead of it; every later step uses this one value.
 	// Cooldowns and the guard's counts run on the clock itself.
 	attemptTime := validate.TimeOr(req.GetTime(), now)
-	if c := clampTime(attemptTime, now, s.opts.ClockSkew); !c.Equal(attemptTime) {
+	if c := core.ClampTime(attemptTime, now, s.opts.ClockSkew); !c.Equal(attemptTime) {
 		s.count.ClockClamped.Add(1)
 		span.AddEvent("attempt time clamped", trace.WithAttributes(attribute.String("pushback.claimed_time", attemptTime.UTC().Format(time.RFC3339Nano))))
 		attemptTime = c
@@ -242,8 +243,8 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		PolicyVersion: pol.Version,
 	}
 	p := pending{req: req, resp: resp, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups())}
-	in := verdictInput{req: req, pol: pol, shadow: shadow, tier: tier, now: now.UnixMilli(), budget: s.opts.Budget,
-		attemptID: guard.AttemptID(req.GetTenant(), req.GetUserId(), req.GetAttemptId(), resp.GetDecisionId())}
+	in := core.Input{Req: req, Policy: pol, Shadow: shadow, Tier: tier, Now: now.UnixMilli(), Budget: s.opts.Budget,
+		AttemptID: guard.AttemptID(req.GetTenant(), req.GetUserId(), req.GetAttemptId(), resp.GetDecisionId())}
 
 	// Admission control: a saturated mesh answers at once from the guard
 	// instead of queueing for scoring and spending the budget first.
@@ -252,33 +253,33 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		assessment, failErr := s.assess(ctx, req, scoreBy)
 		<-s.admit
 		if failErr != nil {
-			in.cause = decisionv1.FailureCause_FAILURE_CAUSE_SCORING_UNAVAILABLE
+			in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SCORING_UNAVAILABLE
 			p.scoringError = httpapi.CodeName(status.Code(failErr))
 			span.AddEvent("scoring unavailable", trace.WithAttributes(attribute.String("pushback.scoring_error", p.scoringError)))
 		} else {
-			in.ra = assessment
+			in.Assessment = assessment
 		}
 	default:
-		in.cause = decisionv1.FailureCause_FAILURE_CAUSE_SHED
+		in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SHED
 		p.scoringError = "SHED"
 		s.count.Shed.Add(1)
 		span.AddEvent("shed: scoring not asked", trace.WithAttributes(attribute.Int("pushback.in_flight", cap(s.admit))))
 	}
-	if in.ra == nil {
+	if in.Assessment == nil {
 		s.count.FailureModeDecisions.Add(1)
 		resp.FailureMode = tier.FailureMode
-		resp.FailureCause = in.cause
+		resp.FailureCause = in.Cause
 		resp.Risk = &scoringv1.RiskAssessment{UserId: req.GetUserId(), Time: req.GetTime()}
-		span.SetAttributes(attribute.String("pushback.failure_mode", tier.FailureMode.String()), attribute.String("pushback.failure_cause", in.cause.String()))
+		span.SetAttributes(attribute.String("pushback.failure_mode", tier.FailureMode.String()), attribute.String("pushback.failure_cause", in.Cause.String()))
 	} else {
-		resp.Risk = in.ra
+		resp.Risk = in.Assessment
 	}
 
 	// The guard judges the attempt in memory, under the user's lock, so
 	// this process orders and counts a user's attempts whatever the store
 	// does; the commit then stores the same state and the record.
 	key := string(cooldownKey(req.GetTenant(), req.GetUserId()))
-	e := s.guards.entry(key, in.now)
+	e := s.guards.entry(key, in.Now)
 	e.mu.Lock()
 	before := e.st.Clone()
 	v := s.judged(ctx, &e.st, in)
@@ -304,7 +305,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	if stored != nil {
 		// What the store held from elsewhere (another replica, or before a
 		// restart), and a judgement made again on it, join memory.
-		s.guards.update(key, in.now, func(st *guard.State) { st.Merge(*stored, in.now) })
+		s.guards.update(key, in.Now, func(st *guard.State) { st.Merge(*stored, in.Now) })
 	}
 	resp = rec.GetResponse()
 	if resp.GetReplayed() {
@@ -358,7 +359,7 @@ func (s *Service) unrecorded(ctx context.Context, span trace.Span, p pending, ti
 	span.SetStatus(codes.Error, "store unavailable")
 	s.log.ErrorContext(ctx, "store decision; answering with the failure mode", slog.Any("error", err))
 	resp := p.resp
-	if fo := failureOutcome(tier.FailureMode); policy.Stricter(fo, resp.GetOutcome()) {
+	if fo := core.FailureOutcome(tier.FailureMode); policy.Stricter(fo, resp.GetOutcome()) {
 		resp.Outcome = fo
 	}
 	if resp.GetOutcome() == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH && resp.GetNumberChallenge() == "" {
@@ -368,29 +369,11 @@ func (s *Service) unrecorded(ctx context.Context, span trace.Span, p pending, ti
 	if resp.GetFailureCause() == decisionv1.FailureCause_FAILURE_CAUSE_UNSPECIFIED {
 		resp.FailureCause = decisionv1.FailureCause_FAILURE_CAUSE_STORE_UNAVAILABLE
 	}
-	resp.Reasons = append(resp.Reasons, fmt.Sprintf("decision store unavailable: not recorded (the attempt still counts in this process); %s tier fails %s", tier.Name, failureName(tier.FailureMode)))
+	resp.Reasons = append(resp.Reasons, fmt.Sprintf("decision store unavailable: not recorded (the attempt still counts in this process); %s tier fails %s", tier.Name, core.FailureName(tier.FailureMode)))
 	span.SetAttributes(attribute.String("pushback.decision_id", resp.GetDecisionId()), attribute.String("pushback.outcome", resp.GetOutcome().String()),
 		attribute.String("pushback.failure_mode", tier.FailureMode.String()), attribute.String("pushback.policy_version", resp.GetPolicyVersion()))
 	s.tel.decided(ctx, resp)
 	return resp
-}
-
-func failureReason(cause decisionv1.FailureCause, budget time.Duration, tier policy.Tier) string {
-	if cause == decisionv1.FailureCause_FAILURE_CAUSE_SHED {
-		return fmt.Sprintf("mesh saturated: scoring not asked, the answer comes from this user's own attempt counts; %s tier fails %s", tier.Name, failureName(tier.FailureMode))
-	}
-	return fmt.Sprintf("scoring unavailable within %s (its share of the %s budget); %s tier fails %s", budget*4/5, budget, tier.Name, failureName(tier.FailureMode))
-}
-
-// clampTime keeps t within skew before now and never after now.
-func clampTime(t, now time.Time, skew time.Duration) time.Time {
-	if t.After(now) {
-		return now
-	}
-	if earliest := now.Add(-skew); t.Before(earliest) {
-		return earliest
-	}
-	return t
 }
 
 func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest, by time.Time) (*scoringv1.RiskAssessment, error) {
@@ -412,50 +395,40 @@ func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest, by 
 	return out.GetAssessment(), nil
 }
 
-// judged runs judge in a span. A rule that fails to evaluate does not
+// judged runs core.Judge in a span. A rule that fails to evaluate does not
 // match; the failure is logged and counted.
-func (s *Service) judged(ctx context.Context, st *guard.State, in verdictInput) verdict {
+func (s *Service) judged(ctx context.Context, st *guard.State, in core.Input) core.Verdict {
 	_, span := s.tracer.Start(ctx, "decision.policy")
 	defer span.End()
-	v := judge(st, in)
+	v := core.Judge(st, in)
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("pushback.outcome", v.Outcome.String()), attribute.StringSlice("pushback.rules", v.Matched),
-			attribute.String("pushback.policy_version", in.pol.Version), attribute.String("pushback.tier", in.tier.Name),
-			attribute.Int("pushback.score", int(in.ra.GetScore())))
-		if v.shadow != nil {
-			span.SetAttributes(attribute.String("pushback.shadow_outcome", v.shadow.Outcome.String()))
+			attribute.String("pushback.policy_version", in.Policy.Version), attribute.String("pushback.tier", in.Tier.Name),
+			attribute.Int("pushback.score", int(in.Assessment.GetScore())))
+		if v.Shadow != nil {
+			span.SetAttributes(attribute.String("pushback.shadow_outcome", v.Shadow.Outcome.String()))
 		}
 	}
-	if v.ruleError != nil {
+	if v.RuleError != nil {
 		s.count.RuleErrors.Add(1)
-		s.log.WarnContext(ctx, "policy rule failed to evaluate", slog.String("policy_version", in.pol.Version), slog.Any("error", v.ruleError))
+		s.log.WarnContext(ctx, "policy rule failed to evaluate", slog.String("policy_version", in.Policy.Version), slog.Any("error", v.RuleError))
 	}
 	return v
 }
 
 // applyVerdict writes v into the answer.
-func applyVerdict(resp *decisionv1.DecideResponse, v verdict) {
+func applyVerdict(resp *decisionv1.DecideResponse, v core.Verdict) {
 	resp.Outcome = v.Outcome
 	resp.MatchedRules = v.Matched
 	resp.Reasons = v.Reasons
-	resp.CooldownContext = v.cctx
+	resp.CooldownContext = v.Context
 	resp.Cooldown = nil
-	if v.cooldown > 0 {
-		resp.Cooldown = durationpb.New(v.cooldown)
+	if v.Cooldown > 0 {
+		resp.Cooldown = durationpb.New(v.Cooldown)
 	}
 	resp.NumberChallenge = ""
 	if v.Outcome == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH {
 		resp.NumberChallenge = challenge()
-	}
-}
-
-func clientVars(c *eventv1.Client) map[string]any {
-	return map[string]any{
-		"ip":        c.GetIp(),
-		"country":   c.GetGeo().GetCountry(),
-		"city":      c.GetGeo().GetCity(),
-		"asn":       int64(c.GetAsn()),
-		"device_id": c.GetDeviceId(),
 	}
 }
 
@@ -486,9 +459,9 @@ func decodeGuard(b []byte) guard.State {
 type pending struct {
 	req  *decisionv1.DecideRequest
 	resp *decisionv1.DecideResponse
-	in   verdictInput
+	in   core.Input
 	// verdict was judged on before, which became after.
-	verdict       verdict
+	verdict       core.Verdict
 	before, after guard.State
 	tier          string
 	groups        []string
@@ -536,32 +509,32 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 			return err
 		}
 		v, st := p.verdict, p.after.Clone()
-		if !covers(p.after, held, p.in.now) {
+		if !covers(p.after, held, p.in.Now) {
 			// Attempts or a cooldown this process has not seen: judge
 			// again on everything known.
 			s.count.GuardConflicts.Add(1)
 			st = held.Clone()
-			st.Merge(p.before, p.in.now)
-			v = judge(&st, p.in)
+			st.Merge(p.before, p.in.Now)
+			v = core.Judge(&st, p.in)
 		}
-		st.Merge(held, p.in.now)
+		st.Merge(held, p.in.Now)
 		r := proto.CloneOf(p.resp)
 		applyVerdict(r, v)
 		if p.resp.GetOutcome() == r.GetOutcome() {
 			r.NumberChallenge = p.resp.GetNumberChallenge()
 		}
 		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Tier: p.tier, Groups: p.groups,
-			ScoringError: p.scoringError, CooldownCleared: v.cleared}
-		if v.shadow != nil {
-			rec.ShadowOutcome = v.shadow.Outcome
-			rec.ShadowPolicyVersion = p.in.shadow.Version
-			rec.ShadowMatchedRules = slices.Clone(v.shadow.Matched)
-			rec.ShadowReasons = slices.Clone(v.shadow.Reasons)
-			rec.ShadowDiffers = v.shadow.Outcome != r.GetOutcome()
+			ScoringError: p.scoringError, CooldownCleared: v.Cleared}
+		if v.Shadow != nil {
+			rec.ShadowOutcome = v.Shadow.Outcome
+			rec.ShadowPolicyVersion = p.in.Shadow.Version
+			rec.ShadowMatchedRules = slices.Clone(v.Shadow.Matched)
+			rec.ShadowReasons = slices.Clone(v.Shadow.Reasons)
+			rec.ShadowDiffers = v.Shadow.Outcome != r.GetOutcome()
 		}
-		ttl := guard.Horizon + p.in.pol.Cooldown.Max
-		if st.Active(p.in.now) {
-			ttl += time.Duration(st.Cooldown.Until-p.in.now) * time.Millisecond
+		ttl := guard.Horizon + p.in.Policy.Cooldown.Max
+		if st.Active(p.in.Now) {
+			ttl += time.Duration(st.Cooldown.Until-p.in.Now) * time.Millisecond
 		}
 		if err := tx.Set(ck, st.Marshal(), ttl); err != nil {
 			return err
@@ -620,7 +593,7 @@ func sameAttempt(stored, retry *decisionv1.DecideRequest) bool {
 
 // CooldownRule is the name reported among the matched rules when a cooldown
 // decided.
-const CooldownRule = "cooldown"
+const CooldownRule = core.CooldownRule
 
 // afterDecision tells scoring about a suppressed push and queues an alert
 // for a denial. Each call is bounded by NotifyTimeout; a failure is logged,
@@ -676,28 +649,6 @@ func (s *Service) afterDecision(ctx context.Context, req *decisionv1.DecideReque
 	}
 }
 
-func failureOutcome(fm decisionv1.FailureMode) decisionv1.Outcome {
-	switch fm {
-	case decisionv1.FailureMode_FAILURE_MODE_OPEN:
-		return decisionv1.Outcome_OUTCOME_ALLOW
-	case decisionv1.FailureMode_FAILURE_MODE_CLOSED:
-		return decisionv1.Outcome_OUTCOME_DENY
-	default:
-		return decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
-	}
-}
-
-func failureName(fm decisionv1.FailureMode) string {
-	switch fm {
-	case decisionv1.FailureMode_FAILURE_MODE_OPEN:
-		return "open"
-	case decisionv1.FailureMode_FAILURE_MODE_CLOSED:
-		return "closed"
-	default:
-		return "to number matching"
-	}
-}
-
 func traceID(ctx context.Context) string {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.HasTraceID() {
@@ -713,17 +664,6 @@ func challenge() string {
 		return "42"
 	}
 	return fmt.Sprint(n.Int64() + 10)
-}
-
-func formatWindow(d time.Duration) string {
-	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	default:
-		return fmt.Sprintf("%ds", d/time.Second)
-	}
 }
 
 func maxTime(a, b time.Time) time.Time {

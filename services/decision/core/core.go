@@ -1,4 +1,8 @@
-package decision
+// Package core is the decision service's pure core: it judges one attempt
+// from the policy, scoring's assessment (or its absence) and the user's
+// guard state, with time passed in. The service persists around it;
+// `pushback replay` runs it over recorded events.
+package core
 
 import (
 	"fmt"
@@ -13,9 +17,9 @@ import (
 	"github.com/pushbackhq/pushback/services/decision/policy"
 )
 
-// defaultWindows are the burst windows the guard counts in when scoring did
+// DefaultWindows are the burst windows the guard counts in when scoring did
 // not answer: scoring's defaults, which the default policy's rules name.
-var defaultWindows = []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, time.Hour}
+var DefaultWindows = []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, time.Hour}
 
 // Signals that come from the user's push counts: a phishing-resistant
 // attempt, and the user's own context during a cooldown, are judged
@@ -25,34 +29,42 @@ const (
 	signalDenialStreak = "DENIAL_STREAK"
 )
 
-// verdictInput is what one attempt is judged on.
-type verdictInput struct {
-	req    *decisionv1.DecideRequest
-	pol    *policy.Policy
-	shadow *policy.Policy
-	// ra is scoring's assessment; nil when scoring did not answer (cause
+// Input is what one attempt is judged on.
+type Input struct {
+	Req *decisionv1.DecideRequest
+	// Policy is enforced; Shadow, when set, is evaluated beside it.
+	Policy, Shadow *policy.Policy
+	// Assessment is scoring's; nil when scoring did not answer (Cause
 	// says why), and the failure mode joins the policy's answer.
-	ra    *scoringv1.RiskAssessment
-	cause decisionv1.FailureCause
-	tier  policy.Tier
-	// now is Pushback's clock (unix ms): cooldowns and the guard's counts
+	Assessment *scoringv1.RiskAssessment
+	Cause      decisionv1.FailureCause
+	Tier       policy.Tier
+	// Now is Pushback's clock (unix ms): cooldowns and the guard's counts
 	// run on it, never on the time an attempt claims.
-	now       int64
-	attemptID uint64
-	budget    time.Duration
+	Now int64
+	// AttemptID identifies the attempt in the guard (guard.AttemptID).
+	AttemptID uint64
+	// Budget of the Decide call, named in failure reasons.
+	Budget time.Duration
 }
 
-// verdict is the judgement of one attempt.
-type verdict struct {
+// Verdict is the judgement of one attempt.
+type Verdict struct {
 	policy.Result
-	shadow    *policy.Result
-	cooldown  time.Duration // remaining, 0 when none
-	cctx      *decisionv1.CooldownContext
-	cleared   bool // a phishing-resistant sign-in ended the cooldown
-	ruleError error
+	// Shadow is the shadow policy's result (nil without one).
+	Shadow *policy.Result
+	// Cooldown is what remains of the user's cooldown (0 when none).
+	Cooldown time.Duration
+	// Context is how a cooldown judged the attempt's context.
+	Context *decisionv1.CooldownContext
+	// Cleared is set when a phishing-resistant sign-in ended the cooldown.
+	Cleared bool
+	// RuleError joins the errors of rules that failed to evaluate.
+	RuleError error
 }
 
-func phishingResistant(f eventv1.Factor) bool {
+// PhishingResistant reports whether f resists phishing (it sends no push).
+func PhishingResistant(f eventv1.Factor) bool {
 	return f == eventv1.Factor_FACTOR_WEBAUTHN || f == eventv1.Factor_FACTOR_SMART_CARD
 }
 
@@ -72,21 +84,21 @@ func contextOf(c *eventv1.Client) guard.Context {
 	return guard.Context{IP: ip, ASN: c.GetAsn(), Device: c.GetDeviceId()}
 }
 
-// judge decides one attempt against the user's guard state st and updates
+// Judge decides one attempt against the user's guard state st and updates
 // st: the attempt is counted (a push whatever answers it), a cooldown
 // starts, escalates or is cleared. It reads no clock and no store.
-func judge(st *guard.State, in verdictInput) verdict {
-	req, pol, now := in.req, in.pol, in.now
-	strong := phishingResistant(req.GetFactor())
+func Judge(st *guard.State, in Input) Verdict {
+	req, pol, now := in.Req, in.Policy, in.Now
+	strong := PhishingResistant(req.GetFactor())
 	ctx := contextOf(req.GetClient())
-	fam := in.ra != nil && familiar(in.ra)
-	var v verdict
+	fam := in.Assessment != nil && familiar(in.Assessment)
+	var v Verdict
 
-	if t := in.ra.GetLastPhishingResistantTime(); t != nil && st.Active(now) && t.AsTime().UnixMilli() > st.Cooldown.Since {
+	if t := in.Assessment.GetLastPhishingResistantTime(); t != nil && st.Active(now) && t.AsTime().UnixMilli() > st.Cooldown.Since {
 		// The user proved themselves with a phishing-resistant factor
 		// after the cooldown started: it no longer applies.
 		st.Clear(t.AsTime().UnixMilli())
-		v.cleared = true
+		v.Cleared = true
 	}
 	active := st.Active(now)
 	scope := pol.Cooldown.Scope
@@ -97,30 +109,30 @@ func judge(st *guard.State, in verdictInput) verdict {
 	}
 	counted := false
 	if !strong {
-		counted = st.Record(guard.Attempt{ID: in.attemptID, At: now, Familiar: fam}, ctx, now)
+		counted = st.Record(guard.Attempt{ID: in.AttemptID, At: now, Familiar: fam}, ctx, now)
 	}
 	// During a source-scoped cooldown the user's familiar context, which no
 	// burst source shares, is judged on its own pushes only.
 	own := active && !strong && scope == policy.ScopeSource && fam && boundBy == ""
 
-	input := policyInput(req, in.ra, st, now, strong || own, own)
+	input := PolicyInput(req, in.Assessment, st, now, strong || own, own)
 	res, err := pol.Evaluate(input)
-	v.ruleError = err
+	v.RuleError = err
 	var shadow *policy.Result
-	if in.shadow != nil {
-		sr, _ := in.shadow.Evaluate(input)
+	if in.Shadow != nil {
+		sr, _ := in.Shadow.Evaluate(input)
 		shadow = &sr
 	}
-	if in.ra == nil {
+	if in.Assessment == nil {
 		failed := func(r *policy.Result, t policy.Tier) {
-			if fo := failureOutcome(t.FailureMode); policy.Stricter(fo, r.Outcome) {
+			if fo := FailureOutcome(t.FailureMode); policy.Stricter(fo, r.Outcome) {
 				r.Outcome = fo
 			}
-			r.Reasons = append([]string{failureReason(in.cause, in.budget, t)}, r.Reasons...)
+			r.Reasons = append([]string{FailureReason(in.Cause, in.Budget, t)}, r.Reasons...)
 		}
-		failed(&res, in.tier)
+		failed(&res, in.Tier)
 		if shadow != nil {
-			failed(shadow, in.shadow.TierOf(req.GetAppId()))
+			failed(shadow, in.Shadow.TierOf(req.GetAppId()))
 		}
 	}
 	both := func(f func(r *policy.Result)) {
@@ -137,9 +149,9 @@ func judge(st *guard.State, in verdictInput) verdict {
 		// the user; an attacker with only a password cannot pass it.
 		res.Reasons = append(res.Reasons, fmt.Sprintf("cooldown until %s does not hold back a phishing-resistant factor", until()))
 	case own:
-		v.cctx = &decisionv1.CooldownContext{Scope: scope, Familiar: true, Familiarity: in.ra.GetFamiliarity()}
+		v.Context = &decisionv1.CooldownContext{Scope: scope, Familiar: true, Familiarity: in.Assessment.GetFamiliarity()}
 		reason := fmt.Sprintf("cooldown until %s holds back pushes from the sources that drove it; this attempt comes from the user's familiar context (%s), which none of them shares: number matching",
-			until(), familiarEvidence(in.ra.GetFamiliarity()))
+			until(), familiarEvidence(in.Assessment.GetFamiliarity()))
 		both(func(r *policy.Result) {
 			if policy.Stricter(decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH, r.Outcome) {
 				r.Outcome = decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
@@ -154,7 +166,7 @@ func judge(st *guard.State, in verdictInput) verdict {
 		if counted {
 			st.Escalate(now, pol.Cooldown.At)
 		}
-		v.cctx = &decisionv1.CooldownContext{Scope: scope, BoundBy: boundBy, Familiar: fam, Familiarity: in.ra.GetFamiliarity()}
+		v.Context = &decisionv1.CooldownContext{Scope: scope, BoundBy: boundBy, Familiar: fam, Familiarity: in.Assessment.GetFamiliarity()}
 		reason := fmt.Sprintf("cooldown after an earlier denial, now until %s", until())
 		switch {
 		case scope == policy.ScopeUser:
@@ -172,10 +184,10 @@ func judge(st *guard.State, in verdictInput) verdict {
 		st.Start(now, pol.Cooldown.Base)
 	}
 	if st.Active(now) {
-		v.cooldown = time.Duration(st.Cooldown.Until-now) * time.Millisecond
+		v.Cooldown = time.Duration(st.Cooldown.Until-now) * time.Millisecond
 	}
 	v.Result = res
-	v.shadow = shadow
+	v.Shadow = shadow
 	return v
 }
 
@@ -206,12 +218,12 @@ func familiarEvidence(f *scoringv1.Familiarity) string {
 	return strings.Join(parts, ", ")
 }
 
-// policyInput is what the rules see. Push counts are the larger of
+// PolicyInput is what the rules see. Push counts are the larger of
 // scoring's and the guard's own, so a flood scoring did not see in time
 // still meets the burst rules. pushless drops what comes from push counts
 // (a phishing-resistant attempt sends no push); ownOnly counts the familiar
 // attempts only.
-func policyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st *guard.State, now int64, pushless, ownOnly bool) policy.Input {
+func PolicyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st *guard.State, now int64, pushless, ownOnly bool) policy.Input {
 	in := policy.Input{
 		User:    req.GetUserId(),
 		App:     req.GetAppId(),
@@ -219,9 +231,9 @@ func policyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 		Groups:  req.GetGroups(),
 		Score:   int(ra.GetScore()),
 		Signals: make(map[string]int, len(ra.GetSignals())),
-		Pushes:  make(map[string]int, len(defaultWindows)),
-		Denied:  make(map[string]int, len(defaultWindows)),
-		Client:  clientVars(req.GetClient()),
+		Pushes:  make(map[string]int, len(DefaultWindows)),
+		Denied:  make(map[string]int, len(DefaultWindows)),
+		Client:  ClientVars(req.GetClient()),
 	}
 	for _, sig := range ra.GetSignals() {
 		if pushless && (sig.GetCode() == signalPushBurst || sig.GetCode() == signalDenialStreak) {
@@ -229,7 +241,7 @@ func policyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 		}
 		in.Signals[sig.GetCode()] = int(sig.GetWeight())
 	}
-	windows := defaultWindows
+	windows := DefaultWindows
 	if ws := ra.GetWindows(); len(ws) > 0 {
 		windows = make([]time.Duration, 0, len(ws))
 		for _, w := range ws {
@@ -237,7 +249,7 @@ func policyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 		}
 	}
 	for i, w := range windows {
-		name := formatWindow(w)
+		name := FormatWindow(w)
 		in.Pushes[name], in.Denied[name] = 0, 0
 		if pushless && !ownOnly {
 			continue
@@ -252,3 +264,73 @@ func policyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 	}
 	return in
 }
+
+// FailureReason says why the failure mode answered.
+func FailureReason(cause decisionv1.FailureCause, budget time.Duration, tier policy.Tier) string {
+	if cause == decisionv1.FailureCause_FAILURE_CAUSE_SHED {
+		return fmt.Sprintf("mesh saturated: scoring not asked, the answer comes from this user's own attempt counts; %s tier fails %s", tier.Name, FailureName(tier.FailureMode))
+	}
+	return fmt.Sprintf("scoring unavailable within %s (its share of the %s budget); %s tier fails %s", budget*4/5, budget, tier.Name, FailureName(tier.FailureMode))
+}
+
+// ClampTime keeps t within skew before now and never after now.
+func ClampTime(t, now time.Time, skew time.Duration) time.Time {
+	if t.After(now) {
+		return now
+	}
+	if earliest := now.Add(-skew); t.Before(earliest) {
+		return earliest
+	}
+	return t
+}
+
+// ClientVars is the client as rules see it.
+func ClientVars(c *eventv1.Client) map[string]any {
+	return map[string]any{
+		"ip":        c.GetIp(),
+		"country":   c.GetGeo().GetCountry(),
+		"city":      c.GetGeo().GetCity(),
+		"asn":       int64(c.GetAsn()),
+		"device_id": c.GetDeviceId(),
+	}
+}
+
+// FailureOutcome is the outcome of a failure mode.
+func FailureOutcome(fm decisionv1.FailureMode) decisionv1.Outcome {
+	switch fm {
+	case decisionv1.FailureMode_FAILURE_MODE_OPEN:
+		return decisionv1.Outcome_OUTCOME_ALLOW
+	case decisionv1.FailureMode_FAILURE_MODE_CLOSED:
+		return decisionv1.Outcome_OUTCOME_DENY
+	default:
+		return decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
+	}
+}
+
+// FailureName names a failure mode in reasons.
+func FailureName(fm decisionv1.FailureMode) string {
+	switch fm {
+	case decisionv1.FailureMode_FAILURE_MODE_OPEN:
+		return "open"
+	case decisionv1.FailureMode_FAILURE_MODE_CLOSED:
+		return "closed"
+	default:
+		return "to number matching"
+	}
+}
+
+// FormatWindow names a window as rules see it: 5m, 1h, 30s.
+func FormatWindow(d time.Duration) string {
+	switch {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	default:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+}
+
+// CooldownRule is the name reported among the matched rules when a cooldown
+// decided.
+const CooldownRule = "cooldown"
