@@ -326,5 +326,8 @@ func fmtWindow(d time.Duration) string {
 	}
 }
 
-// FormatWindow renders a window as policies name it ("5m", "1h").
-func FormatWindow(d time.Duration) string { return fmtWindow(d) }
+// Familiarity compares a client with what s remembers of the user, as
+// Assess reports it for an attempt (replay asks before applying one).
+func (c Config) Familiarity(s *UserState, ci ClientInfo) *scoringv1.Familiarity {
+	return familiarity(s, ci)
+}
