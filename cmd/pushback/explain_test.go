@@ -42,6 +42,9 @@ func startMesh(t *testing.T, policyFile, shadowFile string) *meshUnderTest {
 	cfg.AuthTokens = []string{explainToken}
 	cfg.PolicyFile, cfg.ShadowPolicy = policyFile, shadowFile
 	cfg.PolicyPoll = 10 * time.Millisecond
+	// These tests explain decisions, not deadlines: a loaded machine must
+	// not turn a burst into failure-mode answers.
+	cfg.DecideBudget = 5 * time.Second
 	counters := &decision.Counters{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
