@@ -151,7 +151,7 @@ func New(opts Options) (*Service, error) {
 	}
 	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
 		limiter: newLimiter(opts.Store, opts.RateLimits, opts.DefaultRateLimit), served: map[queueKey]uint64{},
-		tel:     newInstruments(opts.Meter, opts.Store, opts.Channels, opts.Redactor)}, nil
+		tel: newInstruments(opts.Meter, opts.Store, opts.Channels, opts.Redactor)}, nil
 }
 
 // Register adds the service to a gRPC server.
