@@ -205,6 +205,14 @@ func TestTenantFloodDoesNotStarveOtherTenants(t *testing.T) {
 	if len(sent) != 120 {
 		t.Fatalf("%d alerts delivered, want all 120", len(sent))
 	}
+	firstOf, lastOf := map[string]int{}, map[string]int{}
+	for i, a := range sent {
+		if firstOf[a.tenant] == 0 {
+			firstOf[a.tenant] = i + 1
+		}
+		lastOf[a.tenant] = i + 1
+	}
+	t.Logf("globex's alerts were deliveries %d to %d, initech's %d to %d", firstOf["globex"], lastOf["globex"], firstOf["initech"], lastOf["initech"])
 	count := map[string]int{}
 	for i, a := range sent[:30] {
 		count[a.tenant]++
