@@ -150,8 +150,9 @@ func New(opts Options) (*Service, error) {
 		seen[c.Name()] = true
 	}
 	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
-		limiter: newLimiter(opts.Store, opts.RateLimits, opts.DefaultRateLimit), served: map[queueKey]uint64{},
-		tel: newInstruments(opts.Meter, opts.Store, opts.Channels, opts.Redactor)}, nil
+		limiter: newLimiter(opts.Store, opts.RateLimits, opts.DefaultRateLimit),
+		tel:     newInstruments(opts.Meter, opts.Store, opts.Channels, opts.Redactor),
+		served:  map[queueKey]uint64{}}, nil
 }
 
 // Register adds the service to a gRPC server.
