@@ -202,7 +202,7 @@ func raiseDue(tx store.Txn, d *notifyv1.Delivery, sev severity) error {
 		return err
 	}
 	e, ok := parseDue(key, v)
-	if !ok || e.rank.raise(sev) == e.rank {
+	if !ok || e.unread || e.rank.raise(sev) == e.rank {
 		return nil
 	}
 	return tx.Set(key, dueValue(e.rank.raise(sev), e.id, e.channel), 0)

@@ -77,7 +77,7 @@ const (
 	rankUpdate
 	// rankUpdateSpray: an update to an incident of a spray.
 	rankUpdateSpray
-	// rankCount bounds the ranks (a stored rank at or above is unreadable).
+	// rankCount bounds the ranks (a stored rank at or above is unread).
 	rankCount
 )
 
@@ -192,12 +192,18 @@ type dueEntry struct {
 	due     int64  // Unix ms
 	id      string
 	rank    rank
-	channel string // "" until claimed, for an entry of the older layout
-	legacy  bool
+	channel string // "" when unread
+	legacy  bool   // an entry of the older layout
+	// unread is set when the value holds no rank and channel this worker
+	// can read (the older layout, a damaged value, a rank of a newer
+	// version): the entry is ordered first, and its claim ranks the
+	// delivery itself. The key alone names the delivery, so it is never
+	// left behind.
+	unread bool
 }
 
-// parseDue reads a due entry; ok is false for a key or value this worker
-// did not write.
+// parseDue reads a due entry; ok is false for a key this worker did not
+// write.
 func parseDue(key, value []byte) (e dueEntry, ok bool) {
 	rest, found := bytes.CutPrefix(key, []byte(duePrefix))
 	if !found {
@@ -207,7 +213,7 @@ func parseDue(key, value []byte) (e dueEntry, ok bool) {
 	e.key = key
 	switch len(parts) {
 	case 2: // the older layout: the worker learns the rest when it claims
-		e.legacy, e.group, e.rank = true, duePrefix, rankUrgent
+		e.legacy, e.group = true, duePrefix
 	case 4:
 		e.kind, e.tenant = kindOfPart(parts[0]), parts[1]
 		e.group = duePrefix + parts[0] + "/" + parts[1] + "/"
@@ -220,14 +226,12 @@ func parseDue(key, value []byte) (e dueEntry, ok bool) {
 		return e, false
 	}
 	e.due, e.id = ms, parts[1]
-	if e.legacy {
-		return e, string(value) == e.id
-	}
 	r, rest2, ok1 := strings.Cut(string(value), "/")
 	id, channel, ok2 := strings.Cut(rest2, "/")
 	n, err := strconv.Atoi(r)
-	if !ok1 || !ok2 || err != nil || n < 0 || n >= int(rankCount) || id != e.id {
-		return e, false
+	if e.legacy || !ok1 || !ok2 || err != nil || n < 0 || n >= int(rankCount) || id != e.id {
+		e.unread, e.rank = true, rankUrgent
+		return e, true
 	}
 	e.rank, e.channel = rank(n), channel
 	return e, true

@@ -151,7 +151,7 @@ func TestDueEntryRoundTrip(t *testing.T) {
 			Notification: &notifyv1.NotifyRequest{Kind: notifyv1.Kind_KIND_USER_NOTICE, Tenant: tenant}}
 		key, val := dueKey(d), dueValue(rankNotice, d.GetDeliveryId(), d.GetChannel())
 		e, ok := parseDue(key, val)
-		if !ok || e.legacy || e.kind != notifyv1.Kind_KIND_USER_NOTICE || e.tenant != store.KeyPart(tenant) || e.due != at.UnixMilli() ||
+		if !ok || e.legacy || e.unread || e.kind != notifyv1.Kind_KIND_USER_NOTICE || e.tenant != store.KeyPart(tenant) || e.due != at.UnixMilli() ||
 			e.id != d.GetDeliveryId() || e.rank != rankNotice || e.channel != "ops/slack" || !e.names(d) {
 			t.Fatalf("tenant %q: %s -> %+v, %v", tenant, key, e, ok)
 		}
@@ -159,33 +159,38 @@ func TestDueEntryRoundTrip(t *testing.T) {
 			t.Fatalf("group %q is not a prefix of %q", e.group, key)
 		}
 		old, ok := parseDue(legacyDueKey(d), []byte(d.GetDeliveryId()))
-		if !ok || !old.legacy || !old.names(d) || old.names(&notifyv1.Delivery{DeliveryId: "other", NextAttemptTime: d.GetNextAttemptTime()}) {
+		if !ok || !old.legacy || !old.unread || !old.names(d) || old.names(&notifyv1.Delivery{DeliveryId: "other", NextAttemptTime: d.GetNextAttemptTime()}) {
 			t.Fatalf("older layout: %+v, %v", old, ok)
 		}
 		if string(legacyDueKey(d)) >= string(legacyEnd) || string(key) <= string(legacyEnd) {
 			t.Fatalf("the older layout does not sort before %q and this one after", legacyEnd)
 		}
 	}
-	for _, bad := range []struct{ key, value string }{
-		{"notify/due/push/acme/00000001764234000000/id", "9/id/push"},
-		{"notify/due/push/acme/00000001764234000000/id", "1/other/push"},
-		{"notify/due/push/acme/00000001764234000000/id", "1"},
-		{"notify/due/push/acme/1764234000000/id", "1/id/push"},
-		{"notify/due/push/acme/00000001764234000000/", "1//push"},
-		{"notify/due/00000001764234000000/id", "other"},
-		{"notify/due/x", "x"},
-		{"notify/delivery/id", "1/id/push"},
+	// A value that cannot be read leaves the entry to be ranked when it is
+	// claimed: the key names the delivery, which must not be left behind.
+	for _, v := range []string{"9/id/push", "1/other/push", "1", "", "x/id/push"} {
+		e, ok := parseDue([]byte("notify/due/push/acme/00000001764234000000/id"), []byte(v))
+		if !ok || !e.unread || e.id != "id" || e.kind != notifyv1.Kind_KIND_PUSH || e.rank != rankUrgent {
+			t.Errorf("value %q: %+v, %v; want the entry, unread", v, e, ok)
+		}
+	}
+	for _, key := range []string{
+		"notify/due/push/acme/1764234000000/id",
+		"notify/due/push/acme/00000001764234000000/",
+		"notify/due/push/acme/0000000176423400000x/id",
+		"notify/due/x",
+		"notify/delivery/id",
 	} {
-		if e, ok := parseDue([]byte(bad.key), []byte(bad.value)); ok {
-			t.Errorf("parseDue(%q, %q) = %+v, want not ok", bad.key, bad.value, e)
+		if e, ok := parseDue([]byte(key), []byte("1/id/push")); ok {
+			t.Errorf("parseDue(%q) = %+v, want not ok", key, e)
 		}
 	}
 }
 
 // TestOlderLayoutEntriesAreStillDelivered: pending deliveries queued before
-// the due index named kinds and tenants are delivered after the upgrade; a
-// rate-limited one without a token moves to the new layout and keeps its
-// due time.
+// the due index named kinds and tenants are delivered after the upgrade, and
+// so is one whose entry holds a value that cannot be read; a rate-limited
+// one without a token moves to the new layout and keeps its due time.
 func TestOlderLayoutEntriesAreStillDelivered(t *testing.T) {
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	push := &pushChannel{}
@@ -193,27 +198,31 @@ func TestOlderLayoutEntriesAreStillDelivered(t *testing.T) {
 	s, st := claimService(t, push, now)
 	s.opts.Channels = append(s.opts.Channels, alerts)
 	s.limiter = newLimiter(st, map[string]RateLimit{"alerts": {Every: time.Minute, Burst: 1}}, RateLimit{})
-	put := func(id string, kind notifyv1.Kind, channel string, due time.Time) {
+	put := func(id string, kind notifyv1.Kind, channel string, due time.Time, damaged bool) {
 		d := &notifyv1.Delivery{DeliveryId: id, Channel: channel, Status: notifyv1.Status_STATUS_PENDING, NextAttemptTime: timestamppb.New(due),
 			Notification: &notifyv1.NotifyRequest{Kind: kind, IdempotencyKey: id, UserId: "u", Tenant: "acme"}}
 		if err := st.Update(context.Background(), func(tx store.Txn) error {
 			if err := putDelivery(tx, d, 0); err != nil {
 				return err
 			}
+			if damaged {
+				return tx.Set(dueKey(d), []byte("damaged"), 0)
+			}
 			return tx.Set(legacyDueKey(d), []byte(id), 0)
 		}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	put("p1", notifyv1.Kind_KIND_PUSH, "push", now.Add(-time.Minute))
+	put("p1", notifyv1.Kind_KIND_PUSH, "push", now.Add(-time.Minute), false)
+	put("p2", notifyv1.Kind_KIND_PUSH, "push", now.Add(-time.Minute), true)
 	for i := range 3 {
-		put(fmt.Sprint("a", i), notifyv1.Kind_KIND_SOC_ALERT, "alerts", now.Add(-time.Duration(i+1)*time.Second))
+		put(fmt.Sprint("a", i), notifyv1.Kind_KIND_SOC_ALERT, "alerts", now.Add(-time.Duration(i+1)*time.Second), false)
 	}
 	if err := s.DeliverDue(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if push.sends.Load() != 1 || alerts.sends.Load() != 1 {
-		t.Fatalf("%d pushes and %d alerts sent, want the push and the one alert the rate limit lets through", push.sends.Load(), alerts.sends.Load())
+	if push.sends.Load() != 2 || alerts.sends.Load() != 1 {
+		t.Fatalf("%d pushes and %d alerts sent, want both pushes and the one alert the rate limit lets through", push.sends.Load(), alerts.sends.Load())
 	}
 	items, err := st.Scan(context.Background(), store.ScanOptions{Prefix: []byte("notify/due/")})
 	if err != nil {
@@ -221,7 +230,7 @@ func TestOlderLayoutEntriesAreStillDelivered(t *testing.T) {
 	}
 	for _, it := range items {
 		e, ok := parseDue(it.Key, it.Value)
-		if !ok || e.legacy || e.kind != notifyv1.Kind_KIND_SOC_ALERT || e.due > now.UnixMilli() {
+		if !ok || e.legacy || e.unread || e.kind != notifyv1.Kind_KIND_SOC_ALERT || e.due > now.UnixMilli() {
 			t.Fatalf("left in the outbox: %s = %s, want the waiting alerts in the new layout at their due times", it.Key, it.Value)
 		}
 	}

@@ -460,7 +460,7 @@ func (s *Service) plan(entries []dueEntry) []dueEntry {
 	return plan(entries, s.served, s.turn)
 }
 
-// served gives q the next turn.
+// serve gives q the next turn.
 func (s *Service) serve(q queueKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -495,7 +495,7 @@ func (s *Service) deliverInTurn(ctx context.Context, order []dueEntry, now time.
 		c, err := s.claim(ctx, e)
 		if err != nil {
 			fail(err)
-			continue
+			break // a store that fails one claim fails the next: the next round tries again
 		}
 		if c == nil {
 			continue
@@ -662,7 +662,7 @@ func leaseRank(tx store.Reader, lease []byte, r rank) rank {
 	if err != nil {
 		return r
 	}
-	if e, ok := parseDue(lease, v); ok && !e.legacy {
+	if e, ok := parseDue(lease, v); ok && !e.unread {
 		return e.rank
 	}
 	return r
@@ -697,7 +697,7 @@ func (s *Service) claim(ctx context.Context, e dueEntry) (*claimed, error) {
 			return tx.Delete(e.key)
 		}
 		r := rankOf(cur.GetNotification())
-		if fresh, ok := parseDue(e.key, v); ok && !fresh.legacy {
+		if fresh, ok := parseDue(e.key, v); ok && !fresh.unread {
 			r = fresh.rank // a denial folded in since the scan may have raised it
 		}
 		was := cur.GetNextAttemptTime()
