@@ -9,6 +9,8 @@ import (
 
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
+	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -253,3 +255,81 @@ type alertChannel struct{ pushChannel }
 
 func (c *alertChannel) Name() string                 { return "alerts" }
 func (c *alertChannel) Accepts(k notifyv1.Kind) bool { return k == notifyv1.Kind_KIND_SOC_ALERT }
+
+// TestScanDueReadsWhatIsDue: the walk over the due index returns the due
+// entries of every kind and tenant, skips to the next tenant at the first
+// entry not yet due, and reads at most dueLookahead of one tenant; on
+// badger and on Redis, whose ordered indexes differ.
+func TestScanDueReadsWhatIsDue(t *testing.T) {
+	stores := map[string]func(t *testing.T) store.Store{
+		"badger": func(t *testing.T) store.Store { return storetest.Memory(t) },
+		"redis": func(t *testing.T) store.Store {
+			srv := redistest.Start(t)
+			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		},
+	}
+	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	for name, open := range stores {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			want := map[string]bool{}
+			n := 0
+			put := func(kind notifyv1.Kind, tenant string, at time.Duration, legacy bool) {
+				n++
+				d := &notifyv1.Delivery{DeliveryId: fmt.Sprintf("d%05d", n), Channel: "c", NextAttemptTime: timestamppb.New(now.Add(at)),
+					Notification: &notifyv1.NotifyRequest{Kind: kind, Tenant: tenant}}
+				key, val := dueKey(d), dueValue(rankOf(d.GetNotification()), d.GetDeliveryId(), "c")
+				if legacy {
+					key, val = legacyDueKey(d), []byte(d.GetDeliveryId())
+				}
+				if err := st.Update(context.Background(), func(tx store.Txn) error { return tx.Set(key, val, 0) }); err != nil {
+					t.Fatal(err)
+				}
+				if at <= 0 {
+					want[d.GetDeliveryId()] = true
+				}
+			}
+			for _, at := range []time.Duration{-time.Hour, 0, time.Second} {
+				put(notifyv1.Kind_KIND_SOC_ALERT, "", at, true)
+				put(notifyv1.Kind_KIND_SOC_ALERT, "acme", at, false)
+				put(notifyv1.Kind_KIND_SOC_ALERT, "acme", at-time.Minute, false)
+				put(notifyv1.Kind_KIND_SOC_ALERT, "a/b", at, false)
+				put(notifyv1.Kind_KIND_SOC_ALERT, "", at, false)
+				put(notifyv1.Kind_KIND_PUSH, "acme", at, false)
+				put(notifyv1.Kind_KIND_USER_NOTICE, "globex", at+time.Hour, false)
+			}
+			got, more, err := scanDue(context.Background(), st, now)
+			if err != nil || more {
+				t.Fatal(more, err)
+			}
+			small := len(got)
+			for _, e := range got {
+				if !want[e.id] {
+					t.Errorf("read %s (due %v), not due", e.id, time.UnixMilli(e.due).UTC())
+				}
+				delete(want, e.id)
+			}
+			if len(want) != 0 {
+				t.Fatalf("due entries not read: %v", want)
+			}
+			for range dueLookahead + 5 {
+				put(notifyv1.Kind_KIND_SOC_ALERT, "big", -time.Second, false)
+			}
+			got, more, err = scanDue(context.Background(), st, now)
+			big := 0
+			for _, e := range got {
+				if e.tenant == "big" {
+					big++
+				}
+			}
+			if err != nil || !more || big != dueLookahead || len(got) != dueLookahead+small {
+				t.Fatalf("with a big tenant: %d of it, %d in all, more %v, %v; want %d, %d, true", big, len(got), more, err, dueLookahead, dueLookahead+small)
+			}
+		})
+	}
+}
