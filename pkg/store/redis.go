@@ -25,7 +25,9 @@ type RedisOptions struct {
 	// them are also kept in a sorted index (one ZSET per namespace) so that
 	// scans are ordered; every other key is a plain point-read string.
 	ScanNamespaces []string
-	// DialTimeout, ReadTimeout and WriteTimeout bound every call (defaults 2s, 1s, 1s).
+	// DialTimeout, ReadTimeout and WriteTimeout bound every call (defaults
+	// 2s, 1s, 1s); a call whose context has an earlier deadline ends at that
+	// deadline instead.
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
 }
 
@@ -63,6 +65,10 @@ func OpenRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
 		// No retries: callers run under tight deadlines and decide themselves.
 		MaxRetries: -1, PoolSize: 64, MinIdleConns: 4,
+		// Socket reads and writes end at the caller's deadline, not only at
+		// ReadTimeout: a hung server (stopped, swapping, a black-holed
+		// network) would otherwise hold a 50ms Decide for a whole second.
+		ContextTimeoutEnabled: true,
 	})
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
