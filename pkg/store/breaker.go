@@ -81,10 +81,8 @@ func (s BreakerState) String() string {
 // metrics.
 type BreakerStats struct {
 	State BreakerState
-	// Failures: calls that failed or did not answer before their deadline.
-	// A missing key, a conflict, an error of the caller's own transaction
-	// function and a caller that gave up (context canceled) are not
-	// failures.
+	// Failures: calls that failed or did not answer before their deadline
+	// (see Breaker for what counts).
 	Failures int64
 	// Opened: times the circuit opened, a failed probe included.
 	Opened int64
@@ -119,7 +117,8 @@ type Breaker struct {
 	state    BreakerState
 	gen      uint64 // changes with every state change; results of older calls are ignored
 	inARow   int
-	openedAt time.Time
+	openedAt time.Time // last opened, failed probes included
+	downAt   time.Time // first opened, for the log line when it closes
 	probing  bool
 
 	nFailures, nOpened, nRejected atomic.Int64
@@ -271,7 +270,7 @@ func (b *Breaker) succeeded(tk ticket) {
 		b.mu.Unlock()
 		return
 	}
-	down := b.now().Sub(b.openedAt)
+	down := b.now().Sub(b.downAt)
 	b.setState(BreakerClosed)
 	b.mu.Unlock()
 	b.log.Info("store circuit closed: the store answers again", slog.String("store", b.name), slog.Duration("after", down))
@@ -293,6 +292,9 @@ func (b *Breaker) failed(tk ticket, err error) {
 	}
 	inARow := b.inARow
 	b.openedAt = b.now()
+	if b.state == BreakerClosed {
+		b.downAt = b.openedAt
+	}
 	b.setState(BreakerOpen)
 	b.nOpened.Add(1)
 	b.mu.Unlock()

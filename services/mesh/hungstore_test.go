@@ -3,12 +3,17 @@ package mesh_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/services/mesh"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 )
@@ -27,8 +32,22 @@ func TestHungRedisDoesNotHoldDecidePastItsBudget(t *testing.T) {
 	redis := redistest.Start(t)
 	cfg := mesh.Default()
 	cfg.StoreKind, cfg.RedisAddrs = "redis", []string{redis.Addr}
-	m := startBudget(t, cfg, budget)
+	reader := sdkmetric.NewManualReader()
+	logs := &lockedBuffer{}
+	m := startBudget(t, cfg, budget, mesh.Options{MetricReader: reader, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	dc := decisionv1.NewDecisionServiceClient(m.conn)
+	metric := func(name string) int64 {
+		t.Helper()
+		// Collect also reports the callbacks that read the store (the
+		// outbox depth), which fail while it is down; the rest is there.
+		var rm metricdata.ResourceMetrics
+		_ = reader.Collect(context.Background(), &rm)
+		v, found := sumOf(rm, name)
+		if !found {
+			t.Fatalf("no %s metric", name)
+		}
+		return v
+	}
 
 	n := 0
 	decide := func() (*decisionv1.DecideResponse, time.Duration) {
@@ -97,13 +116,30 @@ func TestHungRedisDoesNotHoldDecidePastItsBudget(t *testing.T) {
 		t.Errorf("the last calls with Redis hung took %v; an open circuit answers at once", took[len(took)-4:])
 	}
 
+	// Operators see why: the circuit is open (or probing), and it said so.
+	if st := metric("pushback.store.breaker.state"); st != int64(store.BreakerOpen) && st != int64(store.BreakerHalfOpen) {
+		t.Errorf("pushback.store.breaker.state = %d with Redis hung, want open or half-open", st)
+	}
+	if n := metric("pushback.store.breaker.rejected"); n == 0 {
+		t.Error("pushback.store.breaker.rejected = 0 with the circuit open")
+	}
+	if !strings.Contains(logs.String(), `"msg":"store circuit open`) {
+		t.Error("the circuit opened without a log line")
+	}
+
 	redis.Resume()
 	waitHealthy("after Redis thawed")
+	if st := metric("pushback.store.breaker.state"); st != int64(store.BreakerClosed) {
+		t.Errorf("pushback.store.breaker.state = %d after Redis thawed, want closed", st)
+	}
+	if !strings.Contains(logs.String(), `"msg":"store circuit closed`) {
+		t.Error("the circuit closed without a log line")
+	}
 }
 
 // startBudget runs a whole mesh like start does, with the decide budget
-// given instead of start's generous one.
-func startBudget(t *testing.T, cfg mesh.Config, budget time.Duration) *running {
+// given instead of start's generous one, and opts.
+func startBudget(t *testing.T, cfg mesh.Config, budget time.Duration, opts mesh.Options) *running {
 	t.Helper()
 	cfg.DataDir = t.TempDir()
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -111,9 +147,9 @@ func startBudget(t *testing.T, cfg mesh.Config, budget time.Duration) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
-	go func() {
-		done <- mesh.Run(ctx, cfg, mesh.Options{Getenv: func(string) string { return "" }, Ready: func(g, h string) { ready <- [2]string{g, h} }})
-	}()
+	opts.Getenv = func(string) string { return "" }
+	opts.Ready = func(g, h string) { ready <- [2]string{g, h} }
+	go func() { done <- mesh.Run(ctx, cfg, opts) }()
 	var addrs [2]string
 	select {
 	case addrs = <-ready:
