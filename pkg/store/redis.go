@@ -63,8 +63,11 @@ func OpenRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	c := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs: opts.Addrs, Username: opts.Username, Password: opts.Password, DB: opts.DB,
 		DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
-		// No retries: callers run under tight deadlines and decide themselves.
-		MaxRetries: -1, PoolSize: 64, MinIdleConns: 4,
+		// No retries, of commands or of dials (go-redis dials five times,
+		// 100ms apart, by default): callers run under tight deadlines and
+		// decide themselves, and a refused connection should fail a call at
+		// once, not after its whole deadline.
+		MaxRetries: -1, DialerRetries: 1, PoolSize: 64, MinIdleConns: 4,
 		// Socket reads and writes end at the caller's deadline, not only at
 		// ReadTimeout: a hung server (stopped, swapping, a black-holed
 		// network) would otherwise hold a 50ms Decide for a whole second.

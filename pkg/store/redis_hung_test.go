@@ -105,3 +105,32 @@ func TestHungRedisCallsEndAtTheirDeadline(t *testing.T) {
 		}
 	}
 }
+
+// TestStoppedRedisFailsCallsAtOnce: a Redis that is gone refuses
+// connections, and a call fails at once instead of dialing again and again
+// until its deadline (the client's default is five dials 100ms apart).
+func TestStoppedRedisFailsCallsAtOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	r, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	srv.Stop()
+	// Several calls: the pooled connections die first, then every call dials.
+	for i := range 8 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		start := time.Now()
+		_, err := r.Get(ctx, []byte("k/1"))
+		took := time.Since(start)
+		cancel()
+		if err == nil {
+			t.Fatalf("Get %d on a stopped Redis succeeded", i+1)
+		}
+		// Dial retries would take 400ms; a loaded machine takes far less
+		// than that to be refused.
+		if took > 300*time.Millisecond {
+			t.Fatalf("Get %d on a stopped Redis took %s (%v)", i+1, took, err)
+		}
+	}
+}
