@@ -40,7 +40,7 @@ func pushes(o decisionv1.Outcome) bool { return o == allow || o == numberMatch }
 // answers, and still every attempt counts: the 5th push in 10 minutes is
 // DENY and starts a cooldown, not a 5th number-matched push.
 func TestFailureModeCountsEveryAttempt(t *testing.T) {
-	e := newEnv(t, envOptions{scorer: scorerStopped, budget: 100 * time.Millisecond})
+	e := newEnv(t, envOptions{scorer: scorerStopped, budget: time.Second})
 	want := []decisionv1.Outcome{numberMatch, numberMatch, numberMatch, numberMatch, deny, deny, deny}
 	for i, w := range want {
 		r := e.decide(t, attacker("frida", fmt.Sprint("a-", i), t0.Add(time.Duration(i)*time.Second)))

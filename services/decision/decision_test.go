@@ -666,13 +666,13 @@ func TestFailureModes(t *testing.T) {
 		{"stopped", scorerStopped, "UNAVAILABLE", codes.Unavailable},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
-			e := newEnv(t, envOptions{policy: testPolicy, shadow: "rules: []\n", scorer: sc.mode, budget: 100 * time.Millisecond})
+			e := newEnv(t, envOptions{policy: testPolicy, shadow: "rules: []\n", scorer: sc.mode, budget: time.Second})
 			for _, tc := range tests {
 				r := e.decide(t, req("lena-"+tc.app, tc.app, "f-"+tc.app, t0))
 				if r.GetOutcome() != tc.want || r.GetFailureMode() != tc.mode || len(r.GetReasons()) != 1 || !strings.Contains(r.GetReasons()[0], tc.reason) {
 					t.Fatalf("%s: %v failure_mode=%v reasons=%v, want %v %v %q", tc.app, r.GetOutcome(), r.GetFailureMode(), r.GetReasons(), tc.want, tc.mode, tc.reason)
 				}
-				if !strings.Contains(r.GetReasons()[0], "within 80ms (its share of the 100ms budget)") {
+				if !strings.Contains(r.GetReasons()[0], "within 800ms (its share of the 1s budget)") {
 					t.Fatalf("reason %q does not name the budget", r.GetReasons()[0])
 				}
 				rec := e.record(t, r.GetDecisionId())

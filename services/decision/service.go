@@ -289,8 +289,13 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	applyVerdict(resp, v)
 
 	// The commit gets at least a fifth of the budget even when scoring used
-	// all of its share.
-	cctx, cancel := context.WithDeadline(ctx, maxTime(commitBy, time.Now().Add(s.opts.Budget/5)))
+	// all of its share, but never runs past the budget plus a twentieth: a
+	// scoring call that returned late must not carry the answer with it.
+	commitDeadline := maxTime(commitBy, time.Now().Add(s.opts.Budget/5))
+	if hard := start.Add(s.opts.Budget + s.opts.Budget/20); commitDeadline.After(hard) {
+		commitDeadline = hard
+	}
+	cctx, cancel := context.WithDeadline(ctx, commitDeadline)
 	rec, stored, err := s.commit(cctx, p)
 	cancel()
 	if errors.Is(err, errAttemptReused) {

@@ -28,7 +28,7 @@ func TestFloodCannotPushAUserMoreThanFourTimes(t *testing.T) {
 			if kind == "redis" {
 				cfg.StoreKind, cfg.RedisAddrs = "redis", []string{redistest.Start(t).Addr}
 			}
-			m := startWithBudget(t, cfg)
+			m := startWith(t, cfg, mesh.Options{})
 			r := flood(t, m.grpcAddr, 200, 10)
 			t.Logf("%s: worst user got %d pushes; %d answers by the failure mode (%d shed), %d store failures",
 				kind, r.worst, r.failureMode, r.shed, r.unrecorded)

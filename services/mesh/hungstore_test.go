@@ -14,8 +14,6 @@ import (
 	"github.com/pushbackhq/pushback/services/mesh"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestHungRedisDoesNotHoldDecidePastItsBudget plays a store that hangs
@@ -34,7 +32,8 @@ func TestHungRedisDoesNotHoldDecidePastItsBudget(t *testing.T) {
 	cfg.StoreKind, cfg.RedisAddrs = "redis", []string{redis.Addr}
 	reader := sdkmetric.NewManualReader()
 	logs := &lockedBuffer{}
-	m := startBudget(t, cfg, budget, mesh.Options{MetricReader: reader, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	cfg.DecideBudget = budget
+	m := startWith(t, cfg, mesh.Options{MetricReader: reader, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	dc := decisionv1.NewDecisionServiceClient(m.conn)
 	metric := func(name string) int64 {
 		t.Helper()
@@ -135,47 +134,4 @@ func TestHungRedisDoesNotHoldDecidePastItsBudget(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"store circuit closed`) {
 		t.Error("the circuit closed without a log line")
 	}
-}
-
-// startBudget runs a whole mesh like start does, with the decide budget
-// given instead of start's generous one, and opts.
-func startBudget(t *testing.T, cfg mesh.Config, budget time.Duration, opts mesh.Options) *running {
-	t.Helper()
-	cfg.DataDir = t.TempDir()
-	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DecideBudget = budget
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan [2]string, 1)
-	done := make(chan error, 1)
-	opts.Getenv = func(string) string { return "" }
-	opts.Ready = func(g, h string) { ready <- [2]string{g, h} }
-	go func() { done <- mesh.Run(ctx, cfg, opts) }()
-	var addrs [2]string
-	select {
-	case addrs = <-ready:
-	case err := <-done:
-		cancel()
-		t.Fatalf("mesh did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("mesh did not start within 30s")
-	}
-	conn, err := grpc.NewClient(addrs[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	r := &running{grpcAddr: addrs[0], httpAddr: addrs[1], conn: conn}
-	var stopped bool
-	r.stop = func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		_ = conn.Close()
-		cancel()
-		return <-done
-	}
-	t.Cleanup(func() { _ = r.stop() })
-	return r
 }

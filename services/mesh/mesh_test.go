@@ -37,11 +37,11 @@ func start(t testing.TB, cfg mesh.Config) *running {
 	t.Helper()
 	// These tests check outcomes; the budget is tested on its own.
 	cfg.DecideBudget = 5 * time.Second
-	return startWithBudget(t, cfg)
+	return startWith(t, cfg, mesh.Options{})
 }
 
-// startWithBudget is start keeping cfg's decide budget.
-func startWithBudget(t testing.TB, cfg mesh.Config) *running {
+// startWith is start keeping cfg's decide budget, with opts.
+func startWith(t testing.TB, cfg mesh.Config, opts mesh.Options) *running {
 	t.Helper()
 	if cfg.DataDir == "" || cfg.DataDir == mesh.Default().DataDir {
 		cfg.DataDir = t.TempDir()
@@ -51,7 +51,9 @@ func startWithBudget(t testing.TB, cfg mesh.Config) *running {
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- mesh.Run(ctx, cfg, mesh.Options{Getenv: func(string) string { return "" }, Ready: func(g, h string) { ready <- [2]string{g, h} }})
+		opts.Getenv = func(string) string { return "" }
+		opts.Ready = func(g, h string) { ready <- [2]string{g, h} }
+		done <- mesh.Run(ctx, cfg, opts)
 	}()
 	var addrs [2]string
 	select {
