@@ -207,7 +207,7 @@ func TestAttacks(t *testing.T) {
 			accounts int
 			spacing  time.Duration
 			ips      []string
-			// active accounts have history (a login from the office yesterday).
+			// active accounts have history (a push approved at home yesterday).
 			active int
 			// first is the push at which PUSH_SPRAY must fire; every later
 			// push must carry it too.
@@ -238,6 +238,9 @@ func TestAttacks(t *testing.T) {
 						continue
 					}
 					pushes++
+					if sig != nil && sig.GetSpray().GetDormantUsers() == 0 {
+						t.Fatalf("push %d: the evidence does not count the dormant accounts: %v", e.Push, sig.GetSpray())
+					}
 					if sig != nil {
 						caught++
 						if first == 0 {
