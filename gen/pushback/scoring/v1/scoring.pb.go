@@ -1511,12 +1511,20 @@ type SprayEvidence struct {
 	SourceIp string `protobuf:"bytes,1,opt,name=source_ip,json=sourceIp,proto3" json:"source_ip,omitempty"`
 	// Source ASN, when the spray is by ASN.
 	Asn uint32 `protobuf:"varint,2,opt,name=asn,proto3" json:"asn,omitempty"`
-	// Distinct users pushed from this source in the window.
+	// Distinct users pushed from this source in the window who have not
+	// vouched for it (approved on their own device or signed in with a
+	// phishing-resistant factor from it), less one user with no history for
+	// each user who has: the count held against the threshold.
 	DistinctUsers int32 `protobuf:"varint,3,opt,name=distinct_users,json=distinctUsers,proto3" json:"distinct_users,omitempty"`
 	// Window length.
 	Window *durationpb.Duration `protobuf:"bytes,4,opt,name=window,proto3" json:"window,omitempty"`
 	// Threshold of distinct users.
-	Threshold     int32 `protobuf:"varint,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Threshold int32 `protobuf:"varint,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// Of distinct_users, those with no history when the source pushed to
+	// them: accounts nobody uses, which is what a sprayer looks for.
+	DormantUsers int32 `protobuf:"varint,6,opt,name=dormant_users,json=dormantUsers,proto3" json:"dormant_users,omitempty"`
+	// Users who vouched for this source in the window.
+	VouchedUsers  int32 `protobuf:"varint,7,opt,name=vouched_users,json=vouchedUsers,proto3" json:"vouched_users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1582,6 +1590,20 @@ func (x *SprayEvidence) GetWindow() *durationpb.Duration {
 func (x *SprayEvidence) GetThreshold() int32 {
 	if x != nil {
 		return x.Threshold
+	}
+	return 0
+}
+
+func (x *SprayEvidence) GetDormantUsers() int32 {
+	if x != nil {
+		return x.DormantUsers
+	}
+	return 0
+}
+
+func (x *SprayEvidence) GetVouchedUsers() int32 {
+	if x != nil {
+		return x.VouchedUsers
 	}
 	return 0
 }
@@ -1770,13 +1792,15 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\bdiscount\x18\b \x01(\tR\bdiscount\"=\n" +
 	"\x0fNoveltyEvidence\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +
-	"\x05known\x18\x02 \x01(\x05R\x05known\"\xb6\x01\n" +
+	"\x05known\x18\x02 \x01(\x05R\x05known\"\x80\x02\n" +
 	"\rSprayEvidence\x12\x1b\n" +
 	"\tsource_ip\x18\x01 \x01(\tR\bsourceIp\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12%\n" +
 	"\x0edistinct_users\x18\x03 \x01(\x05R\rdistinctUsers\x121\n" +
 	"\x06window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x1c\n" +
-	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"Q\n" +
+	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\x12#\n" +
+	"\rdormant_users\x18\x06 \x01(\x05R\fdormantUsers\x12#\n" +
+	"\rvouched_users\x18\a \x01(\x05R\fvouchedUsers\"Q\n" +
 	"\x12AnonymizerEvidence\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x15\n" +
