@@ -46,7 +46,7 @@ func signal(ra *scoringv1.RiskAssessment, code string) *scoringv1.Signal {
 
 func window(ra *scoringv1.RiskAssessment, name string) *scoringv1.WindowCount {
 	for _, w := range ra.GetWindows() {
-		if FormatWindow(w.GetWindow().AsDuration()) == name {
+		if fmtWindow(w.GetWindow().AsDuration()) == name {
 			return w
 		}
 	}
