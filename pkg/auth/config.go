@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -54,6 +55,24 @@ func (c *Config) Settings() []settings.Setting {
 		settings.Bool(&c.AllowUnauthenticated, "allow-unauthenticated", "let callers without credentials call Decide and ingest (only where no hook credential or intake token is set), also on a non-loopback address"),
 	}
 }
+
+// String tells which roles have credentials, never a credential, so that
+// printing a configuration (a test's failure, a debug line) leaks nothing.
+func (c Config) String() string {
+	var has []string
+	for _, r := range []Role{Hook, LogShipper, RiskReader, Operator} {
+		if c.Has(r) {
+			has = append(has, string(r))
+		}
+	}
+	return fmt.Sprintf("auth.Config{credentials for: %v, max skew: %s, allow unauthenticated: %v}", has, c.MaxSkew, c.AllowUnauthenticated)
+}
+
+// GoString never shows a credential either.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue keeps credentials out of logs.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Validate reports every malformed credential, naming its setting and its
 // position, never its value.

@@ -119,6 +119,9 @@ func (g *Guard) String() string {
 	return fmt.Sprintf("Guard{open: %v, tokens: %d, hmac secrets: %d}", g.open, len(g.tokens), len(g.secrets))
 }
 
+// GoString never shows a credential either.
+func (g *Guard) GoString() string { return g.String() }
+
 // LogValue keeps credentials out of logs.
 func (g *Guard) LogValue() slog.Value { return slog.StringValue(g.String()) }
 
@@ -216,15 +219,17 @@ func (g *Guard) checkRPC(ctx context.Context, method string, body func() ([]byte
 }
 
 // authorize admits a caller holding got when the rule names one of its
-// roles. A caller that presented nothing takes the anonymous roles.
+// roles. A caller that presented nothing takes the anonymous roles, and is
+// told to authenticate when they do not suffice.
 func (g *Guard) authorize(ctx context.Context, transport, method string, r rule, got roleSet, presented bool) error {
-	if got == 0 && !presented {
+	anonymous := got == 0 && !presented
+	if anonymous {
 		got = g.anonymous
 	}
 	switch {
 	case got&r.roles != 0, r.anyCaller && got != 0:
 		return nil
-	case got == 0:
+	case got == 0, anonymous:
 		return g.refuse(ctx, transport, method, codes.Unauthenticated, errNoCredentials.Error(), 0)
 	}
 	return g.refuse(ctx, transport, method, codes.PermissionDenied, fmt.Sprintf("%s is not open to %s", method, got), got)
