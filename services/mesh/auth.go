@@ -1,6 +1,8 @@
 package mesh
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -128,13 +130,54 @@ func newGuard(cfg Config, log *slog.Logger, meter metric.Meter, counters *decisi
 			log.Info("no credentials for a role: no outside caller may call its methods", slog.String("role", string(r)), slog.Any("methods", methodsOf(r)))
 		}
 	}
+	if cfg.MutualTLS() {
+		warnCertificate(cfg, log)
+	}
 	for _, roles := range cfg.Auth.Shared() {
 		log.Warn("one token is configured for several roles: whoever holds it has all of them; give each role its own", slog.Any("roles", roles))
 	}
 	return g, nil
 }
 
-// methodsOf lists the short names of the methods the table opens to roles.
+// warnCertificate says when this process's certificate does not name the
+// services it runs (its peers will refuse its calls) or names others (it
+// could make their calls): both are a certificate handed to the wrong
+// process.
+func warnCertificate(cfg Config, log *slog.Logger) {
+	pair, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil || len(pair.Certificate) == 0 {
+		return // Run reports the certificate itself
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return
+	}
+	var named []string
+	for _, r := range auth.ServicesOf(leaf) {
+		named = append(named, string(r))
+	}
+	runs := cfg.Services
+	var missing, extra []string
+	for _, s := range runs {
+		if !slices.Contains(named, s) {
+			missing = append(missing, s)
+		}
+	}
+	for _, s := range named {
+		if !slices.Contains(runs, s) {
+			extra = append(extra, s)
+		}
+	}
+	if len(missing) > 0 && len(cfg.remotePeers()) > 0 {
+		log.Warn("the certificate does not name services this process runs: peers in other processes will refuse their calls; issue it with URI SAN "+auth.ServiceURIPrefix+"<service>",
+			slog.Any("runs", runs), slog.Any("certificate_names", named))
+	}
+	if len(extra) > 0 {
+		log.Warn("the certificate names services this process does not run: whoever holds it may make their calls", slog.Any("runs", runs), slog.Any("certificate_names", named))
+	}
+}
+
+// methodsOf lists the methods the table opens to roles, as Service/Method.
 func methodsOf(roles ...auth.Role) []string {
 	var out []string
 	for m, r := range auth.Rules() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/devcerts"
 	"github.com/pushbackhq/pushback/pkg/rpc"
+	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/mesh"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -544,6 +546,94 @@ func TestScoringAcceptsAssessAndObserveOnlyFromDecisionAndIntakeCertificates(t *
 		}
 		if failed := resp.GetFailureMode() != decisionv1.FailureMode_FAILURE_MODE_UNSPECIFIED; failed != tc.failure {
 			t.Errorf("decision with the %s certificate: failure mode %v (reasons %v); want scoring refused = %v", tc.cert, resp.GetFailureMode(), resp.GetReasons(), tc.failure)
+		}
+	}
+}
+
+// runLogged runs the mesh with cfg on loopback ports, logging into the
+// returned buffer and counting decision's refusals into counters.
+func runLogged(t *testing.T, cfg mesh.Config, counters *decision.Counters) (*running, *lockedBuffer) {
+	t.Helper()
+	logs := &lockedBuffer{}
+	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr, cfg.DecideBudget = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", 5*time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	ready, done := make(chan [2]string, 1), make(chan error, 1)
+	go func() {
+		done <- mesh.Run(ctx, cfg, mesh.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), DecisionCounters: counters,
+			Getenv: func(string) string { return "" }, Ready: func(g, h string) { ready <- [2]string{g, h} }})
+	}()
+	var addrs [2]string
+	select {
+	case addrs = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("mesh did not start: %v", err)
+	}
+	t.Cleanup(func() { cancel(); <-done })
+	return &running{grpcAddr: addrs[0], httpAddr: addrs[1], conn: dial(t, addrs[0])}, logs
+}
+
+// Every refused call is logged (method, code, the roles held, never what
+// was presented) and counted; decision's counter takes its own API's.
+func TestRefusalsAreLoggedAndCountedWithoutSecrets(t *testing.T) {
+	cfg, err := mesh.Load(nil, func(k string) string { return credentialsEnv[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	counters := &decision.Counters{}
+	m, logs := runLogged(t, cfg, counters)
+	_, err = decisionv1.NewDecisionServiceClient(m.conn).Decide(as(t, "a-guessed-token-0123456789"), decideReq("nora", "n-1", time.Now()))
+	refused(t, "Decide with a guessed token", err, codes.Unauthenticated)
+	_, err = notifyv1.NewNotificationServiceClient(m.conn).Notify(as(t, hookToken), &notifyv1.NotifyRequest{Kind: notifyv1.Kind_KIND_SOC_ALERT, IdempotencyKey: "x", UserId: "nora"})
+	refused(t, "Notify as a hook", err, codes.PermissionDenied)
+	resp, err := http.Post("http://"+m.httpAddr+"/v1/decide", "application/json", strings.NewReader(`{"userId":"nora"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("POST /v1/decide without credentials = %d", resp.StatusCode)
+	}
+	if n := counters.AuthFailures.Load(); n != 2 {
+		t.Errorf("decision counted %d refusals, want its 2 (gRPC and HTTP)", n)
+	}
+	out := logs.String()
+	for _, want := range []string{
+		`"method":"/pushback.decision.v1.DecisionService/Decide","code":"unauthenticated"`,
+		`"method":"/pushback.notify.v1.NotificationService/Notify","code":"permission_denied","reason":"/pushback.notify.v1.NotificationService/Notify is not open to hook","roles":"hook"`,
+		`"method":"POST /v1/decide","code":"unauthenticated"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %s:\n%s", want, out)
+		}
+	}
+	for _, secret := range []string{hookToken, intakeToken, riskToken, operatorToken, "a-guessed-token-0123456789"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("the log shows a credential:\n%s", out)
+		}
+	}
+}
+
+// --allow-unauthenticated is said loudly, with what it opens; a role left
+// without credentials is said too.
+func TestAllowUnauthenticatedIsLoud(t *testing.T) {
+	cfg, err := mesh.Load([]string{"--allow-unauthenticated", "--operator-tokens=" + operatorToken}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, logs := runLogged(t, cfg, &decision.Counters{})
+	if _, err := decisionv1.NewDecisionServiceClient(m.conn).Decide(as(t, ""), decideReq("olga", "o-1", time.Now())); err != nil {
+		t.Fatalf("anonymous Decide under allow-unauthenticated: %v", err)
+	}
+	_, err = decisionv1.NewDecisionServiceClient(m.conn).ClearCooldown(as(t, ""), &decisionv1.ClearCooldownRequest{UserId: "olga", Reason: "anonymous"})
+	refused(t, "anonymous ClearCooldown under allow-unauthenticated", err, codes.Unauthenticated)
+	out := logs.String()
+	for _, want := range []string{
+		`"level":"WARN","msg":"ALLOW-UNAUTHENTICATED: callers without any credential are let in as these roles","roles":["hook","log-shipper"],"methods":["DecisionService/Decide","IntakeService/Ingest","IntakeService/IngestStream"]`,
+		`"msg":"no credentials for a role: no outside caller may call its methods","role":"risk-reader","methods":["ScoringService/GetRisk","ScoringService/WatchRisk"]`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the log lacks %s:\n%s", want, out)
 		}
 	}
 }
