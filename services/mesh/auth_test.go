@@ -594,6 +594,15 @@ func TestRefusalsAreLoggedAndCountedWithoutSecrets(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("POST /v1/decide without credentials = %d", resp.StatusCode)
 	}
+	metrics, err := http.Get("http://" + m.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(metrics.Body)
+	_ = metrics.Body.Close()
+	if !strings.Contains(string(body), `pushback_rpc_auth_failures_total{code="permission_denied",method="/pushback.notify.v1.NotificationService/Notify",`) {
+		t.Errorf("/metrics does not count the refusal by method and code:\n%s", body)
+	}
 	if n := counters.AuthFailures.Load(); n != 2 {
 		t.Errorf("decision counted %d refusals, want its 2 (gRPC and HTTP)", n)
 	}
