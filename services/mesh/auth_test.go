@@ -145,6 +145,20 @@ func TestForgedFraudReportIsRefused(t *testing.T) {
 		t.Fatalf("Ingest with the intake token: %v", err)
 	}
 	waitFor(t, "the shipped fraud report in scoring", func() bool { return hasSignal(riskOf(t, sc, "reporter"), "FRAUD_REPORTED") })
+
+	// In the split topology a peer service's certificate does not make it
+	// a log shipper: only the intake token gets an event in.
+	files := mtlsFiles(t)
+	split := serveWith(t, credentialsEnv, append([]string{"--services=intake,scoring", "--http-addr="}, tlsArgs(files, "intake")...)...)
+	for _, cert := range []string{"decision", "scoring", "notify", "intake"} {
+		_, err := intakev1.NewIntakeServiceClient(dialAs(t, files, cert, split.grpcAddr)).Ingest(as(t, ""),
+			&intakev1.IngestRequest{Events: []*eventv1.AuthEvent{fraudReport("forged-by-"+cert, "victim")}})
+		refused(t, cert+" certificate: Ingest", err, codes.PermissionDenied)
+	}
+	if _, err := intakev1.NewIntakeServiceClient(dialAs(t, files, "client", split.grpcAddr)).Ingest(as(t, intakeToken),
+		&intakev1.IngestRequest{Events: []*eventv1.AuthEvent{fraudReport("real-2", "reporter")}}); err != nil {
+		t.Fatalf("Ingest with a client certificate and the intake token: %v", err)
+	}
 }
 
 // gRPC ingest takes the intake token exactly as the HTTP endpoints do: the
@@ -283,6 +297,23 @@ func TestForgedSOCAlertIsRefused(t *testing.T) {
 	}
 	if len(got.GetDeliveries()) != 0 {
 		t.Fatalf("forged notifications were queued: %v", got.GetDeliveries())
+	}
+
+	// In the split topology notify takes alerts from decision's certificate
+	// (and intake's, for the report link), not from scoring's or a client's.
+	files := mtlsFiles(t)
+	split := serveWith(t, credentialsEnv, append([]string{"--services=notify", "--http-addr="}, tlsArgs(files, "notify")...)...)
+	alert := func(cert, token, key string) error {
+		_, err := notifyv1.NewNotificationServiceClient(dialAs(t, files, cert, split.grpcAddr)).Notify(as(t, token), &notifyv1.NotifyRequest{
+			Kind: notifyv1.Kind_KIND_SOC_ALERT, IdempotencyKey: key, UserId: "ceo", Title: "Push bombing", Time: timestamppb.Now()})
+		return err
+	}
+	refused(t, "scoring certificate: Notify", alert("scoring", "", "forged-scoring"), codes.PermissionDenied)
+	refused(t, "notify certificate: Notify", alert("notify", "", "forged-notify"), codes.PermissionDenied)
+	refused(t, "client certificate: Notify", alert("client", "", "forged-client"), codes.Unauthenticated)
+	refused(t, "client certificate and an operator token: Notify", alert("client", operatorToken, "forged-operator"), codes.PermissionDenied)
+	if err := alert("decision", "", "real-alert"); err != nil {
+		t.Fatalf("Notify with decision's certificate: %v", err)
 	}
 }
 
