@@ -54,8 +54,7 @@ func Roles() []Role {
 // nothing.
 type roleSet uint16
 
-// bit is r's place in a roleSet: its index in Roles (a switch, since it
-// runs on every call).
+// bit is r's place in a roleSet (a switch, since it runs on every call).
 func (r Role) bit() roleSet {
 	switch r {
 	case Mesh:
@@ -91,8 +90,8 @@ func setOf(roles ...Role) roleSet {
 // list names the roles in s, in the order of Roles.
 func (s roleSet) list() []Role {
 	var out []Role
-	for i, r := range Roles() {
-		if s&(1<<i) != 0 {
+	for _, r := range Roles() {
+		if s&r.bit() != 0 {
 			out = append(out, r)
 		}
 	}

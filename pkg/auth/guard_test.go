@@ -240,7 +240,9 @@ func TestGuardRefusesBeforeTheHandler(t *testing.T) {
 	ingestStreamAs := func(c intakev1.IntakeServiceClient, ctx context.Context) error {
 		s, err := c.IngestStream(ctx)
 		if err == nil {
-			if err = s.Send(&intakev1.IngestStreamRequest{}); err == nil {
+			// A stream the server refused ends Send with io.EOF; its
+			// status comes with the answer.
+			if err = s.Send(&intakev1.IngestStreamRequest{}); err == nil || errors.Is(err, io.EOF) {
 				_, err = s.CloseAndRecv()
 			}
 		}
@@ -369,7 +371,8 @@ func reflect(conn *grpc.ClientConn, ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+	// A stream the server refused ends Send with io.EOF; Recv has its status.
+	if err := s.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
 	_, err = s.Recv()
