@@ -21,11 +21,10 @@ type clientFlags struct {
 	allowHMAC                    bool
 }
 
-// addClientFlags declares the flags on fs. Secrets are read from the
-// environment after parsing (resolve), so that the usage text never prints
-// them as defaults.
-// role names the credential the command needs, in its usage text; only a
-// hook may sign instead (allowHMAC).
+// addClientFlags declares the flags on fs; role names the credential the
+// command needs, in its usage text, and only a hook may sign instead of a
+// token (allowHMAC). Secrets are read from the environment after parsing
+// (resolve), so that the usage text never prints them as defaults.
 func addClientFlags(fs *flag.FlagSet, getenv func(string) string, role string, allowHMAC bool) *clientFlags {
 	f := &clientFlags{getenv: getenv, allowHMAC: allowHMAC}
 	f.token = fs.String("token", "", "bearer token: "+role+" (env PUSHBACK_TOKEN)")
