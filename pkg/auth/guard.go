@@ -9,6 +9,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -166,8 +167,36 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if err := g.checkRPC(ctx, info.FullMethod, body); err != nil {
 			return nil, err
 		}
+		if md, _ := metadata.FromIncomingContext(ctx); signedOnly(md.Get) {
+			if n, ok := req.(attemptNamer); ok {
+				if err := needAttemptID(n.GetAttemptId()); err != nil {
+					return nil, err
+				}
+			}
+		}
 		return handler(ctx, req)
 	}
+}
+
+// attemptNamer is a request that names its attempt (DecideRequest).
+type attemptNamer interface{ GetAttemptId() string }
+
+// signedOnly reports whether a call authenticates by signature alone.
+func signedOnly(get func(string) []string) bool {
+	return len(get(HeaderSignature)) > 0 && len(get("authorization")) == 0
+}
+
+// needAttemptID refuses a signed attempt without an attempt id. A signature
+// binds the request, not the moment: a captured call replays within the
+// skew window, and only its attempt id makes the replay the same attempt
+// (answered from the record, counted once) instead of another push.
+func needAttemptID(id string) error {
+	if id != "" {
+		return nil
+	}
+	var v apierr.Violations
+	v.Add("attempt_id", "is required in a signed call: a signature can be replayed within the skew window, and the attempt id makes a replay count once")
+	return v.Err()
 }
 
 // StreamServerInterceptor enforces the table on streaming calls, before
@@ -328,6 +357,17 @@ func (g *Guard) HTTP(name string, role Role, next http.Handler) http.Handler {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pushback"`)
 			httpapi.WriteError(w, err)
 			return
+		}
+		if role == Hook && signedOnly(func(k string) []string { return req.Header.Values(k) }) {
+			var named struct {
+				AttemptID  string `json:"attemptId"`
+				AttemptID2 string `json:"attempt_id"`
+			}
+			_ = json.Unmarshal(body, &named)
+			if err := needAttemptID(named.AttemptID + named.AttemptID2); err != nil {
+				httpapi.WriteError(w, err)
+				return
+			}
 		}
 		if body != nil {
 			req.Body = io.NopCloser(bytes.NewReader(body))

@@ -548,9 +548,12 @@ func TestGuardHTTP(t *testing.T) {
 		{"wrong token", token("not-a-configured-token-000"), `{"a":1}`, 401},
 		{"operator token", token(operatorToken), `{"a":1}`, 403},
 		{"hook token", token(hookToken), `{"a":1}`, 200},
-		{"signature", hmacAt(hookSecret, `{"a":2}`, now), `{"a":2}`, 200},
-		{"tampered body", hmacAt(hookSecret, `{"a":2}`, now), `{"a":3}`, 401},
-		{"stale signature", hmacAt(hookSecret, `{"a":2}`, now.Add(-time.Hour)), `{"a":2}`, 401},
+		{"signature", hmacAt(hookSecret, `{"attemptId":"a-2"}`, now), `{"attemptId":"a-2"}`, 200},
+		{"signature, proto field name", hmacAt(hookSecret, `{"attempt_id":"a-2"}`, now), `{"attempt_id":"a-2"}`, 200},
+		// A replayable signed call: it must name its attempt.
+		{"signature without attempt id", hmacAt(hookSecret, `{"a":2}`, now), `{"a":2}`, 400},
+		{"tampered body", hmacAt(hookSecret, `{"attemptId":"a-2"}`, now), `{"attemptId":"a-3"}`, 401},
+		{"stale signature", hmacAt(hookSecret, `{"attemptId":"a-2"}`, now.Add(-time.Hour)), `{"attemptId":"a-2"}`, 401},
 	} {
 		before := reached.Load()
 		code, body, hdr := post(srv, tc.body, tc.sign)
@@ -564,7 +567,8 @@ func TestGuardHTTP(t *testing.T) {
 			t.Errorf("%s: refused, yet the handler ran", tc.name)
 		case code == 401 && hdr.Get("WWW-Authenticate") == "":
 			t.Errorf("%s: 401 without WWW-Authenticate", tc.name)
-		case code == 401 && !strings.Contains(body, "ERROR_REASON_UNAUTHENTICATED"), code == 403 && !strings.Contains(body, "ERROR_REASON_PERMISSION_DENIED"):
+		case code == 401 && !strings.Contains(body, "ERROR_REASON_UNAUTHENTICATED"), code == 403 && !strings.Contains(body, "ERROR_REASON_PERMISSION_DENIED"),
+			code == 400 && !strings.Contains(body, "attempt_id"):
 			t.Errorf("%s: body %s", tc.name, body)
 		}
 	}
@@ -630,5 +634,36 @@ func TestConfigRefusesShortCredentials(t *testing.T) {
 				t.Errorf("the error shows the value: %v", err)
 			}
 		}
+	}
+}
+
+// TestSignedDecideWithoutAttemptIDIsRefused plays the replay of a captured
+// signed Decide: the signature binds the request, not the moment, so a call
+// without an attempt id could be sent again within the skew window and
+// count as another push. It is refused before the handler; a signed call
+// with an attempt id (whose replay is the same attempt) is answered, and a
+// token-authenticated call needs none.
+func TestSignedDecideWithoutAttemptIDIsRefused(t *testing.T) {
+	h := newHarness(t, auth.Options{Config: fullConfig()}, nil)
+	dc := decisionv1.NewDecisionServiceClient(h.dial(t, rpc.ClientOptions{}))
+	decide := decisionv1.DecisionService_Decide_FullMethodName
+	now := time.Now()
+	bare := &decisionv1.DecideRequest{UserId: "mallory"}
+	before := h.calls.Load()
+	for range 2 { // the capture, then its replay
+		_, err := dc.Decide(signed(hookSecret, decide, bare, now), bare)
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "attempt_id") {
+			t.Fatalf("signed Decide without attempt id: %v, want InvalidArgument naming attempt_id", err)
+		}
+	}
+	if h.calls.Load() != before {
+		t.Fatal("a signed call without an attempt id reached the handler")
+	}
+	named := &decisionv1.DecideRequest{UserId: "mallory", AttemptId: "a-1"}
+	if _, err := dc.Decide(signed(hookSecret, decide, named, now), named); err != nil {
+		t.Fatalf("signed Decide with an attempt id: %v", err)
+	}
+	if _, err := dc.Decide(bearer(hookToken), bare); err != nil {
+		t.Fatalf("token Decide without an attempt id: %v", err)
 	}
 }
