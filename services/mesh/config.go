@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/pkg/auth"
+	"github.com/pushbackhq/pushback/services/decision"
 	"go.yaml.in/yaml/v3"
 )
 
