@@ -87,14 +87,3 @@ func (g *guards) update(key string, now int64, f func(st *guard.State)) {
 	f(&e.st)
 	e.mu.Unlock()
 }
-
-// len counts the entries (tests).
-func (g *guards) len() int {
-	n := 0
-	for i := range g.shards {
-		g.shards[i].mu.Lock()
-		n += len(g.shards[i].m)
-		g.shards[i].mu.Unlock()
-	}
-	return n
-}

@@ -6,6 +6,7 @@ package core
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -43,7 +44,7 @@ type Input struct {
 	// run on it, never on the time an attempt claims.
 	Now int64
 	// AttemptID identifies the attempt in the guard (guard.AttemptID).
-	AttemptID uint64
+	AttemptID guard.ID
 	// Budget of the Decide call, named in failure reasons.
 	Budget time.Duration
 }
@@ -69,12 +70,18 @@ func PhishingResistant(f eventv1.Factor) bool {
 }
 
 // familiar reports whether the attempt's context is one the user is known
-// to use: a device they signed in with, or their last trusted IP. A network
-// (ASN) alone is not enough: an attacker can rent one in the user's ISP.
+// to use: a device they signed in with, from their last trusted IP or a
+// network they use. Neither alone is enough: a device id is what the
+// login's browser says, and an attacker can rent addresses in the user's
+// ISP or share their office NAT.
 func familiar(ra *scoringv1.RiskAssessment) bool {
 	f := ra.GetFamiliarity()
-	return f.GetHistory() && (f.GetKnownDevice() || f.GetKnownIp())
+	return f.GetHistory() && f.GetKnownDevice() && (f.GetKnownIp() || f.GetKnownAsn())
 }
+
+// FamiliarWindow is the window over which the user's familiar context is
+// allowed policy.Cooldown.FamiliarPushes pushes during a cooldown.
+const FamiliarWindow = 10 * time.Minute
 
 func contextOf(c *eventv1.Client) guard.Context {
 	ip := c.GetIp()
@@ -150,11 +157,21 @@ func Judge(st *guard.State, in Input) Verdict {
 		res.Reasons = append(res.Reasons, fmt.Sprintf("cooldown until %s does not hold back a phishing-resistant factor", until()))
 	case own:
 		v.Context = &decisionv1.CooldownContext{Scope: scope, Familiar: true, Familiarity: in.Assessment.GetFamiliarity()}
-		reason := fmt.Sprintf("cooldown until %s holds back pushes from the sources that drove it; this attempt comes from the user's familiar context (%s), which none of them shares: number matching",
-			until(), familiarEvidence(in.Assessment.GetFamiliarity()))
+		// Few pushes, each number-matched: whoever reproduces the user's
+		// device and network still gets only FamiliarPushes of them, and
+		// cannot approve one blindly.
+		sent := st.Count(now, FamiliarWindow, true)
+		reason := fmt.Sprintf("cooldown until %s holds back pushes from the sources that drove it; this attempt comes from the user's familiar context (%s), which none of them shares: number matching (push %d of the %d it allows in %s)",
+			until(), familiarEvidence(in.Assessment.GetFamiliarity()), sent, pol.Cooldown.FamiliarPushes, FormatWindow(FamiliarWindow))
+		outcome := decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
+		if sent > pol.Cooldown.FamiliarPushes {
+			outcome = decisionv1.Outcome_OUTCOME_DENY
+			reason = fmt.Sprintf("cooldown until %s: the user's familiar context (%s) already had the %d number-matched pushes it allows in %s",
+				until(), familiarEvidence(in.Assessment.GetFamiliarity()), pol.Cooldown.FamiliarPushes, FormatWindow(FamiliarWindow))
+		}
 		both(func(r *policy.Result) {
-			if policy.Stricter(decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH, r.Outcome) {
-				r.Outcome = decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
+			if policy.Stricter(outcome, r.Outcome) {
+				r.Outcome = outcome
 			}
 			r.Matched = append(r.Matched, CooldownRule)
 			r.Reasons = append(r.Reasons, reason)
@@ -182,6 +199,17 @@ func Judge(st *guard.State, in Input) Verdict {
 		})
 	case res.Cooldown && res.Outcome == decisionv1.Outcome_OUTCOME_DENY && !strong:
 		st.Start(now, pol.Cooldown.Base)
+	}
+	if strong {
+		// No push is sent for a phishing-resistant factor: number matching
+		// means nothing for it, and a hook that read it as "send the push"
+		// would send one nobody counted.
+		both(func(r *policy.Result) {
+			if r.Outcome == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH {
+				r.Outcome = decisionv1.Outcome_OUTCOME_ALLOW
+				r.Reasons = append(r.Reasons, "number matching does not apply to a phishing-resistant factor, which sends no push")
+			}
+		})
 	}
 	if st.Active(now) {
 		v.Cooldown = time.Duration(st.Cooldown.Until-now) * time.Millisecond
@@ -235,11 +263,18 @@ func PolicyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 		Denied:  make(map[string]int, len(DefaultWindows)),
 		Client:  ClientVars(req.GetClient()),
 	}
+	rest := 1.0
 	for _, sig := range ra.GetSignals() {
 		if pushless && (sig.GetCode() == signalPushBurst || sig.GetCode() == signalDenialStreak) {
 			continue
 		}
 		in.Signals[sig.GetCode()] = int(sig.GetWeight())
+		rest *= 1 - float64(min(max(sig.GetWeight(), 0), 100))/100
+	}
+	if pushless {
+		// The score without the push signals, combined as scoring does
+		// (a noisy OR of the weights).
+		in.Score = int(math.Round(100 * (1 - rest)))
 	}
 	windows := DefaultWindows
 	if ws := ra.GetWindows(); len(ws) > 0 {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"bytes"
 	"testing"
 	"time"
@@ -36,10 +37,17 @@ func burst(n int32) *scoringv1.RiskAssessment {
 	return ra
 }
 
+// burstScore is burst with the score scoring gave it.
+func burstScore(n, score int32) *scoringv1.RiskAssessment {
+	ra := burst(n)
+	ra.Score = score
+	return ra
+}
+
 func TestPolicyInputTakesTheLargerCount(t *testing.T) {
 	var st guard.State
 	for i := range 6 {
-		st.Record(guard.Attempt{ID: uint64(i + 1), At: 1000}, guard.Context{}, 1000)
+		st.Record(guard.Attempt{ID: guard.AttemptID("", "u", fmt.Sprint(i), ""), At: 1000}, guard.Context{}, 1000)
 	}
 	in := PolicyInput(push("u", eventv1.Factor_FACTOR_PUSH), burst(2), &st, 1000, false, false)
 	if in.Pushes["10m"] != 6 {
@@ -69,16 +77,18 @@ func TestJudge(t *testing.T) {
 		{"5th push, scoring down", 4, eventv1.Factor_FACTOR_PUSH, nil, decisionv1.Outcome_OUTCOME_DENY},
 		{"5th push, scoring saw 1", 4, eventv1.Factor_FACTOR_PUSH, burst(1), decisionv1.Outcome_OUTCOME_DENY},
 		{"webauthn after 9 pushes", 9, eventv1.Factor_FACTOR_WEBAUTHN, burst(9), decisionv1.Outcome_OUTCOME_ALLOW},
-		{"webauthn after 9 pushes, scoring down", 9, eventv1.Factor_FACTOR_WEBAUTHN, nil, decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH},
+		// Number matching means nothing without a push: never an answer for it.
+		{"webauthn after 9 pushes, scoring down", 9, eventv1.Factor_FACTOR_WEBAUTHN, nil, decisionv1.Outcome_OUTCOME_ALLOW},
+		{"smart card after 9 pushes, high score", 9, eventv1.Factor_FACTOR_SMART_CARD, burstScore(9, 70), decisionv1.Outcome_OUTCOME_ALLOW},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var st guard.State
 			for i := range tc.prior {
-				st.Record(guard.Attempt{ID: uint64(100 + i), At: now - int64(i)}, guard.Context{IP: "203.0.113.9"}, now)
+				st.Record(guard.Attempt{ID: guard.AttemptID("", "u", fmt.Sprint("prior-", i), ""), At: now - int64(i)}, guard.Context{IP: "203.0.113.9"}, now)
 			}
 			req := push("u", tc.factor)
-			in := Input{Req: req, Policy: pol, Assessment: tc.ra, Tier: pol.TierOf("vpn"), Now: now, AttemptID: 1, Budget: 50 * time.Millisecond}
+			in := Input{Req: req, Policy: pol, Assessment: tc.ra, Tier: pol.TierOf("vpn"), Now: now, AttemptID: guard.AttemptID("", "u", "this", ""), Budget: 50 * time.Millisecond}
 			if tc.ra == nil {
 				in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SCORING_UNAVAILABLE
 			}

@@ -11,10 +11,11 @@
 package guard
 
 import (
+	"bytes"
 	"cmp"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
-	"hash/fnv"
 	"slices"
 	"time"
 )
@@ -34,7 +35,7 @@ const (
 // Attempt is one push attempt.
 type Attempt struct {
 	// ID identifies the attempt across copies of the state (AttemptID).
-	ID uint64
+	ID ID
 	// At is when Pushback saw it (its own clock), unix ms.
 	At int64
 	// Familiar is set when it came from the user's familiar context.
@@ -77,21 +78,26 @@ type State struct {
 	devices   []mark[string]
 }
 
+// ID identifies an attempt: 128 bits of SHA-256, so that nobody can make
+// two attempt ids of one user collide and have two pushes counted as one.
+type ID [16]byte
+
 // AttemptID derives an attempt's id: from the caller's attempt id when
 // there is one (a retry is the same attempt), else from the decision id.
-func AttemptID(tenant, user, attemptID, decisionID string) uint64 {
-	h := fnv.New64a()
+func AttemptID(tenant, user, attemptID, decisionID string) ID {
+	h := sha256.New()
 	if attemptID != "" {
-		_, _ = h.Write([]byte(tenant))
-		_, _ = h.Write([]byte{0})
-		_, _ = h.Write([]byte(user))
-		_, _ = h.Write([]byte{0})
-		_, _ = h.Write([]byte(attemptID))
+		for _, part := range []string{"attempt", tenant, user, attemptID} {
+			_, _ = h.Write(binary.AppendUvarint(nil, uint64(len(part))))
+			_, _ = h.Write([]byte(part))
+		}
 	} else {
-		_, _ = h.Write([]byte{1})
+		_, _ = h.Write([]byte("decision\x00"))
 		_, _ = h.Write([]byte(decisionID))
 	}
-	return h.Sum64()
+	var id ID
+	copy(id[:], h.Sum(nil))
+	return id
 }
 
 // Clone returns a deep copy.
@@ -102,7 +108,7 @@ func (s State) Clone() State {
 }
 
 // Has reports whether the attempt id is known.
-func (s *State) Has(id uint64) bool {
+func (s *State) Has(id ID) bool {
 	return slices.ContainsFunc(s.Attempts, func(a Attempt) bool { return a.ID == id })
 }
 
@@ -200,9 +206,14 @@ func (s *State) Active(now int64) bool {
 // Clear voids the cooldowns that started before at.
 func (s *State) Clear(at int64) { s.ClearedAt = max(s.ClearedAt, at) }
 
-// Start begins a cooldown at now lasting d.
+// Start begins a cooldown at now lasting d. One that no longer holds (run
+// out, or cleared) leaves nothing behind.
 func (s *State) Start(now int64, d time.Duration) {
-	s.Cooldown = Cooldown{Until: max(s.Cooldown.Until, now+d.Milliseconds()), Since: now, Level: 1}
+	until := now + d.Milliseconds()
+	if s.Active(now) {
+		until = max(until, s.Cooldown.Until)
+	}
+	s.Cooldown = Cooldown{Until: until, Since: now, Level: 1}
 }
 
 // Escalate extends an active cooldown for an attempt it denied: the level
@@ -273,9 +284,18 @@ func (s *State) Merge(o State, now int64) {
 	for _, m := range o.devices {
 		s.devices = touch(s.devices, m.V, m.Seen)
 	}
-	// The cooldown that ends later wins; one that overlaps it moves its
-	// start back (a phishing-resistant sign-in after either start clears).
+	// A cleared cooldown is void in either copy: it must neither win nor
+	// move the start of one that began after the clearing. Of the others,
+	// the one that ends later wins; one that overlaps it moves its start
+	// back (a phishing-resistant sign-in after either start clears).
+	cleared := max(s.ClearedAt, o.ClearedAt)
 	a, b := s.Cooldown, o.Cooldown
+	if a.Since < cleared {
+		a = Cooldown{}
+	}
+	if b.Since < cleared {
+		b = Cooldown{}
+	}
 	if b.Until > a.Until {
 		a, b = b, a
 	}
@@ -294,13 +314,13 @@ func (s *State) insert(a Attempt) {
 		if c := cmp.Compare(x.At, y.At); c != 0 {
 			return c
 		}
-		return cmp.Compare(x.ID, y.ID)
+		return bytes.Compare(x.ID[:], y.ID[:])
 	})
 	s.Attempts = slices.Insert(s.Attempts, i, a)
 }
 
 // encodingVersion leads every encoded state.
-const encodingVersion = 1
+const encodingVersion = 2
 
 // ErrCorrupt is returned for bytes that are not an encoded state.
 var ErrCorrupt = errors.New("guard: corrupt state")
@@ -316,7 +336,7 @@ func (s *State) Marshal() []byte {
 	b = binary.AppendUvarint(b, uint64(len(s.Attempts)))
 	var prev int64
 	for _, a := range s.Attempts {
-		b = binary.LittleEndian.AppendUint64(b, a.ID)
+		b = append(b, a.ID[:]...)
 		b = binary.AppendVarint(b, a.At-prev)
 		prev = a.At
 		if a.Familiar {
@@ -409,14 +429,14 @@ func Unmarshal(b []byte) (State, error) {
 	n := d.uvarint(4 * MaxAttempts)
 	var prev int64
 	for range n {
-		id := d.bytes(8)
+		id := d.bytes(len(ID{}))
 		at := prev + d.varint()
 		fam := d.bytes(1)
 		if d.err != nil {
 			return State{}, d.err
 		}
 		prev = at
-		s.Attempts = append(s.Attempts, Attempt{ID: binary.LittleEndian.Uint64(id), At: at, Familiar: fam[0] == 1})
+		s.Attempts = append(s.Attempts, Attempt{ID: ID(id), At: at, Familiar: fam[0] == 1})
 	}
 	for range d.uvarint(4 * MaxBound) {
 		s.ips = append(s.ips, mark[string]{V: d.str(), Seen: d.varint()})

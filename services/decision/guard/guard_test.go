@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
@@ -8,17 +9,19 @@ import (
 
 const minute = int64(time.Minute / time.Millisecond)
 
-func sample(ids ...uint64) State {
+func id(n int) ID { return AttemptID("", "u", string(rune('a'+n)), "") }
+
+func sample(ids ...int) State {
 	var s State
-	for i, id := range ids {
-		s.Record(Attempt{ID: id, At: int64(i) * minute, Familiar: id%2 == 0}, Context{IP: "203.0.113.1", ASN: 64666, Device: "d"}, int64(len(ids))*minute)
+	for i, n := range ids {
+		s.Record(Attempt{ID: id(n), At: int64(i) * minute, Familiar: n%2 == 0}, Context{IP: "203.0.113.1", ASN: 64666, Device: "d"}, int64(len(ids))*minute)
 	}
 	return s
 }
 
 func TestRecordCountsEachAttemptOnce(t *testing.T) {
 	s := sample(1, 2, 3)
-	if s.Record(Attempt{ID: 2, At: 5 * minute}, Context{}, 5*minute) {
+	if s.Record(Attempt{ID: id(2), At: 5 * minute}, Context{}, 5*minute) {
 		t.Fatal("a retried attempt was recorded again")
 	}
 	if n := s.Count(3*minute, 10*time.Minute, false); n != 3 {
@@ -77,7 +80,7 @@ func TestEscalateNeverShortens(t *testing.T) {
 func TestPruneBoundsTheState(t *testing.T) {
 	var s State
 	for i := range 3 * MaxAttempts {
-		s.Record(Attempt{ID: uint64(i), At: int64(i)}, Context{IP: string(rune('a' + i%26)), Device: string(rune('A' + i%26))}, int64(i))
+		s.Record(Attempt{ID: AttemptID("", "u", "", fmt.Sprint(i)), At: int64(i)}, Context{IP: string(rune('a' + i%26)), Device: string(rune('A' + i%26))}, int64(i))
 	}
 	ips, _, devices := s.Bound()
 	if len(s.Attempts) != MaxAttempts || len(ips) != MaxBound || len(devices) != MaxBound {

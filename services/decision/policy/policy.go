@@ -69,6 +69,9 @@ type CooldownFile struct {
 	// the sources that drove it and asks the user's familiar context for
 	// number matching; "user" denies every push for the user.
 	Scope string `yaml:"scope"`
+	// FamiliarPushes is how many number-matched pushes the user's familiar
+	// context gets in 10 minutes during a source-scoped cooldown (default 2).
+	FamiliarPushes *int `yaml:"familiar_pushes"`
 }
 
 // RuleFile is one rule.
@@ -115,6 +118,9 @@ type Cooldown struct {
 	Factor    float64
 	// Scope is ScopeSource or ScopeUser.
 	Scope string
+	// FamiliarPushes is what the user's familiar context gets in 10
+	// minutes during a source-scoped cooldown.
+	FamiliarPushes int
 }
 
 // At returns the cooldown of escalation level (1 for the first denial):
@@ -383,7 +389,13 @@ func compile(f File, lines []int, locs []ruleLocation) (*Policy, error) {
 }
 
 func compileCooldown(c CooldownFile) (Cooldown, error) {
-	cd := Cooldown{Base: 15 * time.Minute, Max: 2 * time.Hour, Factor: 2, Scope: ScopeSource}
+	cd := Cooldown{Base: 15 * time.Minute, Max: 2 * time.Hour, Factor: 2, Scope: ScopeSource, FamiliarPushes: 2}
+	if c.FamiliarPushes != nil {
+		if *c.FamiliarPushes < 0 || *c.FamiliarPushes > 4 {
+			return cd, &Error{Field: "cooldown.familiar_pushes", Msg: "must be between 0 and 4"}
+		}
+		cd.FamiliarPushes = *c.FamiliarPushes
+	}
 	switch c.Scope {
 	case "", ScopeSource:
 	case ScopeUser:
