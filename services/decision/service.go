@@ -25,6 +25,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"go.opentelemetry.io/otel/attribute"
@@ -77,6 +78,8 @@ type Options struct {
 	Retention time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// UserIDs canonicalises user ids (the default fold rule when nil).
+	UserIDs *userid.Rules
 }
 
 // Service implements decisionv1.DecisionServiceServer.
@@ -180,6 +183,14 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	if err := validateDecide(req); err != nil {
 		return nil, err
 	}
+	// From here on every step (scoring, the cooldown, attempt and index
+	// keys, notify, telemetry) sees the tenant's canonical user id, so
+	// "Bob" and "bob" share one count; the record keeps the spelling sent.
+	rawUserID := req.GetUserId()
+	req, err := s.canonicalUser(req)
+	if err != nil {
+		return nil, err
+	}
 	ctx, span := s.tracer.Start(ctx, "decision.decide")
 	defer span.End()
 	if span.IsRecording() {
@@ -209,6 +220,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		PolicyVersion: pol.Version,
 	}
 	p := pending{req: req, resp: resp, pol: pol, at: attemptTime, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups())}
+	p.rawUserID = rawIfChanged(rawUserID, req.GetUserId())
 
 	assessment, failErr := s.assess(ctx, req, scoreBy)
 	if failErr != nil {
@@ -433,6 +445,8 @@ type pending struct {
 	// shadow is the shadow policy's result (nil without shadow mode).
 	shadow        *policy.Result
 	shadowVersion string
+	// rawUserID is the user id as sent, when it differs from req's.
+	rawUserID string
 }
 
 // commit applies the cooldown and stores the decision, the attempt index and
@@ -464,6 +478,7 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 		}
 		r := proto.CloneOf(p.resp)
 		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Tier: p.tier, Groups: p.groups, ScoringError: p.scoringError}
+		rec.RawUserId = p.rawUserID
 		var shadow *policy.Result
 		if p.shadow != nil {
 			sr := *p.shadow

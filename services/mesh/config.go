@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushbackhq/pushback/pkg/rpc"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -87,6 +88,9 @@ type Config struct {
 	// per process when empty); TelemetryRawIDs records them in clear.
 	TelemetryHashKey string
 	TelemetryRawIDs  bool
+
+	// UserIDs is the rule that canonicalises user ids (see docs/decision.md).
+	UserIDs userid.Config
 }
 
 // Default returns the defaults a newcomer gets.
@@ -103,6 +107,7 @@ func Default() Config {
 		LogFormat:       "json",
 		AuthMaxSkew:     5 * time.Minute,
 		PolicyPoll:      2 * time.Second,
+		UserIDs:         userid.DefaultConfig(),
 	}
 }
 

@@ -7,12 +7,14 @@ import "github.com/pushbackhq/pushback/pkg/settings"
 // a new setting belongs to the part that uses it, added here as one line.
 func (c *Config) owned() []settings.Setting {
 	var out []settings.Setting
+	out = append(out, c.UserIDs.Settings()...)
 	return out
 }
 
 // validateOwned runs the Validate of every part that owns settings.
 func (c Config) validateOwned() []error {
 	var errs []error
+	errs = append(errs, c.UserIDs.Validate())
 	return errs
 }
 

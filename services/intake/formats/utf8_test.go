@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -87,5 +88,29 @@ func TestInvalidTextNamesTheField(t *testing.T) {
 		if path != tt.path || bad != tt.bad {
 			t.Errorf("invalidText(%q) = %q, %v; want %q, %v", tt.raw, path, bad, tt.path, tt.bad)
 		}
+	}
+}
+
+func TestUserIDRuleOption(t *testing.T) {
+	rec := func(user string) []byte {
+		return fmt.Appendf(nil, `{"eventId":"n1","userId":%q,"type":"EVENT_TYPE_PUSH_SENT","time":"2024-05-01T02:00:00Z"}`, user)
+	}
+	b, err := Parse(Native, rec("ＢＯＢ"), Options{})
+	if err != nil || b.Events[0].GetUserId() != "ＢＯＢ" {
+		t.Fatalf("without rules the id is kept as spelled: %v, %v", b.Events, err)
+	}
+	rules := userid.NewRules(userid.Fold, nil)
+	b, err = Parse(Native, rec("ＢＯＢ"), Options{UserIDs: rules})
+	if err != nil || b.Events[0].GetUserId() != "bob" || b.Events[0].GetRawUserId() != "ＢＯＢ" {
+		t.Fatalf("with rules: %v, %v", b.Events, err)
+	}
+	// An export read back keeps the spelling it recorded.
+	b, err = Parse(Native, []byte(`{"eventId":"n1","userId":"bob","rawUserId":"Bob","type":"EVENT_TYPE_PUSH_SENT","time":"2024-05-01T02:00:00Z"}`), Options{UserIDs: rules})
+	if err != nil || b.Events[0].GetUserId() != "bob" || b.Events[0].GetRawUserId() != "Bob" {
+		t.Fatalf("an export: %v, %v", b.Events, err)
+	}
+	_, err = Parse(Native, rec("\u3000"), Options{UserIDs: rules})
+	if fields := apierr.Fields(err); !slices.Equal(fields, []string{"[0].user"}) {
+		t.Fatalf("a white-space id: %v (fields %v), want a violation of [0].user", err, fields)
 	}
 }
