@@ -42,6 +42,9 @@ func startMesh(t *testing.T, policyFile, shadowFile string) *meshUnderTest {
 	cfg.AuthTokens = []string{explainToken}
 	cfg.PolicyFile, cfg.ShadowPolicy = policyFile, shadowFile
 	cfg.PolicyPoll = 10 * time.Millisecond
+	// These tests explain decisions, not deadlines: a loaded machine must
+	// not turn a burst into failure-mode answers.
+	cfg.DecideBudget = 5 * time.Second
 	counters := &decision.Counters{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
@@ -118,7 +121,7 @@ func TestExplainAgainstARunningMesh(t *testing.T) {
 		"PUSH_BURST (weight",
 		"10m window: 5 pushes",
 		"further pushes for this user are denied for 15m0s",
-		"version       default-2026.11",
+		"version       default-2026.12",
 		"failure mode  not used",
 		"shadow policy candidate would have answered REQUIRE_NUMBER_MATCH (DIFFERS)",
 		"rule always-number-match: number matching everywhere",
@@ -193,7 +196,7 @@ func TestMeshAuthenticatesHTTPAndReloadsThePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitUntil(t, func() bool { return m.counters.PolicyReloadFailures.Load() == 1 })
-	next := strings.Replace(string(defaultpolicy.Default), "version: default-2026.11", "version: edited-1", 1)
+	next := strings.Replace(string(defaultpolicy.Default), "version: default-2026.12", "version: edited-1", 1)
 	if err := os.WriteFile(pf, []byte(next), 0o600); err != nil {
 		t.Fatal(err)
 	}

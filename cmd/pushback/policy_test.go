@@ -24,7 +24,7 @@ func TestPolicyCheck(t *testing.T) {
 		stdout string
 		stderr []string
 	}{
-		{"default policy", []string{"policy", "check", "../../deploy/policy/default.yaml"}, 0, "ok (version default-2026.11", nil},
+		{"default policy", []string{"policy", "check", "../../deploy/policy/default.yaml"}, 0, "ok (version default-2026.12", nil},
 		{"compile error", []string{"policy", "check", bad}, 1, "", []string{"line 7", `rule "typo"`, "rules[1].when", "expression column 22", "undeclared reference to 'scroe'"}},
 		{"missing file", []string{"policy", "check", filepath.Join(dir, "missing.yaml")}, 1, "", []string{"missing.yaml"}},
 		{"no file", []string{"policy", "check"}, 2, "", []string{"Usage: pushback policy check FILE"}},

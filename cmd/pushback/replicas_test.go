@@ -89,6 +89,7 @@ func TestReplicasOnRedisAgree(t *testing.T) {
 	}
 	wg.Wait()
 	var counts []int
+	tally := map[decisionv1.Outcome]int{}
 	for i := range resps {
 		if errs[i] != nil {
 			t.Fatalf("concurrent Decide %d: %v", i, errs[i])
@@ -97,21 +98,15 @@ func TestReplicasOnRedisAgree(t *testing.T) {
 		if r.GetFailureMode() != decisionv1.FailureMode_FAILURE_MODE_UNSPECIFIED {
 			t.Fatalf("concurrent Decide %d fell back to the failure mode: %v", i, r.GetReasons())
 		}
-		count := int(window(r.GetRisk(), 10*time.Minute).GetAttempts())
-		counts = append(counts, count)
-		// Each outcome follows from the attempt's own count; an attempt that
-		// commits after a concurrent one started a cooldown is denied by it.
-		cooldown := slices.Contains(r.GetMatchedRules(), "cooldown")
-		want := decisionv1.Outcome_OUTCOME_ALLOW
-		switch {
-		case count >= 5 || cooldown:
-			want = decisionv1.Outcome_OUTCOME_DENY
-		case count >= 3:
-			want = decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
-		}
-		if r.GetOutcome() != want {
-			t.Fatalf("attempt counted %d (cooldown %v): %v, want %v (rules %v)", count, cooldown, r.GetOutcome(), want, r.GetMatchedRules())
-		}
+		counts = append(counts, int(window(r.GetRisk(), 10*time.Minute).GetAttempts()))
+		tally[r.GetOutcome()]++
+	}
+	// The replicas order the user's attempts through the shared store: the
+	// k-th to commit sees at least k attempts (its outcome follows the
+	// larger of that count and scoring's), so at most two are allowed and
+	// at most four pushes go out, whichever replica answered.
+	if pushes := tally[decisionv1.Outcome_OUTCOME_ALLOW] + tally[decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH]; pushes > 4 || tally[decisionv1.Outcome_OUTCOME_ALLOW] > 2 {
+		t.Fatalf("concurrent outcomes %v: more than 4 pushes or 2 plain pushes", tally)
 	}
 	slices.Sort(counts)
 	for i, c := range counts {

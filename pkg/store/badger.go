@@ -96,9 +96,7 @@ func (b *Badger) Update(ctx context.Context, fn func(tx Txn) error) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		err := b.db.Update(func(txn *badger.Txn) error {
-			return fn(badgerTxn{txn})
-		})
+		err := b.update(ctx, fn)
 		if !errors.Is(err, badger.ErrConflict) {
 			return err
 		}
@@ -107,6 +105,36 @@ func (b *Badger) Update(ctx context.Context, fn func(tx Txn) error) error {
 		}
 	}
 	return ErrConflict
+}
+
+// update runs one attempt of a transaction. The commit is waited for only
+// as long as ctx lasts: a disk that hangs in a write must not hold a
+// decision past its budget. A commit given up on may still complete, as
+// any write whose answer was lost.
+func (b *Badger) update(ctx context.Context, fn func(tx Txn) error) error {
+	if b.db.IsClosed() {
+		return badger.ErrDBClosed
+	}
+	txn := b.db.NewTransaction(true)
+	defer txn.Discard()
+	t := &badgerTxn{txn: txn}
+	if err := fn(t); err != nil {
+		return err
+	}
+	if !t.wrote {
+		return nil
+	}
+	if ctx.Done() == nil {
+		return txn.Commit()
+	}
+	done := make(chan error, 1)
+	txn.CommitWith(func(err error) { done <- err })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Scan implements Store.
@@ -163,19 +191,27 @@ func (b *Badger) Close() error {
 // writes with the service path.
 func (b *Badger) DB() *badger.DB { return b.db }
 
-type badgerTxn struct{ txn *badger.Txn }
+type badgerTxn struct {
+	txn *badger.Txn
+	// wrote: a read-only transaction has nothing to commit.
+	wrote bool
+}
 
-func (t badgerTxn) Get(key []byte) ([]byte, error) { return badgerGet(t.txn, key) }
+func (t *badgerTxn) Get(key []byte) ([]byte, error) { return badgerGet(t.txn, key) }
 
-func (t badgerTxn) Set(key, value []byte, ttl time.Duration) error {
+func (t *badgerTxn) Set(key, value []byte, ttl time.Duration) error {
 	e := badger.NewEntry(key, value)
 	if ttl > 0 {
 		e = e.WithTTL(ttl)
 	}
+	t.wrote = true
 	return t.txn.SetEntry(e)
 }
 
-func (t badgerTxn) Delete(key []byte) error { return t.txn.Delete(key) }
+func (t *badgerTxn) Delete(key []byte) error {
+	t.wrote = true
+	return t.txn.Delete(key)
+}
 
 func badgerGet(txn *badger.Txn, key []byte) ([]byte, error) {
 	item, err := txn.Get(key)

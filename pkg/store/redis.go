@@ -25,7 +25,9 @@ type RedisOptions struct {
 	// them are also kept in a sorted index (one ZSET per namespace) so that
 	// scans are ordered; every other key is a plain point-read string.
 	ScanNamespaces []string
-	// DialTimeout, ReadTimeout and WriteTimeout bound every call (defaults 2s, 1s, 1s).
+	// DialTimeout, ReadTimeout and WriteTimeout bound every call (defaults
+	// 2s, 1s, 1s); a call whose context has an earlier deadline ends at that
+	// deadline instead.
 	DialTimeout, ReadTimeout, WriteTimeout time.Duration
 }
 
@@ -61,8 +63,15 @@ func OpenRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	c := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs: opts.Addrs, Username: opts.Username, Password: opts.Password, DB: opts.DB,
 		DialTimeout: opts.DialTimeout, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout,
-		// No retries: callers run under tight deadlines and decide themselves.
-		MaxRetries: -1, PoolSize: 64, MinIdleConns: 4,
+		// No retries, of commands or of dials (go-redis dials five times,
+		// 100ms apart, by default): callers run under tight deadlines and
+		// decide themselves, and a refused connection should fail a call at
+		// once, not after its whole deadline.
+		MaxRetries: -1, DialerRetries: 1, PoolSize: 64, MinIdleConns: 4,
+		// Socket reads and writes end at the caller's deadline, not only at
+		// ReadTimeout: a hung server (stopped, swapping, a black-holed
+		// network) would otherwise hold a 50ms Decide for a whole second.
+		ContextTimeoutEnabled: true,
 	})
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()

@@ -31,4 +31,13 @@ type Counters struct {
 	// StoreFailures: decisions answered without being recorded because the
 	// store failed (the tier's failure mode applied).
 	StoreFailures atomic.Int64
+	// Shed: decisions answered without asking scoring because too many
+	// calls were already waiting for it (admission control).
+	Shed atomic.Int64
+	// ClockClamped: attempts whose time lay outside the allowed skew of
+	// Pushback's clock and was clamped to it.
+	ClockClamped atomic.Int64
+	// GuardConflicts: commits that met attempts of the same user recorded
+	// elsewhere (another replica) and judged again with them.
+	GuardConflicts atomic.Int64
 }

@@ -99,9 +99,14 @@ type envOptions struct {
 	budget         time.Duration
 	auth           decision.AuthOptions
 	holdNotify     bool // Notify waits until the test releases it
+	store          store.Store
+	maxInFlight    int
+	// scoring, when set, receives the slow scorer's calls as they arrive.
+	scoringEntered chan struct{}
 }
 
 type env struct {
+	clock    *testClock
 	svc      *decision.Service
 	counters *decision.Counters
 	st       store.Store
@@ -112,12 +117,44 @@ type env struct {
 	notes    *notes
 }
 
+// testClock is the decision service's clock in tests.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.t) {
+		c.t = t
+	}
+}
+
+// follow moves the clock to the time of each Decide request.
+func (c *testClock) follow(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	if r, ok := req.(*decisionv1.DecideRequest); ok && r.GetTime() != nil {
+		c.set(r.GetTime().AsTime())
+	}
+	return invoker(ctx, method, req, reply, cc, opts...)
+}
+
 // slowScorer answers only when the caller gives up.
 type slowScorer struct {
 	*scoring.Service
+	entered chan struct{}
 }
 
 func (s slowScorer) Assess(ctx context.Context, _ *scoringv1.AssessRequest) (*scoringv1.AssessResponse, error) {
+	if s.entered != nil {
+		s.entered <- struct{}{}
+	}
 	<-ctx.Done()
 	return nil, status.FromContextError(ctx.Err()).Err()
 }
@@ -139,7 +176,10 @@ func parse(t testing.TB, src string) *policy.Policy {
 // authentication interceptor, peers reached in memory through it.
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
-	st := storetest.Memory(t)
+	st := o.store
+	if st == nil {
+		st = storetest.Memory(t)
+	}
 	counters := &decision.Counters{}
 	if o.auth.Tokens == nil && o.auth.HMACSecrets == nil {
 		o.auth.Tokens = []string{testToken}
@@ -166,7 +206,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		sc.Register(srv)
 		scorerConn = scoringConn()
 	case scorerSlow:
-		scoringv1.RegisterScoringServiceServer(srv, slowScorer{sc})
+		scoringv1.RegisterScoringServiceServer(srv, slowScorer{Service: sc, entered: o.scoringEntered})
 		scorerConn = scoringConn()
 	case scorerStopped:
 		// Scoring runs on a server of its own that has stopped.
@@ -190,6 +230,9 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if budget == 0 {
 		budget = 5 * time.Second // generous: only the failure tests want scoring late
 	}
+	// Pushback's clock follows the attempts the tests make: each Decide
+	// moves it to the attempt's time, never back.
+	clk := &testClock{t: t0}
 	n := &notes{}
 	if o.holdNotify {
 		n.hold, n.entered = make(chan struct{}), make(chan struct{}, 16)
@@ -197,7 +240,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	svc, err := decision.New(decision.Options{
 		Store: st, Scorer: scoringv1.NewScoringServiceClient(scorerConn), Notifier: n,
 		Policy: parse(t, o.policy), ShadowPolicy: shadow, Counters: counters, Budget: budget,
-		Now: func() time.Time { return t0.Add(time.Minute) }, NotifyTimeout: time.Hour,
+		Now: clk.now, NotifyTimeout: time.Hour, MaxInFlight: o.maxInFlight,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -209,12 +252,12 @@ func newEnv(t testing.TB, o envOptions) *env {
 	if len(o.auth.Tokens) == 0 && len(o.auth.HMACSecrets) > 0 {
 		creds = decision.Credentials{HMACSecret: o.auth.HMACSecrets[0]}
 	}
-	authed, err := inproc.Dial(rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{creds.UnaryClientInterceptor()}})
+	authed, err := inproc.Dial(rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{clk.follow, creds.UnaryClientInterceptor()}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = authed.Close() })
-	return &env{svc: svc, counters: counters, st: st, dc: decisionv1.NewDecisionServiceClient(authed), conn: scoringConn(),
+	return &env{clock: clk, svc: svc, counters: counters, st: st, dc: decisionv1.NewDecisionServiceClient(authed), conn: scoringConn(),
 		inproc: inproc, scoring: scoringv1.NewScoringServiceClient(scoringConn()), notes: n}
 }
 
@@ -274,7 +317,7 @@ func TestDefaultPolicyBurst(t *testing.T) {
 	if got := last.GetCooldown().AsDuration(); got != 15*time.Minute {
 		t.Fatalf("cooldown %v, want 15m", got)
 	}
-	if !slices.Contains(last.GetMatchedRules(), "burst-deny") || last.GetPolicyVersion() != "default-2026.11" {
+	if !slices.Contains(last.GetMatchedRules(), "burst-deny") || last.GetPolicyVersion() != "default-2026.12" {
 		t.Fatalf("rules %v version %q", last.GetMatchedRules(), last.GetPolicyVersion())
 	}
 	// The alert is queued after the answer; Drain waits for it.
@@ -623,13 +666,13 @@ func TestFailureModes(t *testing.T) {
 		{"stopped", scorerStopped, "UNAVAILABLE", codes.Unavailable},
 	} {
 		t.Run(sc.name, func(t *testing.T) {
-			e := newEnv(t, envOptions{policy: testPolicy, shadow: "rules: []\n", scorer: sc.mode, budget: 100 * time.Millisecond})
+			e := newEnv(t, envOptions{policy: testPolicy, shadow: "rules: []\n", scorer: sc.mode, budget: time.Second})
 			for _, tc := range tests {
 				r := e.decide(t, req("lena-"+tc.app, tc.app, "f-"+tc.app, t0))
 				if r.GetOutcome() != tc.want || r.GetFailureMode() != tc.mode || len(r.GetReasons()) != 1 || !strings.Contains(r.GetReasons()[0], tc.reason) {
 					t.Fatalf("%s: %v failure_mode=%v reasons=%v, want %v %v %q", tc.app, r.GetOutcome(), r.GetFailureMode(), r.GetReasons(), tc.want, tc.mode, tc.reason)
 				}
-				if !strings.Contains(r.GetReasons()[0], "within 80ms (its share of the 100ms budget)") {
+				if !strings.Contains(r.GetReasons()[0], "within 800ms (its share of the 1s budget)") {
 					t.Fatalf("reason %q does not name the budget", r.GetReasons()[0])
 				}
 				rec := e.record(t, r.GetDecisionId())

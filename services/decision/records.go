@@ -12,6 +12,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/validate"
+	"github.com/pushbackhq/pushback/services/decision/guard"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -20,7 +21,7 @@ import (
 //	decision/id/{id}                             DecisionRecord
 //	decision/user/{tenant}/{user}/{ms:020d}/{id} id (index by user and time)
 //	decision/attempt/{tenant}/{user}/{attempt}   id (idempotency)
-//	decision/cooldown/{tenant}/{user}            cooldownState
+//	decision/cooldown/{tenant}/{user}            guard.State (attempts, cooldown)
 func decisionKey(id string) []byte { return []byte("decision/id/" + id) }
 
 func userPrefix(tenant, user string) []byte {
@@ -166,18 +167,29 @@ func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldo
 
 func (s *Service) clearCooldown(ctx context.Context, tenant, user string) (bool, error) {
 	var cleared bool
+	now := s.now().UnixMilli()
+	k := cooldownKey(tenant, user)
+	var st guard.State
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
-		k := cooldownKey(tenant, user)
 		b, err := tx.Get(k)
 		if errors.Is(err, store.ErrNotFound) {
-			cleared = false
-			return nil
-		}
-		if err != nil {
+			st = guard.State{}
+		} else if err != nil {
 			return err
+		} else {
+			st = decodeGuard(b)
 		}
-		cleared = unmarshalCooldown(b).Until > s.now().UnixMilli()
-		return tx.Delete(k)
+		// This process may know of a cooldown the store does not hold yet.
+		s.guards.update(string(k), now, func(mem *guard.State) { st.Merge(*mem, now) })
+		cleared = st.Active(now)
+		// The clearing is kept, not the key deleted: a copy of the state
+		// elsewhere (another replica's memory) merges into it, and must not
+		// bring the cooldown back.
+		st.Clear(now + 1)
+		return tx.Set(k, st.Marshal(), guard.Horizon+time.Duration(max(st.Cooldown.Until-now, 0))*time.Millisecond)
 	})
+	if err == nil {
+		s.guards.update(string(k), now, func(mem *guard.State) { mem.Clear(now + 1) })
+	}
 	return cleared, err
 }

@@ -27,6 +27,8 @@ import (
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/pkg/validate"
+	"github.com/pushbackhq/pushback/services/decision/core"
+	"github.com/pushbackhq/pushback/services/decision/guard"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -78,6 +80,16 @@ type Options struct {
 	Retention time.Duration
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// ClockSkew is how far an attempt's time may lie from the clock; a
+	// time outside it is clamped to it, once, at the edge (default 5m).
+	// Never ahead: an attempt's time is at most the clock.
+	ClockSkew time.Duration
+	// MaxInFlight bounds the calls waiting for scoring; past it a call is
+	// shed: answered at once from the guard's own counts (default 256).
+	MaxInFlight int
+	// MaxGuardUsers bounds the users whose attempts are kept in memory
+	// (default 200000; the store keeps them all).
+	MaxGuardUsers int
 	// UserIDs canonicalises user ids (the default fold rule when nil).
 	UserIDs *userid.Rules
 }
@@ -94,6 +106,9 @@ type Service struct {
 	tel    *instruments
 	now    func() time.Time
 	after  *followUps
+	guards *guards
+	// admit holds one token per call waiting for scoring.
+	admit chan struct{}
 }
 
 // New returns the decision service.
@@ -113,6 +128,15 @@ func New(opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.ClockSkew <= 0 {
+		opts.ClockSkew = 5 * time.Minute
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 256
+	}
+	if opts.MaxGuardUsers <= 0 {
+		opts.MaxGuardUsers = 200_000
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -126,7 +150,8 @@ func New(opts Options) (*Service, error) {
 		opts.Redactor = telemetry.NewRedactor(nil, false)
 	}
 	s := &Service{opts: opts, count: opts.Counters, log: opts.Logger, tracer: opts.Tracer, now: opts.Now,
-		tel: newInstruments(opts.Meter, opts.Counters, opts.Redactor), after: newFollowUps(maxFollowUps)}
+		tel: newInstruments(opts.Meter, opts.Counters, opts.Redactor), after: newFollowUps(maxFollowUps),
+		guards: newGuards(opts.MaxGuardUsers), admit: make(chan struct{}, opts.MaxInFlight)}
 	s.policy.Store(opts.Policy)
 	s.shadow.Store(opts.ShadowPolicy)
 	return s, nil
@@ -203,14 +228,23 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	defer s.tel.took(ctx, start)
 	scoreBy, commitBy := start.Add(s.opts.Budget*4/5), start.Add(s.opts.Budget)
 	now := s.now()
+	// One clock rule for the whole request, applied here once: the
+	// attempt's time is a claim, clamped to the allowed skew of Pushback's
+	// clock and never ahead of it; every later step uses this one value.
+	// Cooldowns and the guard's counts run on the clock itself.
 	attemptTime := validate.TimeOr(req.GetTime(), now)
+	if c := core.ClampTime(attemptTime, now, s.opts.ClockSkew); !c.Equal(attemptTime) {
+		s.count.ClockClamped.Add(1)
+		span.AddEvent("attempt time clamped", trace.WithAttributes(attribute.String("pushback.claimed_time", attemptTime.UTC().Format(time.RFC3339Nano))))
+		attemptTime = c
+	}
 	req = proto.CloneOf(req)
 	req.Time = timestamppb.New(attemptTime)
 
 	// A retried attempt is not looked up first: scoring counts an attempt id
-	// once (it remembers the user's recent ids), and the commit below finds
-	// the stored decision of the same attempt id and returns it unchanged.
-	// That saves a store read on every decision.
+	// once (it remembers the user's recent ids), the guard counts it once,
+	// and the commit below finds the stored decision of the same attempt id
+	// and returns it unchanged. That saves a store read on every decision.
 	pol := s.policy.Load()
 	shadow := s.shadow.Load()
 	tier := pol.TierOf(req.GetAppId())
@@ -219,45 +253,62 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		TraceId:       traceID(ctx),
 		PolicyVersion: pol.Version,
 	}
-	p := pending{req: req, resp: resp, pol: pol, at: attemptTime, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups())}
+	p := pending{req: req, resp: resp, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups())}
+	in := core.Input{Req: req, Policy: pol, Shadow: shadow, Tier: tier, Now: now.UnixMilli(), Budget: s.opts.Budget,
+		AttemptID: guard.AttemptID(req.GetTenant(), req.GetUserId(), req.GetAttemptId(), resp.GetDecisionId())}
 	p.rawUserID = rawIfChanged(rawUserID, req.GetUserId())
 
-	assessment, failErr := s.assess(ctx, req, scoreBy)
-	if failErr != nil {
+	// Admission control: a saturated mesh answers at once from the guard
+	// instead of queueing for scoring and spending the budget first.
+	select {
+	case s.admit <- struct{}{}:
+		assessment, failErr := s.assess(ctx, req, scoreBy)
+		<-s.admit
+		if failErr != nil {
+			in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SCORING_UNAVAILABLE
+			p.scoringError = httpapi.CodeName(status.Code(failErr))
+			span.AddEvent("scoring unavailable", trace.WithAttributes(attribute.String("pushback.scoring_error", p.scoringError)))
+		} else {
+			in.Assessment = assessment
+		}
+	default:
+		in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SHED
+		p.scoringError = "SHED"
+		s.count.Shed.Add(1)
+		span.AddEvent("shed: scoring not asked", trace.WithAttributes(attribute.Int("pushback.in_flight", cap(s.admit))))
+	}
+	if in.Assessment == nil {
 		s.count.FailureModeDecisions.Add(1)
-		p.scoringError = httpapi.CodeName(status.Code(failErr))
 		resp.FailureMode = tier.FailureMode
-		resp.Outcome = failureOutcome(tier.FailureMode)
-		resp.Reasons = []string{failureReason(s.opts.Budget, tier)}
+		resp.FailureCause = in.Cause
 		resp.Risk = &scoringv1.RiskAssessment{UserId: req.GetUserId(), Time: req.GetTime()}
-		span.SetAttributes(attribute.String("pushback.failure_mode", tier.FailureMode.String()))
-		span.AddEvent("scoring unavailable", trace.WithAttributes(attribute.String("pushback.scoring_error", p.scoringError)))
-		if shadow != nil {
-			st := shadow.TierOf(req.GetAppId())
-			p.shadow = &policy.Result{Outcome: failureOutcome(st.FailureMode), Reasons: []string{failureReason(s.opts.Budget, st)}, Tier: st}
-			p.shadowVersion = shadow.Version
-		}
+		span.SetAttributes(attribute.String("pushback.failure_mode", tier.FailureMode.String()), attribute.String("pushback.failure_cause", in.Cause.String()))
 	} else {
-		resp.Risk = assessment
-		if t := assessment.GetLastPhishingResistantTime(); t != nil {
-			p.strongAuth = t.AsTime()
-		}
-		res := s.evaluate(ctx, pol, req, assessment, "decision.policy")
-		resp.Outcome = res.Outcome
-		resp.MatchedRules = res.Matched
-		resp.Reasons = res.Reasons
-		p.startCooldown = res.Cooldown
-		if shadow != nil {
-			sr := s.evaluate(ctx, shadow, req, assessment, "decision.shadow_policy")
-			p.shadow = &sr
-			p.shadowVersion = shadow.Version
-		}
+		resp.Risk = in.Assessment
 	}
 
+	// The guard judges the attempt in memory, under the user's lock, so
+	// this process orders and counts a user's attempts whatever the store
+	// does; the commit then stores the same state and the record.
+	key := string(cooldownKey(req.GetTenant(), req.GetUserId()))
+	e := s.guards.entry(key, in.Now)
+	e.mu.Lock()
+	before := e.st.Clone()
+	v := s.judged(ctx, &e.st, in)
+	after := e.st.Clone()
+	e.mu.Unlock()
+	p.verdict, p.in, p.before, p.after = v, in, before, after
+	applyVerdict(resp, v)
+
 	// The commit gets at least a fifth of the budget even when scoring used
-	// all of its share.
-	cctx, cancel := context.WithDeadline(ctx, maxTime(commitBy, time.Now().Add(s.opts.Budget/5)))
-	rec, err := s.commit(cctx, p)
+	// all of its share, but never runs past the budget plus a twentieth: a
+	// scoring call that returned late must not carry the answer with it.
+	commitDeadline := maxTime(commitBy, time.Now().Add(s.opts.Budget/5))
+	if hard := start.Add(s.opts.Budget + s.opts.Budget/20); commitDeadline.After(hard) {
+		commitDeadline = hard
+	}
+	cctx, cancel := context.WithDeadline(ctx, commitDeadline)
+	rec, stored, err := s.commit(cctx, p)
 	cancel()
 	if errors.Is(err, errAttemptReused) {
 		return nil, apierr.AttemptReused("attempt_id", req.GetAttemptId())
@@ -267,6 +318,11 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
 		return s.unrecorded(ctx, span, p, tier, err), nil
+	}
+	if stored != nil {
+		// What the store held from elsewhere (another replica, or before a
+		// restart), and a judgement made again on it, join memory.
+		s.guards.update(key, in.Now, func(st *guard.State) { st.Merge(*stored, in.Now) })
 	}
 	resp = rec.GetResponse()
 	if resp.GetReplayed() {
@@ -320,22 +376,21 @@ func (s *Service) unrecorded(ctx context.Context, span trace.Span, p pending, ti
 	span.SetStatus(codes.Error, "store unavailable")
 	s.log.ErrorContext(ctx, "store decision; answering with the failure mode", slog.Any("error", err))
 	resp := p.resp
-	if fo := failureOutcome(tier.FailureMode); policy.Stricter(fo, resp.GetOutcome()) {
+	if fo := core.FailureOutcome(tier.FailureMode); policy.Stricter(fo, resp.GetOutcome()) {
 		resp.Outcome = fo
 	}
 	if resp.GetOutcome() == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH && resp.GetNumberChallenge() == "" {
 		resp.NumberChallenge = challenge()
 	}
 	resp.FailureMode = tier.FailureMode
-	resp.Reasons = append(resp.Reasons, fmt.Sprintf("decision store unavailable: not recorded; %s tier fails %s", tier.Name, failureName(tier.FailureMode)))
+	if resp.GetFailureCause() == decisionv1.FailureCause_FAILURE_CAUSE_UNSPECIFIED {
+		resp.FailureCause = decisionv1.FailureCause_FAILURE_CAUSE_STORE_UNAVAILABLE
+	}
+	resp.Reasons = append(resp.Reasons, fmt.Sprintf("decision store unavailable: not recorded (the attempt still counts in this process); %s tier fails %s", tier.Name, core.FailureName(tier.FailureMode)))
 	span.SetAttributes(attribute.String("pushback.decision_id", resp.GetDecisionId()), attribute.String("pushback.outcome", resp.GetOutcome().String()),
 		attribute.String("pushback.failure_mode", tier.FailureMode.String()), attribute.String("pushback.policy_version", resp.GetPolicyVersion()))
 	s.tel.decided(ctx, resp)
 	return resp
-}
-
-func failureReason(budget time.Duration, tier policy.Tier) string {
-	return fmt.Sprintf("scoring unavailable within %s (its share of the %s budget); %s tier fails %s", budget*4/5, budget, tier.Name, failureName(tier.FailureMode))
 }
 
 func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest, by time.Time) (*scoringv1.RiskAssessment, error) {
@@ -357,105 +412,94 @@ func (s *Service) assess(ctx context.Context, req *decisionv1.DecideRequest, by 
 	return out.GetAssessment(), nil
 }
 
-// evaluate runs pol over the assessment. A rule that fails to evaluate does
-// not match; the failure is logged and counted.
-func (s *Service) evaluate(ctx context.Context, pol *policy.Policy, req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, spanName string) policy.Result {
-	_, span := s.tracer.Start(ctx, spanName)
+// judged runs core.Judge in a span. A rule that fails to evaluate does not
+// match; the failure is logged and counted.
+func (s *Service) judged(ctx context.Context, st *guard.State, in core.Input) core.Verdict {
+	_, span := s.tracer.Start(ctx, "decision.policy")
 	defer span.End()
-	in := policy.Input{
-		User:    req.GetUserId(),
-		App:     req.GetAppId(),
-		Factor:  req.GetFactor().String(),
-		Groups:  req.GetGroups(),
-		Score:   int(ra.GetScore()),
-		Signals: make(map[string]int, len(ra.GetSignals())),
-		Pushes:  make(map[string]int, len(ra.GetWindows())),
-		Denied:  make(map[string]int, len(ra.GetWindows())),
-		Client:  clientVars(req.GetClient()),
-	}
-	for _, sig := range ra.GetSignals() {
-		in.Signals[sig.GetCode()] = int(sig.GetWeight())
-	}
-	for _, w := range ra.GetWindows() {
-		name := formatWindow(w.GetWindow().AsDuration())
-		in.Pushes[name] = int(w.GetPushes())
-		in.Denied[name] = int(w.GetDenied() + w.GetTimedOut())
-	}
-	res, err := pol.Evaluate(in)
+	v := core.Judge(st, in)
 	if span.IsRecording() {
-		span.SetAttributes(attribute.String("pushback.outcome", res.Outcome.String()), attribute.StringSlice("pushback.rules", res.Matched),
-			attribute.String("pushback.policy_version", pol.Version), attribute.String("pushback.tier", res.Tier.Name),
-			attribute.Int("pushback.score", in.Score))
+		span.SetAttributes(attribute.String("pushback.outcome", v.Outcome.String()), attribute.StringSlice("pushback.rules", v.Matched),
+			attribute.String("pushback.policy_version", in.Policy.Version), attribute.String("pushback.tier", in.Tier.Name),
+			attribute.Int("pushback.score", int(in.Assessment.GetScore())))
+		if v.Shadow != nil {
+			span.SetAttributes(attribute.String("pushback.shadow_outcome", v.Shadow.Outcome.String()))
+		}
 	}
-	if err != nil {
+	if v.RuleError != nil {
 		s.count.RuleErrors.Add(1)
-		s.log.WarnContext(ctx, "policy rule failed to evaluate", slog.String("policy_version", pol.Version), slog.Any("error", err))
+		s.log.WarnContext(ctx, "policy rule failed to evaluate", slog.String("policy_version", in.Policy.Version), slog.Any("error", v.RuleError))
 	}
-	return res
+	return v
 }
 
-func clientVars(c *eventv1.Client) map[string]any {
-	return map[string]any{
-		"ip":        c.GetIp(),
-		"country":   c.GetGeo().GetCountry(),
-		"city":      c.GetGeo().GetCity(),
-		"asn":       int64(c.GetAsn()),
-		"device_id": c.GetDeviceId(),
+// applyVerdict writes v into the answer.
+func applyVerdict(resp *decisionv1.DecideResponse, v core.Verdict) {
+	resp.Outcome = v.Outcome
+	resp.MatchedRules = v.Matched
+	resp.Reasons = v.Reasons
+	resp.CooldownContext = v.Context
+	resp.Cooldown = nil
+	if v.Cooldown > 0 {
+		resp.Cooldown = durationpb.New(v.Cooldown)
+	}
+	resp.NumberChallenge = ""
+	if v.Outcome == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH {
+		resp.NumberChallenge = challenge()
 	}
 }
 
-// cooldownState is what is kept per user between decisions.
-type cooldownState struct {
-	Until int64 // unix ms
-	Level int
-	Since int64 // unix ms the cooldown started; 0 in records written before it was kept
-}
-
-func (c cooldownState) marshal() []byte {
-	b := binary.AppendVarint(nil, c.Until)
-	b = binary.AppendUvarint(b, uint64(c.Level))
-	return binary.AppendVarint(b, c.Since)
-}
-
-func unmarshalCooldown(b []byte) cooldownState {
+// legacyCooldown reads the per-user state written before the guard kept
+// attempts: a cooldown alone.
+func legacyCooldown(b []byte) guard.State {
 	until, n := binary.Varint(b)
 	if n <= 0 {
-		return cooldownState{}
+		return guard.State{}
 	}
 	level, m := binary.Uvarint(b[n:])
 	if m <= 0 {
-		return cooldownState{}
+		return guard.State{}
 	}
 	since, _ := binary.Varint(b[n+m:])
-	return cooldownState{Until: until, Level: int(level), Since: since}
+	return guard.State{Cooldown: guard.Cooldown{Until: until, Level: int(level), Since: since}}
+}
+
+// decodeGuard reads a user's stored guard state, in either layout.
+func decodeGuard(b []byte) guard.State {
+	if st, err := guard.Unmarshal(b); err == nil {
+		return st
+	}
+	return legacyCooldown(b)
 }
 
 // pending is a decision on its way to the store.
 type pending struct {
-	req           *decisionv1.DecideRequest
-	resp          *decisionv1.DecideResponse
-	pol           *policy.Policy
-	at            time.Time
-	startCooldown bool
-	// strongAuth is the user's last phishing-resistant authentication (zero when none).
-	strongAuth   time.Time
-	tier         string
-	groups       []string
-	scoringError string
-	// shadow is the shadow policy's result (nil without shadow mode).
-	shadow        *policy.Result
-	shadowVersion string
+	req  *decisionv1.DecideRequest
+	resp *decisionv1.DecideResponse
+	in   core.Input
+	// verdict was judged on before, which became after.
+	verdict       core.Verdict
+	before, after guard.State
+	tier          string
+	groups        []string
+	scoringError  string
 	// rawUserID is the user id as sent, when it differs from req's.
 	rawUserID string
 }
 
-// commit applies the cooldown and stores the decision, the attempt index and
-// the user index in one transaction. If a concurrent request with the same
-// attempt id won the race, its record is returned instead, marked replayed.
-func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRecord, error) {
-	req, pol := p.req, p.pol
+// commit stores the decision, the attempt index, the user index and the
+// user's guard state in one transaction. The stored guard state and the one
+// in memory merge; when the store holds attempts memory did not (another
+// replica's), the attempt is judged again on all of them, so replicas
+// sharing a store order one user's attempts too. If a concurrent request
+// with the same attempt id won the race, its record is returned instead,
+// marked replayed. stored is the guard state written.
+func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRecord, *guard.State, error) {
+	req := p.req
 	var out *decisionv1.DecisionRecord
+	var stored *guard.State
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
+		out, stored = nil, nil
 		if req.GetAttemptId() != "" {
 			if id, err := tx.Get(attemptKey(req)); err == nil {
 				b, err := tx.Get(decisionKey(string(id)))
@@ -476,75 +520,44 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 				return err
 			}
 		}
-		r := proto.CloneOf(p.resp)
-		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Tier: p.tier, Groups: p.groups, ScoringError: p.scoringError}
-		rec.RawUserId = p.rawUserID
-		var shadow *policy.Result
-		if p.shadow != nil {
-			sr := *p.shadow
-			sr.Matched, sr.Reasons = slices.Clone(sr.Matched), slices.Clone(sr.Reasons)
-			shadow = &sr
-		}
 		ck := cooldownKey(req.GetTenant(), req.GetUserId())
-		var cd cooldownState
+		var held guard.State
 		if b, err := tx.Get(ck); err == nil {
-			cd = unmarshalCooldown(b)
+			held = decodeGuard(b)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		atMs := p.at.UnixMilli()
-		active := cd.Until > atMs
-		if active && !p.strongAuth.IsZero() && p.strongAuth.UnixMilli() > cd.Since {
-			// The user proved themselves with a phishing-resistant factor
-			// after the cooldown started: it no longer applies.
-			if err := tx.Delete(ck); err != nil {
-				return err
-			}
-			active = false
-			rec.CooldownCleared = true
+		v, st := p.verdict, p.after.Clone()
+		if !covers(p.after, held, p.in.Now) {
+			// Attempts or a cooldown this process has not seen: judge
+			// again on everything known.
+			s.count.GuardConflicts.Add(1)
+			st = held.Clone()
+			st.Merge(p.before, p.in.Now)
+			v = core.Judge(&st, p.in)
 		}
-		strong := req.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || req.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD
-		if active && strong {
-			// A phishing-resistant factor is the way out of a cooldown
-			// (its success clears it), so it is neither denied nor counted
-			// against the user; an attacker with only a password cannot
-			// pass it.
-			r.Reasons = append(r.Reasons, fmt.Sprintf("cooldown until %s does not hold back a phishing-resistant factor", time.UnixMilli(cd.Until).UTC().Format(time.RFC3339)))
-		} else if active {
-			// An attempt during a cooldown is denied and escalates it.
-			// Never shorter than it was: an attempt stamped late (a delayed
-			// retry, a skewed IdP clock) must not end the cooldown early.
-			cd.Level++
-			cd.Until = max(cd.Until, atMs+pol.Cooldown.At(cd.Level).Milliseconds())
-			reason := fmt.Sprintf("cooldown after an earlier denial, now until %s", time.UnixMilli(cd.Until).UTC().Format(time.RFC3339))
-			r.Outcome = decisionv1.Outcome_OUTCOME_DENY
-			r.MatchedRules = append(r.MatchedRules, CooldownRule)
-			r.Reasons = append(r.Reasons, reason)
-			if shadow != nil {
-				shadow.Outcome = decisionv1.Outcome_OUTCOME_DENY
-				shadow.Matched = append(shadow.Matched, CooldownRule)
-				shadow.Reasons = append(shadow.Reasons, reason)
-			}
-		} else if p.startCooldown && r.Outcome == decisionv1.Outcome_OUTCOME_DENY {
-			cd = cooldownState{Level: 1, Until: atMs + pol.Cooldown.Base.Milliseconds(), Since: atMs}
-			active = true
+		st.Merge(held, p.in.Now)
+		r := proto.CloneOf(p.resp)
+		applyVerdict(r, v)
+		if p.resp.GetOutcome() == r.GetOutcome() {
+			r.NumberChallenge = p.resp.GetNumberChallenge()
 		}
-		if active {
-			r.Cooldown = durationpb.New(time.Duration(cd.Until-atMs) * time.Millisecond)
-			ttl := time.Duration(cd.Until-atMs)*time.Millisecond + pol.Cooldown.Max
-			if err := tx.Set(ck, cd.marshal(), ttl); err != nil {
-				return err
-			}
+		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Tier: p.tier, Groups: p.groups,
+			ScoringError: p.scoringError, CooldownCleared: v.Cleared}
+		rec.RawUserId = p.rawUserID
+		if v.Shadow != nil {
+			rec.ShadowOutcome = v.Shadow.Outcome
+			rec.ShadowPolicyVersion = p.in.Shadow.Version
+			rec.ShadowMatchedRules = slices.Clone(v.Shadow.Matched)
+			rec.ShadowReasons = slices.Clone(v.Shadow.Reasons)
+			rec.ShadowDiffers = v.Shadow.Outcome != r.GetOutcome()
 		}
-		if r.Outcome == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH {
-			r.NumberChallenge = challenge()
+		ttl := guard.Horizon + p.in.Policy.Cooldown.Max
+		if st.Active(p.in.Now) {
+			ttl += time.Duration(st.Cooldown.Until-p.in.Now) * time.Millisecond
 		}
-		if shadow != nil {
-			rec.ShadowOutcome = shadow.Outcome
-			rec.ShadowPolicyVersion = p.shadowVersion
-			rec.ShadowMatchedRules = shadow.Matched
-			rec.ShadowReasons = shadow.Reasons
-			rec.ShadowDiffers = shadow.Outcome != r.GetOutcome()
+		if err := tx.Set(ck, st.Marshal(), ttl); err != nil {
+			return err
 		}
 		rec.Response = r
 		rec.DecidedAt = timestamppb.New(s.now())
@@ -563,10 +576,26 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 				return err
 			}
 		}
-		out = rec
+		out, stored = rec, &st
 		return nil
 	})
-	return out, err
+	return out, stored, err
+}
+
+// covers reports whether mem already holds everything in held that still
+// counts at now: its attempts (those memory could keep), a cooldown no
+// later and no later clearing.
+func covers(mem, held guard.State, now int64) bool {
+	full := len(mem.Attempts) >= guard.MaxAttempts
+	for _, a := range held.Attempts {
+		if a.At <= now-guard.Horizon.Milliseconds() || full && a.At < mem.Attempts[0].At {
+			continue
+		}
+		if !mem.Has(a.ID) {
+			return false
+		}
+	}
+	return held.Cooldown.Until <= mem.Cooldown.Until && held.Cooldown.Level <= mem.Cooldown.Level && held.ClearedAt <= mem.ClearedAt
 }
 
 // errAttemptReused is what commit returns for an attempt id already
@@ -584,7 +613,7 @@ func sameAttempt(stored, retry *decisionv1.DecideRequest) bool {
 
 // CooldownRule is the name reported among the matched rules when a cooldown
 // decided.
-const CooldownRule = "cooldown"
+const CooldownRule = core.CooldownRule
 
 // afterDecision tells scoring about a suppressed push and queues an alert
 // for a denial. Each call is bounded by NotifyTimeout; a failure is logged,
@@ -640,28 +669,6 @@ func (s *Service) afterDecision(ctx context.Context, req *decisionv1.DecideReque
 	}
 }
 
-func failureOutcome(fm decisionv1.FailureMode) decisionv1.Outcome {
-	switch fm {
-	case decisionv1.FailureMode_FAILURE_MODE_OPEN:
-		return decisionv1.Outcome_OUTCOME_ALLOW
-	case decisionv1.FailureMode_FAILURE_MODE_CLOSED:
-		return decisionv1.Outcome_OUTCOME_DENY
-	default:
-		return decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
-	}
-}
-
-func failureName(fm decisionv1.FailureMode) string {
-	switch fm {
-	case decisionv1.FailureMode_FAILURE_MODE_OPEN:
-		return "open"
-	case decisionv1.FailureMode_FAILURE_MODE_CLOSED:
-		return "closed"
-	default:
-		return "to number matching"
-	}
-}
-
 func traceID(ctx context.Context) string {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.HasTraceID() {
@@ -677,17 +684,6 @@ func challenge() string {
 		return "42"
 	}
 	return fmt.Sprint(n.Int64() + 10)
-}
-
-func formatWindow(d time.Duration) string {
-	switch {
-	case d%time.Hour == 0:
-		return fmt.Sprintf("%dh", d/time.Hour)
-	case d%time.Minute == 0:
-		return fmt.Sprintf("%dm", d/time.Minute)
-	default:
-		return fmt.Sprintf("%ds", d/time.Second)
-	}
 }
 
 func maxTime(a, b time.Time) time.Time {

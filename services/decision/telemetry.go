@@ -80,6 +80,10 @@ func newInstruments(m metric.Meter, c *Counters, redact *telemetry.Redactor) *in
 		metric.WithDescription("Decision API calls rejected for missing or wrong credentials."))
 	ruleErrors, _ := m.Int64ObservableCounter("pushback.policy.rule_errors", metric.WithUnit("{evaluation}"),
 		metric.WithDescription("Policy evaluations in which a rule failed to evaluate (and did not match)."))
+	shed, _ := m.Int64ObservableCounter("pushback.decision.shed", metric.WithUnit("{call}"),
+		metric.WithDescription("Decide calls answered at once from the user's own attempt counts because too many were waiting for scoring."))
+	clamped, _ := m.Int64ObservableCounter("pushback.decision.clock_clamped", metric.WithUnit("{call}"),
+		metric.WithDescription("Decide calls whose attempt time lay ahead of the clock or past the allowed skew behind it."))
 	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		o.ObserveInt64(reloads, c.PolicyReloads.Load(), ok)
 		o.ObserveInt64(reloads, c.PolicyReloadFailures.Load(), failed)
@@ -87,8 +91,10 @@ func newInstruments(m metric.Meter, c *Counters, redact *telemetry.Redactor) *in
 		o.ObserveInt64(storeFailures, c.StoreFailures.Load())
 		o.ObserveInt64(authFailures, c.AuthFailures.Load())
 		o.ObserveInt64(ruleErrors, c.RuleErrors.Load())
+		o.ObserveInt64(shed, c.Shed.Load())
+		o.ObserveInt64(clamped, c.ClockClamped.Load())
 		return nil
-	}, reloads, shadow, storeFailures, authFailures, ruleErrors)
+	}, reloads, shadow, storeFailures, authFailures, ruleErrors, shed, clamped)
 	return in
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/pkg/userid"
+	"github.com/pushbackhq/pushback/services/decision"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -89,6 +90,8 @@ type Config struct {
 	TelemetryHashKey string
 	TelemetryRawIDs  bool
 
+	// Decision is the decision service's own configuration.
+	Decision decision.Config
 	// UserIDs is the rule that canonicalises user ids (see docs/decision.md).
 	UserIDs userid.Config
 }
@@ -107,6 +110,7 @@ func Default() Config {
 		LogFormat:       "json",
 		AuthMaxSkew:     5 * time.Minute,
 		PolicyPoll:      2 * time.Second,
+		Decision:        decision.DefaultConfig(),
 		UserIDs:         userid.DefaultConfig(),
 	}
 }

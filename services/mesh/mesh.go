@@ -30,6 +30,7 @@ import (
 	"github.com/pushbackhq/pushback/services/intake"
 	"github.com/pushbackhq/pushback/services/notify"
 	"github.com/pushbackhq/pushback/services/scoring"
+	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"golang.org/x/sync/errgroup"
@@ -123,7 +124,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		return err
 	}
 
-	st, err := openStore(ctx, cfg, log)
+	st, err := openStore(ctx, cfg, log, meter)
 	if err != nil {
 		return err
 	}
@@ -240,6 +241,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			Store: st, Scorer: scoringv1.NewScoringServiceClient(sc), Notifier: notifyv1.NewNotificationServiceClient(nc),
 			Policy: pol, Logger: log.With("service", Decision), Tracer: tracer, Budget: cfg.DecideBudget,
 			ShadowPolicy: shadow, Counters: decCounters, Meter: meter, Redactor: redactor, UserIDs: userIDs,
+			ClockSkew: cfg.Decision.ClockSkew, MaxInFlight: cfg.Decision.MaxInFlight,
 		})
 		if err != nil {
 			return err
@@ -392,12 +394,50 @@ func serviceName(s string) string {
 	return s
 }
 
-func openStore(ctx context.Context, cfg Config, log *slog.Logger) (store.Store, error) {
+// openStore opens the configured engine behind a circuit breaker: a store
+// that hangs (a stopped Redis, a disk that stops answering) costs a few
+// calls their deadlines, then calls fail at once and every decision is
+// answered by its tier's failure mode within its budget.
+func openStore(ctx context.Context, cfg Config, log *slog.Logger, meter metric.Meter) (store.Store, error) {
+	var st store.Store
 	if cfg.StoreKind == "redis" {
-		return store.OpenRedis(ctx, store.RedisOptions{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, KeyPrefix: cfg.RedisPrefix})
+		r, err := store.OpenRedis(ctx, store.RedisOptions{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, KeyPrefix: cfg.RedisPrefix})
+		if err != nil {
+			return nil, err
+		}
+		st = r
+	} else {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		b, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.DataDir, SyncWrites: cfg.SyncWrites, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		st = b
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("data dir: %w", err)
-	}
-	return store.OpenBadger(store.BadgerOptions{Dir: cfg.DataDir, SyncWrites: cfg.SyncWrites, Logger: log})
+	br := store.WithBreaker(st, store.BreakerOptions{Name: cfg.StoreKind, Logger: log})
+	breakerMetrics(meter, br)
+	return br, nil
+}
+
+// breakerMetrics reports the store's circuit: an open circuit is the first
+// thing to look for when decisions fall back to the failure mode.
+func breakerMetrics(m metric.Meter, b *store.Breaker) {
+	state, _ := m.Int64ObservableGauge("pushback.store.breaker.state",
+		metric.WithDescription("The store's circuit: 0 closed (calls reach the store), 1 open (calls fail at once), 2 half-open (one probe call)."))
+	failures, _ := m.Int64ObservableCounter("pushback.store.breaker.failures", metric.WithUnit("{call}"),
+		metric.WithDescription("Store calls that failed or did not answer before their deadline."))
+	rejected, _ := m.Int64ObservableCounter("pushback.store.breaker.rejected", metric.WithUnit("{call}"),
+		metric.WithDescription("Store calls failed at once because the circuit was open."))
+	opened, _ := m.Int64ObservableCounter("pushback.store.breaker.opened", metric.WithUnit("{open}"),
+		metric.WithDescription("Times the store's circuit opened, failed probes included."))
+	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := b.Stats()
+		o.ObserveInt64(state, int64(s.State))
+		o.ObserveInt64(failures, s.Failures)
+		o.ObserveInt64(rejected, s.Rejected)
+		o.ObserveInt64(opened, s.Opened)
+		return nil
+	}, state, failures, rejected, opened)
 }

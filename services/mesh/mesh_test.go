@@ -35,17 +35,25 @@ type running struct {
 // start runs a whole mesh on ephemeral ports with the production wiring.
 func start(t testing.TB, cfg mesh.Config) *running {
 	t.Helper()
+	// These tests check outcomes; the budget is tested on its own.
+	cfg.DecideBudget = 5 * time.Second
+	return startWith(t, cfg, mesh.Options{})
+}
+
+// startWith is start keeping cfg's decide budget, with opts.
+func startWith(t testing.TB, cfg mesh.Config, opts mesh.Options) *running {
+	t.Helper()
 	if cfg.DataDir == "" || cfg.DataDir == mesh.Default().DataDir {
 		cfg.DataDir = t.TempDir()
 	}
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	// These tests check outcomes; the budget is tested on its own.
-	cfg.DecideBudget = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- mesh.Run(ctx, cfg, mesh.Options{Getenv: func(string) string { return "" }, Ready: func(g, h string) { ready <- [2]string{g, h} }})
+		opts.Getenv = func(string) string { return "" }
+		opts.Ready = func(g, h string) { ready <- [2]string{g, h} }
+		done <- mesh.Run(ctx, cfg, opts)
 	}()
 	var addrs [2]string
 	select {
@@ -171,7 +179,8 @@ func TestSameAttemptIDIsCountedOnce(t *testing.T) {
 	m := start(t, mesh.Default())
 	dc := decisionv1.NewDecisionServiceClient(m.conn)
 	ctx := context.Background()
-	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	// The mesh runs on the real clock: an attempt's time is clamped to it.
+	at := time.Now().UTC().Truncate(time.Millisecond)
 	first, err := dc.Decide(ctx, decideReq("bob", "same", at))
 	if err != nil {
 		t.Fatal(err)

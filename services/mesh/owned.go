@@ -7,6 +7,7 @@ import "github.com/pushbackhq/pushback/pkg/settings"
 // a new setting belongs to the part that uses it, added here as one line.
 func (c *Config) owned() []settings.Setting {
 	var out []settings.Setting
+	out = append(out, c.Decision.Settings()...)
 	out = append(out, c.UserIDs.Settings()...)
 	return out
 }
@@ -14,6 +15,9 @@ func (c *Config) owned() []settings.Setting {
 // validateOwned runs the Validate of every part that owns settings.
 func (c Config) validateOwned() []error {
 	var errs []error
+	if err := c.Decision.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	errs = append(errs, c.UserIDs.Validate())
 	return errs
 }

@@ -10,6 +10,7 @@ import (
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/store/storetest"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -53,15 +54,25 @@ func queuePush(t *testing.T, s *Service, now time.Time) string {
 }
 
 // TestStaleDueEntryNeverSends: a delivery has one due entry, the one its
-// NextAttemptTime names; another entry for it (left by an expired lease or
-// an older layout) is dropped, not sent a second time.
+// NextAttemptTime names; another entry for it (left by an expired lease, in
+// this layout or the older one) is dropped, not sent a second time.
 func TestStaleDueEntryNeverSends(t *testing.T) {
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
 	ch := &pushChannel{}
 	s, st := claimService(t, ch, now)
 	id := queuePush(t, s, now)
+	d, err := getDelivery(storeReader{context.Background(), st}, id)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Update(context.Background(), func(tx store.Txn) error {
-		return tx.Set(dueKey(now.Add(-time.Second), id), []byte(id), 0)
+		stale := proto.Clone(d).(*notifyv1.Delivery)
+		stale.NextAttemptTime = timestamppb.New(now.Add(-time.Second))
+		if err := tx.Set(dueKey(stale), dueValue(rankUrgent, id, ch.Name()), 0); err != nil {
+			return err
+		}
+		stale.NextAttemptTime = timestamppb.New(now.Add(-2 * time.Second))
+		return tx.Set(legacyDueKey(stale), []byte(id), 0)
 	}); err != nil {
 		t.Fatal(err)
 	}

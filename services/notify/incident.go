@@ -119,6 +119,9 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 				return err
 			}
 			if err == nil && d.GetStatus() == notifyv1.Status_STATUS_PENDING {
+				if err := raiseDue(tx, d, severityOf(req)); err != nil {
+					return err
+				}
 				d.Notification, d.Incident = req, snap
 				if err := putDelivery(tx, d, 0); err != nil {
 					return err
@@ -128,10 +131,11 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 			}
 		}
 		due := now
-		if last, ok := in.LastSent[name]; ok && now.Before(last.Add(s.opts.UpdateInterval)) {
+		last, sent := in.LastSent[name]
+		if sent && now.Before(last.Add(s.opts.UpdateInterval)) {
 			due = last.Add(s.opts.UpdateInterval)
 		}
-		d, err := s.enqueue(tx, ch, req, snap, now, due)
+		d, err := s.enqueue(tx, ch, req, snap, now, due, alertRank(severityOf(req), !sent))
 		if err != nil {
 			return err
 		}
@@ -158,7 +162,7 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 			}
 			continue
 		}
-		d, err := s.enqueue(tx, ch, notice, snap, now, now.Add(s.opts.NoticeDelay))
+		d, err := s.enqueue(tx, ch, notice, snap, now, now.Add(s.opts.NoticeDelay), rankNotice)
 		if err != nil {
 			return err
 		}
@@ -176,7 +180,7 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 			},
 		}
 		for _, ch := range s.accepting(revoke) {
-			if _, err := s.enqueue(tx, ch, revoke, snap, now, now); err != nil {
+			if _, err := s.enqueue(tx, ch, revoke, snap, now, now, rankOf(revoke)); err != nil {
 				return err
 			}
 		}
@@ -185,10 +189,31 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 	return s.saveIncident(tx, tenant, user, in)
 }
 
+// raiseDue raises the rank of a waiting (or in-flight) alert into which a
+// denial of severity sev is folded: an approval after a burst moves the
+// incident's alert ahead of the rest. The due entry keeps its key, so a
+// lease stays valid.
+func raiseDue(tx store.Txn, d *notifyv1.Delivery, sev severity) error {
+	key := dueKey(d)
+	v, err := tx.Get(key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // an entry of the older layout: its claim ranks it
+	} else if err != nil {
+		return err
+	}
+	e, ok := parseDue(key, v)
+	if !ok || e.unread || e.rank.raise(sev) == e.rank {
+		return nil
+	}
+	return tx.Set(key, dueValue(e.rank.raise(sev), e.id, e.channel), 0)
+}
+
 // afterIncidentAttempt records an alert attempt in its incident. When the
 // alert was finished (delivered or dead) while denials kept arriving, a
 // follow-up carrying the newest count is scheduled, so no count is lost.
-func (s *Service) afterIncidentAttempt(tx store.Txn, sent, cur, out *notifyv1.Delivery, now time.Time) error {
+// The follow-up is an update once something went out on the channel, and
+// keeps the severity r reached.
+func (s *Service) afterIncidentAttempt(tx store.Txn, sent, cur, out *notifyv1.Delivery, now time.Time, r rank) error {
 	n := sent.GetNotification()
 	in, err := loadIncident(tx, n.GetTenant(), n.GetUserId())
 	if err != nil || in == nil || in.ID != sent.GetIncident().GetIncidentId() {
@@ -205,7 +230,10 @@ func (s *Service) afterIncidentAttempt(tx store.Txn, sent, cur, out *notifyv1.De
 	if cur.GetIncident().GetCount() > sent.GetIncident().GetCount() {
 		ch := s.channel(name)
 		if ch != nil {
-			d, err := s.enqueue(tx, ch, proto.Clone(cur.GetNotification()).(*notifyv1.NotifyRequest), cur.GetIncident(), now, now.Add(s.opts.UpdateInterval))
+			n := proto.Clone(cur.GetNotification()).(*notifyv1.NotifyRequest)
+			_, delivered := in.LastSent[name]
+			next := alertRank(max(severityOf(n), r.severity()), !delivered)
+			d, err := s.enqueue(tx, ch, n, cur.GetIncident(), now, now.Add(s.opts.UpdateInterval), next)
 			if err != nil {
 				return err
 			}

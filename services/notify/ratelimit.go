@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"sync"
 	"time"
 
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
@@ -81,10 +82,61 @@ type limiter struct {
 	st     store.Store
 	limits map[string]RateLimit
 	def    RateLimit
+
+	mu sync.Mutex
+	// emptyUntil holds, per channel, a time before which its bucket has no
+	// token. Tokens only accrue with time (other replicas only spend them),
+	// so until then the worker skips the channel's deliveries without
+	// reading the store.
+	emptyUntil map[string]time.Time
 }
 
 func newLimiter(st store.Store, limits map[string]RateLimit, def RateLimit) *limiter {
-	return &limiter{st: st, limits: limits, def: def}
+	return &limiter{st: st, limits: limits, def: def, emptyUntil: map[string]time.Time{}}
+}
+
+func (l *limiter) limit(channel string) RateLimit {
+	if lim, ok := l.limits[channel]; ok {
+		return lim
+	}
+	return l.def
+}
+
+// noteEmpty records that channel has no token before until.
+func (l *limiter) noteEmpty(channel string, until time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.emptyUntil[channel] = until
+}
+
+// empty reports whether channel has no token at now. It reads the bucket
+// without spending, so a round over a backlog the limit holds back writes
+// nothing; a bucket that cannot be read is not empty (the limit is a
+// courtesy, take decides).
+func (l *limiter) empty(ctx context.Context, channel string, now time.Time) bool {
+	lim := l.limit(channel)
+	if lim.off() {
+		return false
+	}
+	l.mu.Lock()
+	until := l.emptyUntil[channel]
+	l.mu.Unlock()
+	if now.Before(until) {
+		return true
+	}
+	var b bucket
+	v, err := l.st.Get(ctx, rateKey(channel))
+	switch {
+	case err == nil:
+		b, _ = unmarshalBucket(v)
+	case !errors.Is(err, store.ErrNotFound):
+		return false
+	}
+	if _, wait := lim.spend(b, now); wait > 0 {
+		l.noteEmpty(channel, now.Add(wait))
+		return true
+	}
+	return false
 }
 
 // rateKey is the bucket of one channel.
@@ -93,10 +145,7 @@ func rateKey(channel string) []byte { return []byte("notify/rate/" + store.KeyPa
 // take spends a token of channel at now, or returns how long until one is
 // available (nothing is spent then).
 func (l *limiter) take(ctx context.Context, channel string, now time.Time) (time.Duration, error) {
-	lim, ok := l.limits[channel]
-	if !ok {
-		lim = l.def
-	}
+	lim := l.limit(channel)
 	if lim.off() {
 		return 0, nil
 	}
@@ -116,5 +165,8 @@ func (l *limiter) take(ctx context.Context, channel string, now time.Time) (time
 		b, wait = lim.spend(b, now)
 		return tx.Set(key, b.marshal(), lim.refill())
 	})
+	if err == nil && wait > 0 {
+		l.noteEmpty(channel, now.Add(wait))
+	}
 	return wait, err
 }

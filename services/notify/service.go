@@ -91,6 +91,12 @@ type Service struct {
 	kick    chan struct{}
 	limiter *limiter
 	tel     *instruments
+
+	// mu guards the fair-share turns of this process: served holds the
+	// turn each queue was last served at, turn the last one given out.
+	mu     sync.Mutex
+	served map[queueKey]uint64
+	turn   uint64
 }
 
 // New returns the notification service.
@@ -145,7 +151,8 @@ func New(opts Options) (*Service, error) {
 	}
 	return &Service{opts: opts, log: opts.Logger, kick: make(chan struct{}, 1),
 		limiter: newLimiter(opts.Store, opts.RateLimits, opts.DefaultRateLimit),
-		tel:     newInstruments(opts.Meter, opts.Store, opts.Channels, opts.Redactor)}, nil
+		tel:     newInstruments(opts.Meter, opts.Store, opts.Channels, opts.Redactor),
+		served:  map[queueKey]uint64{}}, nil
 }
 
 // Register adds the service to a gRPC server.
@@ -153,16 +160,12 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { notifyv1.RegisterNotificat
 
 // Key layout (all under "notify/"):
 //
-//	notify/delivery/{id}             Delivery
-//	notify/due/{ms:020d}/{id}        id of a pending delivery due at ms
-//	notify/key/{idempotency key}     delivery ids, comma separated
-//	notify/incident/{tenant}/{user}  open incident (JSON), path-escaped parts
-//	notify/rate/{channel}            token bucket of a rate-limited channel
+//	notify/delivery/{id}                       Delivery
+//	notify/due/{kind}/{tenant}/{ms:020d}/{id}  due entry of a pending delivery (queue.go)
+//	notify/key/{idempotency key}               delivery ids, comma separated
+//	notify/incident/{tenant}/{user}            open incident (JSON), path-escaped parts
+//	notify/rate/{channel}                      token bucket of a rate-limited channel
 func deliveryKey(id string) []byte { return []byte("notify/delivery/" + id) }
-
-func dueKey(at time.Time, id string) []byte {
-	return fmt.Appendf(nil, "notify/due/%020d/%s", at.UnixMilli(), id)
-}
 
 func idemKey(k string) []byte { return []byte("notify/key/" + k) }
 
@@ -222,7 +225,7 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 			}
 		} else {
 			for _, ch := range s.accepting(req) {
-				d, err := s.enqueue(tx, ch, req, nil, now, now)
+				d, err := s.enqueue(tx, ch, req, nil, now, now, rankOf(req))
 				if err != nil {
 					return err
 				}
@@ -267,8 +270,8 @@ func (s *Service) accepting(n *notifyv1.NotifyRequest) []Channel {
 	return out
 }
 
-// enqueue writes one pending delivery due at due.
-func (s *Service) enqueue(tx store.Txn, ch Channel, n *notifyv1.NotifyRequest, inc *notifyv1.Incident, now, due time.Time) (*notifyv1.Delivery, error) {
+// enqueue writes one pending delivery due at due, ranked r in its queue.
+func (s *Service) enqueue(tx store.Txn, ch Channel, n *notifyv1.NotifyRequest, inc *notifyv1.Incident, now, due time.Time, r rank) (*notifyv1.Delivery, error) {
 	d := &notifyv1.Delivery{
 		DeliveryId:      ids.New(now),
 		Channel:         ch.Name(),
@@ -281,7 +284,7 @@ func (s *Service) enqueue(tx store.Txn, ch Channel, n *notifyv1.NotifyRequest, i
 	if err := putDelivery(tx, d, 0); err != nil {
 		return nil, err
 	}
-	return d, tx.Set(dueKey(due, d.GetDeliveryId()), []byte(d.GetDeliveryId()), 0)
+	return d, tx.Set(dueKey(d), dueValue(r, d.GetDeliveryId(), d.GetChannel()), 0)
 }
 
 func putDelivery(tx store.Txn, d *notifyv1.Delivery, ttl time.Duration) error {
@@ -414,47 +417,127 @@ func (s *Service) Run(ctx context.Context) error {
 // until its timeout holds up one of them, not the pushes behind it.
 const deliverParallel = 8
 
-// DeliverDue attempts every delivery whose time has come, several at once
-// (each is claimed first, so none is sent twice). It returns when none is
-// due, or with the first error.
+// deliverBatch is how many attempts start between two looks at the queue:
+// a push or a victim's first alert queued meanwhile waits for at most one
+// batch, not for a whole backlog.
+const deliverBatch = 2 * deliverParallel
+
+// DeliverDue attempts the deliveries whose time has come, in the order of
+// the queue (see plan): several at once, each claimed first so that none
+// is sent twice. A rate-limited channel without a token is skipped without
+// touching its deliveries, which keep their place. It returns when nothing
+// more can be attempted now, or with the first error.
 func (s *Service) DeliverDue(ctx context.Context) error {
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		now := s.opts.Now()
-		items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: []byte("notify/due/"), Limit: 64})
+		entries, more, err := scanDue(ctx, s.opts.Store, now)
 		if err != nil {
 			return err
 		}
-		var (
-			wg       sync.WaitGroup
-			mu       sync.Mutex
-			firstErr error
-		)
-		slots := make(chan struct{}, deliverParallel)
-		due := 0
-		for _, it := range items {
-			var ms int64
-			if _, err := fmt.Sscanf(string(it.Key), "notify/due/%020d/", &ms); err != nil || ms > now.UnixMilli() {
-				break
-			}
-			due++
-			slots <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-slots }()
-				if err := s.attempt(ctx, it.Key, string(it.Value)); err != nil {
-					mu.Lock()
-					firstErr = cmp.Or(firstErr, err)
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		if firstErr != nil {
-			return firstErr
-		}
-		if due < 64 {
-			return nil
+		started, err := s.deliverInTurn(ctx, s.plan(entries), now)
+		if err != nil || started == 0 || started < deliverBatch && !more {
+			return err
 		}
 	}
+}
+
+// plan orders entries by the fair-share turns of this process, and forgets
+// the turns of queues with nothing due (an idle tenant comes back at the
+// front).
+func (s *Service) plan(entries []dueEntry) []dueEntry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	live := make(map[queueKey]uint64, len(s.served))
+	for _, e := range entries {
+		if t, ok := s.served[e.queue()]; ok {
+			live[e.queue()] = t
+		}
+	}
+	s.served = live
+	return plan(entries, s.served, s.turn)
+}
+
+// serve gives q the next turn.
+func (s *Service) serve(q queueKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.turn++
+	s.served[q] = s.turn
+}
+
+// deliverInTurn claims the entries in order, up to deliverBatch, and
+// attempts each claimed one in parallel. Claims and rate-limit tokens are
+// taken one after another, so the order decides who gets a channel's next
+// token.
+func (s *Service) deliverInTurn(ctx context.Context, order []dueEntry, now time.Time) (int, error) {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	fail := func(err error) {
+		mu.Lock()
+		firstErr = cmp.Or(firstErr, err)
+		mu.Unlock()
+	}
+	slots := make(chan struct{}, deliverParallel)
+	started := 0
+	for _, e := range order {
+		if started == deliverBatch || ctx.Err() != nil {
+			break
+		}
+		if rateLimited(e.kind) && s.channel(e.channel) != nil && s.limiter.empty(ctx, e.channel, now) {
+			continue // no token: the entry keeps its place for the next round
+		}
+		c, err := s.claim(ctx, e)
+		if err != nil {
+			fail(err)
+			break // a store that fails one claim fails the next: the next round tries again
+		}
+		if c == nil {
+			continue
+		}
+		if ok, err := s.takeToken(ctx, c); err != nil || !ok {
+			if err != nil {
+				fail(err)
+			}
+			continue
+		}
+		s.serve(queueKey{c.d.GetChannel(), store.KeyPart(c.d.GetNotification().GetTenant())})
+		started++
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if err := s.deliver(ctx, c); err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	return started, firstErr
+}
+
+// takeToken spends a rate-limit token for a claimed delivery of a limited
+// kind. Without one (another replica took the last) the delivery goes back
+// to its place unattempted and ok is false.
+func (s *Service) takeToken(ctx context.Context, c *claimed) (ok bool, err error) {
+	if s.channel(c.d.GetChannel()) == nil || !rateLimited(c.d.GetNotification().GetKind()) {
+		return true, nil
+	}
+	wait, err := s.limiter.take(ctx, c.d.GetChannel(), s.opts.Now())
+	if err != nil {
+		// The limit is a courtesy to people: a store that cannot keep
+		// the bucket must not hold up this or any later delivery.
+		s.log.WarnContext(ctx, "rate limit unavailable; delivering without it", slog.String("channel", c.d.GetChannel()), slog.Any("error", err))
+		return true, nil
+	}
+	if wait > 0 {
+		return false, s.release(ctx, c)
+	}
+	return true, nil
 }
 
 func (s *Service) channel(name string) Channel {
@@ -466,27 +549,23 @@ func (s *Service) channel(name string) Channel {
 	return nil
 }
 
-// attempt claims one due delivery, makes one attempt and records its
-// result.
-func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
-	d, lease, err := s.claim(ctx, due, id)
-	if err != nil || d == nil {
-		return err
-	}
-	due = lease
+// claimed is a delivery this process holds a lease on.
+type claimed struct {
+	// d is the delivery as claimed; its NextAttemptTime is the lease.
+	d *notifyv1.Delivery
+	// lease is the due entry of the lease.
+	lease []byte
+	// was is the due time before the claim: a released delivery goes back
+	// there, keeping its place in the queue.
+	was *timestamppb.Timestamp
+	// rank is the delivery's rank when claimed.
+	rank rank
+}
+
+// deliver makes one attempt of a claimed delivery and records its result.
+func (s *Service) deliver(ctx context.Context, c *claimed) error {
+	d, due, id := c.d, c.lease, c.d.GetDeliveryId()
 	ch := s.channel(d.GetChannel())
-	if ch != nil && rateLimited(d.GetNotification().GetKind()) {
-		wait, err := s.limiter.take(ctx, d.GetChannel(), s.opts.Now())
-		if err != nil {
-			// The limit is a courtesy to people: a store that cannot keep
-			// the bucket must not hold up this or any later delivery.
-			s.log.WarnContext(ctx, "rate limit unavailable; delivering without it", slog.String("channel", d.GetChannel()), slog.Any("error", err))
-			wait = 0
-		}
-		if wait > 0 {
-			return s.defer_(ctx, due, d, s.opts.Now().Add(wait))
-		}
-	}
 	ctx, span := s.opts.Tracer.Start(ctx, "notify.deliver", append(decisionLink(d.GetNotification()), trace.WithAttributes(
 		attribute.String("pushback.channel", d.GetChannel()), attribute.String("pushback.decision_id", d.GetNotification().GetDecisionId()),
 		attribute.String("pushback.kind", d.GetNotification().GetKind().String()),
@@ -507,7 +586,7 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 	if deliverErr != nil && ctx.Err() != nil {
 		// Interrupted by shutdown, not refused by the receiver: due again at
 		// once, and the attempt does not count.
-		return s.defer_(rctx, due, d, s.opts.Now())
+		return s.release(rctx, c)
 	}
 	now := s.opts.Now()
 	res := &notifyv1.Delivery{Attempts: d.GetAttempts() + 1}
@@ -541,11 +620,13 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 		} else if err != nil {
 			return err
 		}
-		if !bytes.Equal(due, dueKey(cur.GetNextAttemptTime().AsTime(), id)) {
+		if !bytes.Equal(due, dueKey(cur)) {
 			// The lease ran out and another process claimed the delivery:
 			// its record, not this one, decides what happens next.
 			return nil
 		}
+		// A denial folded in meanwhile may have raised the rank.
+		r := leaseRank(tx, due, c.rank)
 		out := cur
 		if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
 			out = proto.Clone(d).(*notifyv1.Delivery)
@@ -563,15 +644,28 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 			return err
 		}
 		if !next.IsZero() {
-			if err := tx.Set(dueKey(next, id), []byte(id), 0); err != nil {
+			if err := tx.Set(dueKey(out), dueValue(r, id, out.GetChannel()), 0); err != nil {
 				return err
 			}
 		}
 		if d.GetIncident() != nil && d.GetNotification().GetKind() == notifyv1.Kind_KIND_SOC_ALERT {
-			return s.afterIncidentAttempt(tx, d, cur, out, now)
+			return s.afterIncidentAttempt(tx, d, cur, out, now, r)
 		}
 		return nil
 	})
+}
+
+// leaseRank is the rank a lease entry holds now, or r when it cannot be
+// read.
+func leaseRank(tx store.Reader, lease []byte, r rank) rank {
+	v, err := tx.Get(lease)
+	if err != nil {
+		return r
+	}
+	if e, ok := parseDue(lease, v); ok && !e.unread {
+		return e.rank
+	}
+	return r
 }
 
 // claim takes a due delivery for this process: in one transaction the due
@@ -579,63 +673,76 @@ func (s *Service) attempt(ctx context.Context, due []byte, id string) error {
 // have finished (a crash), so that replicas sharing the store never send
 // one delivery twice. It returns nil when another replica claimed it first,
 // or when the entry is stale (the delivery is gone or no longer pending).
-func (s *Service) claim(ctx context.Context, due []byte, id string) (*notifyv1.Delivery, []byte, error) {
-	leaseAt := s.opts.Now().Add(2*s.opts.DeliveryTimeout + 10*time.Second)
-	lease := dueKey(leaseAt, id)
-	var d *notifyv1.Delivery
+// An entry of the older layout leaves a lease of the current one.
+func (s *Service) claim(ctx context.Context, e dueEntry) (*claimed, error) {
+	leaseAt := timestamppb.New(s.opts.Now().Add(2*s.opts.DeliveryTimeout + 10*time.Second))
+	var c *claimed
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
-		d = nil
-		if _, err := tx.Get(due); errors.Is(err, store.ErrNotFound) {
+		c = nil
+		v, err := tx.Get(e.key)
+		if errors.Is(err, store.ErrNotFound) {
 			return nil // another replica has it
 		} else if err != nil {
 			return err
 		}
-		cur, err := getDelivery(tx, id)
+		cur, err := getDelivery(tx, e.id)
 		if errors.Is(err, store.ErrNotFound) {
-			return tx.Delete(due)
+			return tx.Delete(e.key)
 		} else if err != nil {
 			return err
 		}
 		// The delivery names its one due entry (NextAttemptTime); any other
 		// is stale, and so is every entry of a finished delivery.
-		if cur.GetStatus() != notifyv1.Status_STATUS_PENDING || !bytes.Equal(due, dueKey(cur.GetNextAttemptTime().AsTime(), id)) {
-			return tx.Delete(due)
+		if cur.GetStatus() != notifyv1.Status_STATUS_PENDING || !e.names(cur) {
+			return tx.Delete(e.key)
 		}
+		r := rankOf(cur.GetNotification())
+		if fresh, ok := parseDue(e.key, v); ok && !fresh.unread {
+			r = fresh.rank // a denial folded in since the scan may have raised it
+		}
+		was := cur.GetNextAttemptTime()
 		// Writing the delivery makes two claims of it conflict.
-		cur.NextAttemptTime = timestamppb.New(leaseAt)
+		cur.NextAttemptTime = leaseAt
 		if err := putDelivery(tx, cur, 0); err != nil {
 			return err
 		}
-		if err := tx.Delete(due); err != nil {
+		if err := tx.Delete(e.key); err != nil {
 			return err
 		}
-		if err := tx.Set(lease, []byte(id), 0); err != nil {
+		lease := dueKey(cur)
+		if err := tx.Set(lease, dueValue(r, e.id, cur.GetChannel()), 0); err != nil {
 			return err
 		}
-		d = cur
+		c = &claimed{d: cur, lease: lease, was: was, rank: r}
 		return nil
 	})
-	return d, lease, err
+	return c, err
 }
 
-// defer_ moves a rate-limited delivery to at without counting an attempt.
-func (s *Service) defer_(ctx context.Context, due []byte, d *notifyv1.Delivery, at time.Time) error {
-	id := d.GetDeliveryId()
+// release puts a claimed delivery back where it was in the queue, without
+// counting an attempt: it found no rate-limit token, or shutdown cut its
+// send short.
+func (s *Service) release(ctx context.Context, c *claimed) error {
+	id := c.d.GetDeliveryId()
 	return s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		cur, err := getDelivery(tx, id)
 		if errors.Is(err, store.ErrNotFound) {
-			return tx.Delete(due)
+			return tx.Delete(c.lease)
 		} else if err != nil {
 			return err
 		}
-		cur.NextAttemptTime = timestamppb.New(at)
+		if !bytes.Equal(c.lease, dueKey(cur)) {
+			return nil // the lease ran out: another process has it
+		}
+		r := leaseRank(tx, c.lease, c.rank)
+		cur.NextAttemptTime = c.was
 		if err := putDelivery(tx, cur, 0); err != nil {
 			return err
 		}
-		if err := tx.Delete(due); err != nil {
+		if err := tx.Delete(c.lease); err != nil {
 			return err
 		}
-		return tx.Set(dueKey(at, id), []byte(id), 0)
+		return tx.Set(dueKey(cur), dueValue(r, id, cur.GetChannel()), 0)
 	})
 }
 

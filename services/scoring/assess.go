@@ -17,9 +17,17 @@ import (
 // window (read from the per-source state, see SourceState).
 type SprayCount struct {
 	// IP is set for a per-IP count, ASN for a per-ASN count.
-	IP    string
-	ASN   uint32
+	IP  string
+	ASN uint32
+	// Users is the count held against the threshold: the users who have
+	// not vouched for the source, less the dormant ones vouched users
+	// offset.
 	Users int
+	// Dormant is how many of Users had no history when the source pushed
+	// to them.
+	Dormant int
+	// Vouched is how many users succeeded from the source in the window.
+	Vouched int
 }
 
 // Assess evaluates the user's risk at now from the state alone: push
@@ -91,6 +99,7 @@ func (c Config) assess(userID string, s *UserState, now time.Time, ev *eval, spr
 		add(c.travelSignal(SignalResponseMismatch, f, c.Mismatch.Weight))
 	}
 	if ev != nil {
+		ra.Familiarity = ev.familiar
 		add(novelty(SignalNewDevice, ev.newDevice, ev.known[0], c.Novelty.DeviceWeight, "device"))
 		add(novelty(SignalNewCountry, ev.newCountry, ev.known[1], c.Novelty.CountryWeight, "country"))
 		if ev.newASN != 0 {
@@ -303,11 +312,18 @@ func (c Config) spraySignal(counts []SprayCount) *scoringv1.Signal {
 	if src == "" {
 		src = "AS" + strconv.FormatUint(uint64(best.ASN), 10)
 	}
+	summary := fmt.Sprintf("%s pushed to %d distinct users in %s (threshold %d)", src, best.Users, fmtWindow(sp.Window), bestTh)
+	if best.Dormant > 0 {
+		summary += fmt.Sprintf(", %d of them with no history", best.Dormant)
+	}
+	if best.Vouched > 0 {
+		summary += fmt.Sprintf("; %d other users succeeded from it", best.Vouched)
+	}
 	return &scoringv1.Signal{
 		Code: SignalPushSpray, Weight: min(sp.Weight+int32(5*(best.Users-bestTh)), 70), Confidence: 1,
-		Summary: fmt.Sprintf("%s pushed to %d distinct users in %s (threshold %d)", src, best.Users, fmtWindow(sp.Window), bestTh),
+		Summary: summary,
 		Evidence: &scoringv1.Signal_Spray{Spray: &scoringv1.SprayEvidence{
-			SourceIp: best.IP, Asn: best.ASN, DistinctUsers: int32(best.Users),
+			SourceIp: best.IP, Asn: best.ASN, DistinctUsers: int32(best.Users), DormantUsers: int32(best.Dormant), VouchedUsers: int32(best.Vouched),
 			Window: durationpb.New(sp.Window), Threshold: int32(bestTh),
 		}},
 	}
@@ -325,5 +341,8 @@ func fmtWindow(d time.Duration) string {
 	}
 }
 
-// FormatWindow renders a window as policies name it ("5m", "1h").
-func FormatWindow(d time.Duration) string { return fmtWindow(d) }
+// Familiarity compares a client with what s remembers of the user, as
+// Assess reports it for an attempt (replay asks before applying one).
+func (c Config) Familiarity(s *UserState, ci ClientInfo) *scoringv1.Familiarity {
+	return familiarity(s, ci)
+}

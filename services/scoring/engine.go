@@ -190,13 +190,57 @@ const (
 // isPush reports whether the observation announces a push (spray counts these).
 func (k ObservationKind) isPush() bool { return k == ObsAttempt || k == ObsPushSent }
 
-// IsSuccess reports whether the observation is a success that vouches for
-// its source (see SourceState).
-func (k ObservationKind) IsSuccess() bool { return k == ObsPushApproved || k == ObsLoginSucceeded }
+// SprayRole is the part an observation plays in the spray count of its
+// client's IP and ASN (see SourceState).
+type SprayRole uint8
 
-// IsPush reports whether the observation announces a push, which counts
-// toward its source's spray when the source is unfamiliar to the user.
-func (k ObservationKind) IsPush() bool { return k.isPush() }
+// Spray roles.
+const (
+	// SprayIgnored: the observation leaves the source's count alone.
+	SprayIgnored SprayRole = iota
+	// SprayCounted: a push to a user from a network the user is not known
+	// to use; the user counts toward the source.
+	SprayCounted
+	// SprayDormant: a push to a user with no trusted history at all. The
+	// user counts, and the evidence says so: accounts nobody uses are what
+	// a sprayer looks for, since no owner is there to deny.
+	SprayDormant
+	// SprayVouches: a success only the user could have produced; the user
+	// stops counting toward the source, and offsets one dormant user.
+	SprayVouches
+)
+
+// SprayRole says how o, about to be applied to s, changes the spray count
+// of its client's source. It reads s as it is before o; a duplicate (which
+// Record ignores) must not be noted either.
+//
+// What vouches is chosen so that someone who holds only passwords cannot
+// produce it, whatever accounts they spray:
+//   - a push approved on the user's enrolled device, unless the approval
+//     ends a burst or a denial streak (the fatigue success), was given far
+//     from the login, or comes while a fatigue success is fresh;
+//   - a phishing-resistant login (WebAuthn, smart card), which no password
+//     and no relayed code can produce.
+//
+// Any other login does not vouch: the observation cannot tell a password
+// alone from a one-time code, an attacker with the password can log in to
+// an application that asks for nothing more from the very source they
+// spray from, and a code relayed through a phishing proxy would vouch for
+// the proxy.
+func (c Config) SprayRole(s *UserState, o Observation) SprayRole {
+	at := o.At.UnixMilli()
+	switch {
+	case o.Kind.isPush() && c.Dormant(s):
+		return SprayDormant
+	case o.Kind.isPush() && !c.Familiar(s, o.Client):
+		return SprayCounted
+	case o.Kind == ObsPushApproved && c.burstBefore(s, at) == nil && c.mismatch(o, at) == nil && !c.compromised(s, at):
+		return SprayVouches
+	case o.Kind == ObsLoginSucceeded && o.PhishingResistant:
+		return SprayVouches
+	}
+	return SprayIgnored
+}
 
 // hasClient reports whether the observation's client is where the user (or
 // an attacker) was, so travel and novelty apply to it.
@@ -254,6 +298,8 @@ type eval struct {
 	anonASN                      uint32
 	anonOrg                      string
 	trusted                      bool // the observation may become a trusted location
+	// familiar compares the client with the history (attempts only).
+	familiar *scoringv1.Familiarity
 }
 
 // evaluate looks at o against s without changing s.
@@ -267,6 +313,7 @@ func (c Config) evaluate(s *UserState, o Observation) eval {
 		}
 		ev.travel = c.travel(s.LastTrusted, o.Client, at, ev.anon)
 		ev.known = [3]int{len(s.Devices), len(s.Countries), len(s.ASNs)}
+		ev.familiar = familiarity(s, o.Client)
 		if id := o.Client.DeviceID; id != "" && len(s.Devices) > 0 && !slices.Contains(s.Devices, hashID(id)) {
 			ev.newDevice = id
 		}
@@ -414,18 +461,34 @@ func (c Config) trust(s *UserState, at int64, ci ClientInfo, anon string) {
 	}
 }
 
+// familiarity compares ci with what s remembers. A device, an IP or a
+// network counts as known only when it is in the history: a user without
+// history knows nothing (unlike Familiar, which spares such users spray
+// counting).
+func familiarity(s *UserState, ci ClientInfo) *scoringv1.Familiarity {
+	return &scoringv1.Familiarity{
+		History:      len(s.Devices)+len(s.ASNs)+len(s.Countries) > 0 || s.LastTrusted.At != 0,
+		KnownDevice:  ci.DeviceID != "" && slices.Contains(s.Devices, hashID(ci.DeviceID)),
+		KnownIp:      ci.IP != "" && s.LastTrusted.At != 0 && ci.IP == s.LastTrusted.IP,
+		KnownAsn:     ci.ASN != 0 && slices.Contains(s.ASNs, ci.ASN),
+		KnownCountry: ci.Country != "" && slices.Contains(s.Countries, ci.Country),
+	}
+}
+
 // Familiar reports whether the client is a network the user is known to
 // use: the last trusted IP or one of the remembered ASNs. A user without
-// history is familiar with everything (nothing to compare with).
+// history knows no network (see Dormant).
 func (c Config) Familiar(s *UserState, ci ClientInfo) bool {
-	if len(s.ASNs) == 0 && s.LastTrusted.At == 0 {
-		return true
-	}
 	if ci.IP != "" && ci.IP == s.LastTrusted.IP {
 		return true
 	}
 	return ci.ASN != 0 && slices.Contains(s.ASNs, ci.ASN)
 }
+
+// Dormant reports whether the user has no trusted history: no network,
+// no trusted location. That is a new account, one idle for longer than
+// IdleTTL, or one that never completed a trusted sign-in.
+func (c Config) Dormant(s *UserState) bool { return len(s.ASNs) == 0 && s.LastTrusted.At == 0 }
 
 // addPush inserts p in time order (events may arrive out of order), drops
 // activity older than the largest window and caps the list.

@@ -1,8 +1,10 @@
 package scoring
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,7 +46,7 @@ func signal(ra *scoringv1.RiskAssessment, code string) *scoringv1.Signal {
 
 func window(ra *scoringv1.RiskAssessment, name string) *scoringv1.WindowCount {
 	for _, w := range ra.GetWindows() {
-		if FormatWindow(w.GetWindow().AsDuration()) == name {
+		if fmtWindow(w.GetWindow().AsDuration()) == name {
 			return w
 		}
 	}
@@ -474,49 +476,123 @@ func TestSpray(t *testing.T) {
 	c := DefaultConfig()
 	src := &SourceState{}
 	for i := range 6 {
-		n := c.NoteSource(src, fmt.Sprint("user", i), after(time.Duration(i)*time.Minute))
-		if n != i+1 {
-			t.Fatalf("user %d: distinct = %d", i, n)
+		sc := c.NoteSource(src, fmt.Sprint("user", i), after(time.Duration(i)*time.Minute), i%2 == 0)
+		if sc.Users != i+1 || sc.Dormant != i/2+1 {
+			t.Fatalf("user %d: %+v", i, sc)
 		}
 	}
-	if n := c.NoteSource(src, "user0", after(6*time.Minute)); n != 6 {
-		t.Fatalf("repeat user counted twice: %d", n)
+	if sc := c.NoteSource(src, "user0", after(6*time.Minute), true); sc.Users != 6 {
+		t.Fatalf("repeat user counted twice: %+v", sc)
 	}
-	if n := c.SourceUsers(src, after(14*time.Minute+30*time.Second)); n != 2 {
-		t.Fatalf("window slide: %d", n)
+	if sc := c.SourceUsers(src, after(14*time.Minute+30*time.Second)); sc.Users != 2 || sc.Dormant != 1 {
+		t.Fatalf("window slide: %+v", sc)
 	}
-	if !c.VouchSource(src, "user5") || c.VouchSource(src, "user5") || c.SourceUsers(src, after(14*time.Minute+30*time.Second)) != 1 {
+	if !c.VouchSource(src, "user5") || c.VouchSource(src, "user5") {
 		t.Fatal("a user who succeeded from the source must stop counting, once")
 	}
-	if n := c.NoteSource(src, "user5", after(7*time.Minute)); n != 5 {
-		t.Fatalf("a vouched user pushing again counted: %d", n)
+	// user5 vouched, and offsets user4, the one dormant user left.
+	if sc := c.SourceUsers(src, after(14*time.Minute+30*time.Second)); sc != (SprayCount{Vouched: 1}) {
+		t.Fatalf("after the vouch: %+v", sc)
+	}
+	// Back at 7m: users 0-4 unvouched, three of them dormant, one offset by user5.
+	if sc := c.NoteSource(src, "user5", after(7*time.Minute), false); sc != (SprayCount{Users: 4, Dormant: 2, Vouched: 1}) {
+		t.Fatalf("a vouched user pushing again counted: %+v", sc)
+	}
+	// A dormant user who gained history since counts as the last push saw them.
+	if sc := c.NoteSource(src, "user0", after(7*time.Minute), false); sc.Dormant != 1 {
+		t.Fatalf("dormant after user0 gained history: %+v", sc)
 	}
 	for i := range 100 {
-		c.NoteSource(src, fmt.Sprint("many", i), after(7*time.Minute))
+		c.NoteSource(src, fmt.Sprint("many", i), after(7*time.Minute), i%3 == 0)
 	}
 	if len(src.Users) != c.Spray.MaxUsers {
 		t.Fatalf("source state unbounded: %d", len(src.Users))
 	}
 	b, _ := src.MarshalBinary()
 	var back SourceState
-	if err := back.UnmarshalBinary(b); err != nil || len(back.Users) != len(src.Users) || back.Users[5] != src.Users[5] {
+	if err := back.UnmarshalBinary(b); err != nil || !slices.Equal(back.Users, src.Users) {
 		t.Fatalf("round trip: %v", err)
 	}
 
 	tests := []struct {
-		name   string
-		counts []SprayCount
-		want   int32
+		name    string
+		counts  []SprayCount
+		want    int32
+		dormant int32
 	}{
-		{"below threshold", []SprayCount{{IP: "1.2.3.4", Users: 4}, {ASN: 9500, Users: 4}}, 0},
-		{"ip at threshold", []SprayCount{{IP: "1.2.3.4", Users: 5}}, 40},
-		{"asn far over", []SprayCount{{IP: "1.2.3.4", Users: 5}, {ASN: 9500, Users: 40}}, 70},
+		{"below threshold", []SprayCount{{IP: "1.2.3.4", Users: 4}, {ASN: 9500, Users: 4}}, 0, 0},
+		{"ip at threshold", []SprayCount{{IP: "1.2.3.4", Users: 5}}, 40, 0},
+		{"ip at threshold, dormant accounts", []SprayCount{{IP: "1.2.3.4", Users: 5, Dormant: 5}}, 40, 5},
+		{"asn far over", []SprayCount{{IP: "1.2.3.4", Users: 5}, {ASN: 9500, Users: 40, Dormant: 12}}, 70, 12},
+		{"vouched users in the evidence", []SprayCount{{IP: "1.2.3.4", Users: 6, Dormant: 2, Vouched: 3}}, 45, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ra, _ := c.Record("alice", &UserState{}, ob(ObsAttempt, after(0), auckland), tt.counts)
-			if got := signal(ra, SignalPushSpray).GetWeight(); got != tt.want {
-				t.Fatalf("weight = %d, want %d", got, tt.want)
+			sig := signal(ra, SignalPushSpray)
+			if sig.GetWeight() != tt.want || sig.GetSpray().GetDormantUsers() != tt.dormant {
+				t.Fatalf("weight = %d, dormant = %d, want %d, %d", sig.GetWeight(), sig.GetSpray().GetDormantUsers(), tt.want, tt.dormant)
+			}
+			if tt.dormant > 0 && !strings.Contains(sig.GetSummary(), fmt.Sprintf("%d of them with no history", tt.dormant)) {
+				t.Fatalf("summary does not say dormant accounts were counted: %q", sig.GetSummary())
+			}
+			for _, sc := range tt.counts {
+				if sig != nil && sc.IP == sig.GetSpray().GetSourceIp() && sig.GetSpray().GetVouchedUsers() != int32(sc.Vouched) {
+					t.Fatalf("vouched users %d, want %d", sig.GetSpray().GetVouchedUsers(), sc.Vouched)
+				}
+			}
+		})
+	}
+}
+
+// TestSourceStateReadsVersionOneMarks: marks written before dormant
+// accounts were flagged (vouched as 0 or 1) decode as they did.
+func TestSourceStateReadsVersionOneMarks(t *testing.T) {
+	b := []byte{sourceVersion, 2}
+	b = binary.LittleEndian.AppendUint64(b, 7)
+	b = binary.AppendVarint(b, 1000)
+	b = append(b, 1)
+	b = binary.LittleEndian.AppendUint64(b, 8)
+	b = binary.AppendVarint(b, 5)
+	b = append(b, 0)
+	var src SourceState
+	want := []SourceUser{{User: 7, At: 1000, Vouched: true}, {User: 8, At: 1005}}
+	if err := src.UnmarshalBinary(b); err != nil || !slices.Equal(src.Users, want) {
+		t.Fatalf("version 1: %+v, %v", src.Users, err)
+	}
+}
+
+// TestVouchedUsersOffsetDormantOnly: a class of new hires has some first
+// pushes unanswered while classmates have approved; each approval offsets
+// one dormant user, never a user with history, and no more than one.
+func TestVouchedUsersOffsetDormantOnly(t *testing.T) {
+	c := DefaultConfig()
+	tests := []struct {
+		name                     string
+		dormant, active, vouched int
+		want                     SprayCount
+	}{
+		{"spray of dormant accounts, nobody vouched", 12, 0, 0, SprayCount{Users: 12, Dormant: 12}},
+		{"new hires: as many approved as wait", 6, 0, 6, SprayCount{Vouched: 6}},
+		{"new hires: more wait than approved", 8, 0, 3, SprayCount{Users: 5, Dormant: 5, Vouched: 3}},
+		{"users with history are not offset", 2, 6, 4, SprayCount{Users: 6, Vouched: 4}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &SourceState{}
+			at := after(0)
+			for i := range tt.vouched {
+				c.NoteSource(src, fmt.Sprint("approved", i), at, true)
+				c.VouchSource(src, fmt.Sprint("approved", i))
+			}
+			for i := range tt.active {
+				c.NoteSource(src, fmt.Sprint("active", i), at, false)
+			}
+			for i := range tt.dormant {
+				c.NoteSource(src, fmt.Sprint("dormant", i), at, true)
+			}
+			if got := c.SourceUsers(src, at); got != tt.want {
+				t.Fatalf("SourceUsers = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
@@ -525,12 +601,59 @@ func TestSpray(t *testing.T) {
 func TestFamiliar(t *testing.T) {
 	c := DefaultConfig()
 	s := &UserState{}
-	if !c.Familiar(s, auckland) {
-		t.Fatal("a user without history must not count toward spray")
+	if c.Familiar(s, auckland) || !c.Dormant(s) {
+		t.Fatal("a user without history knows no network")
 	}
 	run(c, s, ob(ObsLoginSucceeded, after(0), nyc))
-	if !c.Familiar(s, nycOther) || !c.Familiar(s, ClientInfo{IP: nyc.IP}) || c.Familiar(s, auckland) {
+	if c.Dormant(s) || !c.Familiar(s, nycOther) || !c.Familiar(s, ClientInfo{IP: nyc.IP}) || c.Familiar(s, auckland) {
 		t.Fatal("familiarity wrong")
+	}
+}
+
+// TestSprayRole: which pushes count toward their source, and which
+// successes vouch for it. The attacker holds passwords and nothing else,
+// so nothing they can produce from their own source may vouch.
+func TestSprayRole(t *testing.T) {
+	c := DefaultConfig()
+	approvedFar := Observation{Kind: ObsPushApproved, At: after(time.Hour), Client: auckland, Responder: nyc}
+	tests := []struct {
+		name    string
+		history []Observation
+		o       Observation
+		want    SprayRole
+	}{
+		{"push to a user with no history", nil, ob(ObsAttempt, after(0), auckland), SprayDormant},
+		{"push sent to a user with no history", nil, ob(ObsPushSent, after(0), auckland), SprayDormant},
+		{"failed logins are no history", []Observation{ob(ObsLoginFailed, after(0), nyc), ob(ObsPrimaryAuth, after(time.Second), nyc)},
+			ob(ObsAttempt, after(time.Minute), nyc), SprayDormant},
+		{"push from an unfamiliar network", []Observation{ob(ObsLoginSucceeded, after(0), nyc)}, ob(ObsAttempt, after(time.Hour), auckland), SprayCounted},
+		{"push from the user's network", []Observation{ob(ObsLoginSucceeded, after(0), nyc)}, ob(ObsAttempt, after(time.Hour), nycOther), SprayIgnored},
+		{"approval on the user's device", []Observation{ob(ObsAttempt, after(0), auckland)},
+			Observation{Kind: ObsPushApproved, At: after(20 * time.Second), Client: auckland, Responder: withAcc(auckland, 100)}, SprayVouches},
+		{"approval without a responder location", []Observation{ob(ObsAttempt, after(0), auckland)}, ob(ObsPushApproved, after(20*time.Second), auckland), SprayVouches},
+		{"phishing-resistant login", nil, Observation{Kind: ObsLoginSucceeded, At: after(0), Client: auckland, PhishingResistant: true}, SprayVouches},
+		{"login with a password or a code", nil, ob(ObsLoginSucceeded, after(0), auckland), SprayIgnored},
+		{"verified password", nil, ob(ObsPrimaryAuth, after(0), auckland), SprayIgnored},
+		{"enrolment", nil, ob(ObsFactorEnrolled, after(0), auckland), SprayIgnored},
+		{"approval far from the login", []Observation{ob(ObsLoginSucceeded, after(0), nyc), ob(ObsAttempt, after(time.Hour), auckland)}, approvedFar, SprayIgnored},
+		{"approval that ends a burst", []Observation{
+			ob(ObsAttempt, after(0), auckland), ob(ObsPushDenied, after(10*time.Second), auckland),
+			ob(ObsAttempt, after(20*time.Second), auckland), ob(ObsPushDenied, after(30*time.Second), auckland),
+			ob(ObsAttempt, after(40*time.Second), auckland)}, ob(ObsPushApproved, after(50*time.Second), auckland), SprayIgnored},
+		{"approval while a fatigue success is fresh", []Observation{
+			ob(ObsAttempt, after(0), auckland), ob(ObsPushDenied, after(10*time.Second), auckland),
+			ob(ObsAttempt, after(20*time.Second), auckland), ob(ObsPushDenied, after(30*time.Second), auckland),
+			ob(ObsAttempt, after(40*time.Second), auckland), ob(ObsPushApproved, after(50*time.Second), auckland),
+			ob(ObsAttempt, after(20*time.Minute), auckland)}, ob(ObsPushApproved, after(20*time.Minute+10*time.Second), auckland), SprayIgnored},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			run(c, s, tt.history...)
+			if got := c.SprayRole(s, tt.o); got != tt.want {
+				t.Fatalf("SprayRole = %d, want %d", got, tt.want)
+			}
+		})
 	}
 }
 

@@ -193,7 +193,10 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	obs := Observation{ID: attemptID(a.GetAttemptId()), Kind: ObsAttempt, At: now, Client: s.clientInfo(a.GetClient())}
 	var ra *scoringv1.RiskAssessment
 	var err error
-	if req.GetRecord() {
+	// A phishing-resistant factor sends no push: it is assessed, never
+	// counted as one (an attacker's burst must not turn the user's own way
+	// in into the burst's next push).
+	if req.GetRecord() && !phishingResistant(a.GetFactor()) {
 		ra, _, err = s.record(ctx, a.GetTenant(), user, obs)
 	} else {
 		ra, err = s.preview(ctx, a.GetTenant(), user, obs)
@@ -240,19 +243,23 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 // users). Each user's mark on a source is its own key, so the transaction
 // only touches keys of this user.
 //
-// marks, when set, holds the source marks this transaction wrote but the
-// store's scan cannot see yet (a batch of several events).
+// marks, when set, holds the source marks this transaction wrote (pushes
+// and vouches) but the store's scan cannot see yet (a batch of several
+// events).
 func (s *Service) apply(ctx context.Context, tx store.Txn, tenant, user string, st *UserState, obs Observation, marks map[string][]SourceUser) (*scoringv1.RiskAssessment, bool, error) {
 	var spray []SprayCount
 	var err error
-	switch {
-	case s.cfg.duplicate(st, obs):
-	case obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client):
-		if spray, err = s.noteSources(ctx, tx, tenant, user, obs, marks); err != nil {
+	role := SprayIgnored
+	if !s.cfg.duplicate(st, obs) {
+		role = s.cfg.SprayRole(st, obs)
+	}
+	switch role {
+	case SprayCounted, SprayDormant:
+		if spray, err = s.noteSources(ctx, tx, tenant, user, obs, role == SprayDormant, marks); err != nil {
 			return nil, false, err
 		}
-	case obs.Kind.IsSuccess():
-		if err := s.vouchSources(tx, tenant, user, obs); err != nil {
+	case SprayVouches:
+		if err := s.vouchSources(tx, tenant, user, obs, marks); err != nil {
 			return nil, false, err
 		}
 	}
@@ -348,11 +355,11 @@ func (s *Service) loadSource(ctx context.Context, source []byte) (*SourceState, 
 		if err != nil {
 			continue
 		}
-		at, vouched, ok := decodeMark(it.Value)
+		at, flags, ok := decodeMark(it.Value)
 		if !ok {
 			continue
 		}
-		src.Users = append(src.Users, SourceUser{User: h, At: at, Vouched: vouched})
+		src.Users = append(src.Users, SourceUser{User: h, At: at, Vouched: flags&markVouched != 0, Dormant: flags&markDormant != 0})
 	}
 	slices.SortFunc(src.Users, func(a, b SourceUser) int { return cmp.Compare(a.At, b.At) })
 	return src, nil
@@ -361,25 +368,24 @@ func (s *Service) loadSource(ctx context.Context, source []byte) (*SourceState, 
 // markTTL keeps a user's mark on a source a little longer than the window.
 func markTTL(sp SprayConfig) time.Duration { return sp.Window + sp.Window/10 + time.Second }
 
-func encodeMark(at int64, vouched bool) []byte {
-	b := binary.AppendVarint(nil, at)
-	if vouched {
-		return append(b, 1)
-	}
-	return append(b, 0)
+// encodeMark writes a user's mark on a source: the time of the last push
+// and the flags (markVouched, markDormant).
+func encodeMark(at int64, flags byte) []byte {
+	return append(binary.AppendVarint(nil, at), flags)
 }
 
-func decodeMark(b []byte) (int64, bool, bool) {
+func decodeMark(b []byte) (int64, byte, bool) {
 	at, n := binary.Varint(b)
 	if n <= 0 || len(b) != n+1 {
-		return 0, false, false
+		return 0, 0, false
 	}
-	return at, b[n] == 1, true
+	return at, b[n], true
 }
 
-// noteSources marks user on the client's IP and ASN and returns the
-// distinct unvouched users of each in the window, this user included.
-func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user string, obs Observation, marks map[string][]SourceUser) ([]SprayCount, error) {
+// noteSources marks user on the client's IP and ASN (dormant: the user has
+// no history) and returns the count of each in the window (see
+// Config.SourceUsers), this user included.
+func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user string, obs Observation, dormant bool, marks map[string][]SourceUser) ([]SprayCount, error) {
 	sp := s.cfg.Spray
 	if sp.Window <= 0 || (sp.IPThreshold <= 0 && sp.ASNThreshold <= 0) {
 		return nil, nil
@@ -394,37 +400,56 @@ func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user st
 		if err != nil {
 			return nil, err
 		}
-		if marks != nil {
+		if len(marks[string(k)]) > 0 {
+			// What this transaction wrote is newer than what the scan read.
 			for _, m := range marks[string(k)] {
-				if !slices.ContainsFunc(src.Users, func(u SourceUser) bool { return u.User == m.User }) {
+				if i := slices.IndexFunc(src.Users, func(u SourceUser) bool { return u.User == m.User }); i >= 0 {
+					src.Users[i] = m
+				} else {
 					src.Users = append(src.Users, m)
 				}
 			}
 			slices.SortFunc(src.Users, func(a, b SourceUser) int { return cmp.Compare(a.At, b.At) })
-			marks[string(k)] = append(marks[string(k)], SourceUser{User: hashID(user), At: obs.At.UnixMilli()})
 		}
-		n := s.cfg.NoteSource(src, user, obs.At)
+		sc := s.cfg.NoteSource(src, user, obs.At, dormant)
 		mk := sourceUserKey(k, user)
 		at, vouched := obs.At.UnixMilli(), false
 		if b, err := tx.Get(mk); err == nil {
-			if prevAt, prevVouched, ok := decodeMark(b); ok {
-				at, vouched = max(at, prevAt), prevVouched
+			if prevAt, prevFlags, ok := decodeMark(b); ok {
+				at, vouched = max(at, prevAt), prevFlags&markVouched != 0
 			}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
-		if err := tx.Set(mk, encodeMark(at, vouched), markTTL(sp)); err != nil {
+		if err := tx.Set(mk, encodeMark(at, markFlags(vouched, dormant)), markTTL(sp)); err != nil {
 			return nil, err
 		}
-		out = append(out, s.sprayCount(obs.Client, k, ipKey, n))
+		wrote(marks, k, SourceUser{User: hashID(user), At: at, Vouched: vouched, Dormant: dormant})
+		out = append(out, s.sprayCount(obs.Client, k, ipKey, sc))
 	}
 	return out, nil
 }
 
-// vouchSources marks that user succeeded from the client's IP and ASN, so
-// the user no longer counts toward their spray. Users without a mark on the
-// source (the usual case) cost one read each and no write.
-func (s *Service) vouchSources(tx store.Txn, tenant, user string, obs Observation) error {
+// wrote records in marks (when set) the mark this transaction wrote for a
+// user on source k, so the later events of a batch count with it: a class
+// of new hires in one IdP log export pushes and approves in one batch.
+func wrote(marks map[string][]SourceUser, k []byte, m SourceUser) {
+	if marks == nil {
+		return
+	}
+	list := marks[string(k)]
+	if i := slices.IndexFunc(list, func(u SourceUser) bool { return u.User == m.User }); i >= 0 {
+		list[i] = m
+		return
+	}
+	marks[string(k)] = append(list, m)
+}
+
+// vouchSources marks that user succeeded from the client's IP and ASN (a
+// success SprayRole accepts as the user's own), so the user no longer
+// counts toward their spray. Users without a mark on the source (the usual
+// case) cost one read each and no write.
+func (s *Service) vouchSources(tx store.Txn, tenant, user string, obs Observation, marks map[string][]SourceUser) error {
 	if s.cfg.Spray.Window <= 0 {
 		return nil
 	}
@@ -441,22 +466,27 @@ func (s *Service) vouchSources(tx store.Txn, tenant, user string, obs Observatio
 		if err != nil {
 			return err
 		}
-		at, vouched, ok := decodeMark(b)
-		if !ok || vouched {
+		at, flags, ok := decodeMark(b)
+		if !ok || flags&markVouched != 0 {
 			continue
 		}
-		if err := tx.Set(mk, encodeMark(at, true), markTTL(s.cfg.Spray)); err != nil {
+		if err := tx.Set(mk, encodeMark(at, flags|markVouched), markTTL(s.cfg.Spray)); err != nil {
 			return err
 		}
+		wrote(marks, k, SourceUser{User: hashID(user), At: at, Vouched: true, Dormant: flags&markDormant != 0})
 	}
 	return nil
 }
 
-func (s *Service) sprayCount(ci ClientInfo, key, ipKey []byte, users int) SprayCount {
+// sprayCount names the source of sc: the client's IP when key is its IP
+// key, its ASN otherwise.
+func (s *Service) sprayCount(ci ClientInfo, key, ipKey []byte, sc SprayCount) SprayCount {
 	if ipKey != nil && string(key) == string(ipKey) {
-		return SprayCount{IP: ci.IP, Users: users}
+		sc.IP = ci.IP
+	} else {
+		sc.ASN = ci.ASN
 	}
-	return SprayCount{ASN: ci.ASN, Users: users}
+	return sc
 }
 
 func attemptID(id string) string {
@@ -664,7 +694,7 @@ func ObservationOf(e *eventv1.AuthEvent) (Observation, bool) {
 	return Observation{
 		ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(),
 		Client: ClientInfoOf(e.GetClient()), Responder: ClientInfoOf(e.GetResponder()),
-		PhishingResistant: e.GetFactor() == eventv1.Factor_FACTOR_WEBAUTHN || e.GetFactor() == eventv1.Factor_FACTOR_SMART_CARD,
+		PhishingResistant: phishingResistant(e.GetFactor()),
 	}, true
 }
 
@@ -747,7 +777,7 @@ func (s *Service) preview(ctx context.Context, tenant, user string, obs Observat
 		return nil, err
 	}
 	var spray []SprayCount
-	if obs.Kind.isPush() && !s.cfg.Familiar(st, obs.Client) {
+	if role := s.cfg.SprayRole(st, obs); role == SprayCounted || role == SprayDormant {
 		ipKey, asnKey := sourceKeys(tenant, obs.Client)
 		for _, k := range [][]byte{ipKey, asnKey} {
 			if k == nil {
@@ -761,4 +791,9 @@ func (s *Service) preview(ctx context.Context, tenant, user string, obs Observat
 		}
 	}
 	return s.cfg.Preview(user, st, obs, spray), nil
+}
+
+// phishingResistant reports whether f resists phishing (and sends no push).
+func phishingResistant(f eventv1.Factor) bool {
+	return f == eventv1.Factor_FACTOR_WEBAUTHN || f == eventv1.Factor_FACTOR_SMART_CARD
 }

@@ -3,6 +3,8 @@ package scoring_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -396,4 +398,168 @@ func TestServiceEventFromTheFutureDoesNotBlindAUser(t *testing.T) {
 	if at := last.GetTime().AsTime(); at.Year() > base.Year()+1 {
 		t.Fatalf("the assessment is dated %v", at)
 	}
+}
+
+// TestPushSprayAgainstDormantAccounts plays a sprayer who picked accounts
+// nobody has used in a long time (or ever): the owners are not there to
+// deny, and scoring knows no network of theirs to compare the attacker's
+// with. Twelve such accounts pushed from one IP must raise PUSH_SPRAY from
+// the threshold on, with the distinct users in the evidence and the
+// dormant accounts among them; inline, and from the IdP's log.
+func TestPushSprayAgainstDormantAccounts(t *testing.T) {
+	// The events below happen in the two hours before this clock.
+	f := serve(t, nil, scoring.Options{Now: func() time.Time { return base.Add(2 * time.Hour) }})
+	ctx := context.Background()
+	attacker := geoClient("45.9.9.9", 52.37, 4.89, "NL", 50000)
+	for i := range 12 {
+		u := fmt.Sprint("dormant", i)
+		resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+			AttemptId: "spray-" + u, Tenant: "acme", UserId: u, Time: ts(time.Duration(i) * 20 * time.Second), Client: attacker}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig := has(resp.GetAssessment(), scoring.SignalPushSpray)
+		if (sig != nil) != (i+1 >= 5) {
+			t.Fatalf("push to dormant account %d: PUSH_SPRAY = %v", i+1, sig)
+		}
+		if sig != nil && (sig.GetSpray().GetSourceIp() != "45.9.9.9" || sig.GetSpray().GetDistinctUsers() != int32(i+1) ||
+			sig.GetSpray().GetDormantUsers() != int32(i+1) || sig.GetSpray().GetVouchedUsers() != 0 ||
+			!strings.Contains(sig.GetSummary(), fmt.Sprintf("%d of them with no history", i+1))) {
+			t.Fatalf("evidence %v: %q", sig.GetSpray(), sig.GetSummary())
+		}
+	}
+	// From the IdP's log, out of order as logs come: the pushes were sent,
+	// and nobody answered them.
+	var sent []*eventv1.AuthEvent
+	for i := range 12 {
+		u, at := fmt.Sprint("leaver", i), time.Hour+time.Duration(i)*20*time.Second
+		sent = append(sent, event("sent-"+u, u, eventv1.EventType_EVENT_TYPE_PUSH_SENT, at, attacker),
+			event("expired-"+u, u, eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT, at+5*time.Minute, attacker))
+	}
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: sent}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Attempt: &scoringv1.Attempt{
+		Tenant: "acme", UserId: "leaver0", Time: ts(time.Hour + 4*time.Minute), Client: attacker}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig := has(next.GetAssessment(), scoring.SignalPushSpray); sig.GetSpray().GetDistinctUsers() != 12 || sig.GetSpray().GetDormantUsers() != 12 {
+		t.Fatalf("after a logged spray of dormant accounts: %v", next.GetAssessment().GetSignals())
+	}
+}
+
+// TestServiceSharedOfficeOfNewHiresStaysQuiet: a class of new hires signs
+// in for the first time through the office NAT, inline (each push asked
+// about, then approved on the hire's phone) and as the IdP logs it (in
+// two exports, each one Observe batch). IT walks the first table
+// through it one by one; then the six at the second table press sign-in
+// at once, so six dormant accounts wait on their pushes together, over
+// the threshold. The first table's approvals vouch for the office and
+// offset them: no PUSH_SPRAY.
+func TestServiceSharedOfficeOfNewHiresStaysQuiet(t *testing.T) {
+	office := geoClient("198.51.100.1", 40.75, -73.99, "US", 64512)
+	phone := geoClient("100.64.7.9", 40.8, -73.9, "US", 21928)
+	var pushAt, approveAt []time.Duration
+	for i := range 5 {
+		pushAt = append(pushAt, time.Hour+time.Duration(i)*20*time.Second)
+		approveAt = append(approveAt, pushAt[i]+30*time.Second)
+	}
+	for i := range 6 {
+		pushAt = append(pushAt, time.Hour+3*time.Minute+time.Duration(i)*5*time.Second)
+		approveAt = append(approveAt, pushAt[5+i]+time.Duration(40+4*i)*time.Second)
+	}
+	hires := len(pushAt)
+	push := func(i int) time.Duration { return pushAt[i] }
+	approve := func(i int) time.Duration { return approveAt[i] }
+	clock := scoring.Options{Now: func() time.Time { return base.Add(2 * time.Hour) }}
+
+	t.Run("inline", func(t *testing.T) {
+		f := serve(t, nil, clock)
+		ctx := context.Background()
+		next := 0 // next hire whose approval is due
+		for i := range hires {
+			for ; next < i && approve(next) <= push(i); next++ {
+				u := fmt.Sprint("hire", next)
+				ok := event("ok-"+u, u, eventv1.EventType_EVENT_TYPE_PUSH_APPROVED, approve(next), office)
+				ok.Responder = phone
+				if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{ok}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			u := fmt.Sprint("hire", i)
+			resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+				AttemptId: "first-" + u, Tenant: "acme", UserId: u, Time: ts(push(i)), Client: office}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sig := has(resp.GetAssessment(), scoring.SignalPushSpray); sig != nil {
+				t.Fatalf("hire %d: %s", i, sig.GetSummary())
+			}
+		}
+	})
+
+	t.Run("IdP log batches", func(t *testing.T) {
+		f := serve(t, nil, clock)
+		ctx := context.Background()
+		// The first export holds the first table's morning and the second
+		// table's pushes; the next one their approvals.
+		cut := time.Hour + 3*time.Minute + 30*time.Second
+		var first, second []*eventv1.AuthEvent
+		for i := range hires {
+			u := fmt.Sprint("hire", i)
+			ok := event("ok-"+u, u, eventv1.EventType_EVENT_TYPE_PUSH_APPROVED, approve(i), office)
+			ok.Responder = phone
+			first = append(first, event("sent-"+u, u, eventv1.EventType_EVENT_TYPE_PUSH_SENT, push(i), office))
+			if approve(i) < cut {
+				first = append(first, ok)
+			} else {
+				second = append(second, ok)
+			}
+		}
+		byTime := func(a, b *eventv1.AuthEvent) int { return a.GetTime().AsTime().Compare(b.GetTime().AsTime()) }
+		slices.SortStableFunc(first, byTime)
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		// The second table's hires have one event in the first export: the
+		// update each receives is the risk at its push.
+		var watches []scoringv1.ScoringService_WatchRiskClient
+		for i := 5; i < hires; i++ {
+			w, err := f.client.WatchRisk(wctx, &scoringv1.WatchRiskRequest{Tenant: "acme", UserId: fmt.Sprint("hire", i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.Recv(); err != nil {
+				t.Fatal(err)
+			}
+			watches = append(watches, w)
+		}
+		observe := func(batch []*eventv1.AuthEvent) {
+			t.Helper()
+			resp, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: batch})
+			if err != nil || int(resp.GetApplied()) != len(batch) {
+				t.Fatalf("applied %d of %d: %v", resp.GetApplied(), len(batch), err)
+			}
+		}
+		observe(first)
+		for i, w := range watches {
+			up, err := w.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sig := has(up.GetAssessment(), scoring.SignalPushSpray); sig != nil {
+				t.Fatalf("hire %d: %s", 5+i, sig.GetSummary())
+			}
+		}
+		observe(second)
+		// The spray state the exports left is the office's: vouched.
+		late, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Attempt: &scoringv1.Attempt{
+			Tenant: "acme", UserId: "hire-late", Time: ts(approve(hires-1) + time.Second), Client: office}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sig := has(late.GetAssessment(), scoring.SignalPushSpray); sig != nil {
+			t.Fatalf("a late hire after the class: %s", sig.GetSummary())
+		}
+	})
 }

@@ -136,6 +136,12 @@ func (in *instruments) evidence(s *scoringv1.Signal) []attribute.KeyValue {
 		if sp.GetAsn() != 0 {
 			kv = append(kv, attribute.String("pushback.evidence.asn", strconv.FormatUint(uint64(sp.GetAsn()), 10)))
 		}
+		if sp.GetDormantUsers() != 0 {
+			kv = append(kv, attribute.Int("pushback.evidence.dormant_users", int(sp.GetDormantUsers())))
+		}
+		if sp.GetVouchedUsers() != 0 {
+			kv = append(kv, attribute.Int("pushback.evidence.vouched_users", int(sp.GetVouchedUsers())))
+		}
 	case *scoringv1.Signal_Anonymizer:
 		kv = append(kv, attribute.String("pushback.evidence.kind", e.Anonymizer.GetKind()),
 			attribute.String("pushback.evidence.asn", strconv.FormatUint(uint64(e.Anonymizer.GetAsn()), 10)),

@@ -19,8 +19,8 @@ func TestEvidenceAttributesHashIdentities(t *testing.T) {
 		want map[string]string
 	}{
 		{&scoringv1.Signal{Code: SignalPushSpray, Weight: 30, Evidence: &scoringv1.Signal_Spray{Spray: &scoringv1.SprayEvidence{
-			SourceIp: ip, DistinctUsers: 12, Threshold: 10, Window: durationpb.New(600e9)}}},
-			map[string]string{"pushback.evidence.source_ip_hash": r.IP(ip), "pushback.evidence.distinct_users": "12", "pushback.evidence.window": "10m0s"}},
+			SourceIp: ip, DistinctUsers: 12, DormantUsers: 7, Threshold: 10, Window: durationpb.New(600e9)}}},
+			map[string]string{"pushback.evidence.source_ip_hash": r.IP(ip), "pushback.evidence.distinct_users": "12", "pushback.evidence.dormant_users": "7", "pushback.evidence.window": "10m0s"}},
 		{&scoringv1.Signal{Code: SignalImpossibleTravel, Weight: 40, Evidence: &scoringv1.Signal_Travel{Travel: &scoringv1.TravelEvidence{
 			Previous: &scoringv1.Location{Ip: prevIP, Geo: &eventv1.Geo{Country: "US", City: "Boston"}},
 			Current:  &scoringv1.Location{Ip: ip, Geo: &eventv1.Geo{Country: "NL", City: "Amsterdam"}},

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -106,6 +107,30 @@ func (s *Server) Stop() {
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.done
+}
+
+// Pause freezes the server with SIGSTOP, as a hung host or a stalled
+// process would: the kernel still accepts connections and buffers what
+// clients write, but nothing is answered. The server is resumed in
+// t.Cleanup, before Stop, so a test that fails while it is paused does not
+// leave a frozen process behind.
+func (s *Server) Pause(t testing.TB) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatalf("pause redis-server: %v", err)
+	}
+	t.Cleanup(s.Resume)
+}
+
+// Resume continues a paused server (SIGCONT); resuming a running or exited
+// server does nothing.
+func (s *Server) Resume() {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGCONT)
 }
 
 // Restart starts the server again on the same port (after Stop).

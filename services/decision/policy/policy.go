@@ -68,6 +68,10 @@ type CooldownFile struct {
 	Max string `yaml:"max"`
 	// Factor multiplies the cooldown for every attempt made during one.
 	Factor float64 `yaml:"factor"`
+	// Scope is what a cooldown holds back: "source" (the default) denies
+	// the sources that drove it and asks the user's familiar context for
+	// number matching; "user" denies every push for the user.
+	Scope string `yaml:"scope"`
 }
 
 // RuleFile is one rule.
@@ -99,10 +103,21 @@ type Rule struct {
 	prg      cel.Program
 }
 
+// Cooldown scopes.
+const (
+	// ScopeSource binds a cooldown to the sources (IP, network, device) of
+	// the unfamiliar pushes that drove it.
+	ScopeSource = "source"
+	// ScopeUser denies every push for the user during a cooldown.
+	ScopeUser = "user"
+)
+
 // Cooldown is the compiled cooldown configuration.
 type Cooldown struct {
 	Base, Max time.Duration
 	Factor    float64
+	// Scope is ScopeSource or ScopeUser.
+	Scope string
 }
 
 // At returns the cooldown of escalation level (1 for the first denial):
@@ -372,7 +387,14 @@ func compile(f File, lines []int, locs []ruleLocation) (*Policy, error) {
 }
 
 func compileCooldown(c CooldownFile) (Cooldown, error) {
-	cd := Cooldown{Base: 15 * time.Minute, Max: 2 * time.Hour, Factor: 2}
+	cd := Cooldown{Base: 15 * time.Minute, Max: 2 * time.Hour, Factor: 2, Scope: ScopeSource}
+	switch c.Scope {
+	case "", ScopeSource:
+	case ScopeUser:
+		cd.Scope = ScopeUser
+	default:
+		return cd, &Error{Field: "cooldown.scope", Msg: fmt.Sprintf("%q is not source or user", c.Scope)}
+	}
 	var err error
 	if c.Base != "" {
 		if cd.Base, err = time.ParseDuration(c.Base); err != nil || cd.Base <= 0 {

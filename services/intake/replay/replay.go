@@ -19,10 +19,11 @@ import (
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/userid"
+	"github.com/pushbackhq/pushback/services/decision/core"
+	"github.com/pushbackhq/pushback/services/decision/guard"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"github.com/pushbackhq/pushback/services/intake/formats"
 	"github.com/pushbackhq/pushback/services/scoring"
-	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Input is one source of events.
@@ -147,10 +148,9 @@ type Engine struct {
 type userKey struct{ tenant, user string }
 
 type user struct {
-	state         scoring.UserState
-	cooldownTo    int64 // unix ms
-	cooldownSince int64 // unix ms
-	cooldownLvl   int
+	state scoring.UserState
+	// guard is the decision service's per-user attempt and cooldown state.
+	guard guard.State
 }
 
 // New returns an engine with empty state.
@@ -181,6 +181,7 @@ func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 	at := e.GetTime().AsTime()
 	prior := en.cfg.Count(&u.state, at, 10*time.Minute).GetPushes()
 	priorStreak := u.state.Streak
+	fam := en.cfg.Familiarity(&u.state, obs.Client)
 	if !en.cfg.Apply(&u.state, obs) {
 		return Finding{}, false
 	}
@@ -189,8 +190,8 @@ func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 	var res policy.Result
 	outcome := decisionv1.Outcome_OUTCOME_UNSPECIFIED
 	if attempt && en.pol != nil {
-		res = en.evaluate(e, ra)
-		res = en.cooldown(u, at, e.GetFactor(), ra.GetLastPhishingResistantTime(), res)
+		ra.Familiarity = fam
+		res = en.judge(u, e, ra)
 		outcome = res.Outcome
 		en.report.countRules(res.Matched)
 	}
@@ -213,67 +214,26 @@ func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 	return f, true
 }
 
-// evaluate builds the policy input from the assessment exactly as the
-// decision service does for a Decide request.
-func (en *Engine) evaluate(e *eventv1.AuthEvent, ra *scoringv1.RiskAssessment) policy.Result {
+// judge decides the attempt e exactly as the decision service does for a
+// Decide request: the same core, over the user's guard state, on the
+// event's clock.
+func (en *Engine) judge(u *user, e *eventv1.AuthEvent, ra *scoringv1.RiskAssessment) policy.Result {
 	factor := e.GetFactor()
 	if factor == eventv1.Factor_FACTOR_UNSPECIFIED {
 		factor = eventv1.Factor_FACTOR_PUSH
 	}
-	c := e.GetClient()
-	in := &en.in
-	in.User, in.App, in.Factor, in.Score = e.GetUserId(), e.GetAppId(), factor.String(), int(ra.GetScore())
-	clear(in.Signals)
-	clear(in.Pushes)
-	clear(in.Denied)
-	in.Client["ip"], in.Client["country"], in.Client["city"] = c.GetIp(), c.GetGeo().GetCountry(), c.GetGeo().GetCity()
-	in.Client["asn"], in.Client["device_id"] = int64(c.GetAsn()), c.GetDeviceId()
-	for _, s := range ra.GetSignals() {
-		in.Signals[s.GetCode()] = int(s.GetWeight())
+	req := &decisionv1.DecideRequest{
+		UserId: e.GetUserId(), AppId: e.GetAppId(), Factor: factor, Tenant: e.GetTenant(),
+		Client: e.GetClient(), Time: e.GetTime(), SessionId: e.GetSessionId(),
 	}
-	for _, w := range ra.GetWindows() {
-		d := w.GetWindow().AsDuration()
-		name, ok := en.windows[d]
-		if !ok {
-			name = scoring.FormatWindow(d)
-			en.windows[d] = name
-		}
-		in.Pushes[name] = int(w.GetPushes())
-		in.Denied[name] = int(w.GetDenied() + w.GetTimedOut())
-	}
-	res, err := en.pol.Evaluate(*in)
-	if err != nil {
+	v := core.Judge(&u.guard, core.Input{
+		Req: req, Policy: en.pol, Assessment: ra, Tier: en.pol.TierOf(e.GetAppId()),
+		Now: e.GetTime().AsTime().UnixMilli(), AttemptID: guard.AttemptID(e.GetTenant(), e.GetUserId(), "", e.GetEventId()),
+	})
+	if v.RuleError != nil {
 		en.PolicyErrors++
 	}
-	return res
-}
-
-// cooldown applies the policy's escalating cooldown as the decision
-// service does: an attempt during a cooldown is denied and extends it (never
-// shortens it); a phishing-resistant sign-in after the cooldown started ends
-// it; an attempt with a phishing-resistant factor passes it.
-func (en *Engine) cooldown(u *user, at time.Time, factor eventv1.Factor, strongAuth *timestamppb.Timestamp, res policy.Result) policy.Result {
-	ms := at.UnixMilli()
-	cd := en.pol.Cooldown
-	active := u.cooldownTo > ms
-	if active && strongAuth != nil && strongAuth.AsTime().UnixMilli() > u.cooldownSince {
-		u.cooldownTo, u.cooldownLvl, active = 0, 0, false
-	}
-	strong := factor == eventv1.Factor_FACTOR_WEBAUTHN || factor == eventv1.Factor_FACTOR_SMART_CARD
-	switch {
-	case active && strong:
-	case active:
-		u.cooldownLvl++
-		u.cooldownTo = max(u.cooldownTo, ms+cd.At(u.cooldownLvl).Milliseconds())
-		res.Outcome = decisionv1.Outcome_OUTCOME_DENY
-		res.Matched = append(slices.Clone(res.Matched), "cooldown")
-		res.Reasons = append(slices.Clone(res.Reasons), "cooldown after an earlier denial")
-	case res.Cooldown && res.Outcome == decisionv1.Outcome_OUTCOME_DENY:
-		u.cooldownLvl = 1
-		u.cooldownTo = ms + cd.Base.Milliseconds()
-		u.cooldownSince = ms
-	}
-	return res
+	return v.Result
 }
 
 // Report returns the posture summary of everything processed so far.

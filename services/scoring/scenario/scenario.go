@@ -1,7 +1,9 @@
 // Package scenario generates labelled authentication histories for the
-// scorer: attacks (push fatigue, spray across users, impossible travel) and
-// a benign population (commutes, flights at airliner speed, mobile-carrier
-// IP jumps, VPN use). Everything is deterministic for a seed.
+// scorer: attacks (push fatigue, spray across users with history and
+// across dormant accounts, impossible travel) and a benign population
+// (commutes, flights at airliner speed, mobile-carrier IP jumps, VPN use,
+// a class of new hires signing in for the first time through one office
+// NAT). Everything is deterministic for a seed.
 package scenario
 
 import (
@@ -82,12 +84,30 @@ type Benign struct {
 	Commuters, Travellers, VPNUsers, Mobile float64
 	// FlightsPerTravellerDay is the chance a traveller flies on a given day.
 	FlightsPerTravellerDay float64
+	// NewHires start on the first day at the head office (HQ): accounts
+	// with no history, each enrolling a phone and signing in for the first
+	// time through the office's one NAT address, arriving over
+	// HireArrivals from 08:30 local time. From the second day they live as
+	// the rest of the population does, with HQ as their office. They draw
+	// from their own random stream, so adding them leaves every other
+	// user's history as it was.
+	NewHires     int
+	HireArrivals time.Duration
 }
 
-// DefaultBenign is the population the tests run: 10,000 users for a week.
+// HQ is the head office new hires start at, and HQNAT the one address its
+// network reaches the identity provider from.
+var (
+	HQ    = Cities[0]
+	HQNAT = scoring.ClientInfo{IP: "172.16.200.1", ASN: 64512, Lat: 40.7506, Lon: -73.9935, AccuracyKm: 5, HasGeo: true, Country: "US", City: "New York"}
+)
+
+// DefaultBenign is the population the tests run: 10,000 users for a week,
+// and a class of 60 new hires who start at HQ on the Monday morning.
 func DefaultBenign() Benign {
 	return Benign{Users: 10000, Days: 7, Start: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), Seed: 1,
-		Commuters: 0.6, Travellers: 0.1, VPNUsers: 0.1, Mobile: 0.5, FlightsPerTravellerDay: 0.25}
+		Commuters: 0.6, Travellers: 0.1, VPNUsers: 0.1, Mobile: 0.5, FlightsPerTravellerDay: 0.25,
+		NewHires: 60, HireArrivals: 90 * time.Minute}
 }
 
 type person struct {
@@ -101,11 +121,17 @@ type person struct {
 	at                     City      // where the person is today
 	free                   time.Time // no login before (in the air)
 	carrierLat, carrierLon float64
+	// hire starts on the first day; novice until the first approved push
+	// (new to the authenticator app: slower, and more often too late).
+	hire, novice bool
 }
 
 // Generate returns the benign population's events in time order.
 func (b Benign) Generate() []Event {
-	r := rand.New(rand.NewPCG(b.Seed, 0x5eed))
+	// r is the stream of the person being generated: main for the
+	// population, hires for the new hires.
+	main, hires := rand.New(rand.NewPCG(b.Seed, 0x5eed)), rand.New(rand.NewPCG(b.Seed, 0x41e5))
+	r := main
 	var out []Event
 	seq := 0
 	emit := func(p *person, kind scoring.ObservationKind, at time.Time, ci scoring.ClientInfo, responder scoring.ClientInfo) {
@@ -119,7 +145,11 @@ func (b Benign) Generate() []Event {
 		}
 		emit(p, scoring.ObsAttempt, at, ci, scoring.ClientInfo{})
 		emit(p, scoring.ObsPushSent, at.Add(time.Second), ci, scoring.ClientInfo{})
-		if r.Float64() < 0.02 {
+		late, answer, slowest := 0.02, 5, 40
+		if p.novice {
+			late, answer, slowest = 0.1, 10, 50
+		}
+		if r.Float64() < late {
 			// The phone was in another room: the push times out and the
 			// user asks for another one.
 			emit(p, scoring.ObsPushTimedOut, at.Add(5*time.Minute), ci, scoring.ClientInfo{})
@@ -127,10 +157,11 @@ func (b Benign) Generate() []Event {
 			emit(p, scoring.ObsAttempt, at, ci, scoring.ClientInfo{})
 			emit(p, scoring.ObsPushSent, at.Add(time.Second), ci, scoring.ClientInfo{})
 		}
-		answered := at.Add(time.Duration(5+r.IntN(40)) * time.Second)
+		answered := at.Add(time.Duration(answer+r.IntN(slowest)) * time.Second)
 		emit(p, scoring.ObsPushApproved, answered, ci, phone)
 		emit(p, scoring.ObsLoginSucceeded, answered.Add(time.Second), ci, scoring.ClientInfo{})
 		p.free = answered.Add(time.Second)
+		p.novice = false
 	}
 	people := make([]*person, b.Users)
 	for i := range people {
@@ -148,9 +179,27 @@ func (b Benign) Generate() []Event {
 		p.carrierLat, p.carrierLon = offset(r, home.Lat, home.Lon, r.Float64()*400)
 		people[i] = p
 	}
+	r = hires
+	for j := range b.NewHires {
+		i := b.Users + j
+		p := &person{
+			id: fmt.Sprintf("hire%04d", j), home: HQ, at: HQ,
+			homeIP: fmt.Sprintf("10.%d.%d.%d", i>>16&0xff, i>>8&0xff, i&0xff), officeIP: HQNAT.IP,
+			officeLat: HQNAT.Lat, officeLon: HQNAT.Lon,
+			laptop: fmt.Sprint("laptop-", i), phone: fmt.Sprint("phone-", i),
+			commuter: true, mobile: r.Float64() < b.Mobile, vpn: r.Float64() < b.VPNUsers,
+			hire: true, novice: true,
+		}
+		p.carrierLat, p.carrierLon = offset(r, HQ.Lat, HQ.Lon, r.Float64()*400)
+		people = append(people, p)
+	}
 	for day := range b.Days {
 		midnight := b.Start.Add(time.Duration(day) * 24 * time.Hour)
 		for _, p := range people {
+			r = main
+			if p.hire {
+				r = hires
+			}
 			c := p.at
 			local := func(h float64) time.Time {
 				// Hours in the city's own time, roughly from its longitude.
@@ -161,11 +210,22 @@ func (b Benign) Generate() []Event {
 				homeCI.IP = fmt.Sprintf("192.0.2.%d", r.IntN(250)) // hotel
 			}
 			phone := p.phoneAt(r, c)
-			morning := local(7.5)
-			pushLogin(p, morning, homeCI, phone)
-			if p.commuter && c == p.home && day%7 < 5 {
-				office := scoring.ClientInfo{IP: p.officeIP, DeviceID: p.laptop, ASN: 64512, Lat: p.officeLat, Lon: p.officeLon, AccuracyKm: 5, HasGeo: true, Country: c.Country, City: c.Name}
-				pushLogin(p, morning.Add(time.Duration(45+r.IntN(60))*time.Minute), office, phone)
+			office := scoring.ClientInfo{IP: p.officeIP, DeviceID: p.laptop, ASN: 64512, Lat: p.officeLat, Lon: p.officeLon, AccuracyKm: 5, HasGeo: true, Country: c.Country, City: c.Name}
+			if p.hire && day == 0 {
+				// The first day: IT hands over the laptop, the hire enrols
+				// the authenticator app and signs in for the first time,
+				// all through the office NAT; again after lunch.
+				arrive := midnight.Add(time.Duration((8.5 - c.Lon/15) * float64(time.Hour))).Add(time.Duration(r.Int64N(int64(b.HireArrivals) + 1)))
+				enrolled := arrive.Add(time.Duration(60+r.IntN(120)) * time.Second)
+				emit(p, scoring.ObsFactorEnrolled, enrolled, office, phone)
+				pushLogin(p, enrolled.Add(time.Duration(30+r.IntN(90))*time.Second), office, phone)
+				pushLogin(p, local(13.5), office, phone)
+			} else {
+				morning := local(7.5)
+				pushLogin(p, morning, homeCI, phone)
+				if p.commuter && c == p.home && day%7 < 5 {
+					pushLogin(p, morning.Add(time.Duration(45+r.IntN(60))*time.Minute), office, phone)
+				}
 			}
 			if p.mobile {
 				// A login from the phone itself: the carrier's gateway may be
@@ -266,6 +326,29 @@ func Spray(users []string, start time.Time, spacing time.Duration, attacker scor
 	for i, u := range users {
 		out = append(out, Event{User: u, Attack: "spray", Push: i + 1, Obs: scoring.Observation{ID: fmt.Sprint(u, "-spray"), Kind: scoring.ObsAttempt, At: start.Add(time.Duration(i) * spacing), Client: attacker}})
 	}
+	return out
+}
+
+// DormantSpray is a sprayer working through accounts nobody answers for
+// (leavers, service accounts, hires who never started) and so has no
+// history to compare the source with: one push each, sent and left to
+// time out. The sprayer rotates through ips, all on attacker's network
+// (none: attacker.IP alone).
+func DormantSpray(users []string, start time.Time, spacing time.Duration, attacker scoring.ClientInfo, ips ...string) []Event {
+	if len(ips) == 0 {
+		ips = []string{attacker.IP}
+	}
+	var out []Event
+	for i, u := range users {
+		ci := attacker
+		ci.IP = ips[i%len(ips)]
+		at := start.Add(time.Duration(i) * spacing)
+		out = append(out,
+			Event{User: u, Attack: "dormant-spray", Push: i + 1, Obs: scoring.Observation{ID: fmt.Sprint(u, "-da"), Kind: scoring.ObsAttempt, At: at, Client: ci}},
+			Event{User: u, Attack: "dormant-spray", Obs: scoring.Observation{ID: fmt.Sprint(u, "-ds"), Kind: scoring.ObsPushSent, At: at.Add(time.Second), Client: ci}},
+			Event{User: u, Attack: "dormant-spray", Obs: scoring.Observation{ID: fmt.Sprint(u, "-dt"), Kind: scoring.ObsPushTimedOut, At: at.Add(5 * time.Minute), Client: ci}})
+	}
+	slices.SortStableFunc(out, func(a, b Event) int { return a.Obs.At.Compare(b.Obs.At) })
 	return out
 }
 

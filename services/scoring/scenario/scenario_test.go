@@ -11,8 +11,8 @@ import (
 )
 
 // sim replays events through the pure engine the way the service does:
-// per-user state, and per-source spray state for pushes from a source the
-// user is unfamiliar with.
+// per-user state, and per-source spray state for the pushes SprayRole
+// counts and the successes it accepts as the user's own.
 type sim struct {
 	cfg     scoring.Config
 	users   map[string]*scoring.UserState
@@ -31,23 +31,23 @@ func (s *sim) record(e scenario.Event) *scoringv1.RiskAssessment {
 	}
 	var spray []scoring.SprayCount
 	o := e.Obs
-	if o.Kind.IsPush() && !s.cfg.Familiar(st, o.Client) {
-		for _, k := range []struct {
-			key string
-			sc  scoring.SprayCount
-		}{{"ip/" + o.Client.IP, scoring.SprayCount{IP: o.Client.IP}}, {fmt.Sprint("asn/", o.Client.ASN), scoring.SprayCount{ASN: o.Client.ASN}}} {
-			src := s.sources[k.key]
+	role := s.cfg.SprayRole(st, o)
+	for _, k := range []struct {
+		key string
+		sc  scoring.SprayCount // names the source
+	}{{"ip/" + o.Client.IP, scoring.SprayCount{IP: o.Client.IP}}, {fmt.Sprint("asn/", o.Client.ASN), scoring.SprayCount{ASN: o.Client.ASN}}} {
+		src := s.sources[k.key]
+		switch role {
+		case scoring.SprayCounted, scoring.SprayDormant:
 			if src == nil {
 				src = &scoring.SourceState{}
 				s.sources[k.key] = src
 			}
-			k.sc.Users = s.cfg.NoteSource(src, e.User, o.At)
-			spray = append(spray, k.sc)
-		}
-	}
-	if o.Kind.IsSuccess() {
-		for _, k := range []string{"ip/" + o.Client.IP, fmt.Sprint("asn/", o.Client.ASN)} {
-			if src := s.sources[k]; src != nil {
+			sc := s.cfg.NoteSource(src, e.User, o.At, role == scoring.SprayDormant)
+			sc.IP, sc.ASN = k.sc.IP, k.sc.ASN
+			spray = append(spray, sc)
+		case scoring.SprayVouches:
+			if src != nil {
 				s.cfg.VouchSource(src, e.User)
 			}
 		}
@@ -102,7 +102,7 @@ func TestBenignPopulation(t *testing.T) {
 		}
 	}
 	rate := float64(flagged) / float64(attempts)
-	t.Logf("%d users, %d events, %d push attempts; travel or burst on %d (%.4f%%)", len(s.users), len(events), attempts, flagged, 100*rate)
+	t.Logf("%d users (%d new hires), %d events, %d push attempts; travel, burst or spray on %d (%.4f%%)", len(s.users), b.NewHires, len(events), attempts, flagged, 100*rate)
 	for code, n := range counts {
 		t.Logf("  %-40s %7d (%.3f%% of attempts)", code, n, 100*float64(n)/float64(attempts))
 	}
@@ -195,6 +195,67 @@ func TestAttacks(t *testing.T) {
 		}
 	})
 
+	t.Run("dormant spray", func(t *testing.T) {
+		hosting := scoring.ClientInfo{IP: "45.9.9.9", DeviceID: "kali", ASN: 50000, ASOrg: "Bulletproof Hosting", Lat: 52.37, Lon: 4.89, AccuracyKm: 20, HasGeo: true, Country: "NL", City: "Amsterdam"}
+		var rotation []string
+		for i := range 10 {
+			rotation = append(rotation, fmt.Sprint("45.9.9.", 10+i))
+		}
+		cfg := scoring.DefaultConfig()
+		tests := []struct {
+			name     string
+			accounts int
+			spacing  time.Duration
+			ips      []string
+			// active accounts have history (a push approved at home yesterday).
+			active int
+			// first is the push at which PUSH_SPRAY must fire; every later
+			// push must carry it too.
+			first int
+		}{
+			{name: "12 accounts from one IP, 20s apart", accounts: 12, spacing: 20 * time.Second, first: cfg.Spray.IPThreshold},
+			{name: "12 accounts from one IP, 1s apart", accounts: 12, spacing: time.Second, first: cfg.Spray.IPThreshold},
+			{name: "12 accounts from one IP, 50s apart", accounts: 12, spacing: 50 * time.Second, first: cfg.Spray.IPThreshold},
+			{name: "dormant and active accounts mixed", accounts: 6, active: 6, spacing: 20 * time.Second, first: cfg.Spray.IPThreshold},
+			{name: "40 accounts across 10 IPs of one ASN", accounts: 40, spacing: 10 * time.Second, ips: rotation, first: cfg.Spray.ASNThreshold},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := newSim()
+				var users []string
+				for i := range tt.accounts + tt.active {
+					u := fmt.Sprint("dormant", i)
+					if i%2 == 1 && tt.active > 0 && i/2 < tt.active {
+						u = fmt.Sprint("active", i)
+						s.record(scenario.Event{User: u, Obs: scoring.Observation{ID: u + "-home", Kind: scoring.ObsPushApproved, At: start.Add(-24 * time.Hour), Client: home}})
+					}
+					users = append(users, u)
+				}
+				first, caught, pushes := 0, 0, 0
+				for _, e := range scenario.DormantSpray(users, start, tt.spacing, hosting, tt.ips...) {
+					sig := find(s.record(e), scoring.SignalPushSpray)
+					if e.Push == 0 {
+						continue
+					}
+					pushes++
+					if sig != nil && sig.GetSpray().GetDormantUsers() == 0 {
+						t.Fatalf("push %d: the evidence does not count the dormant accounts: %v", e.Push, sig.GetSpray())
+					}
+					if sig != nil {
+						caught++
+						if first == 0 {
+							first = e.Push
+						}
+					}
+				}
+				t.Logf("PUSH_SPRAY first at push %d of %d; on %d of the %d pushes from there on", first, pushes, caught, pushes-tt.first+1)
+				if first != tt.first || caught != pushes-tt.first+1 {
+					t.Fatalf("PUSH_SPRAY first at push %d (want %d), on %d pushes (want %d)", first, tt.first, caught, pushes-tt.first+1)
+				}
+			})
+		}
+	})
+
 	t.Run("impossible travel", func(t *testing.T) {
 		s := newSim()
 		var ra *scoringv1.RiskAssessment
@@ -205,6 +266,95 @@ func TestAttacks(t *testing.T) {
 			t.Fatalf("IMPOSSIBLE_TRAVEL: %v", ra.GetSignals())
 		}
 	})
+}
+
+// onboarding replays mornings of a class of hires signing in for the
+// first time through the HQ NAT, one per seed, and counts the push
+// attempts and those that raised PUSH_SPRAY.
+func onboarding(t *testing.T, hires int, arrivals time.Duration, mornings int) (attempts, flagged, badMornings int) {
+	t.Helper()
+	for seed := range uint64(mornings) {
+		b := scenario.DefaultBenign()
+		b.Users, b.Days, b.NewHires, b.HireArrivals, b.Seed = 0, 1, hires, arrivals, seed+1
+		s := newSim()
+		first, before := 0, flagged
+		pushed := map[string]bool{}
+		for _, e := range b.Generate() {
+			ra := s.record(e)
+			if e.Obs.Kind != scoring.ObsAttempt {
+				continue
+			}
+			attempts++
+			if !pushed[e.User] && e.Obs.Client.IP == scenario.HQNAT.IP {
+				first++
+			}
+			pushed[e.User] = true
+			if find(ra, scoring.SignalPushSpray) != nil {
+				flagged++
+			}
+		}
+		if first != hires {
+			t.Fatalf("seed %d: %d first pushes through the office NAT, want %d", b.Seed, first, hires)
+		}
+		if flagged > before {
+			badMornings++
+		}
+	}
+	return attempts, flagged, badMornings
+}
+
+// TestSharedOfficeOfNewHiresStaysQuiet: a class of new hires, accounts
+// with no history, sign in for the first time through one office NAT,
+// each approving its push on the phone it has just enrolled. That is a
+// dormant-account spray's shape, more users than the threshold in ten
+// minutes, but every push is approved within a minute or so, and
+// approvals vouch for the source: no PUSH_SPRAY, on any of 20 mornings.
+func TestSharedOfficeOfNewHiresStaysQuiet(t *testing.T) {
+	for _, tt := range []struct {
+		hires    int
+		arrivals time.Duration
+	}{
+		{12, 10 * time.Minute},
+		{25, 15 * time.Minute},
+		{30, 30 * time.Minute},
+		{60, 90 * time.Minute},
+	} {
+		t.Run(fmt.Sprintf("%d hires over %s", tt.hires, tt.arrivals), func(t *testing.T) {
+			attempts, flagged, _ := onboarding(t, tt.hires, tt.arrivals, 20)
+			t.Logf("20 mornings, %d push attempts; PUSH_SPRAY on %d", attempts, flagged)
+			if flagged != 0 {
+				t.Fatalf("PUSH_SPRAY on %d of %d new-hire attempts", flagged, attempts)
+			}
+		})
+	}
+}
+
+// TestNewHireRushIsOffsetByApprovals: when a whole class presses sign-in
+// within a few minutes, more first pushes can wait at once than the
+// threshold before anyone has approved, and inline nothing yet tells them
+// from a spray. Each approval that follows offsets one waiting account
+// with no history, which keeps the rush to a few flagged attempts; the
+// bound is what the offset buys (without it, about one attempt in twelve
+// of the 20-in-5-minutes class is flagged).
+func TestNewHireRushIsOffsetByApprovals(t *testing.T) {
+	for _, tt := range []struct {
+		hires    int
+		arrivals time.Duration
+		maxRate  float64
+	}{
+		{10, 2 * time.Minute, 0},
+		{20, 5 * time.Minute, 0.01},
+		{40, 10 * time.Minute, 0.01},
+	} {
+		t.Run(fmt.Sprintf("%d hires within %s", tt.hires, tt.arrivals), func(t *testing.T) {
+			attempts, flagged, bad := onboarding(t, tt.hires, tt.arrivals, 20)
+			rate := float64(flagged) / float64(attempts)
+			t.Logf("20 mornings, %d push attempts; PUSH_SPRAY on %d (%.2f%%), on %d mornings", attempts, flagged, 100*rate, bad)
+			if rate > tt.maxRate {
+				t.Fatalf("PUSH_SPRAY on %.2f%% of new-hire attempts (> %.2f%%)", 100*rate, 100*tt.maxRate)
+			}
+		})
+	}
 }
 
 func TestGenerateDeterministic(t *testing.T) {

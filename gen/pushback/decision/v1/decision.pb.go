@@ -144,6 +144,63 @@ func (FailureMode) EnumDescriptor() ([]byte, []int) {
 	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{1}
 }
 
+// FailureCause says why a decision was made without a fresh risk assessment.
+type FailureCause int32
+
+const (
+	FailureCause_FAILURE_CAUSE_UNSPECIFIED FailureCause = 0
+	// Scoring did not answer within its share of the budget.
+	FailureCause_FAILURE_CAUSE_SCORING_UNAVAILABLE FailureCause = 1
+	// The mesh was saturated: scoring was not asked, so the answer came at
+	// once from the decision's own per-user attempt counts.
+	FailureCause_FAILURE_CAUSE_SHED FailureCause = 2
+	// The decision could not be stored.
+	FailureCause_FAILURE_CAUSE_STORE_UNAVAILABLE FailureCause = 3
+)
+
+// Enum value maps for FailureCause.
+var (
+	FailureCause_name = map[int32]string{
+		0: "FAILURE_CAUSE_UNSPECIFIED",
+		1: "FAILURE_CAUSE_SCORING_UNAVAILABLE",
+		2: "FAILURE_CAUSE_SHED",
+		3: "FAILURE_CAUSE_STORE_UNAVAILABLE",
+	}
+	FailureCause_value = map[string]int32{
+		"FAILURE_CAUSE_UNSPECIFIED":         0,
+		"FAILURE_CAUSE_SCORING_UNAVAILABLE": 1,
+		"FAILURE_CAUSE_SHED":                2,
+		"FAILURE_CAUSE_STORE_UNAVAILABLE":   3,
+	}
+)
+
+func (x FailureCause) Enum() *FailureCause {
+	p := new(FailureCause)
+	*p = x
+	return p
+}
+
+func (x FailureCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FailureCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushback_decision_v1_decision_proto_enumTypes[2].Descriptor()
+}
+
+func (FailureCause) Type() protoreflect.EnumType {
+	return &file_pushback_decision_v1_decision_proto_enumTypes[2]
+}
+
+func (x FailureCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FailureCause.Descriptor instead.
+func (FailureCause) EnumDescriptor() ([]byte, []int) {
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{2}
+}
+
 // DecideRequest describes the push the IdP is about to send.
 type DecideRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -288,9 +345,14 @@ type DecideResponse struct {
 	// Number to show on the login screen when number matching is required.
 	NumberChallenge string `protobuf:"bytes,10,opt,name=number_challenge,json=numberChallenge,proto3" json:"number_challenge,omitempty"`
 	// True when this response replays an earlier decision for the same attempt id.
-	Replayed      bool `protobuf:"varint,11,opt,name=replayed,proto3" json:"replayed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Replayed bool `protobuf:"varint,11,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// Why the failure mode answered (set with failure_mode).
+	FailureCause FailureCause `protobuf:"varint,12,opt,name=failure_cause,json=failureCause,proto3,enum=pushback.decision.v1.FailureCause" json:"failure_cause,omitempty"`
+	// During a cooldown: how the attempt's context was judged against the
+	// context that caused it.
+	CooldownContext *CooldownContext `protobuf:"bytes,13,opt,name=cooldown_context,json=cooldownContext,proto3" json:"cooldown_context,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DecideResponse) Reset() {
@@ -400,6 +462,99 @@ func (x *DecideResponse) GetReplayed() bool {
 	return false
 }
 
+func (x *DecideResponse) GetFailureCause() FailureCause {
+	if x != nil {
+		return x.FailureCause
+	}
+	return FailureCause_FAILURE_CAUSE_UNSPECIFIED
+}
+
+func (x *DecideResponse) GetCooldownContext() *CooldownContext {
+	if x != nil {
+		return x.CooldownContext
+	}
+	return nil
+}
+
+// CooldownContext is how an attempt made during a cooldown was judged. A
+// cooldown binds the sources (IP, network, device) of the unfamiliar pushes
+// that drove it: attempts from them are denied; attempts from the user's
+// familiar context (a known device or the last trusted IP) that no burst
+// source shares get number matching instead.
+type CooldownContext struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cooldown's scope as the policy sets it: "source" or "user".
+	Scope string `protobuf:"bytes,1,opt,name=scope,proto3" json:"scope,omitempty"`
+	// Set when the attempt comes from a source that drove the cooldown:
+	// "ip", "asn" or "device".
+	BoundBy string `protobuf:"bytes,2,opt,name=bound_by,json=boundBy,proto3" json:"bound_by,omitempty"`
+	// The attempt's context is one the user is known to use.
+	Familiar bool `protobuf:"varint,3,opt,name=familiar,proto3" json:"familiar,omitempty"`
+	// What scoring knows of the attempt's context (absent when scoring did
+	// not answer).
+	Familiarity   *v11.Familiarity `protobuf:"bytes,4,opt,name=familiarity,proto3" json:"familiarity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CooldownContext) Reset() {
+	*x = CooldownContext{}
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CooldownContext) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CooldownContext) ProtoMessage() {}
+
+func (x *CooldownContext) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CooldownContext.ProtoReflect.Descriptor instead.
+func (*CooldownContext) Descriptor() ([]byte, []int) {
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CooldownContext) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *CooldownContext) GetBoundBy() string {
+	if x != nil {
+		return x.BoundBy
+	}
+	return ""
+}
+
+func (x *CooldownContext) GetFamiliar() bool {
+	if x != nil {
+		return x.Familiar
+	}
+	return false
+}
+
+func (x *CooldownContext) GetFamiliarity() *v11.Familiarity {
+	if x != nil {
+		return x.Familiarity
+	}
+	return nil
+}
+
 // DecisionRecord is a stored, auditable decision.
 type DecisionRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -444,7 +599,7 @@ type DecisionRecord struct {
 
 func (x *DecisionRecord) Reset() {
 	*x = DecisionRecord{}
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[2]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +611,7 @@ func (x *DecisionRecord) String() string {
 func (*DecisionRecord) ProtoMessage() {}
 
 func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[2]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +624,7 @@ func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
 func (*DecisionRecord) Descriptor() ([]byte, []int) {
-	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{2}
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DecisionRecord) GetDecisionId() string {
@@ -581,7 +736,7 @@ type GetDecisionRequest struct {
 
 func (x *GetDecisionRequest) Reset() {
 	*x = GetDecisionRequest{}
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[3]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +748,7 @@ func (x *GetDecisionRequest) String() string {
 func (*GetDecisionRequest) ProtoMessage() {}
 
 func (x *GetDecisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[3]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +761,7 @@ func (x *GetDecisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionRequest.ProtoReflect.Descriptor instead.
 func (*GetDecisionRequest) Descriptor() ([]byte, []int) {
-	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{3}
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetDecisionRequest) GetDecisionId() string {
@@ -627,7 +782,7 @@ type GetDecisionResponse struct {
 
 func (x *GetDecisionResponse) Reset() {
 	*x = GetDecisionResponse{}
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[4]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -639,7 +794,7 @@ func (x *GetDecisionResponse) String() string {
 func (*GetDecisionResponse) ProtoMessage() {}
 
 func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[4]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -652,7 +807,7 @@ func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionResponse.ProtoReflect.Descriptor instead.
 func (*GetDecisionResponse) Descriptor() ([]byte, []int) {
-	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{4}
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetDecisionResponse) GetDecision() *DecisionRecord {
@@ -684,7 +839,7 @@ type ListDecisionsRequest struct {
 
 func (x *ListDecisionsRequest) Reset() {
 	*x = ListDecisionsRequest{}
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[5]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +851,7 @@ func (x *ListDecisionsRequest) String() string {
 func (*ListDecisionsRequest) ProtoMessage() {}
 
 func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[5]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +864,7 @@ func (x *ListDecisionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsRequest.ProtoReflect.Descriptor instead.
 func (*ListDecisionsRequest) Descriptor() ([]byte, []int) {
-	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{5}
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListDecisionsRequest) GetUserId() string {
@@ -767,7 +922,7 @@ type ListDecisionsResponse struct {
 
 func (x *ListDecisionsResponse) Reset() {
 	*x = ListDecisionsResponse{}
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[6]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +934,7 @@ func (x *ListDecisionsResponse) String() string {
 func (*ListDecisionsResponse) ProtoMessage() {}
 
 func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[6]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +947,7 @@ func (x *ListDecisionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDecisionsResponse.ProtoReflect.Descriptor instead.
 func (*ListDecisionsResponse) Descriptor() ([]byte, []int) {
-	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{6}
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListDecisionsResponse) GetDecisions() []*DecisionRecord {
@@ -825,7 +980,7 @@ type ClearCooldownRequest struct {
 
 func (x *ClearCooldownRequest) Reset() {
 	*x = ClearCooldownRequest{}
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[7]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +992,7 @@ func (x *ClearCooldownRequest) String() string {
 func (*ClearCooldownRequest) ProtoMessage() {}
 
 func (x *ClearCooldownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[7]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +1005,7 @@ func (x *ClearCooldownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearCooldownRequest.ProtoReflect.Descriptor instead.
 func (*ClearCooldownRequest) Descriptor() ([]byte, []int) {
-	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{7}
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ClearCooldownRequest) GetUserId() string {
@@ -885,7 +1040,7 @@ type ClearCooldownResponse struct {
 
 func (x *ClearCooldownResponse) Reset() {
 	*x = ClearCooldownResponse{}
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[8]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1052,7 @@ func (x *ClearCooldownResponse) String() string {
 func (*ClearCooldownResponse) ProtoMessage() {}
 
 func (x *ClearCooldownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_decision_v1_decision_proto_msgTypes[8]
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1065,7 @@ func (x *ClearCooldownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearCooldownResponse.ProtoReflect.Descriptor instead.
 func (*ClearCooldownResponse) Descriptor() ([]byte, []int) {
-	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{8}
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClearCooldownResponse) GetCleared() bool {
@@ -936,7 +1091,7 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\x06tenant\x18\a \x01(\tR\x06tenant\x12\x1d\n" +
 	"\n" +
 	"session_id\x18\b \x01(\tR\tsessionId\x12\x16\n" +
-	"\x06groups\x18\t \x03(\tR\x06groups\"\xe8\x03\n" +
+	"\x06groups\x18\t \x03(\tR\x06groups\"\x83\x05\n" +
 	"\x0eDecideResponse\x127\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1d.pushback.decision.v1.OutcomeR\aoutcome\x127\n" +
 	"\x04risk\x18\x02 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\x04risk\x12\x18\n" +
@@ -950,7 +1105,14 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\ffailure_mode\x18\t \x01(\x0e2!.pushback.decision.v1.FailureModeR\vfailureMode\x12)\n" +
 	"\x10number_challenge\x18\n" +
 	" \x01(\tR\x0fnumberChallenge\x12\x1a\n" +
-	"\breplayed\x18\v \x01(\bR\breplayed\"\x83\x05\n" +
+	"\breplayed\x18\v \x01(\bR\breplayed\x12G\n" +
+	"\rfailure_cause\x18\f \x01(\x0e2\".pushback.decision.v1.FailureCauseR\ffailureCause\x12P\n" +
+	"\x10cooldown_context\x18\r \x01(\v2%.pushback.decision.v1.CooldownContextR\x0fcooldownContext\"\xa2\x01\n" +
+	"\x0fCooldownContext\x12\x14\n" +
+	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x19\n" +
+	"\bbound_by\x18\x02 \x01(\tR\aboundBy\x12\x1a\n" +
+	"\bfamiliar\x18\x03 \x01(\bR\bfamiliar\x12B\n" +
+	"\vfamiliarity\x18\x04 \x01(\v2 .pushback.scoring.v1.FamiliarityR\vfamiliarity\"\x83\x05\n" +
 	"\x0eDecisionRecord\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12=\n" +
@@ -1002,7 +1164,12 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\x18FAILURE_MODE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11FAILURE_MODE_OPEN\x10\x01\x12\x17\n" +
 	"\x13FAILURE_MODE_CLOSED\x10\x02\x12\x1d\n" +
-	"\x19FAILURE_MODE_NUMBER_MATCH\x10\x032\x9e\x03\n" +
+	"\x19FAILURE_MODE_NUMBER_MATCH\x10\x03*\x91\x01\n" +
+	"\fFailureCause\x12\x1d\n" +
+	"\x19FAILURE_CAUSE_UNSPECIFIED\x10\x00\x12%\n" +
+	"!FAILURE_CAUSE_SCORING_UNAVAILABLE\x10\x01\x12\x16\n" +
+	"\x12FAILURE_CAUSE_SHED\x10\x02\x12#\n" +
+	"\x1fFAILURE_CAUSE_STORE_UNAVAILABLE\x10\x032\x9e\x03\n" +
 	"\x0fDecisionService\x12S\n" +
 	"\x06Decide\x12#.pushback.decision.v1.DecideRequest\x1a$.pushback.decision.v1.DecideResponse\x12b\n" +
 	"\vGetDecision\x12(.pushback.decision.v1.GetDecisionRequest\x1a).pushback.decision.v1.GetDecisionResponse\x12h\n" +
@@ -1022,55 +1189,61 @@ func file_pushback_decision_v1_decision_proto_rawDescGZIP() []byte {
 	return file_pushback_decision_v1_decision_proto_rawDescData
 }
 
-var file_pushback_decision_v1_decision_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_pushback_decision_v1_decision_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_pushback_decision_v1_decision_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_pushback_decision_v1_decision_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_pushback_decision_v1_decision_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: pushback.decision.v1.Outcome
 	(FailureMode)(0),              // 1: pushback.decision.v1.FailureMode
-	(*DecideRequest)(nil),         // 2: pushback.decision.v1.DecideRequest
-	(*DecideResponse)(nil),        // 3: pushback.decision.v1.DecideResponse
-	(*DecisionRecord)(nil),        // 4: pushback.decision.v1.DecisionRecord
-	(*GetDecisionRequest)(nil),    // 5: pushback.decision.v1.GetDecisionRequest
-	(*GetDecisionResponse)(nil),   // 6: pushback.decision.v1.GetDecisionResponse
-	(*ListDecisionsRequest)(nil),  // 7: pushback.decision.v1.ListDecisionsRequest
-	(*ListDecisionsResponse)(nil), // 8: pushback.decision.v1.ListDecisionsResponse
-	(*ClearCooldownRequest)(nil),  // 9: pushback.decision.v1.ClearCooldownRequest
-	(*ClearCooldownResponse)(nil), // 10: pushback.decision.v1.ClearCooldownResponse
-	(v1.Factor)(0),                // 11: pushback.event.v1.Factor
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*v1.Client)(nil),             // 13: pushback.event.v1.Client
-	(*v11.RiskAssessment)(nil),    // 14: pushback.scoring.v1.RiskAssessment
-	(*durationpb.Duration)(nil),   // 15: google.protobuf.Duration
+	(FailureCause)(0),             // 2: pushback.decision.v1.FailureCause
+	(*DecideRequest)(nil),         // 3: pushback.decision.v1.DecideRequest
+	(*DecideResponse)(nil),        // 4: pushback.decision.v1.DecideResponse
+	(*CooldownContext)(nil),       // 5: pushback.decision.v1.CooldownContext
+	(*DecisionRecord)(nil),        // 6: pushback.decision.v1.DecisionRecord
+	(*GetDecisionRequest)(nil),    // 7: pushback.decision.v1.GetDecisionRequest
+	(*GetDecisionResponse)(nil),   // 8: pushback.decision.v1.GetDecisionResponse
+	(*ListDecisionsRequest)(nil),  // 9: pushback.decision.v1.ListDecisionsRequest
+	(*ListDecisionsResponse)(nil), // 10: pushback.decision.v1.ListDecisionsResponse
+	(*ClearCooldownRequest)(nil),  // 11: pushback.decision.v1.ClearCooldownRequest
+	(*ClearCooldownResponse)(nil), // 12: pushback.decision.v1.ClearCooldownResponse
+	(v1.Factor)(0),                // 13: pushback.event.v1.Factor
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*v1.Client)(nil),             // 15: pushback.event.v1.Client
+	(*v11.RiskAssessment)(nil),    // 16: pushback.scoring.v1.RiskAssessment
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	(*v11.Familiarity)(nil),       // 18: pushback.scoring.v1.Familiarity
 }
 var file_pushback_decision_v1_decision_proto_depIdxs = []int32{
-	11, // 0: pushback.decision.v1.DecideRequest.factor:type_name -> pushback.event.v1.Factor
-	12, // 1: pushback.decision.v1.DecideRequest.time:type_name -> google.protobuf.Timestamp
-	13, // 2: pushback.decision.v1.DecideRequest.client:type_name -> pushback.event.v1.Client
+	13, // 0: pushback.decision.v1.DecideRequest.factor:type_name -> pushback.event.v1.Factor
+	14, // 1: pushback.decision.v1.DecideRequest.time:type_name -> google.protobuf.Timestamp
+	15, // 2: pushback.decision.v1.DecideRequest.client:type_name -> pushback.event.v1.Client
 	0,  // 3: pushback.decision.v1.DecideResponse.outcome:type_name -> pushback.decision.v1.Outcome
-	14, // 4: pushback.decision.v1.DecideResponse.risk:type_name -> pushback.scoring.v1.RiskAssessment
-	15, // 5: pushback.decision.v1.DecideResponse.cooldown:type_name -> google.protobuf.Duration
+	16, // 4: pushback.decision.v1.DecideResponse.risk:type_name -> pushback.scoring.v1.RiskAssessment
+	17, // 5: pushback.decision.v1.DecideResponse.cooldown:type_name -> google.protobuf.Duration
 	1,  // 6: pushback.decision.v1.DecideResponse.failure_mode:type_name -> pushback.decision.v1.FailureMode
-	2,  // 7: pushback.decision.v1.DecisionRecord.request:type_name -> pushback.decision.v1.DecideRequest
-	3,  // 8: pushback.decision.v1.DecisionRecord.response:type_name -> pushback.decision.v1.DecideResponse
-	12, // 9: pushback.decision.v1.DecisionRecord.decided_at:type_name -> google.protobuf.Timestamp
-	0,  // 10: pushback.decision.v1.DecisionRecord.shadow_outcome:type_name -> pushback.decision.v1.Outcome
-	4,  // 11: pushback.decision.v1.GetDecisionResponse.decision:type_name -> pushback.decision.v1.DecisionRecord
-	12, // 12: pushback.decision.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	12, // 13: pushback.decision.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
-	4,  // 14: pushback.decision.v1.ListDecisionsResponse.decisions:type_name -> pushback.decision.v1.DecisionRecord
-	2,  // 15: pushback.decision.v1.DecisionService.Decide:input_type -> pushback.decision.v1.DecideRequest
-	5,  // 16: pushback.decision.v1.DecisionService.GetDecision:input_type -> pushback.decision.v1.GetDecisionRequest
-	7,  // 17: pushback.decision.v1.DecisionService.ListDecisions:input_type -> pushback.decision.v1.ListDecisionsRequest
-	9,  // 18: pushback.decision.v1.DecisionService.ClearCooldown:input_type -> pushback.decision.v1.ClearCooldownRequest
-	3,  // 19: pushback.decision.v1.DecisionService.Decide:output_type -> pushback.decision.v1.DecideResponse
-	6,  // 20: pushback.decision.v1.DecisionService.GetDecision:output_type -> pushback.decision.v1.GetDecisionResponse
-	8,  // 21: pushback.decision.v1.DecisionService.ListDecisions:output_type -> pushback.decision.v1.ListDecisionsResponse
-	10, // 22: pushback.decision.v1.DecisionService.ClearCooldown:output_type -> pushback.decision.v1.ClearCooldownResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	2,  // 7: pushback.decision.v1.DecideResponse.failure_cause:type_name -> pushback.decision.v1.FailureCause
+	5,  // 8: pushback.decision.v1.DecideResponse.cooldown_context:type_name -> pushback.decision.v1.CooldownContext
+	18, // 9: pushback.decision.v1.CooldownContext.familiarity:type_name -> pushback.scoring.v1.Familiarity
+	3,  // 10: pushback.decision.v1.DecisionRecord.request:type_name -> pushback.decision.v1.DecideRequest
+	4,  // 11: pushback.decision.v1.DecisionRecord.response:type_name -> pushback.decision.v1.DecideResponse
+	14, // 12: pushback.decision.v1.DecisionRecord.decided_at:type_name -> google.protobuf.Timestamp
+	0,  // 13: pushback.decision.v1.DecisionRecord.shadow_outcome:type_name -> pushback.decision.v1.Outcome
+	6,  // 14: pushback.decision.v1.GetDecisionResponse.decision:type_name -> pushback.decision.v1.DecisionRecord
+	14, // 15: pushback.decision.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	14, // 16: pushback.decision.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	6,  // 17: pushback.decision.v1.ListDecisionsResponse.decisions:type_name -> pushback.decision.v1.DecisionRecord
+	3,  // 18: pushback.decision.v1.DecisionService.Decide:input_type -> pushback.decision.v1.DecideRequest
+	7,  // 19: pushback.decision.v1.DecisionService.GetDecision:input_type -> pushback.decision.v1.GetDecisionRequest
+	9,  // 20: pushback.decision.v1.DecisionService.ListDecisions:input_type -> pushback.decision.v1.ListDecisionsRequest
+	11, // 21: pushback.decision.v1.DecisionService.ClearCooldown:input_type -> pushback.decision.v1.ClearCooldownRequest
+	4,  // 22: pushback.decision.v1.DecisionService.Decide:output_type -> pushback.decision.v1.DecideResponse
+	8,  // 23: pushback.decision.v1.DecisionService.GetDecision:output_type -> pushback.decision.v1.GetDecisionResponse
+	10, // 24: pushback.decision.v1.DecisionService.ListDecisions:output_type -> pushback.decision.v1.ListDecisionsResponse
+	12, // 25: pushback.decision.v1.DecisionService.ClearCooldown:output_type -> pushback.decision.v1.ClearCooldownResponse
+	22, // [22:26] is the sub-list for method output_type
+	18, // [18:22] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_pushback_decision_v1_decision_proto_init() }
@@ -1083,8 +1256,8 @@ func file_pushback_decision_v1_decision_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushback_decision_v1_decision_proto_rawDesc), len(file_pushback_decision_v1_decision_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   9,
+			NumEnums:      3,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

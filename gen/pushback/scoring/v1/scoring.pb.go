@@ -577,8 +577,11 @@ type RiskAssessment struct {
 	// Last successful phishing-resistant authentication (WebAuthn, smart
 	// card); a cooldown that started before it no longer applies.
 	LastPhishingResistantTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_phishing_resistant_time,json=lastPhishingResistantTime,proto3" json:"last_phishing_resistant_time,omitempty"`
-	unknownFields             protoimpl.UnknownFields
-	sizeCache                 protoimpl.SizeCache
+	// What the user is known to use, compared with the attempt's client
+	// (set by Assess).
+	Familiarity   *Familiarity `protobuf:"bytes,7,opt,name=familiarity,proto3" json:"familiarity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RiskAssessment) Reset() {
@@ -653,6 +656,95 @@ func (x *RiskAssessment) GetLastPhishingResistantTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RiskAssessment) GetFamiliarity() *Familiarity {
+	if x != nil {
+		return x.Familiarity
+	}
+	return nil
+}
+
+// Familiarity compares an attempt's client with the user's history.
+type Familiarity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user has history to compare with; without it nothing is known.
+	History bool `protobuf:"varint,1,opt,name=history,proto3" json:"history,omitempty"`
+	// The device id is one the user signed in with before.
+	KnownDevice bool `protobuf:"varint,2,opt,name=known_device,json=knownDevice,proto3" json:"known_device,omitempty"`
+	// The IP is the user's last trusted IP.
+	KnownIp bool `protobuf:"varint,3,opt,name=known_ip,json=knownIp,proto3" json:"known_ip,omitempty"`
+	// The network (ASN) is one the user uses.
+	KnownAsn bool `protobuf:"varint,4,opt,name=known_asn,json=knownAsn,proto3" json:"known_asn,omitempty"`
+	// The country is one the user signed in from.
+	KnownCountry  bool `protobuf:"varint,5,opt,name=known_country,json=knownCountry,proto3" json:"known_country,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Familiarity) Reset() {
+	*x = Familiarity{}
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Familiarity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Familiarity) ProtoMessage() {}
+
+func (x *Familiarity) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Familiarity.ProtoReflect.Descriptor instead.
+func (*Familiarity) Descriptor() ([]byte, []int) {
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Familiarity) GetHistory() bool {
+	if x != nil {
+		return x.History
+	}
+	return false
+}
+
+func (x *Familiarity) GetKnownDevice() bool {
+	if x != nil {
+		return x.KnownDevice
+	}
+	return false
+}
+
+func (x *Familiarity) GetKnownIp() bool {
+	if x != nil {
+		return x.KnownIp
+	}
+	return false
+}
+
+func (x *Familiarity) GetKnownAsn() bool {
+	if x != nil {
+		return x.KnownAsn
+	}
+	return false
+}
+
+func (x *Familiarity) GetKnownCountry() bool {
+	if x != nil {
+		return x.KnownCountry
+	}
+	return false
+}
+
 // Signal is one explainable reason for risk.
 type Signal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -684,7 +776,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[10]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +788,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[10]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +801,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{10}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Signal) GetCode() string {
@@ -888,7 +980,7 @@ type WindowCount struct {
 
 func (x *WindowCount) Reset() {
 	*x = WindowCount{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[11]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +992,7 @@ func (x *WindowCount) String() string {
 func (*WindowCount) ProtoMessage() {}
 
 func (x *WindowCount) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[11]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1005,7 @@ func (x *WindowCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowCount.ProtoReflect.Descriptor instead.
 func (*WindowCount) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{11}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *WindowCount) GetWindow() *durationpb.Duration {
@@ -992,7 +1084,7 @@ type BurstEvidence struct {
 
 func (x *BurstEvidence) Reset() {
 	*x = BurstEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[12]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1096,7 @@ func (x *BurstEvidence) String() string {
 func (*BurstEvidence) ProtoMessage() {}
 
 func (x *BurstEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[12]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1109,7 @@ func (x *BurstEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BurstEvidence.ProtoReflect.Descriptor instead.
 func (*BurstEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{12}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BurstEvidence) GetWindows() []*WindowCount {
@@ -1072,7 +1164,7 @@ type StreakEvidence struct {
 
 func (x *StreakEvidence) Reset() {
 	*x = StreakEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[13]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1084,7 +1176,7 @@ func (x *StreakEvidence) String() string {
 func (*StreakEvidence) ProtoMessage() {}
 
 func (x *StreakEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[13]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1097,7 +1189,7 @@ func (x *StreakEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreakEvidence.ProtoReflect.Descriptor instead.
 func (*StreakEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{13}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StreakEvidence) GetLength() int32 {
@@ -1141,7 +1233,7 @@ type FraudEvidence struct {
 
 func (x *FraudEvidence) Reset() {
 	*x = FraudEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[14]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1245,7 @@ func (x *FraudEvidence) String() string {
 func (*FraudEvidence) ProtoMessage() {}
 
 func (x *FraudEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[14]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1258,7 @@ func (x *FraudEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudEvidence.ProtoReflect.Descriptor instead.
 func (*FraudEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{14}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FraudEvidence) GetReportedAt() *timestamppb.Timestamp {
@@ -1198,7 +1290,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[15]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1302,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[15]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1315,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{15}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Location) GetTime() *timestamppb.Timestamp {
@@ -1275,7 +1367,7 @@ type TravelEvidence struct {
 
 func (x *TravelEvidence) Reset() {
 	*x = TravelEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[16]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1379,7 @@ func (x *TravelEvidence) String() string {
 func (*TravelEvidence) ProtoMessage() {}
 
 func (x *TravelEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[16]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1392,7 @@ func (x *TravelEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TravelEvidence.ProtoReflect.Descriptor instead.
 func (*TravelEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{16}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *TravelEvidence) GetPrevious() *Location {
@@ -1372,7 +1464,7 @@ type NoveltyEvidence struct {
 
 func (x *NoveltyEvidence) Reset() {
 	*x = NoveltyEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[17]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1476,7 @@ func (x *NoveltyEvidence) String() string {
 func (*NoveltyEvidence) ProtoMessage() {}
 
 func (x *NoveltyEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[17]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1489,7 @@ func (x *NoveltyEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoveltyEvidence.ProtoReflect.Descriptor instead.
 func (*NoveltyEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{17}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NoveltyEvidence) GetValue() string {
@@ -1421,19 +1513,27 @@ type SprayEvidence struct {
 	SourceIp string `protobuf:"bytes,1,opt,name=source_ip,json=sourceIp,proto3" json:"source_ip,omitempty"`
 	// Source ASN, when the spray is by ASN.
 	Asn uint32 `protobuf:"varint,2,opt,name=asn,proto3" json:"asn,omitempty"`
-	// Distinct users pushed from this source in the window.
+	// Distinct users pushed from this source in the window who have not
+	// vouched for it (approved on their own device or signed in with a
+	// phishing-resistant factor from it), less one user with no history for
+	// each user who has: the count held against the threshold.
 	DistinctUsers int32 `protobuf:"varint,3,opt,name=distinct_users,json=distinctUsers,proto3" json:"distinct_users,omitempty"`
 	// Window length.
 	Window *durationpb.Duration `protobuf:"bytes,4,opt,name=window,proto3" json:"window,omitempty"`
 	// Threshold of distinct users.
-	Threshold     int32 `protobuf:"varint,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	Threshold int32 `protobuf:"varint,5,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// Of distinct_users, those with no history when the source pushed to
+	// them: accounts nobody uses, which is what a sprayer looks for.
+	DormantUsers int32 `protobuf:"varint,6,opt,name=dormant_users,json=dormantUsers,proto3" json:"dormant_users,omitempty"`
+	// Users who vouched for this source in the window.
+	VouchedUsers  int32 `protobuf:"varint,7,opt,name=vouched_users,json=vouchedUsers,proto3" json:"vouched_users,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SprayEvidence) Reset() {
 	*x = SprayEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[18]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1445,7 +1545,7 @@ func (x *SprayEvidence) String() string {
 func (*SprayEvidence) ProtoMessage() {}
 
 func (x *SprayEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[18]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1458,7 +1558,7 @@ func (x *SprayEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SprayEvidence.ProtoReflect.Descriptor instead.
 func (*SprayEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{18}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SprayEvidence) GetSourceIp() string {
@@ -1496,6 +1596,20 @@ func (x *SprayEvidence) GetThreshold() int32 {
 	return 0
 }
 
+func (x *SprayEvidence) GetDormantUsers() int32 {
+	if x != nil {
+		return x.DormantUsers
+	}
+	return 0
+}
+
+func (x *SprayEvidence) GetVouchedUsers() int32 {
+	if x != nil {
+		return x.VouchedUsers
+	}
+	return 0
+}
+
 // AnonymizerEvidence names the anonymizing network.
 type AnonymizerEvidence struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1511,7 +1625,7 @@ type AnonymizerEvidence struct {
 
 func (x *AnonymizerEvidence) Reset() {
 	*x = AnonymizerEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[19]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1637,7 @@ func (x *AnonymizerEvidence) String() string {
 func (*AnonymizerEvidence) ProtoMessage() {}
 
 func (x *AnonymizerEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[19]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1650,7 @@ func (x *AnonymizerEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnonymizerEvidence.ProtoReflect.Descriptor instead.
 func (*AnonymizerEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{19}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AnonymizerEvidence) GetKind() string {
@@ -1603,14 +1717,21 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
 	"assessment\x12\x16\n" +
-	"\x06resync\x18\x02 \x01(\bR\x06resync\"\xbf\x02\n" +
+	"\x06resync\x18\x02 \x01(\bR\x06resync\"\x83\x03\n" +
 	"\x0eRiskAssessment\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x05R\x05score\x125\n" +
 	"\asignals\x18\x03 \x03(\v2\x1b.pushback.scoring.v1.SignalR\asignals\x12.\n" +
 	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12:\n" +
 	"\awindows\x18\x05 \x03(\v2 .pushback.scoring.v1.WindowCountR\awindows\x12[\n" +
-	"\x1clast_phishing_resistant_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x19lastPhishingResistantTime\"\xb9\x04\n" +
+	"\x1clast_phishing_resistant_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x19lastPhishingResistantTime\x12B\n" +
+	"\vfamiliarity\x18\a \x01(\v2 .pushback.scoring.v1.FamiliarityR\vfamiliarity\"\xa7\x01\n" +
+	"\vFamiliarity\x12\x18\n" +
+	"\ahistory\x18\x01 \x01(\bR\ahistory\x12!\n" +
+	"\fknown_device\x18\x02 \x01(\bR\vknownDevice\x12\x19\n" +
+	"\bknown_ip\x18\x03 \x01(\bR\aknownIp\x12\x1b\n" +
+	"\tknown_asn\x18\x04 \x01(\bR\bknownAsn\x12#\n" +
+	"\rknown_country\x18\x05 \x01(\bR\fknownCountry\"\xb9\x04\n" +
 	"\x06Signal\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\x05R\x06weight\x12\x1e\n" +
@@ -1673,13 +1794,15 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\bdiscount\x18\b \x01(\tR\bdiscount\"=\n" +
 	"\x0fNoveltyEvidence\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +
-	"\x05known\x18\x02 \x01(\x05R\x05known\"\xb6\x01\n" +
+	"\x05known\x18\x02 \x01(\x05R\x05known\"\x80\x02\n" +
 	"\rSprayEvidence\x12\x1b\n" +
 	"\tsource_ip\x18\x01 \x01(\tR\bsourceIp\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12%\n" +
 	"\x0edistinct_users\x18\x03 \x01(\x05R\rdistinctUsers\x121\n" +
 	"\x06window\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x1c\n" +
-	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\"Q\n" +
+	"\tthreshold\x18\x05 \x01(\x05R\tthreshold\x12#\n" +
+	"\rdormant_users\x18\x06 \x01(\x05R\fdormantUsers\x12#\n" +
+	"\rvouched_users\x18\a \x01(\x05R\fvouchedUsers\"Q\n" +
 	"\x12AnonymizerEvidence\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x15\n" +
@@ -1703,7 +1826,7 @@ func file_pushback_scoring_v1_scoring_proto_rawDescGZIP() []byte {
 	return file_pushback_scoring_v1_scoring_proto_rawDescData
 }
 
-var file_pushback_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_pushback_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_pushback_scoring_v1_scoring_proto_goTypes = []any{
 	(*Attempt)(nil),               // 0: pushback.scoring.v1.Attempt
 	(*AssessRequest)(nil),         // 1: pushback.scoring.v1.AssessRequest
@@ -1715,70 +1838,72 @@ var file_pushback_scoring_v1_scoring_proto_goTypes = []any{
 	(*WatchRiskRequest)(nil),      // 7: pushback.scoring.v1.WatchRiskRequest
 	(*WatchRiskResponse)(nil),     // 8: pushback.scoring.v1.WatchRiskResponse
 	(*RiskAssessment)(nil),        // 9: pushback.scoring.v1.RiskAssessment
-	(*Signal)(nil),                // 10: pushback.scoring.v1.Signal
-	(*WindowCount)(nil),           // 11: pushback.scoring.v1.WindowCount
-	(*BurstEvidence)(nil),         // 12: pushback.scoring.v1.BurstEvidence
-	(*StreakEvidence)(nil),        // 13: pushback.scoring.v1.StreakEvidence
-	(*FraudEvidence)(nil),         // 14: pushback.scoring.v1.FraudEvidence
-	(*Location)(nil),              // 15: pushback.scoring.v1.Location
-	(*TravelEvidence)(nil),        // 16: pushback.scoring.v1.TravelEvidence
-	(*NoveltyEvidence)(nil),       // 17: pushback.scoring.v1.NoveltyEvidence
-	(*SprayEvidence)(nil),         // 18: pushback.scoring.v1.SprayEvidence
-	(*AnonymizerEvidence)(nil),    // 19: pushback.scoring.v1.AnonymizerEvidence
-	(v1.Factor)(0),                // 20: pushback.event.v1.Factor
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*v1.Client)(nil),             // 22: pushback.event.v1.Client
-	(*v1.AuthEvent)(nil),          // 23: pushback.event.v1.AuthEvent
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
-	(*v1.Geo)(nil),                // 25: pushback.event.v1.Geo
+	(*Familiarity)(nil),           // 10: pushback.scoring.v1.Familiarity
+	(*Signal)(nil),                // 11: pushback.scoring.v1.Signal
+	(*WindowCount)(nil),           // 12: pushback.scoring.v1.WindowCount
+	(*BurstEvidence)(nil),         // 13: pushback.scoring.v1.BurstEvidence
+	(*StreakEvidence)(nil),        // 14: pushback.scoring.v1.StreakEvidence
+	(*FraudEvidence)(nil),         // 15: pushback.scoring.v1.FraudEvidence
+	(*Location)(nil),              // 16: pushback.scoring.v1.Location
+	(*TravelEvidence)(nil),        // 17: pushback.scoring.v1.TravelEvidence
+	(*NoveltyEvidence)(nil),       // 18: pushback.scoring.v1.NoveltyEvidence
+	(*SprayEvidence)(nil),         // 19: pushback.scoring.v1.SprayEvidence
+	(*AnonymizerEvidence)(nil),    // 20: pushback.scoring.v1.AnonymizerEvidence
+	(v1.Factor)(0),                // 21: pushback.event.v1.Factor
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*v1.Client)(nil),             // 23: pushback.event.v1.Client
+	(*v1.AuthEvent)(nil),          // 24: pushback.event.v1.AuthEvent
+	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
+	(*v1.Geo)(nil),                // 26: pushback.event.v1.Geo
 }
 var file_pushback_scoring_v1_scoring_proto_depIdxs = []int32{
-	20, // 0: pushback.scoring.v1.Attempt.factor:type_name -> pushback.event.v1.Factor
-	21, // 1: pushback.scoring.v1.Attempt.time:type_name -> google.protobuf.Timestamp
-	22, // 2: pushback.scoring.v1.Attempt.client:type_name -> pushback.event.v1.Client
+	21, // 0: pushback.scoring.v1.Attempt.factor:type_name -> pushback.event.v1.Factor
+	22, // 1: pushback.scoring.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	23, // 2: pushback.scoring.v1.Attempt.client:type_name -> pushback.event.v1.Client
 	0,  // 3: pushback.scoring.v1.AssessRequest.attempt:type_name -> pushback.scoring.v1.Attempt
 	9,  // 4: pushback.scoring.v1.AssessResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	23, // 5: pushback.scoring.v1.ObserveRequest.events:type_name -> pushback.event.v1.AuthEvent
-	21, // 6: pushback.scoring.v1.GetRiskRequest.time:type_name -> google.protobuf.Timestamp
+	24, // 5: pushback.scoring.v1.ObserveRequest.events:type_name -> pushback.event.v1.AuthEvent
+	22, // 6: pushback.scoring.v1.GetRiskRequest.time:type_name -> google.protobuf.Timestamp
 	9,  // 7: pushback.scoring.v1.GetRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
 	9,  // 8: pushback.scoring.v1.WatchRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	10, // 9: pushback.scoring.v1.RiskAssessment.signals:type_name -> pushback.scoring.v1.Signal
-	21, // 10: pushback.scoring.v1.RiskAssessment.time:type_name -> google.protobuf.Timestamp
-	11, // 11: pushback.scoring.v1.RiskAssessment.windows:type_name -> pushback.scoring.v1.WindowCount
-	21, // 12: pushback.scoring.v1.RiskAssessment.last_phishing_resistant_time:type_name -> google.protobuf.Timestamp
-	12, // 13: pushback.scoring.v1.Signal.burst:type_name -> pushback.scoring.v1.BurstEvidence
-	13, // 14: pushback.scoring.v1.Signal.streak:type_name -> pushback.scoring.v1.StreakEvidence
-	14, // 15: pushback.scoring.v1.Signal.fraud:type_name -> pushback.scoring.v1.FraudEvidence
-	16, // 16: pushback.scoring.v1.Signal.travel:type_name -> pushback.scoring.v1.TravelEvidence
-	17, // 17: pushback.scoring.v1.Signal.novelty:type_name -> pushback.scoring.v1.NoveltyEvidence
-	18, // 18: pushback.scoring.v1.Signal.spray:type_name -> pushback.scoring.v1.SprayEvidence
-	19, // 19: pushback.scoring.v1.Signal.anonymizer:type_name -> pushback.scoring.v1.AnonymizerEvidence
-	24, // 20: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
-	11, // 21: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
-	24, // 22: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
-	21, // 23: pushback.scoring.v1.BurstEvidence.approved_at:type_name -> google.protobuf.Timestamp
-	21, // 24: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
-	21, // 25: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
-	24, // 26: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
-	21, // 27: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
-	25, // 28: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
-	15, // 29: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
-	15, // 30: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
-	24, // 31: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
-	24, // 32: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
-	1,  // 33: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
-	3,  // 34: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
-	5,  // 35: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
-	7,  // 36: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
-	2,  // 37: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
-	4,  // 38: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
-	6,  // 39: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
-	8,  // 40: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
-	37, // [37:41] is the sub-list for method output_type
-	33, // [33:37] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	11, // 9: pushback.scoring.v1.RiskAssessment.signals:type_name -> pushback.scoring.v1.Signal
+	22, // 10: pushback.scoring.v1.RiskAssessment.time:type_name -> google.protobuf.Timestamp
+	12, // 11: pushback.scoring.v1.RiskAssessment.windows:type_name -> pushback.scoring.v1.WindowCount
+	22, // 12: pushback.scoring.v1.RiskAssessment.last_phishing_resistant_time:type_name -> google.protobuf.Timestamp
+	10, // 13: pushback.scoring.v1.RiskAssessment.familiarity:type_name -> pushback.scoring.v1.Familiarity
+	13, // 14: pushback.scoring.v1.Signal.burst:type_name -> pushback.scoring.v1.BurstEvidence
+	14, // 15: pushback.scoring.v1.Signal.streak:type_name -> pushback.scoring.v1.StreakEvidence
+	15, // 16: pushback.scoring.v1.Signal.fraud:type_name -> pushback.scoring.v1.FraudEvidence
+	17, // 17: pushback.scoring.v1.Signal.travel:type_name -> pushback.scoring.v1.TravelEvidence
+	18, // 18: pushback.scoring.v1.Signal.novelty:type_name -> pushback.scoring.v1.NoveltyEvidence
+	19, // 19: pushback.scoring.v1.Signal.spray:type_name -> pushback.scoring.v1.SprayEvidence
+	20, // 20: pushback.scoring.v1.Signal.anonymizer:type_name -> pushback.scoring.v1.AnonymizerEvidence
+	25, // 21: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
+	12, // 22: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
+	25, // 23: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
+	22, // 24: pushback.scoring.v1.BurstEvidence.approved_at:type_name -> google.protobuf.Timestamp
+	22, // 25: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
+	22, // 26: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
+	25, // 27: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
+	22, // 28: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
+	26, // 29: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
+	16, // 30: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
+	16, // 31: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
+	25, // 32: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
+	25, // 33: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
+	1,  // 34: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
+	3,  // 35: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
+	5,  // 36: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
+	7,  // 37: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
+	2,  // 38: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
+	4,  // 39: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
+	6,  // 40: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
+	8,  // 41: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
+	38, // [38:42] is the sub-list for method output_type
+	34, // [34:38] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_pushback_scoring_v1_scoring_proto_init() }
@@ -1786,7 +1911,7 @@ func file_pushback_scoring_v1_scoring_proto_init() {
 	if File_pushback_scoring_v1_scoring_proto != nil {
 		return
 	}
-	file_pushback_scoring_v1_scoring_proto_msgTypes[10].OneofWrappers = []any{
+	file_pushback_scoring_v1_scoring_proto_msgTypes[11].OneofWrappers = []any{
 		(*Signal_Burst)(nil),
 		(*Signal_Streak)(nil),
 		(*Signal_Fraud)(nil),
@@ -1801,7 +1926,7 @@ func file_pushback_scoring_v1_scoring_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushback_scoring_v1_scoring_proto_rawDesc), len(file_pushback_scoring_v1_scoring_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,43 @@
+package decision
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pushbackhq/pushback/pkg/settings"
+)
+
+// Config is what an operator sets for the decision service beyond the
+// policy: the clock rule and admission control.
+type Config struct {
+	// ClockSkew is how far an attempt's time may lie behind Pushback's
+	// clock before it is clamped (it is never taken ahead of the clock).
+	ClockSkew time.Duration
+	// MaxInFlight bounds the calls waiting for scoring at once.
+	MaxInFlight int
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{ClockSkew: 5 * time.Minute, MaxInFlight: 256}
+}
+
+// Settings binds the configuration to its flags.
+func (c *Config) Settings() []settings.Setting {
+	return []settings.Setting{
+		settings.Duration(&c.ClockSkew, "decide-clock-skew", "how far behind the server's clock a Decide time may lie; later times are taken as the clock, earlier ones clamped"),
+		settings.Int(&c.MaxInFlight, "decide-max-inflight", "Decide calls that may wait for scoring at once; past it a call is shed and answered at once from the user's own attempt counts"),
+	}
+}
+
+// Validate reports every inconsistency.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ClockSkew < time.Second || c.ClockSkew > time.Hour {
+		errs = append(errs, errors.New("decide-clock-skew: must be between 1s and 1h"))
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 1<<16 {
+		errs = append(errs, errors.New("decide-max-inflight: must be between 1 and 65536"))
+	}
+	return errors.Join(errs...)
+}
