@@ -79,7 +79,10 @@ func fold(id string) string {
 		upper = upper || ('A' <= c && c <= 'Z')
 	}
 	if ascii {
-		id = strings.TrimFunc(id, unicode.IsSpace)
+		// ASCII white space is at most ' ': most ids have none to trim.
+		if id != "" && (id[0] <= ' ' || id[len(id)-1] <= ' ') {
+			id = strings.TrimFunc(id, unicode.IsSpace)
+		}
 		if !upper {
 			return id
 		}

@@ -165,3 +165,16 @@ func FuzzFold(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkFold: Decide and scoring's Assess apply the rule to every
+// attempt; an id already canonical must cost next to nothing.
+func BenchmarkFold(b *testing.B) {
+	for _, id := range []string{"alice.smith@example.com", "Alice.Smith@Example.com", "ａｌｉｃｅ.smith@example.com"} {
+		b.Run(id, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = Fold.Apply(id)
+			}
+		})
+	}
+}
