@@ -15,6 +15,7 @@ import (
 	"github.com/pushbackhq/pushback/internal/bench"
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/services/mesh"
+	"google.golang.org/grpc"
 )
 
 const benchUsage = `Usage: pushback bench [flags]
@@ -42,13 +43,16 @@ type benchReport struct {
 	Ratio    float64              `json:"ratio"`
 }
 
-func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
 	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of a running mesh (ignored with --spawn)")
 	spawn := fs.String("spawn", "", "start the mesh here: one (all services in one process) or split (one mesh per service over loopback)")
 	mode := fs.String("mode", "decide", "decide, ingest or users")
+	// A mesh with credentials takes Decide from hooks and IngestStream from
+	// log shippers (the meshes --spawn starts have none, on loopback).
+	cf := addClientFlags(fs, getenv, "a hook's (--mode=decide) or the intake token (--mode=ingest) of a mesh that requires credentials", true)
 	o := bench.Options{}
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "calls in flight")
 	fs.IntVar(&o.Connections, "connections", 4, "client connections")
@@ -108,7 +112,16 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
 		return 1
 	}
-	meshConns, err := bench.Dial(*addr, o.Connections)
+	creds, tlsCreds, err := cf.resolve()
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return 2
+	}
+	dialOpts := creds.DialOptions()
+	if tlsCreds != nil {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(tlsCreds))
+	}
+	meshConns, err := bench.Dial(*addr, o.Connections, dialOpts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
 		return 1

@@ -14,7 +14,7 @@ import (
 func runBench(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := benchCmd(context.Background(), args, &out, &errOut)
+	code := benchCmd(context.Background(), args, &out, &errOut, func(string) string { return "" })
 	return code, out.String(), errOut.String()
 }
 

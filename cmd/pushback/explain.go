@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/rpc"
-	"github.com/pushbackhq/pushback/services/decision"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -35,14 +33,8 @@ func explainCmd(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, explainUsage); fs.PrintDefaults() }
 	addr := fs.String("addr", envOr(getenv, "PUSHBACK_ADDR", "127.0.0.1:50051"), "gRPC address of the decision service (env PUSHBACK_ADDR)")
-	// Secrets are read from the environment after parsing, so that the
-	// usage text never prints them as defaults.
-	token := fs.String("token", "", "bearer token (env PUSHBACK_TOKEN)")
-	tokenFile := fs.String("token-file", "", "file holding the bearer token")
-	secret := fs.String("hmac-secret", "", "HMAC secret to sign the call with, when no token is given (env PUSHBACK_HMAC_SECRET)")
-	tlsCert := fs.String("tls-cert", getenv("PUSHBACK_TLS_CERT"), "client certificate (PEM) for a mesh that requires mutual TLS (env PUSHBACK_TLS_CERT)")
-	tlsKey := fs.String("tls-key", getenv("PUSHBACK_TLS_KEY"), "private key (PEM) of --tls-cert (env PUSHBACK_TLS_KEY)")
-	tlsCA := fs.String("tls-ca", getenv("PUSHBACK_TLS_CA"), "CA (PEM) the mesh's certificate is checked against (env PUSHBACK_TLS_CA)")
+	// Reading a decision is an operator's act (docs/security.md).
+	cf := addClientFlags(fs, getenv, "an operator token (--operator-tokens of the mesh)", false)
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of the call")
 	asJSON := fs.Bool("json", false, "print the stored record as JSON instead")
 	if err := fs.Parse(args); err != nil {
@@ -55,29 +47,12 @@ func explainCmd(ctx context.Context, args []string, stdout, stderr io.Writer, ge
 		fs.Usage()
 		return 2
 	}
-	if *token == "" {
-		*token = getenv("PUSHBACK_TOKEN")
+	creds, tlsCreds, err := cf.resolve()
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback explain: %v\n", err)
+		return 2
 	}
-	if *secret == "" {
-		*secret = getenv("PUSHBACK_HMAC_SECRET")
-	}
-	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
-		if err != nil {
-			fmt.Fprintf(stderr, "pushback explain: %v\n", err)
-			return 2
-		}
-		*token = strings.TrimSpace(string(b))
-	}
-	opts := rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{decision.Credentials{Token: *token, HMACSecret: *secret}.UnaryClientInterceptor()}}
-	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" {
-		_, client, _, err := rpc.MutualTLS(*tlsCert, *tlsKey, *tlsCA)
-		if err != nil {
-			fmt.Fprintf(stderr, "pushback explain: --tls-cert, --tls-key, --tls-ca: %v\n", err)
-			return 2
-		}
-		opts.Creds = client
-	}
+	opts := rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{creds.UnaryClientInterceptor()}, Creds: tlsCreds}
 	conn, err := rpc.Dial(*addr, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback explain: %v\n", err)

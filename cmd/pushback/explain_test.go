@@ -16,6 +16,7 @@ import (
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/auth"
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/mesh"
@@ -24,12 +25,18 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-const explainToken = "explain-test-token-0123456789"
+// explainToken is an operator's: reading decisions is theirs. hookToken
+// asks for decisions.
+const (
+	explainToken = "explain-test-token-0123456789"
+	hookToken    = "explain-test-hook-token-0123"
+)
 
 type meshUnderTest struct {
 	grpcAddr, httpAddr string
 	counters           *decision.Counters
-	dc                 decisionv1.DecisionServiceClient
+	// dc is a hook's client; ops an operator's.
+	dc, ops decisionv1.DecisionServiceClient
 }
 
 // startMesh runs the whole mesh in this process with the production wiring
@@ -39,7 +46,8 @@ func startMesh(t *testing.T, policyFile, shadowFile string) *meshUnderTest {
 	cfg := mesh.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.AuthTokens = []string{explainToken}
+	cfg.Auth.HookTokens = []string{hookToken}
+	cfg.Auth.OperatorTokens = []string{explainToken}
 	cfg.PolicyFile, cfg.ShadowPolicy = policyFile, shadowFile
 	cfg.PolicyPoll = 10 * time.Millisecond
 	// These tests explain decisions, not deadlines: a loaded machine must
@@ -66,13 +74,15 @@ func startMesh(t *testing.T, policyFile, shadowFile string) *meshUnderTest {
 			t.Errorf("mesh stopped with %v", err)
 		}
 	})
-	creds := decision.Credentials{Token: explainToken}
-	conn, err := rpc.Dial(addrs[0], rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{creds.UnaryClientInterceptor()}})
-	if err != nil {
-		t.Fatal(err)
+	client := func(token string) decisionv1.DecisionServiceClient {
+		conn, err := rpc.Dial(addrs[0], rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{auth.Credentials{Token: token}.UnaryClientInterceptor()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return decisionv1.NewDecisionServiceClient(conn)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &meshUnderTest{grpcAddr: addrs[0], httpAddr: addrs[1], counters: counters, dc: decisionv1.NewDecisionServiceClient(conn)}
+	return &meshUnderTest{grpcAddr: addrs[0], httpAddr: addrs[1], counters: counters, dc: client(hookToken), ops: client(explainToken)}
 }
 
 func burstReq(user string, i int, at time.Time) *decisionv1.DecideRequest {
@@ -147,6 +157,7 @@ func TestExplainAgainstARunningMesh(t *testing.T) {
 	}{
 		{"without a token", []string{"explain", "--addr", m.grpcAddr, last.GetDecisionId()}, 1, "Unauthenticated"},
 		{"with a wrong token", []string{"explain", "--addr", m.grpcAddr, "--token", "wrong-token-0123456789", last.GetDecisionId()}, 1, "Unauthenticated"},
+		{"with a hook's token", []string{"explain", "--addr", m.grpcAddr, "--token", hookToken, last.GetDecisionId()}, 1, "PermissionDenied"},
 		{"unknown decision", []string{"explain", "--addr", m.grpcAddr, "--token", explainToken, "nope"}, 1, "NotFound"},
 		{"no id", []string{"explain", "--addr", m.grpcAddr}, 2, "Usage: pushback explain"},
 	} {
@@ -154,7 +165,7 @@ func TestExplainAgainstARunningMesh(t *testing.T) {
 		if code != tc.code || !strings.Contains(errs, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q; want %d and %q", tc.name, code, errs, tc.code, tc.want)
 		}
-		if strings.Contains(errs, explainToken) {
+		if strings.Contains(errs, explainToken) || strings.Contains(errs, hookToken) {
 			t.Errorf("%s: the token appears in the output", tc.name)
 		}
 	}
@@ -183,10 +194,13 @@ func TestMeshAuthenticatesHTTPAndReloadsThePolicy(t *testing.T) {
 	if code := post(""); code != http.StatusUnauthorized {
 		t.Fatalf("without a token: %d", code)
 	}
-	if code := post("Bearer " + explainToken); code != http.StatusOK {
-		t.Fatalf("with the token: %d (the gateway must authenticate to the decision service itself)", code)
+	if code := post("Bearer " + explainToken); code != http.StatusForbidden {
+		t.Fatalf("with an operator's token: %d, want 403", code)
 	}
-	got, err := m.dc.ListDecisions(context.Background(), &decisionv1.ListDecisionsRequest{UserId: "bob"})
+	if code := post("Bearer " + hookToken); code != http.StatusOK {
+		t.Fatalf("with the hook's token: %d (the gateway must authenticate to the decision service itself)", code)
+	}
+	got, err := m.ops.ListDecisions(context.Background(), &decisionv1.ListDecisionsRequest{UserId: "bob"})
 	if err != nil || len(got.GetDecisions()) != 1 {
 		t.Fatalf("ListDecisions = %d decisions, %v; want only the authenticated one", len(got.GetDecisions()), err)
 	}

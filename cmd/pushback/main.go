@@ -45,7 +45,7 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	case "explain":
 		return explainCmd(ctx, args[1:], stdout, stderr, getenv)
 	case "bench":
-		return benchCmd(ctx, args[1:], stdout, stderr)
+		return benchCmd(ctx, args[1:], stdout, stderr, getenv)
 	case "certs":
 		return certsCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

@@ -14,10 +14,12 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
 
 func TestMutualTLSBetweenServices(t *testing.T) {
+	const hook, operator = "mtls-hook-token-0123456789", "mtls-operator-token-0123456"
 	dir := t.TempDir()
 	good, err := devcerts.WriteFiles(filepath.Join(dir, "good"), []string{"scoring", "decision", "client"}, []string{"localhost", "127.0.0.1"}, time.Hour)
 	if err != nil {
@@ -31,7 +33,8 @@ func TestMutualTLSBetweenServices(t *testing.T) {
 		return []string{"--tls-cert=" + f.Node[name][0], "--tls-key=" + f.Node[name][1], "--tls-ca=" + f.CA}
 	}
 	scoring := startProc(t, "scoring", append([]string{"--services=scoring"}, tlsArgs(good, "scoring")...)...)
-	decision := startProc(t, "decision", append([]string{"--services=decision,notify", "--scoring-addr=" + scoring.addr, "--decide-budget=5s"}, tlsArgs(good, "decision")...)...)
+	decision := startProc(t, "decision", append([]string{"--services=decision,notify", "--scoring-addr=" + scoring.addr, "--decide-budget=5s",
+		"--auth-tokens=" + hook, "--operator-tokens=" + operator}, tlsArgs(good, "decision")...)...)
 
 	dial := func(creds credentials.TransportCredentials) decisionv1.DecisionServiceClient {
 		conn, err := grpc.NewClient(decision.addr, grpc.WithTransportCredentials(creds))
@@ -47,7 +50,13 @@ func TestMutualTLSBetweenServices(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := dial(goodClient).Decide(ctx, pushAt("heidi", "h-1", time.Now()))
+	// A client certificate gets a connection; the hook's token gets Decide.
+	_, err = dial(goodClient).Decide(ctx, pushAt("heidi", "h-0", time.Now()))
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Decide with a client certificate and no token: %v, want Unauthenticated", err)
+	}
+	hookCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+hook)
+	resp, err := dial(goodClient).Decide(hookCtx, pushAt("heidi", "h-1", time.Now()))
 	if err != nil {
 		t.Fatalf("Decide over mutual TLS: %v", err)
 	}
@@ -59,7 +68,7 @@ func TestMutualTLSBetweenServices(t *testing.T) {
 	// TLS flags are incomplete or it has none.
 	var out, errOut strings.Builder
 	noEnv := func(string) string { return "" }
-	if code := explainCmd(ctx, append([]string{"--addr=" + decision.addr}, append(tlsArgs(good, "client"), resp.GetDecisionId())...), &out, &errOut, noEnv); code != 0 {
+	if code := explainCmd(ctx, append([]string{"--addr=" + decision.addr, "--token=" + operator}, append(tlsArgs(good, "client"), resp.GetDecisionId())...), &out, &errOut, noEnv); code != 0 {
 		t.Fatalf("explain over mutual TLS: exit %d: %s", code, errOut.String())
 	}
 	if !strings.Contains(out.String(), resp.GetDecisionId()) {
@@ -79,12 +88,12 @@ func TestMutualTLSBetweenServices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = dial(rogueClient).Decide(ctx, pushAt("heidi", "h-2", time.Now()))
+	_, err = dial(rogueClient).Decide(hookCtx, pushAt("heidi", "h-2", time.Now()))
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("rogue certificate: %v, want Unavailable", err)
 	}
 	// A plaintext client is refused too.
-	_, err = dial(insecure.NewCredentials()).Decide(ctx, pushAt("heidi", "h-3", time.Now()))
+	_, err = dial(insecure.NewCredentials()).Decide(hookCtx, pushAt("heidi", "h-3", time.Now()))
 	if status.Code(err) != codes.Unavailable {
 		t.Fatalf("plaintext client: %v, want Unavailable", err)
 	}

@@ -148,12 +148,15 @@ func runWorkers(ctx, window context.Context, n int, call func(ctx context.Contex
 	wg.Wait()
 }
 
-// Dial opens n client connections to addr.
-func Dial(addr string, n int) ([]*grpc.ClientConn, error) {
+// Dial opens n client connections to addr, plaintext unless opts give
+// transport credentials (later options win); opts also carry a mesh's
+// call credentials.
+func Dial(addr string, n int, opts ...grpc.DialOption) ([]*grpc.ClientConn, error) {
 	var conns []*grpc.ClientConn
 	for i := 0; i < n; i++ {
 		// Distinct user agents keep grpc-go from sharing one transport.
-		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUserAgent(fmt.Sprint("pushback-bench/", i)))
+		do := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithUserAgent(fmt.Sprint("pushback-bench/", i))}, opts...)
+		c, err := grpc.NewClient(addr, do...)
 		if err != nil {
 			return nil, err
 		}

@@ -120,6 +120,11 @@ func Unauthenticated(msg string) error {
 	return New(codes.Unauthenticated, eventv1.ErrorReason_ERROR_REASON_UNAUTHENTICATED, msg, nil)
 }
 
+// PermissionDenied reports valid credentials that do not permit the call.
+func PermissionDenied(msg string) error {
+	return New(codes.PermissionDenied, eventv1.ErrorReason_ERROR_REASON_PERMISSION_DENIED, msg, nil)
+}
+
 // AttemptReused reports that an attempt id was already decided for a
 // different request.
 func AttemptReused(field, id string) error {

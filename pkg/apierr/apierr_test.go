@@ -29,6 +29,7 @@ func TestErrorsCarryCodeReasonAndFields(t *testing.T) {
 		{"store", apierr.StoreUnavailable(), codes.Unavailable, "ERROR_REASON_STORE_UNAVAILABLE", nil},
 		{"peer", apierr.PeerUnavailable("scoring"), codes.Unavailable, "ERROR_REASON_PEER_UNAVAILABLE", nil},
 		{"auth", apierr.Unauthenticated("no token"), codes.Unauthenticated, "ERROR_REASON_UNAUTHENTICATED", nil},
+		{"permission", apierr.PermissionDenied("not for hooks"), codes.PermissionDenied, "ERROR_REASON_PERMISSION_DENIED", nil},
 		{"internal", apierr.Internal(), codes.Internal, "ERROR_REASON_INTERNAL", nil},
 	}
 	for _, tc := range cases {

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pushbackhq/pushback/pkg/auth"
 )
 
 // CA is a certificate authority that signs node certificates.
@@ -60,6 +62,10 @@ type Node struct {
 }
 
 // Issue signs a node certificate for name with the given DNS names and IPs.
+// When name is a service (intake, scoring, decision, notify) the
+// certificate names it by URI SAN (auth.ServiceURI), which is how the
+// mesh knows a peer service; any other name (a client of `pushback
+// explain`, a host) makes a certificate that names no service.
 func (ca *CA) Issue(name string, hosts []string, validity time.Duration) (*Node, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -72,6 +78,9 @@ func (ca *CA) Issue(name string, hosts []string, validity time.Duration) (*Node,
 		NotAfter:     time.Now().Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	if u, ok := auth.ServiceURI(name); ok {
+		tmpl.URIs = append(tmpl.URIs, u)
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/pushbackhq/pushback/pkg/auth"
 	"github.com/pushbackhq/pushback/pkg/devcerts"
 )
 
@@ -90,5 +92,34 @@ func TestWriteFilesRefusesWhatWouldLoseTheCA(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/b.pem"); err == nil {
 		t.Fatal("the refused run left b.pem")
+	}
+}
+
+// A service's certificate names its service by URI SAN, which is what the
+// mesh authorizes; a client's names none.
+func TestNodeCertificatesNameTheirService(t *testing.T) {
+	ca, err := devcerts.NewCA("test-ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string][]auth.Role{
+		"scoring": {auth.Scoring}, "decision": {auth.Decision}, "intake": {auth.Intake}, "notify": {auth.Notify},
+		"client": nil, "pushback": nil, "mesh": nil,
+	} {
+		node, err := ca.Issue(name, []string{"localhost"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pair, err := tls.X509KeyPair(node.CertPEM, node.KeyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := auth.ServicesOf(leaf); !slices.Equal(got, want) {
+			t.Errorf("%s certificate names services %v, want %v", name, got, want)
+		}
 	}
 }

@@ -28,8 +28,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-const testToken = "test-token-0123456789abcdef"
-
 // testPolicy denies app "deny-me", so cooldowns start without depending on
 // scoring's calibration, and maps apps to tiers of every failure mode.
 const testPolicy = `
@@ -97,7 +95,6 @@ type envOptions struct {
 	policy, shadow string // YAML; the built-in default when policy is empty
 	scorer         scorerMode
 	budget         time.Duration
-	auth           decision.AuthOptions
 	holdNotify     bool // Notify waits until the test releases it
 	store          store.Store
 	maxInFlight    int
@@ -110,8 +107,8 @@ type env struct {
 	svc      *decision.Service
 	counters *decision.Counters
 	st       store.Store
-	dc       decisionv1.DecisionServiceClient // with a valid token
-	conn     *grpc.ClientConn                 // without credentials
+	dc       decisionv1.DecisionServiceClient
+	conn     *grpc.ClientConn
 	inproc   *rpc.InProcess
 	scoring  scoringv1.ScoringServiceClient
 	notes    *notes
@@ -172,8 +169,9 @@ func parse(t testing.TB, src string) *policy.Policy {
 	return p
 }
 
-// newEnv wires the services as the mesh does: one gRPC server with the
-// authentication interceptor, peers reached in memory through it.
+// newEnv wires the services as the mesh does: one gRPC server, peers
+// reached in memory through it. Who may call what is the mesh's guard
+// (pkg/auth), tested there and in services/mesh.
 func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	st := o.store
@@ -181,15 +179,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		st = storetest.Memory(t)
 	}
 	counters := &decision.Counters{}
-	if o.auth.Tokens == nil && o.auth.HMACSecrets == nil {
-		o.auth.Tokens = []string{testToken}
-	}
-	o.auth.Counters = counters
-	authn, err := decision.NewAuthenticator(o.auth)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := rpc.NewServer(rpc.ServerOptions{Unary: []grpc.UnaryServerInterceptor{authn.UnaryServerInterceptor()}})
+	srv := rpc.NewServer(rpc.ServerOptions{})
 	inproc := rpc.NewInProcess()
 	sc := scoring.New(scoring.Options{Store: st})
 	scoringConn := func() *grpc.ClientConn {
@@ -248,11 +238,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	svc.Register(srv)
 	go func() { _ = srv.Serve(inproc.Listener()) }()
 	t.Cleanup(srv.Stop)
-	creds := decision.Credentials{Token: testToken}
-	if len(o.auth.Tokens) == 0 && len(o.auth.HMACSecrets) > 0 {
-		creds = decision.Credentials{HMACSecret: o.auth.HMACSecrets[0]}
-	}
-	authed, err := inproc.Dial(rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{clk.follow, creds.UnaryClientInterceptor()}})
+	authed, err := inproc.Dial(rpc.ClientOptions{Unary: []grpc.UnaryClientInterceptor{clk.follow}})
 	if err != nil {
 		t.Fatal(err)
 	}

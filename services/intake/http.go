@@ -9,6 +9,7 @@ import (
 
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/auth"
 	"github.com/pushbackhq/pushback/pkg/httpapi"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"github.com/pushbackhq/pushback/services/intake/formats"
@@ -148,13 +149,12 @@ func oktaVerify(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, map[string]string{"verification": challenge})
 }
 
+// authorized checks the token as the mesh's guard does for gRPC ingest
+// (auth.BearerToken), so both transports take the same header.
 func authorized(r *http.Request, token string) bool {
 	if token == "" {
 		return true
 	}
-	got := strings.TrimSpace(r.Header.Get("Authorization"))
-	if rest, ok := strings.CutPrefix(got, "Bearer "); ok {
-		got = strings.TrimSpace(rest)
-	}
+	got := auth.BearerToken(r.Header.Get("Authorization"))
 	return subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1
 }

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pushbackhq/pushback/pkg/rpc"
+	"github.com/pushbackhq/pushback/pkg/auth"
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/decision"
 	"go.yaml.in/yaml/v3"
@@ -45,7 +45,6 @@ type Config struct {
 	NotifyAddr      string
 	AlertWebhook    string
 	AlertSecret     string
-	IntakeToken     string
 	DecideBudget    time.Duration
 	ShutdownTimeout time.Duration
 	SyncWrites      bool
@@ -58,12 +57,11 @@ type Config struct {
 	TLSCA           string
 	LogLevel        string
 	LogFormat       string
-	// Decision API authentication and policy reload (see docs/decision.md).
-	AuthTokens           []string
-	AuthHMACSecrets      []string
-	AuthMaxSkew          time.Duration
-	AllowUnauthenticated bool
-	PolicyPoll           time.Duration
+	// Policy reload (see docs/decision.md).
+	PolicyPoll time.Duration
+	// Auth holds the credentials of the callers outside the mesh, by role
+	// (see docs/security.md); TLSCert, TLSKey and TLSCA identify services.
+	Auth auth.Config
 
 	// Notification channels (see docs/notify.md); the secrets among them
 	// are never printed or logged.
@@ -108,22 +106,10 @@ func Default() Config {
 		ShutdownTimeout: 8 * time.Second,
 		LogLevel:        "info",
 		LogFormat:       "json",
-		AuthMaxSkew:     5 * time.Minute,
 		PolicyPoll:      2 * time.Second,
 		Decision:        decision.DefaultConfig(),
+		Auth:            auth.Default(),
 		UserIDs:         userid.DefaultConfig(),
-	}
-}
-
-func list(p func(c *Config) *[]string) (func(*Config) string, func(*Config, string) error) {
-	return func(c *Config) string { return strings.Join(*p(c), ",") }, func(c *Config, v string) error {
-		*p(c) = nil
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part != "" {
-				*p(c) = append(*p(c), part)
-			}
-		}
-		return nil
 	}
 }
 
@@ -244,8 +230,6 @@ func allSettings() []setting {
 	add(mk("report-link-key", "HMAC key of the one-click report links in user notices (at least 32 bytes, or whsec_...)", true, g, s))
 	g, s = str(func(c *Config) *string { return &c.PublicURL })
 	add(mk("public-url", "public base URL of this HTTP server (report links, security event issuer)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.IntakeToken })
-	add(mk("intake-token", "shared secret the ingest endpoints (/v1/ingest and /v1/ingest/{format}) require in the Authorization header", true, g, s))
 	g, s = str(func(c *Config) *string { return &c.GeoIPDB })
 	add(mk("geoip-db", "MaxMind-format .mmdb files, comma separated (City, ASN), that locate events arriving without geo", false, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.DecideBudget })
@@ -292,14 +276,6 @@ func allSettings() []setting {
 	add(mk("log-level", "debug, info, warn or error", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.LogFormat })
 	add(mk("log-format", "json or text", false, g, s))
-	g, s = list(func(c *Config) *[]string { return &c.AuthTokens })
-	add(mk("auth-tokens", "comma-separated bearer tokens the decision API accepts (at least 16 bytes each)", true, g, s))
-	g, s = list(func(c *Config) *[]string { return &c.AuthHMACSecrets })
-	add(mk("auth-hmac-secrets", "comma-separated HMAC-SHA256 secrets the decision API accepts signatures from", true, g, s))
-	g, s = dur(func(c *Config) *time.Duration { return &c.AuthMaxSkew })
-	add(mk("auth-max-skew", "how far a signature's timestamp may be from the server's clock", false, g, s))
-	g, s = boolean(func(c *Config) *bool { return &c.AllowUnauthenticated })
-	add(onOff(mk("allow-unauthenticated", "serve the decision API and the ingest endpoints without credentials on a non-loopback address", false, g, s)))
 	g, s = dur(func(c *Config) *time.Duration { return &c.PolicyPoll })
 	add(mk("policy-poll", "how often policy files are checked for changes (0 disables; SIGHUP always reloads)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.TelemetryHashKey })
@@ -429,6 +405,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s-addr: %s runs without %s, so the address of a remote %s is required", peer, svc, peer, peer))
 		}
 	}
+	if c.PolicyPoll < 0 {
+		errs = append(errs, errors.New("policy-poll: must not be negative"))
+	}
 	errs = append(errs, c.validateAuth()...)
 	need(Decision, Scoring, c.ScoringAddr)
 	need(Decision, Notify, c.NotifyAddr)
@@ -467,41 +446,6 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log-format: %q is not json or text", c.LogFormat))
 	}
 	return errors.Join(errs...)
-}
-
-// ServesDecisionAPI reports whether this process answers decision calls,
-// over gRPC or through its HTTP gateway.
-func (c Config) ServesDecisionAPI() bool {
-	return c.Runs(Decision) || (c.HTTPAddr != "" && c.DecisionAddr != "")
-}
-
-func (c Config) validateAuth() []error {
-	var errs []error
-	if c.AuthMaxSkew <= 0 || c.AuthMaxSkew > time.Hour {
-		errs = append(errs, errors.New("auth-max-skew: must be between 0 and 1h"))
-	}
-	if c.PolicyPoll < 0 {
-		errs = append(errs, errors.New("policy-poll: must not be negative"))
-	}
-	for i, t := range c.AuthTokens {
-		if len(t) < 16 {
-			errs = append(errs, fmt.Errorf("auth-tokens: token %d is shorter than 16 bytes", i+1))
-		}
-	}
-	for i, t := range c.AuthHMACSecrets {
-		if len(t) < 16 {
-			errs = append(errs, fmt.Errorf("auth-hmac-secrets: secret %d is shorter than 16 bytes", i+1))
-		}
-	}
-	open := len(c.AuthTokens) == 0 && len(c.AuthHMACSecrets) == 0
-	if open && c.ServesDecisionAPI() && !c.AllowUnauthenticated && (!rpc.Loopback(c.GRPCAddr) || (c.HTTPAddr != "" && !rpc.Loopback(c.HTTPAddr))) {
-		errs = append(errs, errors.New("auth-tokens: the decision API would answer without credentials on a non-loopback address; set auth-tokens or auth-hmac-secrets (or allow-unauthenticated)"))
-	}
-	servesIngest := c.Runs(Intake) || c.IntakeAddr != ""
-	if c.IntakeToken == "" && servesIngest && c.HTTPAddr != "" && !rpc.Loopback(c.HTTPAddr) && !c.AllowUnauthenticated {
-		errs = append(errs, errors.New("intake-token: the ingest endpoints would accept events without credentials on a non-loopback address; set intake-token (or allow-unauthenticated)"))
-	}
-	return errs
 }
 
 // Runs reports whether svc runs in this process.

@@ -22,6 +22,7 @@ import (
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/auth"
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
@@ -135,18 +136,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	if decCounters == nil {
 		decCounters = &decision.Counters{}
 	}
-	authn, err := decision.NewAuthenticator(decision.AuthOptions{Tokens: cfg.AuthTokens, HMACSecrets: cfg.AuthHMACSecrets,
-		MaxSkew: cfg.AuthMaxSkew, Counters: decCounters, Logger: log.With("service", Decision)})
+	// Every call of every service passes the guard (docs/security.md).
+	guard, err := newGuard(cfg, log, meter, decCounters)
 	if err != nil {
 		return err
 	}
-	if cfg.ServesDecisionAPI() && !authn.Enabled() {
-		log.Warn("the decision API answers without credentials; set auth-tokens or auth-hmac-secrets")
-	}
-	// The mesh's own decision clients (the HTTP gateway) present the first
-	// configured credential, in memory as over the network.
-	meshCreds := decision.Credentials{Token: first(cfg.AuthTokens), HMACSecret: first(cfg.AuthHMACSecrets)}
-	peerUnary := []grpc.UnaryClientInterceptor{meshCreds.UnaryClientInterceptor()}
 	var serverCreds, clientCreds, inprocCreds credentials.TransportCredentials
 	if cfg.MutualTLS() {
 		if serverCreds, clientCreds, inprocCreds, err = rpc.MutualTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
@@ -154,7 +148,8 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		}
 		serverCreds = rpc.LogHandshakeFailures(serverCreds, log)
 	}
-	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Creds: serverCreds, Unary: []grpc.UnaryServerInterceptor{authn.UnaryServerInterceptor()}})
+	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Creds: serverCreds,
+		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor()}})
 	inproc := rpc.NewInProcess()
 	// Each peer is a small pool of connections, in memory or over the
 	// network: one HTTP/2 connection serialises its calls through one
@@ -169,10 +164,12 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		for i := 0; i < connsPerPeer; i++ {
 			var c *grpc.ClientConn
 			var err error
+			// In memory the mesh presents its own credential; over the
+			// network its certificate, and a gateway's outside credential.
 			if cfg.Runs(name) {
-				c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt, Unary: peerUnary, Creds: inprocCreds})
+				c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt, PerRPC: guard.MeshCredentials(), Creds: inprocCreds})
 			} else {
-				c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: peerUnary, Creds: clientCreds})
+				c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: gatewayCredentials(cfg, name), Creds: clientCreds})
 			}
 			if err != nil {
 				return nil, fmt.Errorf("%s peer: %w", name, err)
@@ -284,15 +281,16 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			if err != nil {
 				return err
 			}
-			mux.Handle("/v1/decide", authn.HTTP(decision.HTTPHandler(decisionv1.NewDecisionServiceClient(dc))))
+			mux.Handle("/v1/decide", guard.HTTP(decideRoute, auth.Hook, decision.HTTPHandler(decisionv1.NewDecisionServiceClient(dc))))
 		}
 		if cfg.Runs(Intake) || cfg.IntakeAddr != "" {
 			ic, err := peer(Intake, cfg.IntakeAddr)
 			if err != nil {
 				return err
 			}
-			mux.Handle("/v1/ingest", intake.NativeHandler(intakev1.NewIntakeServiceClient(ic), cfg.IntakeToken))
-			mux.Handle(intake.AdapterPrefix, intake.AdapterHandler(intakev1.NewIntakeServiceClient(ic), intake.AdapterOptions{Token: cfg.IntakeToken, Logger: log.With("service", Intake)}))
+			mux.Handle("/v1/ingest", guard.HTTP("/v1/ingest", auth.LogShipper, intake.NativeHandler(intakev1.NewIntakeServiceClient(ic), cfg.Auth.IntakeToken)))
+			mux.Handle(intake.AdapterPrefix, guard.HTTP(intake.AdapterPrefix+"{format}", auth.LogShipper,
+				intake.AdapterHandler(intakev1.NewIntakeServiceClient(ic), intake.AdapterOptions{Token: cfg.Auth.IntakeToken, Logger: log.With("service", Intake)})))
 		}
 		if err := notifyRoutes(mux, cfg, nw, peer, log); err != nil {
 			return err

@@ -8,6 +8,7 @@ import "github.com/pushbackhq/pushback/pkg/settings"
 func (c *Config) owned() []settings.Setting {
 	var out []settings.Setting
 	out = append(out, c.Decision.Settings()...)
+	out = append(out, c.Auth.Settings()...)
 	out = append(out, c.UserIDs.Settings()...)
 	return out
 }
@@ -18,6 +19,7 @@ func (c Config) validateOwned() []error {
 	if err := c.Decision.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, c.Auth.Validate()...)
 	errs = append(errs, c.UserIDs.Validate())
 	return errs
 }

@@ -225,21 +225,25 @@ const (
 	// The attempt id was already decided for a different request (another
 	// application, factor, session or client).
 	ErrorReason_ERROR_REASON_ATTEMPT_REUSED ErrorReason = 9
+	// The caller's credentials are valid but do not permit this method (a
+	// hook reading risk, a peer service calling another's method).
+	ErrorReason_ERROR_REASON_PERMISSION_DENIED ErrorReason = 10
 )
 
 // Enum value maps for ErrorReason.
 var (
 	ErrorReason_name = map[int32]string{
-		0: "ERROR_REASON_UNSPECIFIED",
-		1: "ERROR_REASON_INVALID_ARGUMENT",
-		2: "ERROR_REASON_TOO_LARGE",
-		3: "ERROR_REASON_NOT_FOUND",
-		4: "ERROR_REASON_STORE_UNAVAILABLE",
-		5: "ERROR_REASON_PEER_UNAVAILABLE",
-		6: "ERROR_REASON_UNAUTHENTICATED",
-		7: "ERROR_REASON_POLICY_INVALID",
-		8: "ERROR_REASON_INTERNAL",
-		9: "ERROR_REASON_ATTEMPT_REUSED",
+		0:  "ERROR_REASON_UNSPECIFIED",
+		1:  "ERROR_REASON_INVALID_ARGUMENT",
+		2:  "ERROR_REASON_TOO_LARGE",
+		3:  "ERROR_REASON_NOT_FOUND",
+		4:  "ERROR_REASON_STORE_UNAVAILABLE",
+		5:  "ERROR_REASON_PEER_UNAVAILABLE",
+		6:  "ERROR_REASON_UNAUTHENTICATED",
+		7:  "ERROR_REASON_POLICY_INVALID",
+		8:  "ERROR_REASON_INTERNAL",
+		9:  "ERROR_REASON_ATTEMPT_REUSED",
+		10: "ERROR_REASON_PERMISSION_DENIED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":       0,
@@ -252,6 +256,7 @@ var (
 		"ERROR_REASON_POLICY_INVALID":    7,
 		"ERROR_REASON_INTERNAL":          8,
 		"ERROR_REASON_ATTEMPT_REUSED":    9,
+		"ERROR_REASON_PERMISSION_DENIED": 10,
 	}
 )
 
@@ -750,7 +755,7 @@ const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"\fFACTOR_EMAIL\x10\x06\x12\x13\n" +
 	"\x0fFACTOR_WEBAUTHN\x10\a\x12\x15\n" +
 	"\x11FACTOR_SMART_CARD\x10\b\x12\x13\n" +
-	"\x0fFACTOR_PASSWORD\x10\t*\xcc\x02\n" +
+	"\x0fFACTOR_PASSWORD\x10\t*\xf0\x02\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12\x1a\n" +
@@ -761,7 +766,9 @@ const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x06\x12\x1f\n" +
 	"\x1bERROR_REASON_POLICY_INVALID\x10\a\x12\x19\n" +
 	"\x15ERROR_REASON_INTERNAL\x10\b\x12\x1f\n" +
-	"\x1bERROR_REASON_ATTEMPT_REUSED\x10\tB\xc7\x01\n" +
+	"\x1bERROR_REASON_ATTEMPT_REUSED\x10\t\x12\"\n" +
+	"\x1eERROR_REASON_PERMISSION_DENIED\x10\n" +
+	"B\xc7\x01\n" +
 	"\x15com.pushback.event.v1B\n" +
 	"EventProtoP\x01Z<github.com/pushbackhq/pushback/gen/pushback/event/v1;eventv1\xa2\x02\x03PEX\xaa\x02\x11Pushback.Event.V1\xca\x02\x11Pushback\\Event\\V1\xe2\x02\x1dPushback\\Event\\V1\\GPBMetadata\xea\x02\x13Pushback::Event::V1b\x06proto3"
 
