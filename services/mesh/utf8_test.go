@@ -74,3 +74,18 @@ func TestInvalidUTF8OverGRPCIsInvalidArgument(t *testing.T) {
 		t.Fatalf("ListEvents = %v, %v; want nothing stored", list.GetEvents(), err)
 	}
 }
+
+// TestUndecodableRequestWithoutCredentialsIsUnauthenticated: the refusal
+// comes after authentication, so a caller without credentials learns
+// nothing about what it sent.
+func TestUndecodableRequestWithoutCredentialsIsUnauthenticated(t *testing.T) {
+	cfg := mesh.Default()
+	cfg.Auth.HookTokens = []string{"hook-token-0123456789abcdef"}
+	m := start(t, cfg)
+	decide := slices.Concat(wireString(1, "bob\xff"), wireString(2, "vpn"))
+	var out []byte
+	err := m.conn.Invoke(context.Background(), "/pushback.decision.v1.DecisionService/Decide", &decide, &out, grpc.ForceCodecV2(rawCodec{}))
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("Decide without credentials: %v, want Unauthenticated", err)
+	}
+}
