@@ -100,6 +100,9 @@ func writeExplanation(w io.Writer, rec *decisionv1.DecisionRecord) {
 	p("")
 	p("Request")
 	user := req.GetUserId()
+	if raw := rec.GetRawUserId(); raw != "" {
+		user += fmt.Sprintf(" (sent as %q)", raw)
+	}
 	if req.GetTenant() != "" {
 		user += " (tenant " + req.GetTenant() + ")"
 	}

@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pushbackhq/pushback/pkg/settings"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/intake/formats"
 	"github.com/pushbackhq/pushback/services/intake/replay"
 	"github.com/pushbackhq/pushback/services/mesh"
@@ -47,6 +49,12 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	report := fs.Bool("report", false, "print the posture summary at the end")
 	tenant := fs.String("tenant", "", "tenant set on events that do not name one")
 	progress := fs.Bool("progress", isTerminal(stderr), "progress bar on stderr (default: when stderr is a terminal)")
+	// The user id rule is serve's own setting, so that a backtest counts
+	// users as the mesh does.
+	userIDs := userid.DefaultConfig()
+	for _, st := range userIDs.Settings() {
+		fs.Var(settingFlag{st}, st.Name, st.Usage)
+	}
 	// Flags may follow the files.
 	var files []string
 	for rest := args; ; {
@@ -67,6 +75,11 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "pushback replay: %v\n", err)
 		}
 		fs.Usage()
+		return 2
+	}
+	rules, err := userIDs.Rules()
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback replay: %v\n", err)
 		return 2
 	}
 	pol, err := mesh.LoadPolicy(*policyFile)
@@ -97,7 +110,7 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	bar := &progressBar{w: stderr, on: *progress}
 	var done int64
 	var current int64
-	events, stats, err := replay.Load(f, inputs, formats.Options{Tenant: *tenant}, func(n int64) {
+	events, stats, err := replay.Load(f, inputs, formats.Options{Tenant: *tenant, UserIDs: rules}, func(n int64) {
 		if n < current { // next input
 			done += current
 		}
@@ -218,6 +231,18 @@ func printReport(w io.Writer, r replay.Report, st replay.LoadStats) {
 		p("  skipped event types: %s\n", strings.Join(types, " "))
 	}
 }
+
+// settingFlag is a setting as a flag of a subcommand's own flag set.
+type settingFlag struct{ st settings.Setting }
+
+func (f settingFlag) String() string {
+	if f.st.Get == nil { // the zero value the flag package makes to find defaults
+		return ""
+	}
+	return f.st.Get()
+}
+
+func (f settingFlag) Set(v string) error { return f.st.Set(v) }
 
 // progressBar draws one line on a terminal; it is a no-op otherwise.
 type progressBar struct {

@@ -74,15 +74,21 @@ type Server struct {
 }
 
 // NewServer returns a server with OpenTelemetry stats handlers, panic
-// recovery, message size limits, keepalive enforcement, health and reflection.
+// recovery, message size limits, keepalive enforcement, health and
+// reflection. A request that does not decode (a string that is not UTF-8)
+// is answered InvalidArgument naming the field, not grpc-go's Internal.
 func NewServer(opts ServerOptions) *Server {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	unary := append([]grpc.UnaryServerInterceptor{recoverUnary(log)}, opts.Unary...)
-	stream := append([]grpc.StreamServerInterceptor{recoverStream(log)}, opts.Stream...)
+	// The codec's refusals are answered last, after authentication: a
+	// caller without credentials learns nothing about its request.
+	codec := newRefusingCodec()
+	unary := append(append([]grpc.UnaryServerInterceptor{recoverUnary(log)}, opts.Unary...), codec.unary)
+	stream := append(append([]grpc.StreamServerInterceptor{recoverStream(log)}, opts.Stream...), codec.stream)
 	so := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(codec),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(opts.Telemetry.otelOptions()...)),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),

@@ -146,6 +146,7 @@ func Event(v *apierr.Violations, prefix string, e *eventv1.AuthEvent) {
 	idAt(v, prefix, ".event_id", e.GetEventId(), true)
 	idAt(v, prefix, ".tenant", e.GetTenant(), false)
 	idAt(v, prefix, ".user_id", e.GetUserId(), true)
+	idAt(v, prefix, ".raw_user_id", e.GetRawUserId(), false)
 	Enum(v, prefix+".type", int32(e.GetType()), eventv1.EventType_name, true)
 	if e.GetTime() == nil {
 		v.Add(prefix+".time", "is required")

@@ -87,7 +87,7 @@ func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisio
 	if req.GetPageSize() < 0 || req.GetPageSize() > MaxPageSize {
 		v.Add("page_size", "must be between 0 and %d", MaxPageSize)
 	}
-	prefix := userPrefix(req.GetTenant(), req.GetUserId())
+	prefix := userPrefix(req.GetTenant(), s.userOf(&v, "user_id", req.GetTenant(), req.GetUserId()))
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
 		b, ok := store.ParseCursor(tok, prefix)
@@ -148,10 +148,11 @@ func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldo
 	if strings.TrimSpace(req.GetReason()) == "" {
 		v.Add("reason", "is required: say why the cooldown ends (it is kept in the audit log)")
 	}
+	user := s.userOf(&v, "user_id", req.GetTenant(), req.GetUserId())
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	cleared, err := s.clearCooldown(ctx, req.GetTenant(), req.GetUserId())
+	cleared, err := s.clearCooldown(ctx, req.GetTenant(), user)
 	if err != nil {
 		s.log.ErrorContext(ctx, "clear cooldown", slog.Any("error", err))
 		return nil, apierr.StoreUnavailable()
@@ -160,7 +161,7 @@ func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldo
 		s.count.CooldownsCleared.Add(1)
 	}
 	s.log.InfoContext(ctx, "cooldown cleared by operator", slog.String("tenant", req.GetTenant()),
-		slog.String("user_hash", s.opts.Redactor.User(req.GetUserId())), slog.Bool("was_active", cleared), slog.String("reason", req.GetReason()))
+		slog.String("user_hash", s.opts.Redactor.User(user)), slog.Bool("was_active", cleared), slog.String("reason", req.GetReason()))
 	return &decisionv1.ClearCooldownResponse{Cleared: cleared}, nil
 }
 

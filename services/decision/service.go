@@ -25,6 +25,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"github.com/pushbackhq/pushback/services/decision/core"
 	"github.com/pushbackhq/pushback/services/decision/guard"
@@ -89,6 +90,8 @@ type Options struct {
 	// MaxGuardUsers bounds the users whose attempts are kept in memory
 	// (default 200000; the store keeps them all).
 	MaxGuardUsers int
+	// UserIDs canonicalises user ids (the default fold rule when nil).
+	UserIDs *userid.Rules
 }
 
 // Service implements decisionv1.DecisionServiceServer.
@@ -205,6 +208,14 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	if err := validateDecide(req); err != nil {
 		return nil, err
 	}
+	// From here on every step (scoring, the cooldown, attempt and index
+	// keys, notify, telemetry) sees the tenant's canonical user id, so
+	// "Bob" and "bob" share one count; the record keeps the spelling sent.
+	rawUserID := req.GetUserId()
+	req, err := s.canonicalUser(req)
+	if err != nil {
+		return nil, err
+	}
 	ctx, span := s.tracer.Start(ctx, "decision.decide")
 	defer span.End()
 	if span.IsRecording() {
@@ -245,6 +256,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	p := pending{req: req, resp: resp, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups())}
 	in := core.Input{Req: req, Policy: pol, Shadow: shadow, Tier: tier, Now: now.UnixMilli(), Budget: s.opts.Budget,
 		AttemptID: guard.AttemptID(req.GetTenant(), req.GetUserId(), req.GetAttemptId(), resp.GetDecisionId())}
+	p.rawUserID = rawIfChanged(rawUserID, req.GetUserId())
 
 	// Admission control: a saturated mesh answers at once from the guard
 	// instead of queueing for scoring and spending the budget first.
@@ -471,6 +483,8 @@ type pending struct {
 	tier          string
 	groups        []string
 	scoringError  string
+	// rawUserID is the user id as sent, when it differs from req's.
+	rawUserID string
 }
 
 // commit stores the decision, the attempt index, the user index and the
@@ -530,6 +544,7 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 		}
 		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Tier: p.tier, Groups: p.groups,
 			ScoringError: p.scoringError, CooldownCleared: v.Cleared}
+		rec.RawUserId = p.rawUserID
 		if v.Shadow != nil {
 			rec.ShadowOutcome = v.Shadow.Outcome
 			rec.ShadowPolicyVersion = p.in.Shadow.Version

@@ -20,6 +20,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -59,6 +60,10 @@ type Options struct {
 	ForwardTimeout time.Duration
 	// PollInterval of the forwarding retry loop (default 2s).
 	PollInterval time.Duration
+	// UserIDs canonicalises every event's user id before it is stored (the
+	// default fold rule when nil); the spelling received is kept in the
+	// event's raw_user_id.
+	UserIDs *userid.Rules
 }
 
 // Service implements intakev1.IntakeServiceServer.
@@ -183,7 +188,11 @@ type Result struct {
 // Store validates and durably stores a batch (all or nothing), then
 // forwards the new events to scoring. It is what every adapter calls.
 func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Result, error) {
-	if err := Validate(events); err != nil {
+	err := Validate(events)
+	if err == nil {
+		events, err = s.canonicalUsers(events)
+	}
+	if err != nil {
 		for _, e := range events {
 			s.tel.count(ctx, resultRejected, e)
 		}
@@ -199,7 +208,7 @@ func (s *Service) Store(ctx context.Context, events []*eventv1.AuthEvent) (Resul
 	var fresh [][]byte
 	var freshEvents, dups []*eventv1.AuthEvent
 	forwardKey := []byte(pendingPrefix + ids.New(s.opts.Now()))
-	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
+	err = s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		res, fresh, freshEvents, dups = Result{}, fresh[:0], freshEvents[:0], dups[:0]
 		inBatch := map[string]bool{}
 		for _, e := range events {
@@ -432,7 +441,11 @@ func (s *Service) ListEvents(ctx context.Context, req *intakev1.ListEventsReques
 	if req.GetPageSize() < 0 || req.GetPageSize() > MaxBatch {
 		v.Add("page_size", "must be between 0 and %d", MaxBatch)
 	}
-	prefix := userEventPrefix(req.GetTenant(), req.GetUserId())
+	user := req.GetUserId()
+	if v.Len() == 0 {
+		user = s.opts.UserIDs.Check(&v, "user_id", req.GetTenant(), user)
+	}
+	prefix := userEventPrefix(req.GetTenant(), user)
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
 		b, ok := store.ParseCursor(tok, prefix)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pushbackhq/pushback/pkg/auth"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/decision"
 	"go.yaml.in/yaml/v3"
 )
@@ -89,6 +90,8 @@ type Config struct {
 
 	// Decision is the decision service's own configuration.
 	Decision decision.Config
+	// UserIDs is the rule that canonicalises user ids (see docs/decision.md).
+	UserIDs userid.Config
 }
 
 // Default returns the defaults a newcomer gets.
@@ -106,6 +109,7 @@ func Default() Config {
 		PolicyPoll:      2 * time.Second,
 		Decision:        decision.DefaultConfig(),
 		Auth:            auth.Default(),
+		UserIDs:         userid.DefaultConfig(),
 	}
 }
 

@@ -120,6 +120,10 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		log.Warn("telemetry-raw-ids is on: user ids and IPs are recorded in clear in spans and logs")
 	}
 	rt := rpc.Telemetry{Tracers: tel.Tracers, Meters: tel.Meters, Propagator: tel.Propagator}
+	userIDs, err := cfg.UserIDs.Rules()
+	if err != nil {
+		return err
+	}
 
 	st, err := openStore(ctx, cfg, log, meter)
 	if err != nil {
@@ -183,7 +187,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	// answers while its peers can still be reached.
 	drain := func(context.Context) error { return nil }
 	if cfg.Runs(Scoring) {
-		sc, err := scoring.Open(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer, GeoIPDB: cfg.GeoIPDB, Meter: meter, Redactor: redactor})
+		sc, err := scoring.Open(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer, GeoIPDB: cfg.GeoIPDB, Meter: meter, Redactor: redactor, UserIDs: userIDs})
 		if err != nil {
 			return err
 		}
@@ -233,7 +237,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		d, err := decision.New(decision.Options{
 			Store: st, Scorer: scoringv1.NewScoringServiceClient(sc), Notifier: notifyv1.NewNotificationServiceClient(nc),
 			Policy: pol, Logger: log.With("service", Decision), Tracer: tracer, Budget: cfg.DecideBudget,
-			ShadowPolicy: shadow, Counters: decCounters, Meter: meter, Redactor: redactor,
+			ShadowPolicy: shadow, Counters: decCounters, Meter: meter, Redactor: redactor, UserIDs: userIDs,
 			ClockSkew: cfg.Decision.ClockSkew, MaxInFlight: cfg.Decision.MaxInFlight,
 		})
 		if err != nil {
@@ -256,7 +260,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		if err != nil {
 			return err
 		}
-		in, err := intake.New(intake.Options{Store: st, Observer: scoringv1.NewScoringServiceClient(sc), Logger: log.With("service", Intake), Tracer: tracer, Meter: meter, Redactor: redactor})
+		in, err := intake.New(intake.Options{Store: st, Observer: scoringv1.NewScoringServiceClient(sc), Logger: log.With("service", Intake), Tracer: tracer, Meter: meter, Redactor: redactor, UserIDs: userIDs})
 		if err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ func (c *Config) owned() []settings.Setting {
 	var out []settings.Setting
 	out = append(out, c.Decision.Settings()...)
 	out = append(out, c.Auth.Settings()...)
+	out = append(out, c.UserIDs.Settings()...)
 	return out
 }
 
@@ -19,6 +20,7 @@ func (c Config) validateOwned() []error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.Auth.Validate()...)
+	errs = append(errs, c.UserIDs.Validate())
 	return errs
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/geo"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
@@ -58,11 +59,18 @@ type Options struct {
 	// would otherwise make every real push look years old, and blind
 	// scoring to that user.
 	MaxFutureSkew time.Duration
+	// UserIDs canonicalises user ids (the default fold rule when nil).
+	// Decide and intake send canonical ids already; scoring applies the
+	// rule again (it is idempotent, and cheap for an id already canonical)
+	// so that a caller that did not (an older intake mid-upgrade, a reader
+	// asking for "Bob") still meets the one state of the user.
+	UserIDs *userid.Rules
 }
 
 // Service implements scoringv1.ScoringServiceServer.
 type Service struct {
 	scoringv1.UnimplementedScoringServiceServer
+	users  *userid.Rules
 	store  store.Store
 	cfg    Config
 	log    *slog.Logger
@@ -125,7 +133,7 @@ func New(opts Options) *Service {
 	if opts.Tracer == nil {
 		opts.Tracer = noop.NewTracerProvider().Tracer("scoring")
 	}
-	svc := &Service{store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, skew: opts.MaxFutureSkew, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP,
+	svc := &Service{users: opts.UserIDs, store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, skew: opts.MaxFutureSkew, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP,
 		tel: newInstruments(opts.Meter, opts.Redactor)}
 	if svc.geo == nil && opts.GeoIPDB != "" {
 		db, err := geo.Open(opts.GeoIPDB)
@@ -174,6 +182,10 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	user := s.users.Check(&v, "attempt.user_id", a.GetTenant(), a.GetUserId())
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
 	now := s.notAhead(validate.TimeOr(a.GetTime(), s.now()))
 	ctx, span := s.tracer.Start(ctx, "scoring.assess")
 	defer span.End()
@@ -185,9 +197,9 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	// counted as one (an attacker's burst must not turn the user's own way
 	// in into the burst's next push).
 	if req.GetRecord() && !phishingResistant(a.GetFactor()) {
-		ra, _, err = s.record(ctx, a.GetTenant(), a.GetUserId(), obs)
+		ra, _, err = s.record(ctx, a.GetTenant(), user, obs)
 	} else {
-		ra, err = s.preview(ctx, a.GetTenant(), a.GetUserId(), obs)
+		ra, err = s.preview(ctx, a.GetTenant(), user, obs)
 	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "assess attempt", slog.Any("error", err))
@@ -195,7 +207,7 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	}
 	s.tel.assessed(ctx, ra)
 	if span.IsRecording() {
-		s.tel.annotate(span, a.GetUserId(), ra)
+		s.tel.annotate(span, user, ra)
 	}
 	return &scoringv1.AssessResponse{Assessment: ra}, nil
 }
@@ -496,9 +508,18 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	users := make([]string, len(req.GetEvents()))
+	for i, e := range req.GetEvents() {
+		if users[i] = s.users.Canonical(e.GetTenant(), e.GetUserId()); users[i] != e.GetUserId() {
+			users[i] = s.users.Check(&v, fmt.Sprintf("events[%d].user_id", i), e.GetTenant(), e.GetUserId())
+		}
+	}
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
 	resp := &scoringv1.ObserveResponse{}
 	items := make([]observed, 0, len(req.GetEvents()))
-	for _, e := range req.GetEvents() {
+	for i, e := range req.GetEvents() {
 		obs, ok := ObservationOf(e)
 		if !ok {
 			resp.Skipped++
@@ -506,7 +527,7 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 		}
 		obs.Client, obs.Responder = s.enrich(obs.Client), s.enrich(obs.Responder)
 		obs.At = s.notAhead(obs.At)
-		items = append(items, observed{tenant: e.GetTenant(), user: e.GetUserId(), obs: obs})
+		items = append(items, observed{tenant: e.GetTenant(), user: users[i], obs: obs})
 	}
 	applied, err := s.recordBatch(ctx, items)
 	if err != nil {
@@ -530,12 +551,16 @@ func (s *Service) GetRisk(ctx context.Context, req *scoringv1.GetRiskRequest) (*
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
+	user := s.users.Check(&v, "user_id", req.GetTenant(), req.GetUserId())
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
 	now := validate.TimeOr(req.GetTime(), s.now())
-	st, err := s.load(ctx, userKey(req.GetTenant(), req.GetUserId()))
+	st, err := s.load(ctx, userKey(req.GetTenant(), user))
 	if err != nil {
 		return nil, err
 	}
-	return &scoringv1.GetRiskResponse{Assessment: s.cfg.Assess(req.GetUserId(), st, now)}, nil
+	return &scoringv1.GetRiskResponse{Assessment: s.cfg.Assess(user, st, now)}, nil
 }
 
 // WatchRisk implements the RPC: the current risk first, then every change.
@@ -552,13 +577,17 @@ func (s *Service) WatchRisk(req *scoringv1.WatchRiskRequest, stream grpc.ServerS
 	if err := v.Err(); err != nil {
 		return err
 	}
-	sub := s.hub.subscribe(req.GetTenant(), req.GetUserId())
+	user := s.users.Check(&v, "user_id", req.GetTenant(), req.GetUserId())
+	if err := v.Err(); err != nil {
+		return err
+	}
+	sub := s.hub.subscribe(req.GetTenant(), user)
 	defer s.hub.unsubscribe(sub)
-	st, err := s.load(ctx, userKey(req.GetTenant(), req.GetUserId()))
+	st, err := s.load(ctx, userKey(req.GetTenant(), user))
 	if err != nil {
 		return err
 	}
-	if err := stream.Send(&scoringv1.WatchRiskResponse{Assessment: s.cfg.Assess(req.GetUserId(), st, s.now())}); err != nil {
+	if err := stream.Send(&scoringv1.WatchRiskResponse{Assessment: s.cfg.Assess(user, st, s.now())}); err != nil {
 		return err
 	}
 	for {

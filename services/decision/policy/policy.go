@@ -20,6 +20,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/interpreter"
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -41,7 +42,9 @@ type File struct {
 	// Apps maps an application id to its tier.
 	Apps map[string]string `yaml:"apps"`
 	// Groups maps a group name to its members (user ids), in addition to
-	// the groups a request names.
+	// the groups a request names. Members match under the fold user id rule
+	// whatever the tenant's rule: requests carry canonical user ids, and
+	// "Alice@Example.com" listed here must still hold alice@example.com.
 	Groups map[string][]string `yaml:"groups"`
 	// Cooldown after a DENY.
 	Cooldown CooldownFile `yaml:"cooldown"`
@@ -306,7 +309,8 @@ func compile(f File, lines []int, locs []ruleLocation) (*Policy, error) {
 	}
 	for group, users := range f.Groups {
 		for _, u := range users {
-			p.members[u] = append(p.members[u], group)
+			k := userid.Fold.Apply(u)
+			p.members[k] = append(p.members[k], group)
 		}
 	}
 	cd, err := compileCooldown(f.Cooldown)
@@ -456,9 +460,10 @@ func (p *Policy) TierOf(app string) Tier {
 	return p.Tiers[p.DefaultTier]
 }
 
-// GroupsOf adds the policy's group memberships of user to the request's groups.
+// GroupsOf adds the policy's group memberships of user to the request's
+// groups; members match under the fold user id rule.
 func (p *Policy) GroupsOf(user string, requested []string) []string {
-	extra := p.members[user]
+	extra := p.members[userid.Fold.Apply(user)]
 	if len(extra) == 0 {
 		return requested
 	}

@@ -293,3 +293,21 @@ func TestCooldownEscalatesToTheCap(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupMembersMatchEverySpelling: requests carry canonical user ids,
+// so a member listed as Root@Example.com must still hold root@example.com
+// to its group, or canonicalisation would take an admin out of "admins".
+func TestGroupMembersMatchEverySpelling(t *testing.T) {
+	p := mustParse(t, `
+groups:
+  admins: [Root@Example.com, ＯＰＳ]
+`)
+	for _, user := range []string{"root@example.com", "ROOT@example.com", "ops"} {
+		if got := p.GroupsOf(user, nil); !slices.Equal(got, []string{"admins"}) {
+			t.Errorf("GroupsOf(%q) = %v, want [admins]", user, got)
+		}
+	}
+	if got := p.GroupsOf("dave", nil); len(got) != 0 {
+		t.Errorf("GroupsOf(dave) = %v", got)
+	}
+}

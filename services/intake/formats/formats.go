@@ -29,6 +29,7 @@ import (
 
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -68,6 +69,12 @@ type Options struct {
 	// Tenant is set on every event that does not name one; an event that
 	// names another tenant is an error.
 	Tenant string
+	// UserIDs, when set, canonicalises every event's user id by its
+	// tenant's rule and keeps the spelling read in raw_user_id; a user id
+	// with no valid canonical form fails its record. Nil keeps user ids as
+	// spelled: the HTTP adapters leave that to intake, which canonicalises
+	// every event it stores; replay reads files with it set.
+	UserIDs *userid.Rules
 }
 
 // Batch is what one request body parsed into.
@@ -413,6 +420,17 @@ func finish(e *eventv1.AuthEvent, o Options) error {
 	validate.Event(&v, "event", e)
 	if err := v.Err(); err != nil {
 		return err
+	}
+	if o.UserIDs != nil {
+		if c := o.UserIDs.Canonical(e.Tenant, e.UserId); c != e.UserId {
+			if c = o.UserIDs.Check(&v, "user", e.Tenant, e.UserId); c == "" {
+				return errField("user", "%s", v.List()[0].Description)
+			}
+			if e.RawUserId == "" {
+				e.RawUserId = e.UserId
+			}
+			e.UserId = c
+		}
 	}
 	return nil
 }

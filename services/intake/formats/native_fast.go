@@ -56,6 +56,8 @@ func decodeNativeFast(raw []byte) (*eventv1.AuthEvent, bool) {
 		case "responder":
 			bit = 1 << 10
 			e.Responder, ok = d.client()
+		case "rawUserId", "raw_user_id":
+			bit, ok = 1<<11, d.string(&e.RawUserId)
 		}
 		if !ok || seen&bit != 0 {
 			return false

@@ -228,6 +228,15 @@ func (r *Reader) mapJob(j *job) {
 		j.inner, j.innerPath = inner, innerPath
 		return
 	}
+	if err != nil || len(m.events) > 0 {
+		// A record that maps to events, or fails to (protojson refuses
+		// such a string with a message that does not name it), may not
+		// carry a string encoding/json would have replaced.
+		if field, bad := invalidText(j.raw); bad {
+			j.err = &RecordError{Record: j.path(), Field: field, Msg: invalidTextMsg}
+			return
+		}
+	}
 	j.events, j.skip, j.err = result(j, m, err, r.opts)
 }
 

@@ -18,6 +18,7 @@ import (
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/decision/core"
 	"github.com/pushbackhq/pushback/services/decision/guard"
 	"github.com/pushbackhq/pushback/services/decision/policy"
@@ -48,8 +49,14 @@ const maxErrors = 20
 // Load reads every input in format f, drops events whose (tenant, event
 // id) was already read, and returns them in event-time order (stable, so
 // a push and its answer logged at the same instant keep their order).
-// progress, when set, is called with the bytes consumed of the current input.
+// User ids are canonicalised by o.UserIDs, the default rule when nil, as
+// intake and Decide canonicalise them: a log that spells one user two ways
+// replays as one user. progress, when set, is called with the bytes
+// consumed of the current input.
 func Load(f formats.Format, inputs []Input, o formats.Options, progress func(n int64)) ([]*eventv1.AuthEvent, LoadStats, error) {
+	if o.UserIDs == nil {
+		o.UserIDs = userid.NewRules(userid.Default, nil)
+	}
 	st := LoadStats{Skipped: map[string]int{}}
 	var out []*eventv1.AuthEvent
 	seen := map[string]struct{}{}
@@ -157,8 +164,9 @@ func New(o Options) *Engine {
 	}
 }
 
-// Process applies one event (events must come in event-time order) and
-// returns the finding it produced, if any.
+// Process applies one event (events must come in event-time order, with
+// user ids canonical as Load returns them) and returns the finding it
+// produced, if any.
 func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 	obs, ok := scoring.ObservationOf(e)
 	if !ok {

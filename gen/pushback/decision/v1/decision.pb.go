@@ -204,7 +204,9 @@ func (FailureCause) EnumDescriptor() ([]byte, []int) {
 // DecideRequest describes the push the IdP is about to send.
 type DecideRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// User who would receive the push (required).
+	// User who would receive the push (required). Any spelling the tenant's
+	// user id rule maps to one form counts as one user ("Bob" and "bob" under
+	// the default rule); the decision is made and stored under that form.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Application being signed in to.
 	AppId string `protobuf:"bytes,2,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
@@ -558,7 +560,8 @@ type DecisionRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Decision id.
 	DecisionId string `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
-	// The request as received (time filled in).
+	// The request as received, with the time filled in and the user id in
+	// its canonical form (the spelling sent is in raw_user_id).
 	Request *DecideRequest `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
 	// The response as sent.
 	Response *DecideResponse `protobuf:"bytes,3,opt,name=response,proto3" json:"response,omitempty"`
@@ -583,7 +586,13 @@ type DecisionRecord struct {
 	// authentication since it started cleared it.
 	CooldownCleared bool `protobuf:"varint,12,opt,name=cooldown_cleared,json=cooldownCleared,proto3" json:"cooldown_cleared,omitempty"`
 	// Groups the policy saw (the request's and the policy file's).
-	Groups        []string `protobuf:"bytes,13,rep,name=groups,proto3" json:"groups,omitempty"`
+	Groups []string `protobuf:"bytes,13,rep,name=groups,proto3" json:"groups,omitempty"`
+	// The user id as the caller sent it, when that differs from
+	// request.user_id: Decide canonicalises the user id by the tenant's user
+	// id rule before anything counts it (by default surrounding white space
+	// trimmed, Unicode NFKC, case folded), and the request kept here carries
+	// the canonical form. Empty when the caller sent the canonical form.
+	RawUserId     string `protobuf:"bytes,14,opt,name=raw_user_id,json=rawUserId,proto3" json:"raw_user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -709,6 +718,13 @@ func (x *DecisionRecord) GetGroups() []string {
 	return nil
 }
 
+func (x *DecisionRecord) GetRawUserId() string {
+	if x != nil {
+		return x.RawUserId
+	}
+	return ""
+}
+
 // GetDecisionRequest names the decision.
 type GetDecisionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -804,7 +820,8 @@ func (x *GetDecisionResponse) GetDecision() *DecisionRecord {
 // ListDecisionsRequest selects decisions of one user.
 type ListDecisionsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// User (required).
+	// User (required), in any spelling the tenant's user id rule maps to the
+	// stored form.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Inclusive lower bound on decision time (optional).
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
@@ -950,7 +967,8 @@ func (x *ListDecisionsResponse) GetNextPageToken() string {
 // ClearCooldownRequest names the user.
 type ClearCooldownRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// User whose cooldown ends.
+	// User whose cooldown ends, in any spelling the tenant's user id rule
+	// maps to the stored form.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Why (required; kept in the audit log with the tenant and the hashed user).
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
@@ -1094,7 +1112,7 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\x05scope\x18\x01 \x01(\tR\x05scope\x12\x19\n" +
 	"\bbound_by\x18\x02 \x01(\tR\aboundBy\x12\x1a\n" +
 	"\bfamiliar\x18\x03 \x01(\bR\bfamiliar\x12B\n" +
-	"\vfamiliarity\x18\x04 \x01(\v2 .pushback.scoring.v1.FamiliarityR\vfamiliarity\"\xe3\x04\n" +
+	"\vfamiliarity\x18\x04 \x01(\v2 .pushback.scoring.v1.FamiliarityR\vfamiliarity\"\x83\x05\n" +
 	"\x0eDecisionRecord\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12=\n" +
@@ -1111,7 +1129,8 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	" \x01(\tR\x04tier\x12#\n" +
 	"\rscoring_error\x18\v \x01(\tR\fscoringError\x12)\n" +
 	"\x10cooldown_cleared\x18\f \x01(\bR\x0fcooldownCleared\x12\x16\n" +
-	"\x06groups\x18\r \x03(\tR\x06groups\"5\n" +
+	"\x06groups\x18\r \x03(\tR\x06groups\x12\x1e\n" +
+	"\vraw_user_id\x18\x0e \x01(\tR\trawUserId\"5\n" +
 	"\x12GetDecisionRequest\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\"W\n" +

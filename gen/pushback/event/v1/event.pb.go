@@ -561,7 +561,14 @@ type AuthEvent struct {
 	// Source of the event.
 	Source *Source `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"`
 	// For push responses: where the responding device was (the login is in client).
-	Responder     *Client `protobuf:"bytes,11,opt,name=responder,proto3" json:"responder,omitempty"`
+	Responder *Client `protobuf:"bytes,11,opt,name=responder,proto3" json:"responder,omitempty"`
+	// The user id as the source spelled it, when that differs from user_id.
+	// Intake canonicalises user_id by the tenant's user id rule (by default
+	// surrounding white space trimmed, Unicode NFKC, case folded: "Bob",
+	// " BOB " and "ｂｏｂ" are all "bob"), so that every spelling of one user
+	// shares one state; this field keeps what the identity provider logged.
+	// Empty when user_id is the spelling received. Once set it is kept.
+	RawUserId     string `protobuf:"bytes,12,opt,name=raw_user_id,json=rawUserId,proto3" json:"raw_user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -673,6 +680,13 @@ func (x *AuthEvent) GetResponder() *Client {
 	return nil
 }
 
+func (x *AuthEvent) GetRawUserId() string {
+	if x != nil {
+		return x.RawUserId
+	}
+	return ""
+}
+
 var File_pushback_event_v1_event_proto protoreflect.FileDescriptor
 
 const file_pushback_event_v1_event_proto_rawDesc = "" +
@@ -699,7 +713,7 @@ const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"anonymizer\"@\n" +
 	"\x06Source\x12\x10\n" +
 	"\x03idp\x18\x01 \x01(\tR\x03idp\x12$\n" +
-	"\x0eraw_event_type\x18\x02 \x01(\tR\frawEventType\"\xc1\x03\n" +
+	"\x0eraw_event_type\x18\x02 \x01(\tR\frawEventType\"\xe1\x03\n" +
 	"\tAuthEvent\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
 	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x17\n" +
@@ -713,7 +727,8 @@ const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"\x06client\x18\t \x01(\v2\x19.pushback.event.v1.ClientR\x06client\x121\n" +
 	"\x06source\x18\n" +
 	" \x01(\v2\x19.pushback.event.v1.SourceR\x06source\x127\n" +
-	"\tresponder\x18\v \x01(\v2\x19.pushback.event.v1.ClientR\tresponder*\xa4\x03\n" +
+	"\tresponder\x18\v \x01(\v2\x19.pushback.event.v1.ClientR\tresponder\x12\x1e\n" +
+	"\vraw_user_id\x18\f \x01(\tR\trawUserId*\xa4\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_TYPE_PUSH_SENT\x10\x01\x12\x1c\n" +

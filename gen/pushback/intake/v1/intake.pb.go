@@ -240,7 +240,8 @@ func (x *IngestStreamResponse) GetBatches() int64 {
 // ListEventsRequest selects one user's events.
 type ListEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// User whose events to list.
+	// User whose events to list, in any spelling the tenant's user id rule
+	// maps to the stored form.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Inclusive lower bound on event time (optional).
 	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`

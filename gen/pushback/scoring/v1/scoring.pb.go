@@ -341,7 +341,8 @@ func (x *ObserveResponse) GetSkipped() int32 {
 // GetRiskRequest names the user.
 type GetRiskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// User to read.
+	// User to read, in any spelling the tenant's user id rule maps to the
+	// stored form.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Time to evaluate the windows at; server time when absent.
 	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
@@ -451,7 +452,8 @@ func (x *GetRiskResponse) GetAssessment() *RiskAssessment {
 // WatchRiskRequest names the user to watch.
 type WatchRiskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// User to watch.
+	// User to watch, in any spelling the tenant's user id rule maps to the
+	// stored form.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Tenant of the user.
 	Tenant        string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
@@ -562,7 +564,7 @@ func (x *WatchRiskResponse) GetResync() bool {
 // RiskAssessment is a score and the signals that produced it.
 type RiskAssessment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// User assessed.
+	// User assessed, in the canonical form of the tenant's user id rule.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// Score 0-100.
 	Score int32 `protobuf:"varint,2,opt,name=score,proto3" json:"score,omitempty"`

@@ -1,0 +1,63 @@
+package userid
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/pushbackhq/pushback/pkg/settings"
+)
+
+// Config is the user id rule of a deployment, as the binary reads it.
+type Config struct {
+	// Rule applies to every tenant not listed in Tenants.
+	Rule string
+	// Tenants maps a tenant to its own rule.
+	Tenants map[string]string
+}
+
+// DefaultConfig folds every tenant's user ids.
+func DefaultConfig() Config { return Config{Rule: string(Default)} }
+
+// Settings binds the configuration to its flags, environment variables and
+// YAML keys.
+func (c *Config) Settings() []settings.Setting {
+	return []settings.Setting{
+		settings.String(&c.Rule, "user-id-rule",
+			"how user ids are canonicalised before anything counts them: fold (trim, Unicode NFKC, case folding: Bob, BOB and ｂｏｂ are one user) or exact (trim only, for identity providers with case-sensitive user ids)"),
+		settings.Map(&c.Tenants, "user-id-rule-tenants",
+			"tenants whose user id rule differs from user-id-rule, as tenant=rule pairs (acme=exact,globex=fold)"),
+	}
+}
+
+// Validate reports every rule name that is not a rule.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := ParseRule(c.Rule); err != nil {
+		errs = append(errs, fmt.Errorf("user-id-rule: %w", err))
+	}
+	tenants := make([]string, 0, len(c.Tenants))
+	for t := range c.Tenants {
+		tenants = append(tenants, t)
+	}
+	slices.Sort(tenants)
+	for _, t := range tenants {
+		if _, err := ParseRule(c.Tenants[t]); err != nil {
+			errs = append(errs, fmt.Errorf("user-id-rule-tenants: tenant %q: %w", t, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Rules returns the rules the configuration names.
+func (c Config) Rules() (*Rules, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	def, _ := ParseRule(c.Rule)
+	tenants := make(map[string]Rule, len(c.Tenants))
+	for t, name := range c.Tenants {
+		tenants[t], _ = ParseRule(name)
+	}
+	return NewRules(def, tenants), nil
+}
