@@ -20,6 +20,7 @@ const (
 	DefaultBreakerFailures = 5
 	DefaultBreakerCoolOff  = time.Second
 	DefaultBreakerSlowCall = 20 * time.Millisecond
+	DefaultBreakerOutage   = 250 * time.Millisecond
 )
 
 // BreakerOptions configures WithBreaker.
@@ -43,6 +44,12 @@ type BreakerOptions struct {
 	// Canceled sooner, it does not: the caller went away from a store
 	// answering at its usual pace (well under a millisecond).
 	SlowCall time.Duration
+	// Outage is how long no call may have succeeded before failures open
+	// the circuit (default 250ms). A store that answers some calls is
+	// working: on a saturated machine calls miss their deadlines for want
+	// of CPU, not because the store hangs, and skipping the store then would
+	// only turn load into failure-mode answers.
+	Outage time.Duration
 	// Name identifies the store in log lines (the engine: badger, redis).
 	Name string
 	// Logger receives state changes (discarded when nil).
@@ -109,6 +116,7 @@ type Breaker struct {
 	failures int
 	coolOff  time.Duration
 	slowCall time.Duration
+	outage   time.Duration
 	name     string
 	log      *slog.Logger
 	now      func() time.Time
@@ -117,6 +125,7 @@ type Breaker struct {
 	state    BreakerState
 	gen      uint64 // changes with every state change; results of older calls are ignored
 	inARow   int
+	lastOK   time.Time // the last call the store answered
 	openedAt time.Time // last opened, failed probes included
 	downAt   time.Time // first opened, for the log line when it closes
 	probing  bool
@@ -135,13 +144,16 @@ func WithBreaker(st Store, opts BreakerOptions) *Breaker {
 	if opts.SlowCall <= 0 {
 		opts.SlowCall = DefaultBreakerSlowCall
 	}
+	if opts.Outage <= 0 {
+		opts.Outage = DefaultBreakerOutage
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Breaker{st: st, failures: opts.Failures, coolOff: opts.CoolOff, slowCall: opts.SlowCall, name: opts.Name, log: opts.Logger, now: opts.Now}
+	return &Breaker{st: st, failures: opts.Failures, coolOff: opts.CoolOff, slowCall: opts.SlowCall, outage: opts.Outage, name: opts.Name, log: opts.Logger, now: opts.Now}
 }
 
 // Stats returns the state and the counts.
@@ -266,6 +278,7 @@ func (b *Breaker) succeeded(tk ticket) {
 		return
 	}
 	b.inARow = 0
+	b.lastOK = b.now()
 	if !tk.probe {
 		b.mu.Unlock()
 		return
@@ -286,12 +299,13 @@ func (b *Breaker) failed(tk ticket, err error) {
 		return
 	}
 	b.inARow++
-	if !tk.probe && b.inARow < b.failures {
+	now := b.now()
+	if !tk.probe && (b.inARow < b.failures || now.Sub(b.lastOK) < b.outage) {
 		b.mu.Unlock()
 		return
 	}
 	inARow := b.inARow
-	b.openedAt = b.now()
+	b.openedAt = now
 	if b.state == BreakerClosed {
 		b.downAt = b.openedAt
 	}

@@ -142,7 +142,7 @@ func get(b store.Store) error {
 }
 
 func TestBreakerOpensAfterFailuresInARowAndFailsFast(t *testing.T) {
-	b, f, _ := newBreaker(t, 3)
+	b, f, c := newBreaker(t, 3)
 	f.set(broken)
 	// A success between failures starts the count again.
 	for range 2 {
@@ -159,6 +159,14 @@ func TestBreakerOpensAfterFailuresInARowAndFailsFast(t *testing.T) {
 		if err := get(b); !errors.Is(err, errBroken) {
 			t.Fatalf("failure %d = %v, want the store's error", i+1, err)
 		}
+	}
+	// Three in a row, but the store answered a moment ago: not an outage yet.
+	if err := get(b); !errors.Is(err, errBroken) {
+		t.Fatalf("a failure right after a success = %v, want the store's error (circuit still closed)", err)
+	}
+	c.Add(store.DefaultBreakerOutage)
+	if err := get(b); !errors.Is(err, errBroken) {
+		t.Fatalf("the failure that opens the circuit = %v, want the store's error", err)
 	}
 	calls := f.calls.Load()
 	for _, op := range []func() error{
@@ -178,7 +186,7 @@ func TestBreakerOpensAfterFailuresInARowAndFailsFast(t *testing.T) {
 	if f.calls.Load() != calls {
 		t.Fatalf("the store was called %d times with the circuit open", f.calls.Load()-calls)
 	}
-	want := store.BreakerStats{State: store.BreakerOpen, Failures: 5, Opened: 1, Rejected: 3}
+	want := store.BreakerStats{State: store.BreakerOpen, Failures: 7, Opened: 1, Rejected: 3}
 	if got := b.Stats(); got != want {
 		t.Fatalf("stats = %+v, want %+v", got, want)
 	}
@@ -410,5 +418,29 @@ func BenchmarkBreaker(b *testing.B) {
 				})
 			}
 		})
+	}
+}
+
+// TestBreakerStaysClosedUnderLoad plays a saturated machine: calls miss
+// their deadlines for want of CPU while others still get answers. That is
+// load, not an outage: the circuit stays closed however many fail in a
+// row, as long as the store answered within the outage window.
+func TestBreakerStaysClosedUnderLoad(t *testing.T) {
+	b, f, c := newBreaker(t, 3)
+	for range 20 {
+		f.set(healthy)
+		if err := get(b); !errors.Is(err, store.ErrNotFound) {
+			t.Fatal(err)
+		}
+		f.set(broken)
+		for range 10 {
+			if err := get(b); !errors.Is(err, errBroken) {
+				t.Fatalf("= %v, want the store's error: the circuit opened under load", err)
+			}
+		}
+		c.Add(store.DefaultBreakerOutage / 4)
+	}
+	if st := b.Stats(); st.Opened != 0 {
+		t.Fatalf("opened %d times while the store kept answering", st.Opened)
 	}
 }

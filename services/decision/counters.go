@@ -37,6 +37,9 @@ type Counters struct {
 	// ClockClamped: attempts whose time lay outside the allowed skew of
 	// Pushback's clock and was clamped to it.
 	ClockClamped atomic.Int64
+	// FollowUpsDropped: follow-ups of suppressed pushes dropped because too
+	// many were waiting (a peer slow or down).
+	FollowUpsDropped atomic.Int64
 	// GuardConflicts: commits that met attempts of the same user recorded
 	// elsewhere (another replica) and judged again with them.
 	GuardConflicts atomic.Int64

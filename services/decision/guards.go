@@ -2,7 +2,11 @@ package decision
 
 import (
 	"hash/maphash"
+	"slices"
 	"sync"
+	"time"
+
+	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 
 	"github.com/pushbackhq/pushback/services/decision/guard"
 )
@@ -29,9 +33,67 @@ type guardShard struct {
 type guardEntry struct {
 	mu sync.Mutex
 	st guard.State
+	// answers are the answers given to the user's recent attempts that
+	// carried an attempt id: a retry gets the same answer, whatever the
+	// store does, and is never judged (or pushed) again.
+	answers []answer
+	// turn orders the user's store commits in this process: one at a
+	// time, so that they do not conflict with each other.
+	turn chan struct{}
+	// pending counts the calls between judging and committing; an entry
+	// with any is never evicted.
+	pending int
 }
 
-// newGuards keeps at most about max users (idle ones are dropped first).
+// answer is the answer given to one attempt.
+type answer struct {
+	id   guard.ID
+	at   int64 // unix ms, Pushback's clock
+	req  *decisionv1.DecideRequest
+	resp *decisionv1.DecideResponse
+}
+
+// Limits of the remembered answers.
+const (
+	// maxAnswers per user.
+	maxAnswers = 64
+	// ReplayWindow is how long a retry of an attempt id gets the answer
+	// given to it: longer than a push lives (Okta's expire after 5 minutes).
+	// Past it the attempt id is refused: a new attempt needs a new id.
+	ReplayWindow = 10 * time.Minute
+)
+
+// answerOf returns the answer given to attempt id within the replay
+// window before now, or nil.
+func (e *guardEntry) answerOf(id guard.ID, now int64) *answer {
+	for i := range e.answers {
+		if e.answers[i].id == id && e.answers[i].at > now-ReplayWindow.Milliseconds() {
+			return &e.answers[i]
+		}
+	}
+	return nil
+}
+
+// remember keeps the answer given to an attempt, dropping the oldest and
+// those past the replay window.
+func (e *guardEntry) remember(a answer) {
+	e.answers = slices.DeleteFunc(e.answers, func(x answer) bool { return x.at <= a.at-ReplayWindow.Milliseconds() })
+	if len(e.answers) >= maxAnswers {
+		e.answers = slices.Delete(e.answers, 0, len(e.answers)-maxAnswers+1)
+	}
+	e.answers = append(e.answers, a)
+}
+
+// weight is how much an entry holds at now: what eviction spares longest.
+func (e *guardEntry) weight(now int64) int {
+	if e.pending > 0 || e.st.Active(now) {
+		return 1 << 30
+	}
+	return e.st.Count(now, guard.Horizon, false)
+}
+
+// newGuards keeps at most about maxUsers users (idle ones are dropped
+// first, then the lightest; a shard full of entries in use grows past it).
 func newGuards(maxUsers int) *guards {
 	g := &guards{seed: maphash.MakeSeed(), perShard: max(maxUsers/guardShards, 1)}
 	for i := range g.shards {
@@ -51,32 +113,37 @@ func (g *guards) entry(key string, now int64) *guardEntry {
 	if len(sh.m) >= g.perShard {
 		sh.evict(now)
 	}
-	e := &guardEntry{}
+	e := &guardEntry{turn: make(chan struct{}, 1)}
 	sh.m[key] = e
 	return e
 }
 
-// evict drops idle entries, or one arbitrary entry when none is idle: a
-// dropped entry loses only what the store already holds or never could.
+// evict drops idle entries among a sample of the shard, or else the
+// lightest of the sample: never one in use, waiting for its commit, or in
+// a cooldown. An attacker who floods fresh user ids to push a victim's
+// entry out must first give every entry of the sample more attempts than
+// the victim's, and a victim in a cooldown is never dropped.
 func (sh *guardShard) evict(now int64) {
 	dropped, seen := 0, 0
-	var any string
+	lightest, least := "", 1<<30
 	for k, e := range sh.m {
-		any = k
 		if e.mu.TryLock() {
-			idle := e.st.Idle(now)
+			w := e.weight(now)
+			idle := w == 0 && e.st.Idle(now)
 			e.mu.Unlock()
 			if idle {
 				delete(sh.m, k)
 				dropped++
+			} else if w < least {
+				lightest, least = k, w
 			}
 		}
 		if seen++; seen >= 64 {
 			break
 		}
 	}
-	if dropped == 0 {
-		delete(sh.m, any)
+	if dropped == 0 && lightest != "" {
+		delete(sh.m, lightest)
 	}
 }
 

@@ -92,6 +92,10 @@ type Options struct {
 	MaxGuardUsers int
 	// UserIDs canonicalises user ids (the default fold rule when nil).
 	UserIDs *userid.Rules
+	// SharedStore is set when other replicas count the same users' attempts
+	// in Store (Redis): this process's memory is then not the whole count,
+	// and a push whose attempt the store cannot record is not sent.
+	SharedStore bool
 }
 
 // Service implements decisionv1.DecisionServiceServer.
@@ -150,8 +154,12 @@ func New(opts Options) (*Service, error) {
 		opts.Redactor = telemetry.NewRedactor(nil, false)
 	}
 	s := &Service{opts: opts, count: opts.Counters, log: opts.Logger, tracer: opts.Tracer, now: opts.Now,
-		tel: newInstruments(opts.Meter, opts.Counters, opts.Redactor), after: newFollowUps(maxFollowUps),
+		tel: newInstruments(opts.Meter, opts.Counters, opts.Redactor),
 		guards: newGuards(opts.MaxGuardUsers), admit: make(chan struct{}, opts.MaxInFlight)}
+	s.after = newFollowUps(maxFollowUps, maxFollowUpBacklog, func() {
+		s.count.FollowUpsDropped.Add(1)
+		s.log.Warn("follow-up of a suppressed push dropped: too many waiting (a peer is slow or down)")
+	})
 	s.policy.Store(opts.Policy)
 	s.shadow.Store(opts.ShadowPolicy)
 	return s, nil
@@ -161,8 +169,11 @@ func New(opts Options) (*Service, error) {
 func (s *Service) Register(r grpc.ServiceRegistrar) { decisionv1.RegisterDecisionServiceServer(r, s) }
 
 // maxFollowUps bounds the follow-ups of suppressed pushes running after
-// their answers; more wait in the Decide that made them.
-const maxFollowUps = 256
+// their answers, maxFollowUpBacklog those waiting for one of them.
+const (
+	maxFollowUps       = 256
+	maxFollowUpBacklog = 4096
+)
 
 // Drain is for shutdown, before the peers go away: later follow-ups of
 // suppressed pushes run before their Decide answers, and Drain waits (until
@@ -258,6 +269,18 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		AttemptID: guard.AttemptID(req.GetTenant(), req.GetUserId(), req.GetAttemptId(), resp.GetDecisionId())}
 	p.rawUserID = rawIfChanged(rawUserID, req.GetUserId())
 
+	key := string(cooldownKey(req.GetTenant(), req.GetUserId()))
+	e := s.guards.entry(key, in.Now)
+	if req.GetAttemptId() != "" {
+		// A retry is answered as the attempt was, before anything else.
+		e.mu.Lock()
+		a := e.answerOf(in.AttemptID, in.Now)
+		e.mu.Unlock()
+		if a != nil {
+			return s.replay(req, a)
+		}
+	}
+
 	// Admission control: a saturated mesh answers at once from the guard
 	// instead of queueing for scoring and spending the budget first.
 	select {
@@ -290,15 +313,27 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	// The guard judges the attempt in memory, under the user's lock, so
 	// this process orders and counts a user's attempts whatever the store
 	// does; the commit then stores the same state and the record.
-	key := string(cooldownKey(req.GetTenant(), req.GetUserId()))
-	e := s.guards.entry(key, in.Now)
 	e.mu.Lock()
+	if a := e.answerOf(in.AttemptID, in.Now); a != nil && req.GetAttemptId() != "" {
+		// The same attempt, answered while this call waited for scoring.
+		e.mu.Unlock()
+		return s.replay(req, a)
+	}
 	before := e.st.Clone()
 	v := s.judged(ctx, &e.st, in)
 	after := e.st.Clone()
-	e.mu.Unlock()
-	p.verdict, p.in, p.before, p.after = v, in, before, after
 	applyVerdict(resp, v)
+	if req.GetAttemptId() != "" {
+		e.remember(answer{id: in.AttemptID, at: in.Now, req: req, resp: proto.CloneOf(resp)})
+	}
+	e.pending++
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.pending--
+		e.mu.Unlock()
+	}()
+	p.verdict, p.in, p.before, p.after = v, in, before, after
 
 	// The commit gets at least a fifth of the budget even when scoring used
 	// all of its share, but never runs past the budget plus a twentieth: a
@@ -308,7 +343,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		commitDeadline = hard
 	}
 	cctx, cancel := context.WithDeadline(ctx, commitDeadline)
-	rec, stored, err := s.commit(cctx, p)
+	rec, stored, err := s.commitInTurn(cctx, e, p)
 	cancel()
 	if errors.Is(err, errAttemptReused) {
 		return nil, apierr.AttemptReused("attempt_id", req.GetAttemptId())
@@ -317,7 +352,15 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
-		return s.unrecorded(ctx, span, p, tier, err), nil
+		resp := s.unrecorded(ctx, span, p, tier, err)
+		if req.GetAttemptId() != "" {
+			e.mu.Lock()
+			if a := e.answerOf(in.AttemptID, in.Now); a != nil {
+				a.resp = proto.CloneOf(resp)
+			}
+			e.mu.Unlock()
+		}
+		return resp, nil
 	}
 	if stored != nil {
 		// What the store held from elsewhere (another replica, or before a
@@ -325,6 +368,16 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		s.guards.update(key, in.Now, func(st *guard.State) { st.Merge(*stored, in.Now) })
 	}
 	resp = rec.GetResponse()
+	if req.GetAttemptId() != "" {
+		// The answer stored is the one a retry gets (another replica may
+		// have answered this attempt first).
+		e.mu.Lock()
+		if a := e.answerOf(in.AttemptID, in.Now); a != nil {
+			a.req, a.resp = rec.GetRequest(), proto.CloneOf(resp)
+			a.resp.Replayed = false
+		}
+		e.mu.Unlock()
+	}
 	if resp.GetReplayed() {
 		// A concurrent call with the same attempt id committed first.
 		s.count.Replays.Add(1)
@@ -376,8 +429,23 @@ func (s *Service) unrecorded(ctx context.Context, span trace.Span, p pending, ti
 	span.SetStatus(codes.Error, "store unavailable")
 	s.log.ErrorContext(ctx, "store decision; answering with the failure mode", slog.Any("error", err))
 	resp := p.resp
-	if fo := core.FailureOutcome(tier.FailureMode); policy.Stricter(fo, resp.GetOutcome()) {
+	if fo := core.FailureOutcome(tier.FailureMode); policy.Stricter(fo, resp.GetOutcome()) && !core.PhishingResistant(p.req.GetFactor()) {
 		resp.Outcome = fo
+	}
+	if pushes(resp.GetOutcome()) && !core.PhishingResistant(p.req.GetFactor()) {
+		switch {
+		case !p.verdict.Counted:
+			// A retry of an attempt already counted, whose answer this
+			// process no longer holds and the store cannot give: never a
+			// second push for one attempt.
+			resp.Outcome = decisionv1.Outcome_OUTCOME_DENY
+			resp.Reasons = append(resp.Reasons, "a retry of an attempt already counted, whose answer cannot be read: no second push")
+		case s.opts.SharedStore:
+			// Other replicas count this user's attempts in the store too;
+			// without it this process cannot know how many pushes went out.
+			resp.Outcome = decisionv1.Outcome_OUTCOME_REQUIRE_PHISHING_RESISTANT
+			resp.Reasons = append(resp.Reasons, "the shared store that counts pushes across replicas is unavailable: no push is sent; a phishing-resistant factor still works")
+		}
 	}
 	if resp.GetOutcome() == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH && resp.GetNumberChallenge() == "" {
 		resp.NumberChallenge = challenge()
@@ -513,6 +581,11 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 				if !sameAttempt(rec.GetRequest(), req) {
 					return errAttemptReused
 				}
+				if p.in.Now-rec.GetDecidedAt().AsTime().UnixMilli() > ReplayWindow.Milliseconds() {
+					// Long after its push expired: a replayed ALLOW would
+					// be a push nobody counted.
+					return errAttemptReused
+				}
 				rec.Response.Replayed = true
 				out = rec
 				return nil
@@ -580,6 +653,34 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 		return nil
 	})
 	return out, stored, err
+}
+
+// commitInTurn runs commit when the user's earlier commits in this
+// process are done (or fails when ctx ends first).
+func (s *Service) commitInTurn(ctx context.Context, e *guardEntry, p pending) (*decisionv1.DecisionRecord, *guard.State, error) {
+	select {
+	case e.turn <- struct{}{}:
+	case <-ctx.Done():
+		return nil, nil, ctx.Err()
+	}
+	defer func() { <-e.turn }()
+	return s.commit(ctx, p)
+}
+
+// replay answers a retry from the answer given to its attempt.
+func (s *Service) replay(req *decisionv1.DecideRequest, a *answer) (*decisionv1.DecideResponse, error) {
+	if !sameAttempt(a.req, req) {
+		return nil, apierr.AttemptReused("attempt_id", req.GetAttemptId())
+	}
+	s.count.Replays.Add(1)
+	r := proto.CloneOf(a.resp)
+	r.Replayed = true
+	return r, nil
+}
+
+// pushes reports whether the answer lets a push be sent.
+func pushes(o decisionv1.Outcome) bool {
+	return o == decisionv1.Outcome_OUTCOME_ALLOW || o == decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
 }
 
 // covers reports whether mem already holds everything in held that still

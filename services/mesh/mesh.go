@@ -238,7 +238,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			Store: st, Scorer: scoringv1.NewScoringServiceClient(sc), Notifier: notifyv1.NewNotificationServiceClient(nc),
 			Policy: pol, Logger: log.With("service", Decision), Tracer: tracer, Budget: cfg.DecideBudget,
 			ShadowPolicy: shadow, Counters: decCounters, Meter: meter, Redactor: redactor, UserIDs: userIDs,
-			ClockSkew: cfg.Decision.ClockSkew, MaxInFlight: cfg.Decision.MaxInFlight,
+			ClockSkew: cfg.Decision.ClockSkew, MaxInFlight: cfg.Decision.MaxInFlight, SharedStore: cfg.StoreKind == "redis",
 		})
 		if err != nil {
 			return err

@@ -60,6 +60,9 @@ type Verdict struct {
 	Context *decisionv1.CooldownContext
 	// Cleared is set when a phishing-resistant sign-in ended the cooldown.
 	Cleared bool
+	// Counted is set when the attempt was counted now (not a retry of one
+	// already counted, not a phishing-resistant factor).
+	Counted bool
 	// RuleError joins the errors of rules that failed to evaluate.
 	RuleError error
 }
@@ -216,6 +219,7 @@ func Judge(st *guard.State, in Input) Verdict {
 	}
 	v.Result = res
 	v.Shadow = shadow
+	v.Counted = counted
 	return v
 }
 
