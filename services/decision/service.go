@@ -154,7 +154,7 @@ func New(opts Options) (*Service, error) {
 		opts.Redactor = telemetry.NewRedactor(nil, false)
 	}
 	s := &Service{opts: opts, count: opts.Counters, log: opts.Logger, tracer: opts.Tracer, now: opts.Now,
-		tel: newInstruments(opts.Meter, opts.Counters, opts.Redactor),
+		tel:    newInstruments(opts.Meter, opts.Counters, opts.Redactor),
 		guards: newGuards(opts.MaxGuardUsers), admit: make(chan struct{}, opts.MaxInFlight)}
 	s.after = newFollowUps(maxFollowUps, maxFollowUpBacklog, func() {
 		s.count.FollowUpsDropped.Add(1)

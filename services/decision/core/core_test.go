@@ -1,8 +1,8 @@
 package core
 
 import (
-	"fmt"
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
