@@ -37,6 +37,9 @@ type Counters struct {
 	// ClockClamped: attempts whose time lay outside the allowed skew of
 	// Pushback's clock and was clamped to it.
 	ClockClamped atomic.Int64
+	// LateWrites: decisions stored after their answer because the commit
+	// missed its deadline; LateWriteFailures: those that failed again.
+	LateWrites, LateWriteFailures atomic.Int64
 	// FollowUpsDropped: follow-ups of suppressed pushes dropped because too
 	// many were waiting (a peer slow or down).
 	FollowUpsDropped atomic.Int64

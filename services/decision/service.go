@@ -113,6 +113,8 @@ type Service struct {
 	guards *guards
 	// admit holds one token per call waiting for scoring.
 	admit chan struct{}
+	// storeLogged is when a store failure was last logged (unix ns).
+	storeLogged atomic.Int64
 }
 
 // New returns the decision service.
@@ -360,6 +362,12 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 			}
 			e.mu.Unlock()
 		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			// The store ran late, or failed once: store the answer after it.
+			// (A store whose circuit is open would only fail again.)
+			late, actx := proto.CloneOf(resp), context.WithoutCancel(ctx)
+			s.after.run(func() { s.writeLate(actx, p, late) })
+		}
 		return resp, nil
 	}
 	if stored != nil {
@@ -427,7 +435,7 @@ func suppressed(resp *decisionv1.DecideResponse) bool {
 func (s *Service) unrecorded(ctx context.Context, span trace.Span, p pending, tier policy.Tier, err error) *decisionv1.DecideResponse {
 	s.count.StoreFailures.Add(1)
 	span.SetStatus(codes.Error, "store unavailable")
-	s.log.ErrorContext(ctx, "store decision; answering with the failure mode", slog.Any("error", err))
+	s.logStoreFailure(ctx, "store decision; answering with the failure mode", err)
 	resp := p.resp
 	if fo := core.FailureOutcome(tier.FailureMode); policy.Stricter(fo, resp.GetOutcome()) && !core.PhishingResistant(p.req.GetFactor()) {
 		resp.Outcome = fo
@@ -615,44 +623,99 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 		if p.resp.GetOutcome() == r.GetOutcome() {
 			r.NumberChallenge = p.resp.GetNumberChallenge()
 		}
-		rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: req, Tier: p.tier, Groups: p.groups,
-			ScoringError: p.scoringError, CooldownCleared: v.Cleared}
-		rec.RawUserId = p.rawUserID
-		if v.Shadow != nil {
-			rec.ShadowOutcome = v.Shadow.Outcome
-			rec.ShadowPolicyVersion = p.in.Shadow.Version
-			rec.ShadowMatchedRules = slices.Clone(v.Shadow.Matched)
-			rec.ShadowReasons = slices.Clone(v.Shadow.Reasons)
-			rec.ShadowDiffers = v.Shadow.Outcome != r.GetOutcome()
-		}
-		ttl := guard.Horizon + p.in.Policy.Cooldown.Max
-		if st.Active(p.in.Now) {
-			ttl += time.Duration(st.Cooldown.Until-p.in.Now) * time.Millisecond
-		}
-		if err := tx.Set(ck, st.Marshal(), ttl); err != nil {
+		rec := s.record(p, r, v)
+		if err := s.write(tx, p, rec, st); err != nil {
 			return err
-		}
-		rec.Response = r
-		rec.DecidedAt = timestamppb.New(s.now())
-		b, err := proto.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		if err := tx.Set(decisionKey(r.GetDecisionId()), b, s.opts.Retention); err != nil {
-			return err
-		}
-		if err := tx.Set(userIndexKey(req.GetTenant(), req.GetUserId(), rec.GetDecidedAt().AsTime(), r.GetDecisionId()), []byte(r.GetDecisionId()), s.opts.Retention); err != nil {
-			return err
-		}
-		if req.GetAttemptId() != "" {
-			if err := tx.Set(attemptKey(req), []byte(r.GetDecisionId()), s.opts.Retention); err != nil {
-				return err
-			}
 		}
 		out, stored = rec, &st
 		return nil
 	})
 	return out, stored, err
+}
+
+// record is the audit record of the answer r, judged as v.
+func (s *Service) record(p pending, r *decisionv1.DecideResponse, v core.Verdict) *decisionv1.DecisionRecord {
+	rec := &decisionv1.DecisionRecord{DecisionId: r.GetDecisionId(), Request: p.req, Response: r, Tier: p.tier, Groups: p.groups,
+		ScoringError: p.scoringError, CooldownCleared: v.Cleared, RawUserId: p.rawUserID, DecidedAt: timestamppb.New(s.now())}
+	if v.Shadow != nil {
+		rec.ShadowOutcome = v.Shadow.Outcome
+		rec.ShadowPolicyVersion = p.in.Shadow.Version
+		rec.ShadowMatchedRules = slices.Clone(v.Shadow.Matched)
+		rec.ShadowReasons = slices.Clone(v.Shadow.Reasons)
+		rec.ShadowDiffers = v.Shadow.Outcome != r.GetOutcome()
+	}
+	return rec
+}
+
+// write stores rec, its indexes and the user's guard state st in tx.
+func (s *Service) write(tx store.Txn, p pending, rec *decisionv1.DecisionRecord, st guard.State) error {
+	req := p.req
+	ttl := guard.Horizon + p.in.Policy.Cooldown.Max
+	if st.Active(p.in.Now) {
+		ttl += time.Duration(st.Cooldown.Until-p.in.Now) * time.Millisecond
+	}
+	if err := tx.Set(cooldownKey(req.GetTenant(), req.GetUserId()), st.Marshal(), ttl); err != nil {
+		return err
+	}
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	id := rec.GetDecisionId()
+	if err := tx.Set(decisionKey(id), b, s.opts.Retention); err != nil {
+		return err
+	}
+	if err := tx.Set(userIndexKey(req.GetTenant(), req.GetUserId(), rec.GetDecidedAt().AsTime(), id), []byte(id), s.opts.Retention); err != nil {
+		return err
+	}
+	if req.GetAttemptId() != "" {
+		return tx.Set(attemptKey(req), []byte(id), s.opts.Retention)
+	}
+	return nil
+}
+
+// writeLate stores, after the answer, a decision whose commit missed its
+// deadline: the answer given and the guard state, so that a store that only
+// ran late (a flood, a busy machine) loses no decision. An attempt another
+// replica stored meanwhile is left as it is.
+func (s *Service) writeLate(ctx context.Context, p pending, resp *decisionv1.DecideResponse) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.NotifyTimeout)
+	defer cancel()
+	rec := s.record(p, resp, p.verdict)
+	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
+		if p.req.GetAttemptId() != "" {
+			if _, err := tx.Get(attemptKey(p.req)); err == nil {
+				return nil
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		st := p.after.Clone()
+		if b, err := tx.Get(cooldownKey(p.req.GetTenant(), p.req.GetUserId())); err == nil {
+			st.Merge(decodeGuard(b), p.in.Now)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		return s.write(tx, p, rec, st)
+	})
+	if err != nil {
+		s.count.LateWriteFailures.Add(1)
+		s.logStoreFailure(ctx, "store a decision after its answer", err)
+		return
+	}
+	s.count.LateWrites.Add(1)
+}
+
+// logStoreFailure logs a store failure at most once a second: a flood or an
+// outage fails every call, and one line says as much as thousands.
+func (s *Service) logStoreFailure(ctx context.Context, what string, err error) {
+	now := time.Now().UnixNano()
+	last := s.storeLogged.Load()
+	if now-last < int64(time.Second) || !s.storeLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.ErrorContext(ctx, what, slog.Any("error", err), slog.Int64("store_failures", s.count.StoreFailures.Load()),
+		slog.Int64("late_write_failures", s.count.LateWriteFailures.Load()))
 }
 
 // commitInTurn runs commit when the user's earlier commits in this
