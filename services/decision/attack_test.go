@@ -330,3 +330,21 @@ func defaultPolicyYAML(t *testing.T) []byte {
 	t.Helper()
 	return defaultpolicy.Default
 }
+
+// TestPacedAttackIsDenied plays an attacker who stays under burst-deny:
+// four pushes every ten minutes. The hour's count stops it at the 10th.
+func TestPacedAttackIsDenied(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	sent := 0
+	for round := range 6 {
+		for i := range 4 {
+			at := t0.Add(time.Duration(round)*11*time.Minute + time.Duration(i)*time.Second)
+			if r := e.decide(t, attacker("paced", fmt.Sprintf("a-%d-%d", round, i), at)); pushes(r.GetOutcome()) {
+				sent++
+			}
+		}
+	}
+	if sent > 9 {
+		t.Fatalf("%d pushes in an hour of paced attempts, want at most 9", sent)
+	}
+}
