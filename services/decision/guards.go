@@ -63,15 +63,29 @@ const (
 	ReplayWindow = 10 * time.Minute
 )
 
-// answerOf returns the answer given to attempt id within the replay
-// window before now, or nil.
-func (e *guardEntry) answerOf(id guard.ID, now int64) *answer {
-	for i := range e.answers {
-		if e.answers[i].id == id && e.answers[i].at > now-ReplayWindow.Milliseconds() {
-			return &e.answers[i]
+// answerOf returns (a copy of) the answer given to attempt id within the
+// replay window before now; its id is zero when there is none. e.mu held.
+func (e *guardEntry) answerOf(id guard.ID, now int64) answer {
+	for _, a := range e.answers {
+		if a.id == id && a.at > now-ReplayWindow.Milliseconds() {
+			return a
 		}
 	}
-	return nil
+	return answer{}
+}
+
+// setAnswer replaces the answer to attempt id (and its request, when req
+// is set): the messages it held are never changed, only replaced, so a
+// copy taken earlier stays whole. e.mu held.
+func (e *guardEntry) setAnswer(id guard.ID, req *decisionv1.DecideRequest, resp *decisionv1.DecideResponse) {
+	for i := range e.answers {
+		if e.answers[i].id == id {
+			if req != nil {
+				e.answers[i].req = req
+			}
+			e.answers[i].resp = resp
+		}
+	}
 }
 
 // remember keeps the answer given to an attempt, dropping the oldest and

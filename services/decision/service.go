@@ -278,7 +278,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		e.mu.Lock()
 		a := e.answerOf(in.AttemptID, in.Now)
 		e.mu.Unlock()
-		if a != nil {
+		if a.id != (guard.ID{}) {
 			return s.replay(req, a)
 		}
 	}
@@ -316,7 +316,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	// this process orders and counts a user's attempts whatever the store
 	// does; the commit then stores the same state and the record.
 	e.mu.Lock()
-	if a := e.answerOf(in.AttemptID, in.Now); a != nil && req.GetAttemptId() != "" {
+	if a := e.answerOf(in.AttemptID, in.Now); a.id != (guard.ID{}) && req.GetAttemptId() != "" {
 		// The same attempt, answered while this call waited for scoring.
 		e.mu.Unlock()
 		return s.replay(req, a)
@@ -357,9 +357,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		resp := s.unrecorded(ctx, span, p, tier, err)
 		if req.GetAttemptId() != "" {
 			e.mu.Lock()
-			if a := e.answerOf(in.AttemptID, in.Now); a != nil {
-				a.resp = proto.CloneOf(resp)
-			}
+			e.setAnswer(in.AttemptID, nil, proto.CloneOf(resp))
 			e.mu.Unlock()
 		}
 		if !errors.Is(err, store.ErrUnavailable) {
@@ -380,10 +378,9 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		// The answer stored is the one a retry gets (another replica may
 		// have answered this attempt first).
 		e.mu.Lock()
-		if a := e.answerOf(in.AttemptID, in.Now); a != nil {
-			a.req, a.resp = rec.GetRequest(), proto.CloneOf(resp)
-			a.resp.Replayed = false
-		}
+		r := proto.CloneOf(resp)
+		r.Replayed = false
+		e.setAnswer(in.AttemptID, rec.GetRequest(), r)
 		e.mu.Unlock()
 	}
 	if resp.GetReplayed() {
@@ -731,7 +728,7 @@ func (s *Service) commitInTurn(ctx context.Context, e *guardEntry, p pending) (*
 }
 
 // replay answers a retry from the answer given to its attempt.
-func (s *Service) replay(req *decisionv1.DecideRequest, a *answer) (*decisionv1.DecideResponse, error) {
+func (s *Service) replay(req *decisionv1.DecideRequest, a answer) (*decisionv1.DecideResponse, error) {
 	if !sameAttempt(a.req, req) {
 		return nil, apierr.AttemptReused("attempt_id", req.GetAttemptId())
 	}
