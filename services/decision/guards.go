@@ -7,6 +7,7 @@ import (
 	"time"
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pushbackhq/pushback/services/decision/guard"
 )
@@ -45,12 +46,18 @@ type guardEntry struct {
 	pending int
 }
 
-// answer is the answer given to one attempt.
+// answer is the answer given to one attempt, kept small: what makes a
+// retry the same attempt, and the response encoded (a few hundred bytes).
 type answer struct {
-	id   guard.ID
-	at   int64 // unix ms, Pushback's clock
-	req  *decisionv1.DecideRequest
-	resp *decisionv1.DecideResponse
+	id      guard.ID
+	at      int64 // unix ms, Pushback's clock
+	attempt attempt
+	resp    []byte
+}
+
+func newAnswer(id guard.ID, at int64, req *decisionv1.DecideRequest, resp *decisionv1.DecideResponse) answer {
+	b, _ := proto.Marshal(resp)
+	return answer{id: id, at: at, attempt: attemptOf(req), resp: b}
 }
 
 // Limits of the remembered answers.
@@ -74,16 +81,17 @@ func (e *guardEntry) answerOf(id guard.ID, now int64) answer {
 	return answer{}
 }
 
-// setAnswer replaces the answer to attempt id (and its request, when req
-// is set): the messages it held are never changed, only replaced, so a
-// copy taken earlier stays whole. e.mu held.
+// setAnswer replaces the answer to attempt id (and what makes a retry the
+// same attempt, when req is set). e.mu held.
 func (e *guardEntry) setAnswer(id guard.ID, req *decisionv1.DecideRequest, resp *decisionv1.DecideResponse) {
 	for i := range e.answers {
 		if e.answers[i].id == id {
+			r := proto.CloneOf(resp)
+			r.Replayed = false
+			e.answers[i].resp, _ = proto.Marshal(r)
 			if req != nil {
-				e.answers[i].req = req
+				e.answers[i].attempt = attemptOf(req)
 			}
-			e.answers[i].resp = resp
 		}
 	}
 }

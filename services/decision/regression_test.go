@@ -226,10 +226,11 @@ func TestHungNotifyDoesNotHoldDecide(t *testing.T) {
 		}()
 	}
 	for range n {
-		// Far above what a denial needs, far below the minute notify
-		// hangs for: only a Decide that waited for notify is this slow.
-		if d := <-took; d > budget+budget/10 {
-			t.Fatalf("a denial took %v with notify hung, past its %v budget", d, budget)
+		// Far above what a denial needs even on a loaded machine, far
+		// below the minute notify hangs for: only a Decide that waited for
+		// notify is this slow.
+		if d := <-took; d > 30*time.Second {
+			t.Fatalf("a denial took %v with notify hung: it waited for notify", d)
 		}
 	}
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)

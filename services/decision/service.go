@@ -326,7 +326,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	after := e.st.Clone()
 	applyVerdict(resp, v)
 	if req.GetAttemptId() != "" {
-		e.remember(answer{id: in.AttemptID, at: in.Now, req: req, resp: proto.CloneOf(resp)})
+		e.remember(newAnswer(in.AttemptID, in.Now, req, resp))
 	}
 	e.pending++
 	e.mu.Unlock()
@@ -357,7 +357,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		resp := s.unrecorded(ctx, span, p, tier, err)
 		if req.GetAttemptId() != "" {
 			e.mu.Lock()
-			e.setAnswer(in.AttemptID, nil, proto.CloneOf(resp))
+			e.setAnswer(in.AttemptID, nil, resp)
 			e.mu.Unlock()
 		}
 		if !errors.Is(err, store.ErrUnavailable) {
@@ -378,9 +378,7 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		// The answer stored is the one a retry gets (another replica may
 		// have answered this attempt first).
 		e.mu.Lock()
-		r := proto.CloneOf(resp)
-		r.Replayed = false
-		e.setAnswer(in.AttemptID, rec.GetRequest(), r)
+		e.setAnswer(in.AttemptID, rec.GetRequest(), resp)
 		e.mu.Unlock()
 	}
 	if resp.GetReplayed() {
@@ -729,11 +727,14 @@ func (s *Service) commitInTurn(ctx context.Context, e *guardEntry, p pending) (*
 
 // replay answers a retry from the answer given to its attempt.
 func (s *Service) replay(req *decisionv1.DecideRequest, a answer) (*decisionv1.DecideResponse, error) {
-	if !sameAttempt(a.req, req) {
+	if a.attempt != attemptOf(req) {
 		return nil, apierr.AttemptReused("attempt_id", req.GetAttemptId())
 	}
+	r := &decisionv1.DecideResponse{}
+	if err := proto.Unmarshal(a.resp, r); err != nil {
+		return nil, apierr.Internal()
+	}
 	s.count.Replays.Add(1)
-	r := proto.CloneOf(a.resp)
 	r.Replayed = true
 	return r, nil
 }
@@ -767,9 +768,17 @@ var errAttemptReused = errors.New("attempt id reused for a different request")
 // decided: the same application, factor, session and client. Returning the
 // stored answer for anything else would let a reused id skip the policy.
 func sameAttempt(stored, retry *decisionv1.DecideRequest) bool {
-	return stored.GetAppId() == retry.GetAppId() && stored.GetFactor() == retry.GetFactor() &&
-		stored.GetSessionId() == retry.GetSessionId() &&
-		stored.GetClient().GetIp() == retry.GetClient().GetIp() && stored.GetClient().GetDeviceId() == retry.GetClient().GetDeviceId()
+	return attemptOf(stored) == attemptOf(retry)
+}
+
+// attempt is what makes two requests the same attempt.
+type attempt struct {
+	app, session, ip, device string
+	factor                   eventv1.Factor
+}
+
+func attemptOf(r *decisionv1.DecideRequest) attempt {
+	return attempt{app: r.GetAppId(), session: r.GetSessionId(), ip: r.GetClient().GetIp(), device: r.GetClient().GetDeviceId(), factor: r.GetFactor()}
 }
 
 // CooldownRule is the name reported among the matched rules when a cooldown
