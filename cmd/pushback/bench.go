@@ -62,6 +62,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	fs.Float64Var(&o.AttackShare, "attack-share", 0.05, "share of calls that push-bomb a few users")
 	batch := fs.Int("batch", 100, "events per IngestStream message (ingest mode)")
 	asJSON := fs.Bool("json", false, "print one JSON report")
+	history := fs.Bool("history", true, "with --spawn=one and --mode=decide, give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
 	memProfile := fs.String("memprofile", "", "write an allocation profile to FILE at the end")
 	if err := fs.Parse(args); err != nil {
@@ -162,6 +163,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	rep := benchReport{Machine: bench.ThisMachine(), Mode: *mode, Topology: topology, Options: o}
 	switch *mode {
 	case "decide":
+		if *history && *spawn == "one" {
+			fmt.Fprintf(stderr, "giving %d users a history...\n", o.Users)
+			if _, err := bench.Users(ctx, meshConns, o.Users, o.Concurrency, scoringDir, nil); err != nil {
+				fmt.Fprintf(stderr, "pushback bench: history: %v\n", err)
+				return 1
+			}
+		}
 		fmt.Fprintf(stderr, "measuring echo for %s...\n", o.Duration)
 		echo := bench.Echo(ctx, echoConns, o)
 		fmt.Fprintf(stderr, "measuring Decide for %s...\n", o.Duration)

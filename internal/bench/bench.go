@@ -183,9 +183,7 @@ func Decide(ctx context.Context, conns []*grpc.ClientConn, o Options) Result {
 			req.Client = &eventv1.Client{Ip: "203.0.113.66", Asn: 64500, Geo: &eventv1.Geo{Latitude: 55.75, Longitude: 37.62, AccuracyKm: 50, Country: "RU"}}
 		} else {
 			u := r.IntN(o.Users)
-			req.UserId = fmt.Sprint("user-", u)
-			req.Client = &eventv1.Client{Ip: fmt.Sprintf("198.51.%d.%d", u/250%250, u%250+1), DeviceId: fmt.Sprint("dev-", u),
-				Asn: 64501, Geo: &eventv1.Geo{Latitude: 40.71, Longitude: -74.0, AccuracyKm: 20, Country: "US", City: "New York"}}
+			req.UserId, req.Client = BenignUser(u), BenignClient(u)
 		}
 		resp, err := clients[seq%int64(len(clients))].Decide(ctx, req)
 		if err != nil {

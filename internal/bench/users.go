@@ -93,9 +93,8 @@ func Users(ctx context.Context, conns []*grpc.ClientConn, n, concurrency int, da
 				to := min(from+batch/4, n)
 				req := &scoringv1.ObserveRequest{}
 				for u := from; u < to; u++ {
-					ci := &eventv1.Client{Ip: fmt.Sprintf("10.%d.%d.%d", u>>16&255, u>>8&255, u&255), DeviceId: fmt.Sprint("dev-", u), Asn: uint32(64500 + u%50),
-						Geo: &eventv1.Geo{Latitude: 40 + float64(u%100)/10, Longitude: -74 + float64(u%70)/10, AccuracyKm: 20, Country: "US"}}
-					id := fmt.Sprint("u-", u)
+					ci := BenignClient(u)
+					id := BenignUser(u)
 					for i, t := range []eventv1.EventType{eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, eventv1.EventType_EVENT_TYPE_PUSH_SENT, eventv1.EventType_EVENT_TYPE_PUSH_APPROVED, eventv1.EventType_EVENT_TYPE_PUSH_SENT} {
 						req.Events = append(req.Events, &eventv1.AuthEvent{EventId: fmt.Sprint(id, "-", i), UserId: id, Type: t,
 							Time: timestamppb.New(now.Add(time.Duration(i) * time.Minute)), AppId: "vpn", Factor: eventv1.Factor_FACTOR_PUSH, Client: ci})
@@ -127,4 +126,15 @@ func Users(ctx context.Context, conns []*grpc.ClientConn, n, concurrency int, da
 		res.MarginalBytes = float64(rss-base) / float64(n)
 	}
 	return res, nil
+}
+
+// BenignUser is the id of benign user u, the same in every mode.
+func BenignUser(u int) string { return fmt.Sprint("user-", u) }
+
+// BenignClient is where benign user u signs in from: their own device, IP
+// and place, on one of 50 networks. Users gives them a history from it, and
+// Decide's benign attempts come from it, as a real user's do.
+func BenignClient(u int) *eventv1.Client {
+	return &eventv1.Client{Ip: fmt.Sprintf("10.%d.%d.%d", u>>16&255, u>>8&255, u&255), DeviceId: fmt.Sprint("dev-", u), Asn: uint32(64500 + u%50),
+		Geo: &eventv1.Geo{Latitude: 40 + float64(u%100)/10, Longitude: -74 + float64(u%70)/10, AccuracyKm: 20, Country: "US"}}
 }

@@ -373,10 +373,12 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		// restart), and a judgement made again on it, join memory.
 		s.guards.update(key, in.Now, func(st *guard.State) { st.Merge(*stored, in.Now) })
 	}
+	answered := resp
 	resp = rec.GetResponse()
-	if req.GetAttemptId() != "" {
-		// The answer stored is the one a retry gets (another replica may
-		// have answered this attempt first).
+	if req.GetAttemptId() != "" && (resp.GetReplayed() || resp.GetOutcome() != answered.GetOutcome() || resp.GetNumberChallenge() != answered.GetNumberChallenge()) {
+		// The answer stored is the one a retry gets: another replica
+		// answered this attempt first, or its attempts made the commit
+		// judge it again.
 		e.mu.Lock()
 		e.setAnswer(in.AttemptID, rec.GetRequest(), resp)
 		e.mu.Unlock()

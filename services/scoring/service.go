@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
@@ -81,6 +82,10 @@ type Service struct {
 	hub    *hub
 	geo    *geo.DB
 	ownGeo bool
+	// failed counts the attempts that could not be assessed; failLogged is
+	// when that was last logged (unix ns): a flood or an outage fails
+	// thousands, and one line a second says as much.
+	failed, failLogged atomic.Int64
 }
 
 // notAhead returns t, or the clock plus the allowed skew when t is later.
@@ -202,7 +207,7 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 		ra, err = s.preview(ctx, a.GetTenant(), user, obs)
 	}
 	if err != nil {
-		s.log.ErrorContext(ctx, "assess attempt", slog.Any("error", err))
+		s.logFailure(ctx, "assess attempt", err)
 		return nil, apierr.StoreUnavailable()
 	}
 	s.tel.assessed(ctx, ra)
@@ -796,4 +801,15 @@ func (s *Service) preview(ctx context.Context, tenant, user string, obs Observat
 // phishingResistant reports whether f resists phishing (and sends no push).
 func phishingResistant(f eventv1.Factor) bool {
 	return f == eventv1.Factor_FACTOR_WEBAUTHN || f == eventv1.Factor_FACTOR_SMART_CARD
+}
+
+// logFailure counts a failed call and logs it at most once a second.
+func (s *Service) logFailure(ctx context.Context, what string, err error) {
+	n := s.failed.Add(1)
+	now := time.Now().UnixNano()
+	last := s.failLogged.Load()
+	if now-last < int64(time.Second) || !s.failLogged.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.ErrorContext(ctx, what, slog.Any("error", err), slog.Int64("failures", n))
 }
