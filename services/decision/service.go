@@ -254,10 +254,11 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	req = proto.CloneOf(req)
 	req.Time = timestamppb.New(attemptTime)
 
-	// A retried attempt is not looked up first: scoring counts an attempt id
-	// once (it remembers the user's recent ids), the guard counts it once,
-	// and the commit below finds the stored decision of the same attempt id
-	// and returns it unchanged. That saves a store read on every decision.
+	// A retried attempt is answered from this process's memory of the
+	// user's recent answers (below); the store is not read first, which
+	// saves a read on every decision: scoring and the guard count an attempt
+	// id once, and the commit finds a decision another replica stored for
+	// it and returns that instead.
 	pol := s.policy.Load()
 	shadow := s.shadow.Load()
 	tier := pol.TierOf(req.GetAppId())
