@@ -106,8 +106,10 @@ func Judge(st *guard.State, in Input) Verdict {
 
 	if t := in.Assessment.GetLastPhishingResistantTime(); t != nil && st.Active(now) && t.AsTime().UnixMilli() > st.Cooldown.Since {
 		// The user proved themselves with a phishing-resistant factor
-		// after the cooldown started: it no longer applies.
-		st.Clear(t.AsTime().UnixMilli())
+		// after the cooldown started: it no longer applies. The clearing
+		// takes Pushback's clock at the latest: a sign-in stamped ahead (an
+		// IdP's skewed clock) must not void cooldowns that start later.
+		st.Clear(min(t.AsTime().UnixMilli(), now))
 		v.Cleared = true
 	}
 	active := st.Active(now)

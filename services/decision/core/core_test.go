@@ -13,6 +13,7 @@ import (
 	"github.com/pushbackhq/pushback/services/decision/guard"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 func defaultPolicy(t *testing.T) *policy.Policy {
@@ -120,5 +121,28 @@ func TestClampTime(t *testing.T) {
 		if got := ClampTime(c.in, now, 5*time.Minute); !got.Equal(c.want) {
 			t.Errorf("ClampTime(%v) = %v, want %v", c.in, got, c.want)
 		}
+	}
+}
+
+// TestFutureStampedSignInDoesNotVoidLaterCooldowns plays an IdP clock
+// running ahead: a phishing-resistant sign-in stamped 4 minutes in the
+// future clears the cooldown it followed, and not the one the next burst
+// starts a minute later.
+func TestFutureStampedSignInDoesNotVoidLaterCooldowns(t *testing.T) {
+	pol := defaultPolicy(t)
+	const now = int64(1_800_000_000_000)
+	var st guard.State
+	st.Start(now-time.Minute.Milliseconds(), 15*time.Minute)
+	ra := burst(0)
+	ra.LastPhishingResistantTime = timestamppb.New(time.UnixMilli(now + 4*time.Minute.Milliseconds()))
+	in := Input{Req: push("u", eventv1.Factor_FACTOR_PUSH), Policy: pol, Assessment: ra, Tier: pol.TierOf("vpn"), Now: now,
+		AttemptID: guard.AttemptID("", "u", "cleared", ""), Budget: 50 * time.Millisecond}
+	if v := Judge(&st, in); !v.Cleared {
+		t.Fatal("the sign-in after the cooldown started did not clear it")
+	}
+	later := now + time.Minute.Milliseconds()
+	st.Start(later, 15*time.Minute)
+	if !st.Active(later + time.Minute.Milliseconds()) {
+		t.Fatal("a cooldown started after the clearing is void: the sign-in's stamped time reached past Pushback's clock")
 	}
 }
