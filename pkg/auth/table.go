@@ -48,11 +48,18 @@ func Rules() map[string]Rule {
 		scoringv1.ScoringService_GetRisk_FullMethodName: {Roles: []Role{RiskReader, Operator}},
 		// WatchRisk streams: the mesh itself never watches.
 		scoringv1.ScoringService_WatchRisk_FullMethodName: {Roles: []Role{RiskReader, Operator}},
+		// The feed of every user's risk changes drives decision's response
+		// rules; a SIEM may follow it too.
+		scoringv1.ScoringService_ListRiskChanges_FullMethodName: {Roles: []Role{Decision, Mesh, RiskReader}},
 
 		// Nobody outside queues a notification: decision raises alerts, and
 		// the report link (served where intake runs) revokes sessions.
 		notifyv1.NotificationService_Notify_FullMethodName:         {Roles: []Role{Decision, Intake, Mesh}},
 		notifyv1.NotificationService_ListDeliveries_FullMethodName: {Roles: []Role{Operator}},
+		notifyv1.NotificationService_ListIncidents_FullMethodName:  {Roles: []Role{Operator}},
+		notifyv1.NotificationService_GetIncident_FullMethodName:    {Roles: []Role{Operator}},
+		// Letting held revocations go is an operator's deliberate act.
+		notifyv1.NotificationService_ReleaseActions_FullMethodName: {Roles: []Role{Operator}},
 
 		// Load balancers and probes check health without credentials; it
 		// tells serving or not, nothing about users.

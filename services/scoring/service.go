@@ -80,6 +80,7 @@ type Service struct {
 	tracer trace.Tracer
 	tel    *instruments
 	hub    *hub
+	feed   *feed
 	geo    *geo.DB
 	ownGeo bool
 	// failed counts the attempts that could not be assessed; failLogged is
@@ -138,7 +139,7 @@ func New(opts Options) *Service {
 	if opts.Tracer == nil {
 		opts.Tracer = noop.NewTracerProvider().Tracer("scoring")
 	}
-	svc := &Service{users: opts.UserIDs, store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, skew: opts.MaxFutureSkew, tracer: opts.Tracer, hub: newHub(), geo: opts.GeoIP,
+	svc := &Service{users: opts.UserIDs, store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, skew: opts.MaxFutureSkew, tracer: opts.Tracer, hub: newHub(), feed: newFeed(), geo: opts.GeoIP,
 		tel: newInstruments(opts.Meter, opts.Redactor)}
 	if svc.geo == nil && opts.GeoIPDB != "" {
 		db, err := geo.Open(opts.GeoIPDB)
@@ -280,6 +281,8 @@ const observeChunk = 100
 type observed struct {
 	tenant, user string
 	obs          Observation
+	// event is the ingested event, for the risk-change feed.
+	event *eventv1.AuthEvent
 }
 
 // recordBatch applies events in order, one transaction per chunk, and
@@ -313,6 +316,9 @@ func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error
 					return err
 				}
 				if applied {
+					if err := s.noteChange(tx, it.tenant, ra, it.event); err != nil {
+						return err
+					}
 					if !slices.Contains(dirty, key) {
 						dirty = append(dirty, key)
 					}
@@ -331,6 +337,9 @@ func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error
 		}
 		for _, c := range changes {
 			s.hub.publish(c.tenant, c.user, c.ra)
+		}
+		if len(changes) > 0 {
+			s.feed.kick()
 		}
 		total += len(changes)
 	}
@@ -532,7 +541,7 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 		}
 		obs.Client, obs.Responder = s.enrich(obs.Client), s.enrich(obs.Responder)
 		obs.At = s.notAhead(obs.At)
-		items = append(items, observed{tenant: e.GetTenant(), user: users[i], obs: obs})
+		items = append(items, observed{tenant: e.GetTenant(), user: users[i], obs: obs, event: e})
 	}
 	applied, err := s.recordBatch(ctx, items)
 	if err != nil {

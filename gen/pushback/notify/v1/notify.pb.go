@@ -38,6 +38,9 @@ const (
 	Kind_KIND_USER_NOTICE Kind = 3
 	// A continuous-access signal (security event token) to the IdP.
 	Kind_KIND_SECURITY_EVENT Kind = 4
+	// A response action at an identity provider (revoke the user's sessions,
+	// mark the user compromised), taken by a response connector.
+	Kind_KIND_RESPONSE_ACTION Kind = 5
 )
 
 // Enum value maps for Kind.
@@ -48,13 +51,15 @@ var (
 		2: "KIND_PUSH",
 		3: "KIND_USER_NOTICE",
 		4: "KIND_SECURITY_EVENT",
+		5: "KIND_RESPONSE_ACTION",
 	}
 	Kind_value = map[string]int32{
-		"KIND_UNSPECIFIED":    0,
-		"KIND_SOC_ALERT":      1,
-		"KIND_PUSH":           2,
-		"KIND_USER_NOTICE":    3,
-		"KIND_SECURITY_EVENT": 4,
+		"KIND_UNSPECIFIED":     0,
+		"KIND_SOC_ALERT":       1,
+		"KIND_PUSH":            2,
+		"KIND_USER_NOTICE":     3,
+		"KIND_SECURITY_EVENT":  4,
+		"KIND_RESPONSE_ACTION": 5,
 	}
 )
 
@@ -96,6 +101,9 @@ const (
 	Status_STATUS_DELIVERED Status = 2
 	// Gave up after the maximum attempts (dead letter).
 	Status_STATUS_DEAD Status = 3
+	// A response action the per-tenant brake held back: it waits for an
+	// operator (ReleaseActions).
+	Status_STATUS_HELD Status = 4
 )
 
 // Enum value maps for Status.
@@ -105,12 +113,14 @@ var (
 		1: "STATUS_PENDING",
 		2: "STATUS_DELIVERED",
 		3: "STATUS_DEAD",
+		4: "STATUS_HELD",
 	}
 	Status_value = map[string]int32{
 		"STATUS_UNSPECIFIED": 0,
 		"STATUS_PENDING":     1,
 		"STATUS_DELIVERED":   2,
 		"STATUS_DEAD":        3,
+		"STATUS_HELD":        4,
 	}
 )
 
@@ -194,6 +204,80 @@ func (SecurityEventType) EnumDescriptor() ([]byte, []int) {
 	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{2}
 }
 
+// ResponseAction is one action a response rule asks for.
+type ResponseAction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Action: "revoke_sessions", "revoke_tokens", "confirm_compromised",
+	// "block_user" or "set_user_status".
+	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
+	// Rule that asked for it.
+	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
+	// True when the action is only recorded, not taken.
+	DryRun bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// For set_user_status: the status to set (Duo: "disabled", "locked out").
+	UserStatus    string `protobuf:"bytes,4,opt,name=user_status,json=userStatus,proto3" json:"user_status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseAction) Reset() {
+	*x = ResponseAction{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseAction) ProtoMessage() {}
+
+func (x *ResponseAction) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseAction.ProtoReflect.Descriptor instead.
+func (*ResponseAction) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ResponseAction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ResponseAction) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *ResponseAction) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+func (x *ResponseAction) GetUserStatus() string {
+	if x != nil {
+		return x.UserStatus
+	}
+	return ""
+}
+
 // SecurityEvent details a continuous-access signal.
 type SecurityEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -217,7 +301,7 @@ type SecurityEvent struct {
 
 func (x *SecurityEvent) Reset() {
 	*x = SecurityEvent{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[0]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +313,7 @@ func (x *SecurityEvent) String() string {
 func (*SecurityEvent) ProtoMessage() {}
 
 func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[0]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +326,7 @@ func (x *SecurityEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecurityEvent.ProtoReflect.Descriptor instead.
 func (*SecurityEvent) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{0}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SecurityEvent) GetType() SecurityEventType {
@@ -305,14 +389,24 @@ type Incident struct {
 	// First notification of the incident.
 	FirstTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=first_time,json=firstTime,proto3" json:"first_time,omitempty"`
 	// Latest notification of the incident.
-	LastTime      *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	LastTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_time,json=lastTime,proto3" json:"last_time,omitempty"`
+	// Tenant of the user.
+	Tenant string `protobuf:"bytes,5,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// User concerned.
+	UserId string `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Response rules that matched during the incident.
+	Rules []string `protobuf:"bytes,7,rep,name=rules,proto3" json:"rules,omitempty"`
+	// Signal codes seen during the incident.
+	Signals []string `protobuf:"bytes,8,rep,name=signals,proto3" json:"signals,omitempty"`
+	// Deliveries the incident raised (alerts, notices, actions), oldest first.
+	DeliveryIds   []string `protobuf:"bytes,9,rep,name=delivery_ids,json=deliveryIds,proto3" json:"delivery_ids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Incident) Reset() {
 	*x = Incident{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[1]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +418,7 @@ func (x *Incident) String() string {
 func (*Incident) ProtoMessage() {}
 
 func (x *Incident) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[1]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +431,7 @@ func (x *Incident) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Incident.ProtoReflect.Descriptor instead.
 func (*Incident) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{1}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Incident) GetIncidentId() string {
@@ -364,6 +458,41 @@ func (x *Incident) GetFirstTime() *timestamppb.Timestamp {
 func (x *Incident) GetLastTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.LastTime
+	}
+	return nil
+}
+
+func (x *Incident) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *Incident) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Incident) GetRules() []string {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *Incident) GetSignals() []string {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
+func (x *Incident) GetDeliveryIds() []string {
+	if x != nil {
+		return x.DeliveryIds
 	}
 	return nil
 }
@@ -402,13 +531,17 @@ type NotifyRequest struct {
 	DeviceId string `protobuf:"bytes,14,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// For KIND_SECURITY_EVENT: the event.
 	SecurityEvent *SecurityEvent `protobuf:"bytes,15,opt,name=security_event,json=securityEvent,proto3" json:"security_event,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Response actions asked for with a SOC alert (at most 16). Each is taken
+	// once per incident, by every connector that can take it; for
+	// KIND_RESPONSE_ACTION, the one action of the delivery.
+	ResponseActions []*ResponseAction `protobuf:"bytes,16,rep,name=response_actions,json=responseActions,proto3" json:"response_actions,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *NotifyRequest) Reset() {
 	*x = NotifyRequest{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[2]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +553,7 @@ func (x *NotifyRequest) String() string {
 func (*NotifyRequest) ProtoMessage() {}
 
 func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[2]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +566,7 @@ func (x *NotifyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyRequest.ProtoReflect.Descriptor instead.
 func (*NotifyRequest) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{2}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NotifyRequest) GetKind() Kind {
@@ -541,6 +674,13 @@ func (x *NotifyRequest) GetSecurityEvent() *SecurityEvent {
 	return nil
 }
 
+func (x *NotifyRequest) GetResponseActions() []*ResponseAction {
+	if x != nil {
+		return x.ResponseActions
+	}
+	return nil
+}
+
 // NotifyResponse names the queued deliveries.
 type NotifyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -559,7 +699,7 @@ type NotifyResponse struct {
 
 func (x *NotifyResponse) Reset() {
 	*x = NotifyResponse{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[3]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -571,7 +711,7 @@ func (x *NotifyResponse) String() string {
 func (*NotifyResponse) ProtoMessage() {}
 
 func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[3]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -584,7 +724,7 @@ func (x *NotifyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyResponse.ProtoReflect.Descriptor instead.
 func (*NotifyResponse) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{3}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *NotifyResponse) GetDeliveryIds() []string {
@@ -637,14 +777,17 @@ type Delivery struct {
 	// The notification.
 	Notification *NotifyRequest `protobuf:"bytes,9,opt,name=notification,proto3" json:"notification,omitempty"`
 	// Incident state carried by the delivery (SOC alerts and user notices).
-	Incident      *Incident `protobuf:"bytes,10,opt,name=incident,proto3" json:"incident,omitempty"`
+	Incident *Incident `protobuf:"bytes,10,opt,name=incident,proto3" json:"incident,omitempty"`
+	// What the channel reported it did (response actions: the call made and
+	// its status, or "dry run").
+	Result        string `protobuf:"bytes,11,opt,name=result,proto3" json:"result,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[4]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +799,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[4]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +812,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{4}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Delivery) GetDeliveryId() string {
@@ -742,6 +885,13 @@ func (x *Delivery) GetIncident() *Incident {
 	return nil
 }
 
+func (x *Delivery) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
 // ListDeliveriesRequest filters the outbox.
 type ListDeliveriesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -757,7 +907,7 @@ type ListDeliveriesRequest struct {
 
 func (x *ListDeliveriesRequest) Reset() {
 	*x = ListDeliveriesRequest{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[5]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +919,7 @@ func (x *ListDeliveriesRequest) String() string {
 func (*ListDeliveriesRequest) ProtoMessage() {}
 
 func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[5]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +932,7 @@ func (x *ListDeliveriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesRequest.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesRequest) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{5}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListDeliveriesRequest) GetStatus() Status {
@@ -819,7 +969,7 @@ type ListDeliveriesResponse struct {
 
 func (x *ListDeliveriesResponse) Reset() {
 	*x = ListDeliveriesResponse{}
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[6]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +981,7 @@ func (x *ListDeliveriesResponse) String() string {
 func (*ListDeliveriesResponse) ProtoMessage() {}
 
 func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_notify_v1_notify_proto_msgTypes[6]
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +994,7 @@ func (x *ListDeliveriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDeliveriesResponse.ProtoReflect.Descriptor instead.
 func (*ListDeliveriesResponse) Descriptor() ([]byte, []int) {
-	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{6}
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListDeliveriesResponse) GetDeliveries() []*Delivery {
@@ -861,11 +1011,347 @@ func (x *ListDeliveriesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ListIncidentsRequest filters incidents.
+type ListIncidentsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this tenant's incidents (all when empty).
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Only this user's incidents (requires tenant).
+	UserId string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Maximum incidents to return (default 50, at most 500).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIncidentsRequest) Reset() {
+	*x = ListIncidentsRequest{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIncidentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIncidentsRequest) ProtoMessage() {}
+
+func (x *ListIncidentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIncidentsRequest.ProtoReflect.Descriptor instead.
+func (*ListIncidentsRequest) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListIncidentsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ListIncidentsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *ListIncidentsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListIncidentsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListIncidentsResponse is one page of incidents.
+type ListIncidentsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Incidents, newest first.
+	Incidents []*Incident `protobuf:"bytes,1,rep,name=incidents,proto3" json:"incidents,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIncidentsResponse) Reset() {
+	*x = ListIncidentsResponse{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIncidentsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIncidentsResponse) ProtoMessage() {}
+
+func (x *ListIncidentsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIncidentsResponse.ProtoReflect.Descriptor instead.
+func (*ListIncidentsResponse) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListIncidentsResponse) GetIncidents() []*Incident {
+	if x != nil {
+		return x.Incidents
+	}
+	return nil
+}
+
+func (x *ListIncidentsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// GetIncidentRequest names an incident.
+type GetIncidentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Incident id.
+	IncidentId    string `protobuf:"bytes,1,opt,name=incident_id,json=incidentId,proto3" json:"incident_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIncidentRequest) Reset() {
+	*x = GetIncidentRequest{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIncidentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIncidentRequest) ProtoMessage() {}
+
+func (x *GetIncidentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIncidentRequest.ProtoReflect.Descriptor instead.
+func (*GetIncidentRequest) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetIncidentRequest) GetIncidentId() string {
+	if x != nil {
+		return x.IncidentId
+	}
+	return ""
+}
+
+// GetIncidentResponse is an incident with its deliveries.
+type GetIncidentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The incident.
+	Incident *Incident `protobuf:"bytes,1,opt,name=incident,proto3" json:"incident,omitempty"`
+	// Its alerts, notices and actions, oldest first.
+	Deliveries    []*Delivery `protobuf:"bytes,2,rep,name=deliveries,proto3" json:"deliveries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIncidentResponse) Reset() {
+	*x = GetIncidentResponse{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIncidentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIncidentResponse) ProtoMessage() {}
+
+func (x *GetIncidentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIncidentResponse.ProtoReflect.Descriptor instead.
+func (*GetIncidentResponse) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetIncidentResponse) GetIncident() *Incident {
+	if x != nil {
+		return x.Incident
+	}
+	return nil
+}
+
+func (x *GetIncidentResponse) GetDeliveries() []*Delivery {
+	if x != nil {
+		return x.Deliveries
+	}
+	return nil
+}
+
+// ReleaseActionsRequest names held actions to let go.
+type ReleaseActionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant whose held actions are released.
+	Tenant string `protobuf:"bytes,1,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Only these deliveries (every held action of the tenant when empty).
+	DeliveryIds   []string `protobuf:"bytes,2,rep,name=delivery_ids,json=deliveryIds,proto3" json:"delivery_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseActionsRequest) Reset() {
+	*x = ReleaseActionsRequest{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseActionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseActionsRequest) ProtoMessage() {}
+
+func (x *ReleaseActionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseActionsRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseActionsRequest) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ReleaseActionsRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *ReleaseActionsRequest) GetDeliveryIds() []string {
+	if x != nil {
+		return x.DeliveryIds
+	}
+	return nil
+}
+
+// ReleaseActionsResponse names what was released.
+type ReleaseActionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Deliveries released, now pending.
+	DeliveryIds   []string `protobuf:"bytes,1,rep,name=delivery_ids,json=deliveryIds,proto3" json:"delivery_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseActionsResponse) Reset() {
+	*x = ReleaseActionsResponse{}
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseActionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseActionsResponse) ProtoMessage() {}
+
+func (x *ReleaseActionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_notify_v1_notify_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseActionsResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseActionsResponse) Descriptor() ([]byte, []int) {
+	return file_pushback_notify_v1_notify_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ReleaseActionsResponse) GetDeliveryIds() []string {
+	if x != nil {
+		return x.DeliveryIds
+	}
+	return nil
+}
+
 var File_pushback_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x02\n" +
+	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n" +
+	"\x0eResponseAction\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
+	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x1f\n" +
+	"\vuser_status\x18\x04 \x01(\tR\n" +
+	"userStatus\"\xa3\x02\n" +
 	"\rSecurityEvent\x129\n" +
 	"\x04type\x18\x01 \x01(\x0e2%.pushback.notify.v1.SecurityEventTypeR\x04type\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
@@ -874,14 +1360,19 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\x10change_direction\x18\x05 \x01(\tR\x0fchangeDirection\x12!\n" +
 	"\freason_admin\x18\x06 \x01(\tR\vreasonAdmin\x12\x1f\n" +
 	"\vreason_user\x18\a \x01(\tR\n" +
-	"reasonUser\"\xb5\x01\n" +
+	"reasonUser\"\xb9\x02\n" +
 	"\bIncident\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x05R\x05count\x129\n" +
 	"\n" +
 	"first_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstTime\x127\n" +
-	"\tlast_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\"\x95\x05\n" +
+	"\tlast_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastTime\x12\x16\n" +
+	"\x06tenant\x18\x05 \x01(\tR\x06tenant\x12\x17\n" +
+	"\auser_id\x18\x06 \x01(\tR\x06userId\x12\x14\n" +
+	"\x05rules\x18\a \x03(\tR\x05rules\x12\x18\n" +
+	"\asignals\x18\b \x03(\tR\asignals\x12!\n" +
+	"\fdelivery_ids\x18\t \x03(\tR\vdeliveryIds\"\xe4\x05\n" +
 	"\rNotifyRequest\x12,\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x18.pushback.notify.v1.KindR\x04kind\x12'\n" +
 	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x17\n" +
@@ -903,7 +1394,8 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
 	"user_email\x18\r \x01(\tR\tuserEmail\x12\x1b\n" +
 	"\tdevice_id\x18\x0e \x01(\tR\bdeviceId\x12H\n" +
-	"\x0esecurity_event\x18\x0f \x01(\v2!.pushback.notify.v1.SecurityEventR\rsecurityEvent\x1a=\n" +
+	"\x0esecurity_event\x18\x0f \x01(\v2!.pushback.notify.v1.SecurityEventR\rsecurityEvent\x12M\n" +
+	"\x10response_actions\x18\x10 \x03(\v2\".pushback.notify.v1.ResponseActionR\x0fresponseActions\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x01\n" +
@@ -912,7 +1404,7 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\x12\x1f\n" +
 	"\vincident_id\x18\x03 \x01(\tR\n" +
 	"incidentId\x12\x1c\n" +
-	"\tcoalesced\x18\x04 \x01(\bR\tcoalesced\"\xf9\x03\n" +
+	"\tcoalesced\x18\x04 \x01(\bR\tcoalesced\"\x91\x04\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x18\n" +
@@ -927,7 +1419,8 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\fdeliver_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vdeliverTime\x12E\n" +
 	"\fnotification\x18\t \x01(\v2!.pushback.notify.v1.NotifyRequestR\fnotification\x128\n" +
 	"\bincident\x18\n" +
-	" \x01(\v2\x1c.pushback.notify.v1.IncidentR\bincident\"\x87\x01\n" +
+	" \x01(\v2\x1c.pushback.notify.v1.IncidentR\bincident\x12\x16\n" +
+	"\x06result\x18\v \x01(\tR\x06result\"\x87\x01\n" +
 	"\x15ListDeliveriesRequest\x122\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x1a.pushback.notify.v1.StatusR\x06status\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -937,25 +1430,52 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1c.pushback.notify.v1.DeliveryR\n" +
 	"deliveries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*n\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x83\x01\n" +
+	"\x14ListIncidentsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"{\n" +
+	"\x15ListIncidentsResponse\x12:\n" +
+	"\tincidents\x18\x01 \x03(\v2\x1c.pushback.notify.v1.IncidentR\tincidents\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +
+	"\x12GetIncidentRequest\x12\x1f\n" +
+	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"incidentId\"\x8d\x01\n" +
+	"\x13GetIncidentResponse\x128\n" +
+	"\bincident\x18\x01 \x01(\v2\x1c.pushback.notify.v1.IncidentR\bincident\x12<\n" +
+	"\n" +
+	"deliveries\x18\x02 \x03(\v2\x1c.pushback.notify.v1.DeliveryR\n" +
+	"deliveries\"R\n" +
+	"\x15ReleaseActionsRequest\x12\x16\n" +
+	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12!\n" +
+	"\fdelivery_ids\x18\x02 \x03(\tR\vdeliveryIds\";\n" +
+	"\x16ReleaseActionsResponse\x12!\n" +
+	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds*\x88\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eKIND_SOC_ALERT\x10\x01\x12\r\n" +
 	"\tKIND_PUSH\x10\x02\x12\x14\n" +
 	"\x10KIND_USER_NOTICE\x10\x03\x12\x17\n" +
-	"\x13KIND_SECURITY_EVENT\x10\x04*[\n" +
+	"\x13KIND_SECURITY_EVENT\x10\x04\x12\x18\n" +
+	"\x14KIND_RESPONSE_ACTION\x10\x05*l\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSTATUS_PENDING\x10\x01\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x02\x12\x0f\n" +
-	"\vSTATUS_DEAD\x10\x03*\x91\x01\n" +
+	"\vSTATUS_DEAD\x10\x03\x12\x0f\n" +
+	"\vSTATUS_HELD\x10\x04*\x91\x01\n" +
 	"\x11SecurityEventType\x12#\n" +
 	"\x1fSECURITY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12'\n" +
 	"#SECURITY_EVENT_TYPE_SESSION_REVOKED\x10\x01\x12.\n" +
-	"*SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE\x10\x022\xcf\x01\n" +
+	"*SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE\x10\x022\xfe\x03\n" +
 	"\x13NotificationService\x12O\n" +
 	"\x06Notify\x12!.pushback.notify.v1.NotifyRequest\x1a\".pushback.notify.v1.NotifyResponse\x12g\n" +
-	"\x0eListDeliveries\x12).pushback.notify.v1.ListDeliveriesRequest\x1a*.pushback.notify.v1.ListDeliveriesResponseB\xcf\x01\n" +
+	"\x0eListDeliveries\x12).pushback.notify.v1.ListDeliveriesRequest\x1a*.pushback.notify.v1.ListDeliveriesResponse\x12d\n" +
+	"\rListIncidents\x12(.pushback.notify.v1.ListIncidentsRequest\x1a).pushback.notify.v1.ListIncidentsResponse\x12^\n" +
+	"\vGetIncident\x12&.pushback.notify.v1.GetIncidentRequest\x1a'.pushback.notify.v1.GetIncidentResponse\x12g\n" +
+	"\x0eReleaseActions\x12).pushback.notify.v1.ReleaseActionsRequest\x1a*.pushback.notify.v1.ReleaseActionsResponseB\xcf\x01\n" +
 	"\x16com.pushback.notify.v1B\vNotifyProtoP\x01Z>github.com/pushbackhq/pushback/gen/pushback/notify/v1;notifyv1\xa2\x02\x03PNX\xaa\x02\x12Pushback.Notify.V1\xca\x02\x12Pushback\\Notify\\V1\xe2\x02\x1ePushback\\Notify\\V1\\GPBMetadata\xea\x02\x14Pushback::Notify::V1b\x06proto3"
 
 var (
@@ -971,46 +1491,63 @@ func file_pushback_notify_v1_notify_proto_rawDescGZIP() []byte {
 }
 
 var file_pushback_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_pushback_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_pushback_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_pushback_notify_v1_notify_proto_goTypes = []any{
 	(Kind)(0),                      // 0: pushback.notify.v1.Kind
 	(Status)(0),                    // 1: pushback.notify.v1.Status
 	(SecurityEventType)(0),         // 2: pushback.notify.v1.SecurityEventType
-	(*SecurityEvent)(nil),          // 3: pushback.notify.v1.SecurityEvent
-	(*Incident)(nil),               // 4: pushback.notify.v1.Incident
-	(*NotifyRequest)(nil),          // 5: pushback.notify.v1.NotifyRequest
-	(*NotifyResponse)(nil),         // 6: pushback.notify.v1.NotifyResponse
-	(*Delivery)(nil),               // 7: pushback.notify.v1.Delivery
-	(*ListDeliveriesRequest)(nil),  // 8: pushback.notify.v1.ListDeliveriesRequest
-	(*ListDeliveriesResponse)(nil), // 9: pushback.notify.v1.ListDeliveriesResponse
-	nil,                            // 10: pushback.notify.v1.NotifyRequest.AttributesEntry
-	(*timestamppb.Timestamp)(nil),  // 11: google.protobuf.Timestamp
+	(*ResponseAction)(nil),         // 3: pushback.notify.v1.ResponseAction
+	(*SecurityEvent)(nil),          // 4: pushback.notify.v1.SecurityEvent
+	(*Incident)(nil),               // 5: pushback.notify.v1.Incident
+	(*NotifyRequest)(nil),          // 6: pushback.notify.v1.NotifyRequest
+	(*NotifyResponse)(nil),         // 7: pushback.notify.v1.NotifyResponse
+	(*Delivery)(nil),               // 8: pushback.notify.v1.Delivery
+	(*ListDeliveriesRequest)(nil),  // 9: pushback.notify.v1.ListDeliveriesRequest
+	(*ListDeliveriesResponse)(nil), // 10: pushback.notify.v1.ListDeliveriesResponse
+	(*ListIncidentsRequest)(nil),   // 11: pushback.notify.v1.ListIncidentsRequest
+	(*ListIncidentsResponse)(nil),  // 12: pushback.notify.v1.ListIncidentsResponse
+	(*GetIncidentRequest)(nil),     // 13: pushback.notify.v1.GetIncidentRequest
+	(*GetIncidentResponse)(nil),    // 14: pushback.notify.v1.GetIncidentResponse
+	(*ReleaseActionsRequest)(nil),  // 15: pushback.notify.v1.ReleaseActionsRequest
+	(*ReleaseActionsResponse)(nil), // 16: pushback.notify.v1.ReleaseActionsResponse
+	nil,                            // 17: pushback.notify.v1.NotifyRequest.AttributesEntry
+	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
 }
 var file_pushback_notify_v1_notify_proto_depIdxs = []int32{
 	2,  // 0: pushback.notify.v1.SecurityEvent.type:type_name -> pushback.notify.v1.SecurityEventType
-	11, // 1: pushback.notify.v1.Incident.first_time:type_name -> google.protobuf.Timestamp
-	11, // 2: pushback.notify.v1.Incident.last_time:type_name -> google.protobuf.Timestamp
+	18, // 1: pushback.notify.v1.Incident.first_time:type_name -> google.protobuf.Timestamp
+	18, // 2: pushback.notify.v1.Incident.last_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: pushback.notify.v1.NotifyRequest.kind:type_name -> pushback.notify.v1.Kind
-	10, // 4: pushback.notify.v1.NotifyRequest.attributes:type_name -> pushback.notify.v1.NotifyRequest.AttributesEntry
-	11, // 5: pushback.notify.v1.NotifyRequest.time:type_name -> google.protobuf.Timestamp
-	3,  // 6: pushback.notify.v1.NotifyRequest.security_event:type_name -> pushback.notify.v1.SecurityEvent
-	1,  // 7: pushback.notify.v1.Delivery.status:type_name -> pushback.notify.v1.Status
-	11, // 8: pushback.notify.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	11, // 9: pushback.notify.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
-	11, // 10: pushback.notify.v1.Delivery.deliver_time:type_name -> google.protobuf.Timestamp
-	5,  // 11: pushback.notify.v1.Delivery.notification:type_name -> pushback.notify.v1.NotifyRequest
-	4,  // 12: pushback.notify.v1.Delivery.incident:type_name -> pushback.notify.v1.Incident
-	1,  // 13: pushback.notify.v1.ListDeliveriesRequest.status:type_name -> pushback.notify.v1.Status
-	7,  // 14: pushback.notify.v1.ListDeliveriesResponse.deliveries:type_name -> pushback.notify.v1.Delivery
-	5,  // 15: pushback.notify.v1.NotificationService.Notify:input_type -> pushback.notify.v1.NotifyRequest
-	8,  // 16: pushback.notify.v1.NotificationService.ListDeliveries:input_type -> pushback.notify.v1.ListDeliveriesRequest
-	6,  // 17: pushback.notify.v1.NotificationService.Notify:output_type -> pushback.notify.v1.NotifyResponse
-	9,  // 18: pushback.notify.v1.NotificationService.ListDeliveries:output_type -> pushback.notify.v1.ListDeliveriesResponse
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	17, // 4: pushback.notify.v1.NotifyRequest.attributes:type_name -> pushback.notify.v1.NotifyRequest.AttributesEntry
+	18, // 5: pushback.notify.v1.NotifyRequest.time:type_name -> google.protobuf.Timestamp
+	4,  // 6: pushback.notify.v1.NotifyRequest.security_event:type_name -> pushback.notify.v1.SecurityEvent
+	3,  // 7: pushback.notify.v1.NotifyRequest.response_actions:type_name -> pushback.notify.v1.ResponseAction
+	1,  // 8: pushback.notify.v1.Delivery.status:type_name -> pushback.notify.v1.Status
+	18, // 9: pushback.notify.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	18, // 10: pushback.notify.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
+	18, // 11: pushback.notify.v1.Delivery.deliver_time:type_name -> google.protobuf.Timestamp
+	6,  // 12: pushback.notify.v1.Delivery.notification:type_name -> pushback.notify.v1.NotifyRequest
+	5,  // 13: pushback.notify.v1.Delivery.incident:type_name -> pushback.notify.v1.Incident
+	1,  // 14: pushback.notify.v1.ListDeliveriesRequest.status:type_name -> pushback.notify.v1.Status
+	8,  // 15: pushback.notify.v1.ListDeliveriesResponse.deliveries:type_name -> pushback.notify.v1.Delivery
+	5,  // 16: pushback.notify.v1.ListIncidentsResponse.incidents:type_name -> pushback.notify.v1.Incident
+	5,  // 17: pushback.notify.v1.GetIncidentResponse.incident:type_name -> pushback.notify.v1.Incident
+	8,  // 18: pushback.notify.v1.GetIncidentResponse.deliveries:type_name -> pushback.notify.v1.Delivery
+	6,  // 19: pushback.notify.v1.NotificationService.Notify:input_type -> pushback.notify.v1.NotifyRequest
+	9,  // 20: pushback.notify.v1.NotificationService.ListDeliveries:input_type -> pushback.notify.v1.ListDeliveriesRequest
+	11, // 21: pushback.notify.v1.NotificationService.ListIncidents:input_type -> pushback.notify.v1.ListIncidentsRequest
+	13, // 22: pushback.notify.v1.NotificationService.GetIncident:input_type -> pushback.notify.v1.GetIncidentRequest
+	15, // 23: pushback.notify.v1.NotificationService.ReleaseActions:input_type -> pushback.notify.v1.ReleaseActionsRequest
+	7,  // 24: pushback.notify.v1.NotificationService.Notify:output_type -> pushback.notify.v1.NotifyResponse
+	10, // 25: pushback.notify.v1.NotificationService.ListDeliveries:output_type -> pushback.notify.v1.ListDeliveriesResponse
+	12, // 26: pushback.notify.v1.NotificationService.ListIncidents:output_type -> pushback.notify.v1.ListIncidentsResponse
+	14, // 27: pushback.notify.v1.NotificationService.GetIncident:output_type -> pushback.notify.v1.GetIncidentResponse
+	16, // 28: pushback.notify.v1.NotificationService.ReleaseActions:output_type -> pushback.notify.v1.ReleaseActionsResponse
+	24, // [24:29] is the sub-list for method output_type
+	19, // [19:24] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_pushback_notify_v1_notify_proto_init() }
@@ -1024,7 +1561,7 @@ func file_pushback_notify_v1_notify_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushback_notify_v1_notify_proto_rawDesc), len(file_pushback_notify_v1_notify_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   8,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -561,6 +561,191 @@ func (x *WatchRiskResponse) GetResync() bool {
 	return false
 }
 
+// ListRiskChangesRequest reads the feed after a cursor.
+type ListRiskChangesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Change id to read after (the start of the feed when empty).
+	After string `protobuf:"bytes,1,opt,name=after,proto3" json:"after,omitempty"`
+	// Maximum changes to return (default 100, at most 1000).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// How long to wait for a change when none follows the cursor (none
+	// when unset, at most 30s).
+	MaxWait       *durationpb.Duration `protobuf:"bytes,3,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRiskChangesRequest) Reset() {
+	*x = ListRiskChangesRequest{}
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRiskChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRiskChangesRequest) ProtoMessage() {}
+
+func (x *ListRiskChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRiskChangesRequest.ProtoReflect.Descriptor instead.
+func (*ListRiskChangesRequest) Descriptor() ([]byte, []int) {
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListRiskChangesRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *ListRiskChangesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRiskChangesRequest) GetMaxWait() *durationpb.Duration {
+	if x != nil {
+		return x.MaxWait
+	}
+	return nil
+}
+
+// ListRiskChangesResponse is one page of the feed.
+type ListRiskChangesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Changes, oldest first.
+	Changes       []*RiskChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRiskChangesResponse) Reset() {
+	*x = ListRiskChangesResponse{}
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRiskChangesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRiskChangesResponse) ProtoMessage() {}
+
+func (x *ListRiskChangesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRiskChangesResponse.ProtoReflect.Descriptor instead.
+func (*ListRiskChangesResponse) Descriptor() ([]byte, []int) {
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListRiskChangesResponse) GetChanges() []*RiskChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+// RiskChange is a user's risk right after an ingested event changed it.
+// Only assessments with at least one signal enter the feed; it keeps a day.
+type RiskChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Change id: sortable by time, the cursor of the feed.
+	ChangeId string `protobuf:"bytes,1,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	// Tenant of the user.
+	Tenant string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The assessment after the event.
+	Assessment *RiskAssessment `protobuf:"bytes,3,opt,name=assessment,proto3" json:"assessment,omitempty"`
+	// The event that changed it.
+	Event         *v1.AuthEvent `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RiskChange) Reset() {
+	*x = RiskChange{}
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RiskChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RiskChange) ProtoMessage() {}
+
+func (x *RiskChange) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RiskChange.ProtoReflect.Descriptor instead.
+func (*RiskChange) Descriptor() ([]byte, []int) {
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RiskChange) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
+func (x *RiskChange) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RiskChange) GetAssessment() *RiskAssessment {
+	if x != nil {
+		return x.Assessment
+	}
+	return nil
+}
+
+func (x *RiskChange) GetEvent() *v1.AuthEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 // RiskAssessment is a score and the signals that produced it.
 type RiskAssessment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -586,7 +771,7 @@ type RiskAssessment struct {
 
 func (x *RiskAssessment) Reset() {
 	*x = RiskAssessment{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[9]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -598,7 +783,7 @@ func (x *RiskAssessment) String() string {
 func (*RiskAssessment) ProtoMessage() {}
 
 func (x *RiskAssessment) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[9]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -611,7 +796,7 @@ func (x *RiskAssessment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RiskAssessment.ProtoReflect.Descriptor instead.
 func (*RiskAssessment) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{9}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RiskAssessment) GetUserId() string {
@@ -682,7 +867,7 @@ type Familiarity struct {
 
 func (x *Familiarity) Reset() {
 	*x = Familiarity{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[10]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +879,7 @@ func (x *Familiarity) String() string {
 func (*Familiarity) ProtoMessage() {}
 
 func (x *Familiarity) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[10]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +892,7 @@ func (x *Familiarity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Familiarity.ProtoReflect.Descriptor instead.
 func (*Familiarity) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{10}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Familiarity) GetHistory() bool {
@@ -776,7 +961,7 @@ type Signal struct {
 
 func (x *Signal) Reset() {
 	*x = Signal{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[11]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -788,7 +973,7 @@ func (x *Signal) String() string {
 func (*Signal) ProtoMessage() {}
 
 func (x *Signal) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[11]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -801,7 +986,7 @@ func (x *Signal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Signal.ProtoReflect.Descriptor instead.
 func (*Signal) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{11}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Signal) GetCode() string {
@@ -980,7 +1165,7 @@ type WindowCount struct {
 
 func (x *WindowCount) Reset() {
 	*x = WindowCount{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[12]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1177,7 @@ func (x *WindowCount) String() string {
 func (*WindowCount) ProtoMessage() {}
 
 func (x *WindowCount) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[12]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1190,7 @@ func (x *WindowCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WindowCount.ProtoReflect.Descriptor instead.
 func (*WindowCount) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{12}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WindowCount) GetWindow() *durationpb.Duration {
@@ -1084,7 +1269,7 @@ type BurstEvidence struct {
 
 func (x *BurstEvidence) Reset() {
 	*x = BurstEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[13]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1096,7 +1281,7 @@ func (x *BurstEvidence) String() string {
 func (*BurstEvidence) ProtoMessage() {}
 
 func (x *BurstEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[13]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1109,7 +1294,7 @@ func (x *BurstEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BurstEvidence.ProtoReflect.Descriptor instead.
 func (*BurstEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{13}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *BurstEvidence) GetWindows() []*WindowCount {
@@ -1164,7 +1349,7 @@ type StreakEvidence struct {
 
 func (x *StreakEvidence) Reset() {
 	*x = StreakEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[14]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1361,7 @@ func (x *StreakEvidence) String() string {
 func (*StreakEvidence) ProtoMessage() {}
 
 func (x *StreakEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[14]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1374,7 @@ func (x *StreakEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreakEvidence.ProtoReflect.Descriptor instead.
 func (*StreakEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{14}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StreakEvidence) GetLength() int32 {
@@ -1233,7 +1418,7 @@ type FraudEvidence struct {
 
 func (x *FraudEvidence) Reset() {
 	*x = FraudEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[15]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1430,7 @@ func (x *FraudEvidence) String() string {
 func (*FraudEvidence) ProtoMessage() {}
 
 func (x *FraudEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[15]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1443,7 @@ func (x *FraudEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FraudEvidence.ProtoReflect.Descriptor instead.
 func (*FraudEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{15}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FraudEvidence) GetReportedAt() *timestamppb.Timestamp {
@@ -1290,7 +1475,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[16]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1487,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[16]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1500,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{16}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Location) GetTime() *timestamppb.Timestamp {
@@ -1367,7 +1552,7 @@ type TravelEvidence struct {
 
 func (x *TravelEvidence) Reset() {
 	*x = TravelEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[17]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1564,7 @@ func (x *TravelEvidence) String() string {
 func (*TravelEvidence) ProtoMessage() {}
 
 func (x *TravelEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[17]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1577,7 @@ func (x *TravelEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TravelEvidence.ProtoReflect.Descriptor instead.
 func (*TravelEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{17}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *TravelEvidence) GetPrevious() *Location {
@@ -1464,7 +1649,7 @@ type NoveltyEvidence struct {
 
 func (x *NoveltyEvidence) Reset() {
 	*x = NoveltyEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[18]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1661,7 @@ func (x *NoveltyEvidence) String() string {
 func (*NoveltyEvidence) ProtoMessage() {}
 
 func (x *NoveltyEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[18]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1674,7 @@ func (x *NoveltyEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoveltyEvidence.ProtoReflect.Descriptor instead.
 func (*NoveltyEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{18}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NoveltyEvidence) GetValue() string {
@@ -1533,7 +1718,7 @@ type SprayEvidence struct {
 
 func (x *SprayEvidence) Reset() {
 	*x = SprayEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[19]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1730,7 @@ func (x *SprayEvidence) String() string {
 func (*SprayEvidence) ProtoMessage() {}
 
 func (x *SprayEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[19]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1743,7 @@ func (x *SprayEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SprayEvidence.ProtoReflect.Descriptor instead.
 func (*SprayEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{19}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SprayEvidence) GetSourceIp() string {
@@ -1625,7 +1810,7 @@ type AnonymizerEvidence struct {
 
 func (x *AnonymizerEvidence) Reset() {
 	*x = AnonymizerEvidence{}
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[20]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1822,7 @@ func (x *AnonymizerEvidence) String() string {
 func (*AnonymizerEvidence) ProtoMessage() {}
 
 func (x *AnonymizerEvidence) ProtoReflect() protoreflect.Message {
-	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[20]
+	mi := &file_pushback_scoring_v1_scoring_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1835,7 @@ func (x *AnonymizerEvidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AnonymizerEvidence.ProtoReflect.Descriptor instead.
 func (*AnonymizerEvidence) Descriptor() ([]byte, []int) {
-	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{20}
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AnonymizerEvidence) GetKind() string {
@@ -1717,7 +1902,21 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
 	"assessment\x12\x16\n" +
-	"\x06resync\x18\x02 \x01(\bR\x06resync\"\x83\x03\n" +
+	"\x06resync\x18\x02 \x01(\bR\x06resync\"\x81\x01\n" +
+	"\x16ListRiskChangesRequest\x12\x14\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x124\n" +
+	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"T\n" +
+	"\x17ListRiskChangesResponse\x129\n" +
+	"\achanges\x18\x01 \x03(\v2\x1f.pushback.scoring.v1.RiskChangeR\achanges\"\xba\x01\n" +
+	"\n" +
+	"RiskChange\x12\x1b\n" +
+	"\tchange_id\x18\x01 \x01(\tR\bchangeId\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12C\n" +
+	"\n" +
+	"assessment\x18\x03 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
+	"assessment\x122\n" +
+	"\x05event\x18\x04 \x01(\v2\x1c.pushback.event.v1.AuthEventR\x05event\"\x83\x03\n" +
 	"\x0eRiskAssessment\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x05R\x05score\x125\n" +
@@ -1806,12 +2005,13 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x12AnonymizerEvidence\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x15\n" +
-	"\x06as_org\x18\x03 \x01(\tR\x05asOrg2\xed\x02\n" +
+	"\x06as_org\x18\x03 \x01(\tR\x05asOrg2\xdb\x03\n" +
 	"\x0eScoringService\x12Q\n" +
 	"\x06Assess\x12\".pushback.scoring.v1.AssessRequest\x1a#.pushback.scoring.v1.AssessResponse\x12T\n" +
 	"\aObserve\x12#.pushback.scoring.v1.ObserveRequest\x1a$.pushback.scoring.v1.ObserveResponse\x12T\n" +
 	"\aGetRisk\x12#.pushback.scoring.v1.GetRiskRequest\x1a$.pushback.scoring.v1.GetRiskResponse\x12\\\n" +
-	"\tWatchRisk\x12%.pushback.scoring.v1.WatchRiskRequest\x1a&.pushback.scoring.v1.WatchRiskResponse0\x01B\xd7\x01\n" +
+	"\tWatchRisk\x12%.pushback.scoring.v1.WatchRiskRequest\x1a&.pushback.scoring.v1.WatchRiskResponse0\x01\x12l\n" +
+	"\x0fListRiskChanges\x12+.pushback.scoring.v1.ListRiskChangesRequest\x1a,.pushback.scoring.v1.ListRiskChangesResponseB\xd7\x01\n" +
 	"\x17com.pushback.scoring.v1B\fScoringProtoP\x01Z@github.com/pushbackhq/pushback/gen/pushback/scoring/v1;scoringv1\xa2\x02\x03PSX\xaa\x02\x13Pushback.Scoring.V1\xca\x02\x13Pushback\\Scoring\\V1\xe2\x02\x1fPushback\\Scoring\\V1\\GPBMetadata\xea\x02\x15Pushback::Scoring::V1b\x06proto3"
 
 var (
@@ -1826,84 +2026,93 @@ func file_pushback_scoring_v1_scoring_proto_rawDescGZIP() []byte {
 	return file_pushback_scoring_v1_scoring_proto_rawDescData
 }
 
-var file_pushback_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_pushback_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_pushback_scoring_v1_scoring_proto_goTypes = []any{
-	(*Attempt)(nil),               // 0: pushback.scoring.v1.Attempt
-	(*AssessRequest)(nil),         // 1: pushback.scoring.v1.AssessRequest
-	(*AssessResponse)(nil),        // 2: pushback.scoring.v1.AssessResponse
-	(*ObserveRequest)(nil),        // 3: pushback.scoring.v1.ObserveRequest
-	(*ObserveResponse)(nil),       // 4: pushback.scoring.v1.ObserveResponse
-	(*GetRiskRequest)(nil),        // 5: pushback.scoring.v1.GetRiskRequest
-	(*GetRiskResponse)(nil),       // 6: pushback.scoring.v1.GetRiskResponse
-	(*WatchRiskRequest)(nil),      // 7: pushback.scoring.v1.WatchRiskRequest
-	(*WatchRiskResponse)(nil),     // 8: pushback.scoring.v1.WatchRiskResponse
-	(*RiskAssessment)(nil),        // 9: pushback.scoring.v1.RiskAssessment
-	(*Familiarity)(nil),           // 10: pushback.scoring.v1.Familiarity
-	(*Signal)(nil),                // 11: pushback.scoring.v1.Signal
-	(*WindowCount)(nil),           // 12: pushback.scoring.v1.WindowCount
-	(*BurstEvidence)(nil),         // 13: pushback.scoring.v1.BurstEvidence
-	(*StreakEvidence)(nil),        // 14: pushback.scoring.v1.StreakEvidence
-	(*FraudEvidence)(nil),         // 15: pushback.scoring.v1.FraudEvidence
-	(*Location)(nil),              // 16: pushback.scoring.v1.Location
-	(*TravelEvidence)(nil),        // 17: pushback.scoring.v1.TravelEvidence
-	(*NoveltyEvidence)(nil),       // 18: pushback.scoring.v1.NoveltyEvidence
-	(*SprayEvidence)(nil),         // 19: pushback.scoring.v1.SprayEvidence
-	(*AnonymizerEvidence)(nil),    // 20: pushback.scoring.v1.AnonymizerEvidence
-	(v1.Factor)(0),                // 21: pushback.event.v1.Factor
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
-	(*v1.Client)(nil),             // 23: pushback.event.v1.Client
-	(*v1.AuthEvent)(nil),          // 24: pushback.event.v1.AuthEvent
-	(*durationpb.Duration)(nil),   // 25: google.protobuf.Duration
-	(*v1.Geo)(nil),                // 26: pushback.event.v1.Geo
+	(*Attempt)(nil),                 // 0: pushback.scoring.v1.Attempt
+	(*AssessRequest)(nil),           // 1: pushback.scoring.v1.AssessRequest
+	(*AssessResponse)(nil),          // 2: pushback.scoring.v1.AssessResponse
+	(*ObserveRequest)(nil),          // 3: pushback.scoring.v1.ObserveRequest
+	(*ObserveResponse)(nil),         // 4: pushback.scoring.v1.ObserveResponse
+	(*GetRiskRequest)(nil),          // 5: pushback.scoring.v1.GetRiskRequest
+	(*GetRiskResponse)(nil),         // 6: pushback.scoring.v1.GetRiskResponse
+	(*WatchRiskRequest)(nil),        // 7: pushback.scoring.v1.WatchRiskRequest
+	(*WatchRiskResponse)(nil),       // 8: pushback.scoring.v1.WatchRiskResponse
+	(*ListRiskChangesRequest)(nil),  // 9: pushback.scoring.v1.ListRiskChangesRequest
+	(*ListRiskChangesResponse)(nil), // 10: pushback.scoring.v1.ListRiskChangesResponse
+	(*RiskChange)(nil),              // 11: pushback.scoring.v1.RiskChange
+	(*RiskAssessment)(nil),          // 12: pushback.scoring.v1.RiskAssessment
+	(*Familiarity)(nil),             // 13: pushback.scoring.v1.Familiarity
+	(*Signal)(nil),                  // 14: pushback.scoring.v1.Signal
+	(*WindowCount)(nil),             // 15: pushback.scoring.v1.WindowCount
+	(*BurstEvidence)(nil),           // 16: pushback.scoring.v1.BurstEvidence
+	(*StreakEvidence)(nil),          // 17: pushback.scoring.v1.StreakEvidence
+	(*FraudEvidence)(nil),           // 18: pushback.scoring.v1.FraudEvidence
+	(*Location)(nil),                // 19: pushback.scoring.v1.Location
+	(*TravelEvidence)(nil),          // 20: pushback.scoring.v1.TravelEvidence
+	(*NoveltyEvidence)(nil),         // 21: pushback.scoring.v1.NoveltyEvidence
+	(*SprayEvidence)(nil),           // 22: pushback.scoring.v1.SprayEvidence
+	(*AnonymizerEvidence)(nil),      // 23: pushback.scoring.v1.AnonymizerEvidence
+	(v1.Factor)(0),                  // 24: pushback.event.v1.Factor
+	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
+	(*v1.Client)(nil),               // 26: pushback.event.v1.Client
+	(*v1.AuthEvent)(nil),            // 27: pushback.event.v1.AuthEvent
+	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
+	(*v1.Geo)(nil),                  // 29: pushback.event.v1.Geo
 }
 var file_pushback_scoring_v1_scoring_proto_depIdxs = []int32{
-	21, // 0: pushback.scoring.v1.Attempt.factor:type_name -> pushback.event.v1.Factor
-	22, // 1: pushback.scoring.v1.Attempt.time:type_name -> google.protobuf.Timestamp
-	23, // 2: pushback.scoring.v1.Attempt.client:type_name -> pushback.event.v1.Client
+	24, // 0: pushback.scoring.v1.Attempt.factor:type_name -> pushback.event.v1.Factor
+	25, // 1: pushback.scoring.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	26, // 2: pushback.scoring.v1.Attempt.client:type_name -> pushback.event.v1.Client
 	0,  // 3: pushback.scoring.v1.AssessRequest.attempt:type_name -> pushback.scoring.v1.Attempt
-	9,  // 4: pushback.scoring.v1.AssessResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	24, // 5: pushback.scoring.v1.ObserveRequest.events:type_name -> pushback.event.v1.AuthEvent
-	22, // 6: pushback.scoring.v1.GetRiskRequest.time:type_name -> google.protobuf.Timestamp
-	9,  // 7: pushback.scoring.v1.GetRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	9,  // 8: pushback.scoring.v1.WatchRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	11, // 9: pushback.scoring.v1.RiskAssessment.signals:type_name -> pushback.scoring.v1.Signal
-	22, // 10: pushback.scoring.v1.RiskAssessment.time:type_name -> google.protobuf.Timestamp
-	12, // 11: pushback.scoring.v1.RiskAssessment.windows:type_name -> pushback.scoring.v1.WindowCount
-	22, // 12: pushback.scoring.v1.RiskAssessment.last_phishing_resistant_time:type_name -> google.protobuf.Timestamp
-	10, // 13: pushback.scoring.v1.RiskAssessment.familiarity:type_name -> pushback.scoring.v1.Familiarity
-	13, // 14: pushback.scoring.v1.Signal.burst:type_name -> pushback.scoring.v1.BurstEvidence
-	14, // 15: pushback.scoring.v1.Signal.streak:type_name -> pushback.scoring.v1.StreakEvidence
-	15, // 16: pushback.scoring.v1.Signal.fraud:type_name -> pushback.scoring.v1.FraudEvidence
-	17, // 17: pushback.scoring.v1.Signal.travel:type_name -> pushback.scoring.v1.TravelEvidence
-	18, // 18: pushback.scoring.v1.Signal.novelty:type_name -> pushback.scoring.v1.NoveltyEvidence
-	19, // 19: pushback.scoring.v1.Signal.spray:type_name -> pushback.scoring.v1.SprayEvidence
-	20, // 20: pushback.scoring.v1.Signal.anonymizer:type_name -> pushback.scoring.v1.AnonymizerEvidence
-	25, // 21: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
-	12, // 22: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
-	25, // 23: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
-	22, // 24: pushback.scoring.v1.BurstEvidence.approved_at:type_name -> google.protobuf.Timestamp
-	22, // 25: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
-	22, // 26: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
-	25, // 27: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
-	22, // 28: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
-	26, // 29: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
-	16, // 30: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
-	16, // 31: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
-	25, // 32: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
-	25, // 33: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
-	1,  // 34: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
-	3,  // 35: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
-	5,  // 36: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
-	7,  // 37: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
-	2,  // 38: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
-	4,  // 39: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
-	6,  // 40: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
-	8,  // 41: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
-	38, // [38:42] is the sub-list for method output_type
-	34, // [34:38] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	12, // 4: pushback.scoring.v1.AssessResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
+	27, // 5: pushback.scoring.v1.ObserveRequest.events:type_name -> pushback.event.v1.AuthEvent
+	25, // 6: pushback.scoring.v1.GetRiskRequest.time:type_name -> google.protobuf.Timestamp
+	12, // 7: pushback.scoring.v1.GetRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
+	12, // 8: pushback.scoring.v1.WatchRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
+	28, // 9: pushback.scoring.v1.ListRiskChangesRequest.max_wait:type_name -> google.protobuf.Duration
+	11, // 10: pushback.scoring.v1.ListRiskChangesResponse.changes:type_name -> pushback.scoring.v1.RiskChange
+	12, // 11: pushback.scoring.v1.RiskChange.assessment:type_name -> pushback.scoring.v1.RiskAssessment
+	27, // 12: pushback.scoring.v1.RiskChange.event:type_name -> pushback.event.v1.AuthEvent
+	14, // 13: pushback.scoring.v1.RiskAssessment.signals:type_name -> pushback.scoring.v1.Signal
+	25, // 14: pushback.scoring.v1.RiskAssessment.time:type_name -> google.protobuf.Timestamp
+	15, // 15: pushback.scoring.v1.RiskAssessment.windows:type_name -> pushback.scoring.v1.WindowCount
+	25, // 16: pushback.scoring.v1.RiskAssessment.last_phishing_resistant_time:type_name -> google.protobuf.Timestamp
+	13, // 17: pushback.scoring.v1.RiskAssessment.familiarity:type_name -> pushback.scoring.v1.Familiarity
+	16, // 18: pushback.scoring.v1.Signal.burst:type_name -> pushback.scoring.v1.BurstEvidence
+	17, // 19: pushback.scoring.v1.Signal.streak:type_name -> pushback.scoring.v1.StreakEvidence
+	18, // 20: pushback.scoring.v1.Signal.fraud:type_name -> pushback.scoring.v1.FraudEvidence
+	20, // 21: pushback.scoring.v1.Signal.travel:type_name -> pushback.scoring.v1.TravelEvidence
+	21, // 22: pushback.scoring.v1.Signal.novelty:type_name -> pushback.scoring.v1.NoveltyEvidence
+	22, // 23: pushback.scoring.v1.Signal.spray:type_name -> pushback.scoring.v1.SprayEvidence
+	23, // 24: pushback.scoring.v1.Signal.anonymizer:type_name -> pushback.scoring.v1.AnonymizerEvidence
+	28, // 25: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
+	15, // 26: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
+	28, // 27: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
+	25, // 28: pushback.scoring.v1.BurstEvidence.approved_at:type_name -> google.protobuf.Timestamp
+	25, // 29: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
+	25, // 30: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
+	28, // 31: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
+	25, // 32: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
+	29, // 33: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
+	19, // 34: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
+	19, // 35: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
+	28, // 36: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
+	28, // 37: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
+	1,  // 38: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
+	3,  // 39: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
+	5,  // 40: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
+	7,  // 41: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
+	9,  // 42: pushback.scoring.v1.ScoringService.ListRiskChanges:input_type -> pushback.scoring.v1.ListRiskChangesRequest
+	2,  // 43: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
+	4,  // 44: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
+	6,  // 45: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
+	8,  // 46: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
+	10, // 47: pushback.scoring.v1.ScoringService.ListRiskChanges:output_type -> pushback.scoring.v1.ListRiskChangesResponse
+	43, // [43:48] is the sub-list for method output_type
+	38, // [38:43] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_pushback_scoring_v1_scoring_proto_init() }
@@ -1911,7 +2120,7 @@ func file_pushback_scoring_v1_scoring_proto_init() {
 	if File_pushback_scoring_v1_scoring_proto != nil {
 		return
 	}
-	file_pushback_scoring_v1_scoring_proto_msgTypes[11].OneofWrappers = []any{
+	file_pushback_scoring_v1_scoring_proto_msgTypes[14].OneofWrappers = []any{
 		(*Signal_Burst)(nil),
 		(*Signal_Streak)(nil),
 		(*Signal_Fraud)(nil),
@@ -1926,7 +2135,7 @@ func file_pushback_scoring_v1_scoring_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushback_scoring_v1_scoring_proto_rawDesc), len(file_pushback_scoring_v1_scoring_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

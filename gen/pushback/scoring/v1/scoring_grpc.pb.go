@@ -22,10 +22,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ScoringService_Assess_FullMethodName    = "/pushback.scoring.v1.ScoringService/Assess"
-	ScoringService_Observe_FullMethodName   = "/pushback.scoring.v1.ScoringService/Observe"
-	ScoringService_GetRisk_FullMethodName   = "/pushback.scoring.v1.ScoringService/GetRisk"
-	ScoringService_WatchRisk_FullMethodName = "/pushback.scoring.v1.ScoringService/WatchRisk"
+	ScoringService_Assess_FullMethodName          = "/pushback.scoring.v1.ScoringService/Assess"
+	ScoringService_Observe_FullMethodName         = "/pushback.scoring.v1.ScoringService/Observe"
+	ScoringService_GetRisk_FullMethodName         = "/pushback.scoring.v1.ScoringService/GetRisk"
+	ScoringService_WatchRisk_FullMethodName       = "/pushback.scoring.v1.ScoringService/WatchRisk"
+	ScoringService_ListRiskChanges_FullMethodName = "/pushback.scoring.v1.ScoringService/ListRiskChanges"
 )
 
 // ScoringServiceClient is the client API for ScoringService service.
@@ -43,6 +44,11 @@ type ScoringServiceClient interface {
 	GetRisk(ctx context.Context, in *GetRiskRequest, opts ...grpc.CallOption) (*GetRiskResponse, error)
 	// WatchRisk streams a user's risk whenever it changes.
 	WatchRisk(ctx context.Context, in *WatchRiskRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRiskResponse], error)
+	// ListRiskChanges reads the durable feed of risk changes that ingested
+	// events caused (not Decide calls), oldest first, every tenant: what the
+	// decision service's response rules act on. When nothing follows the
+	// cursor it waits up to max_wait for a change before answering.
+	ListRiskChanges(ctx context.Context, in *ListRiskChangesRequest, opts ...grpc.CallOption) (*ListRiskChangesResponse, error)
 }
 
 type scoringServiceClient struct {
@@ -102,6 +108,16 @@ func (c *scoringServiceClient) WatchRisk(ctx context.Context, in *WatchRiskReque
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ScoringService_WatchRiskClient = grpc.ServerStreamingClient[WatchRiskResponse]
 
+func (c *scoringServiceClient) ListRiskChanges(ctx context.Context, in *ListRiskChangesRequest, opts ...grpc.CallOption) (*ListRiskChangesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRiskChangesResponse)
+	err := c.cc.Invoke(ctx, ScoringService_ListRiskChanges_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ScoringServiceServer is the server API for ScoringService service.
 // All implementations must embed UnimplementedScoringServiceServer
 // for forward compatibility.
@@ -117,6 +133,11 @@ type ScoringServiceServer interface {
 	GetRisk(context.Context, *GetRiskRequest) (*GetRiskResponse, error)
 	// WatchRisk streams a user's risk whenever it changes.
 	WatchRisk(*WatchRiskRequest, grpc.ServerStreamingServer[WatchRiskResponse]) error
+	// ListRiskChanges reads the durable feed of risk changes that ingested
+	// events caused (not Decide calls), oldest first, every tenant: what the
+	// decision service's response rules act on. When nothing follows the
+	// cursor it waits up to max_wait for a change before answering.
+	ListRiskChanges(context.Context, *ListRiskChangesRequest) (*ListRiskChangesResponse, error)
 	mustEmbedUnimplementedScoringServiceServer()
 }
 
@@ -138,6 +159,9 @@ func (UnimplementedScoringServiceServer) GetRisk(context.Context, *GetRiskReques
 }
 func (UnimplementedScoringServiceServer) WatchRisk(*WatchRiskRequest, grpc.ServerStreamingServer[WatchRiskResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchRisk not implemented")
+}
+func (UnimplementedScoringServiceServer) ListRiskChanges(context.Context, *ListRiskChangesRequest) (*ListRiskChangesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRiskChanges not implemented")
 }
 func (UnimplementedScoringServiceServer) mustEmbedUnimplementedScoringServiceServer() {}
 func (UnimplementedScoringServiceServer) testEmbeddedByValue()                        {}
@@ -225,6 +249,24 @@ func _ScoringService_WatchRisk_Handler(srv interface{}, stream grpc.ServerStream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ScoringService_WatchRiskServer = grpc.ServerStreamingServer[WatchRiskResponse]
 
+func _ScoringService_ListRiskChanges_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRiskChangesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ScoringServiceServer).ListRiskChanges(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ScoringService_ListRiskChanges_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ScoringServiceServer).ListRiskChanges(ctx, req.(*ListRiskChangesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ScoringService_ServiceDesc is the grpc.ServiceDesc for ScoringService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -243,6 +285,10 @@ var ScoringService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRisk",
 			Handler:    _ScoringService_GetRisk_Handler,
+		},
+		{
+			MethodName: "ListRiskChanges",
+			Handler:    _ScoringService_ListRiskChanges_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
