@@ -29,3 +29,12 @@ func Time(id string) (t time.Time, ok bool) {
 	ms := int64(b[0])<<40 | int64(b[1])<<32 | int64(b[2])<<24 | int64(b[3])<<16 | int64(b[4])<<8 | int64(b[5])
 	return time.UnixMilli(ms), true
 }
+
+// Floor returns the smallest id made at t's millisecond: every id made at
+// or after t sorts after it.
+func Floor(t time.Time) string {
+	var b [16]byte
+	ms := uint64(t.UnixMilli())
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	return encoding.EncodeToString(b[:])
+}

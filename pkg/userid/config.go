@@ -14,6 +14,9 @@ type Config struct {
 	Rule string
 	// Tenants maps a tenant to its own rule.
 	Tenants map[string]string
+	// AliasFile names the alias map: one person's ids at several identity
+	// providers (see Aliases).
+	AliasFile string
 }
 
 // DefaultConfig folds every tenant's user ids.
@@ -27,6 +30,8 @@ func (c *Config) Settings() []settings.Setting {
 			"how user ids are canonicalised before anything counts them: fold (trim, Unicode NFKC, case folding: Bob, BOB and ｂｏｂ are one user) or exact (trim only, for identity providers with case-sensitive user ids)"),
 		settings.Map(&c.Tenants, "user-id-rule-tenants",
 			"tenants whose user id rule differs from user-id-rule, as tenant=rule pairs (acme=exact,globex=fold)"),
+		settings.String(&c.AliasFile, "user-aliases",
+			"YAML file joining one person's ids at several identity providers (Okta login, Entra UPN, Duo username, Auth0 user_id): risk seen at one meets decisions and actions at another, and each response connector acts with its own IdP's id"),
 	}
 }
 
@@ -46,6 +51,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("user-id-rule-tenants: tenant %q: %w", t, err))
 		}
 	}
+	if c.AliasFile != "" {
+		if _, err := LoadAliases(c.AliasFile); err != nil {
+			errs = append(errs, fmt.Errorf("user-aliases: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -59,5 +69,13 @@ func (c Config) Rules() (*Rules, error) {
 	for t, name := range c.Tenants {
 		tenants[t], _ = ParseRule(name)
 	}
-	return NewRules(def, tenants), nil
+	rules := NewRules(def, tenants)
+	if c.AliasFile != "" {
+		a, err := LoadAliases(c.AliasFile)
+		if err != nil {
+			return nil, fmt.Errorf("user-aliases: %w", err)
+		}
+		rules = rules.WithAliases(a)
+	}
+	return rules, nil
 }

@@ -111,6 +111,7 @@ func fold(id string) string {
 type Rules struct {
 	def     Rule
 	tenants map[string]Rule
+	aliases *Aliases
 }
 
 // NewRules returns def for every tenant but those in tenants.
@@ -129,9 +130,37 @@ func (r *Rules) For(tenant string) Rule {
 	return r.def
 }
 
+// WithAliases returns the rules with an alias map: an id of a person in
+// the map canonicalises to the person's id (itself in canonical form).
+func (r *Rules) WithAliases(a *Aliases) *Rules {
+	out := &Rules{aliases: a}
+	if r != nil {
+		out.def, out.tenants = r.def, r.tenants
+	} else {
+		out.def = Default
+	}
+	return out
+}
+
+// Aliases returns the alias map (nil when none).
+func (r *Rules) Aliases() *Aliases {
+	if r == nil {
+		return nil
+	}
+	return r.aliases
+}
+
 // Canonical returns the canonical form of a tenant's user id. It does not
 // check the result; see Check.
-func (r *Rules) Canonical(tenant, id string) string { return r.For(tenant).Apply(id) }
+func (r *Rules) Canonical(tenant, id string) string {
+	rule := r.For(tenant)
+	if r != nil && r.aliases != nil {
+		if p, ok := r.aliases.Lookup(tenant, id); ok {
+			return rule.Apply(p.ID)
+		}
+	}
+	return rule.Apply(id)
+}
 
 // Check canonicalises id, a user id that has passed validate.ID, and
 // returns its canonical form. When that form is not a valid id (white space
@@ -139,7 +168,7 @@ func (r *Rules) Canonical(tenant, id string) string { return r.For(tenant).Apply
 // and returns "".
 func (r *Rules) Check(v *apierr.Violations, field, tenant, id string) string {
 	rule := r.For(tenant)
-	c := rule.Apply(id)
+	c := r.Canonical(tenant, id)
 	if c == id {
 		return c
 	}

@@ -122,6 +122,10 @@ func TestConfig(t *testing.T) {
 			if err := st.Set("acme=exact, globex = fold"); err != nil {
 				t.Fatal(err)
 			}
+		case "user-aliases":
+			if st.Get() != "" {
+				t.Errorf("default aliases %q", st.Get())
+			}
 		default:
 			t.Errorf("unexpected setting %q", st.Name)
 		}

@@ -46,4 +46,10 @@ type Counters struct {
 	// GuardConflicts: commits that met attempts of the same user recorded
 	// elsewhere (another replica) and judged again with them.
 	GuardConflicts atomic.Int64
+	// RiskChanges: changes of the risk feed the response rules evaluated;
+	// RespondMatches: response rules that matched them; RespondFailures:
+	// passes over the feed that failed (and were retried);
+	// ShadowRespondDifferences: changes on which the shadow policy's
+	// response rules matched differently.
+	RiskChanges, RespondMatches, RespondFailures, ShadowRespondDifferences atomic.Int64
 }

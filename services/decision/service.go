@@ -96,6 +96,11 @@ type Options struct {
 	// in Store (Redis): this process's memory is then not the whole count,
 	// and a push whose attempt the store cannot record is not sent.
 	SharedStore bool
+	// Feed is scoring's risk-change feed that the response rules act on
+	// (RunResponder); nil leaves the respond: rules unused.
+	Feed RiskFeed
+	// RespondDryRun records every response action without taking it.
+	RespondDryRun bool
 }
 
 // Service implements decisionv1.DecisionServiceServer.
@@ -115,6 +120,8 @@ type Service struct {
 	admit chan struct{}
 	// storeLogged is when a store failure was last logged (unix ns).
 	storeLogged atomic.Int64
+	// respondLogged is when a responder failure was last logged (unix ns).
+	respondLogged atomic.Int64
 }
 
 // New returns the decision service.

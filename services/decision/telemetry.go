@@ -25,6 +25,7 @@ type instruments struct {
 	decisions metric.Int64Counter
 	duration  metric.Float64Histogram
 	matches   metric.Int64Counter
+	respond   metric.Int64Counter
 	byOutcome map[[2]int32]metric.MeasurementOption
 	none      metric.MeasurementOption
 	mu        sync.Mutex
@@ -56,6 +57,8 @@ func newInstruments(m metric.Meter, c *Counters, redact *telemetry.Redactor) *in
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1))
 	in.matches, _ = m.Int64Counter("pushback.policy.rule_matches", metric.WithUnit("{match}"),
 		metric.WithDescription("Policy rules (and the cooldown) that matched a decision, by rule and the decision's outcome."))
+	in.respond, _ = m.Int64Counter("pushback.respond.rule_matches", metric.WithUnit("{match}"),
+		metric.WithDescription("Response rules that matched a risk change from ingested events, by rule."))
 	for o, oname := range decisionv1.Outcome_name {
 		for f, fname := range decisionv1.FailureMode_name {
 			fm := ""
@@ -82,6 +85,8 @@ func newInstruments(m metric.Meter, c *Counters, redact *telemetry.Redactor) *in
 		metric.WithDescription("Policy evaluations in which a rule failed to evaluate (and did not match)."))
 	shed, _ := m.Int64ObservableCounter("pushback.decision.shed", metric.WithUnit("{call}"),
 		metric.WithDescription("Decide calls answered at once from the user's own attempt counts because too many were waiting for scoring."))
+	feedFailures, _ := m.Int64ObservableCounter("pushback.respond.feed_failures", metric.WithUnit("{pass}"),
+		metric.WithDescription("Passes over scoring's risk-change feed that failed (reading it, or queueing a response) and were retried."))
 	clamped, _ := m.Int64ObservableCounter("pushback.decision.clock_clamped", metric.WithUnit("{call}"),
 		metric.WithDescription("Decide calls whose attempt time lay ahead of the clock or past the allowed skew behind it."))
 	_, _ = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -93,8 +98,9 @@ func newInstruments(m metric.Meter, c *Counters, redact *telemetry.Redactor) *in
 		o.ObserveInt64(ruleErrors, c.RuleErrors.Load())
 		o.ObserveInt64(shed, c.Shed.Load())
 		o.ObserveInt64(clamped, c.ClockClamped.Load())
+		o.ObserveInt64(feedFailures, c.RespondFailures.Load())
 		return nil
-	}, reloads, shadow, storeFailures, authFailures, ruleErrors, shed, clamped)
+	}, reloads, shadow, storeFailures, authFailures, ruleErrors, shed, clamped, feedFailures)
 	return in
 }
 
@@ -104,6 +110,11 @@ func (in *instruments) decided(ctx context.Context, resp *decisionv1.DecideRespo
 	for _, r := range resp.GetMatchedRules() {
 		in.matches.Add(ctx, 1, in.rule(r, resp.GetOutcome()))
 	}
+}
+
+// responded counts one matched response rule.
+func (in *instruments) responded(ctx context.Context, rule string) {
+	in.respond.Add(ctx, 1, metric.WithAttributes(attribute.String("rule", rule)))
 }
 
 // took records the duration of a Decide call that started at start.

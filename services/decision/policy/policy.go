@@ -50,6 +50,9 @@ type File struct {
 	Cooldown CooldownFile `yaml:"cooldown"`
 	// Rules, evaluated all.
 	Rules []RuleFile `yaml:"rules"`
+	// Respond holds the response rules: what to do when ingested events
+	// show an attack (respond.go).
+	Respond RespondFile `yaml:"respond"`
 }
 
 // TierFile is one sensitivity tier.
@@ -147,6 +150,8 @@ type Policy struct {
 	Apps        map[string]string
 	Cooldown    Cooldown
 	Rules       []Rule
+	// Respond is the compiled respond: section.
+	Respond Respond
 	// Digest is the SHA-256 of the file Parse compiled (zero from Compile):
 	// a reload compares it with the file to see whether it changed.
 	Digest  [32]byte
@@ -229,6 +234,14 @@ func Parse(r io.Reader) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) == nil && len(doc.Content) > 0 {
+		if p.Respond, err = compileRespond(f.Respond, locationsUnder(doc.Content[0], "respond", "rules")); err != nil {
+			return nil, err
+		}
+	} else if p.Respond, err = compileRespond(f.Respond, nil); err != nil {
+		return nil, err
+	}
 	p.Digest = sha256.Sum256(data)
 	return p, nil
 }
@@ -247,10 +260,20 @@ func ruleLocations(data []byte) []ruleLocation {
 	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 {
 		return nil
 	}
-	root := doc.Content[0]
+	return locationsUnder(doc.Content[0], "rules")
+}
+
+// locationsUnder finds the rules listed at path (keys of nested maps).
+func locationsUnder(root *yaml.Node, path ...string) []ruleLocation {
+	if root.Kind != yaml.MappingNode {
+		return nil
+	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value != "rules" {
+		if root.Content[i].Value != path[0] {
 			continue
+		}
+		if len(path) > 1 {
+			return locationsUnder(root.Content[i+1], path[1:]...)
 		}
 		var out []ruleLocation
 		for _, n := range root.Content[i+1].Content {
@@ -274,7 +297,14 @@ func ruleLocations(data []byte) []ruleLocation {
 // Compile checks and compiles a policy file; lines, when known, are the
 // file lines of the rules.
 func Compile(f File, lines []int) (*Policy, error) {
-	return compile(f, lines, nil)
+	p, err := compile(f, lines, nil)
+	if err != nil {
+		return nil, err
+	}
+	if p.Respond, err = compileRespond(f.Respond, nil); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 func compile(f File, lines []int, locs []ruleLocation) (*Policy, error) {
@@ -346,35 +376,13 @@ func compile(f File, lines []int, locs []ruleLocation) (*Policy, error) {
 		if !ok {
 			return nil, fail(".outcome", fmt.Sprintf("%q is not one of ALLOW, REQUIRE_NUMBER_MATCH, REQUIRE_PHISHING_RESISTANT, DENY", rf.Outcome))
 		}
-		if strings.TrimSpace(rf.When) == "" {
-			return nil, fail(".when", "is required")
+		var loc *ruleLocation
+		if i < len(locs) {
+			loc = &locs[i]
 		}
-		if len(rf.When) > MaxExprBytes {
-			return nil, fail(".when", fmt.Sprintf("longer than %d bytes", MaxExprBytes))
-		}
-		ast, iss := env.Compile(rf.When)
-		if iss != nil && iss.Err() != nil {
-			e := &Error{Rule: rf.Name, Field: field + ".when", Line: line, Msg: strings.TrimSpace(iss.Err().Error())}
-			if errs := iss.Errors(); len(errs) > 0 {
-				e.Msg = errs[0].Message
-				loc := errs[0].Location
-				e.Column = loc.Column() + 1
-				if i < len(locs) && locs[i].whenLine > 0 {
-					e.Line = locs[i].whenLine + loc.Line() - 1
-				}
-				e.Expr = rf.When
-			}
-			return nil, e
-		}
-		if ast.OutputType() != cel.BoolType {
-			return nil, fail(".when", fmt.Sprintf("evaluates to %s, want bool", ast.OutputType()))
-		}
-		// No runtime cost tracking: it costs allocations on every decision,
-		// and a rule's cost is already bounded by the expression size limit
-		// and by bounded inputs (at most 11 signal codes, 64 groups, 4 windows).
-		prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+		prg, err := compileWhen(env, rf.When, rf.Name, field+".when", line, loc)
 		if err != nil {
-			return nil, fail(".when", err.Error())
+			return nil, err
 		}
 		cooldown := outcome == decisionv1.Outcome_OUTCOME_DENY
 		if rf.Cooldown != nil {
@@ -390,6 +398,44 @@ func compile(f File, lines []int, locs []ruleLocation) (*Policy, error) {
 		p.Rules = append(p.Rules, Rule{Name: rf.Name, Reason: reason, Outcome: outcome, Cooldown: cooldown, prg: prg})
 	}
 	return p, nil
+}
+
+// compileWhen compiles a rule's condition, which must be a bool. Errors
+// name the rule, the field and, for CEL errors, the line and column in the
+// file.
+func compileWhen(env *cel.Env, expr, rule, field string, line int, loc *ruleLocation) (cel.Program, error) {
+	fail := func(msg string) error { return &Error{Rule: rule, Field: field, Line: line, Msg: msg} }
+	if strings.TrimSpace(expr) == "" {
+		return nil, fail("is required")
+	}
+	if len(expr) > MaxExprBytes {
+		return nil, fail(fmt.Sprintf("longer than %d bytes", MaxExprBytes))
+	}
+	ast, iss := env.Compile(expr)
+	if iss != nil && iss.Err() != nil {
+		e := &Error{Rule: rule, Field: field, Line: line, Msg: strings.TrimSpace(iss.Err().Error())}
+		if errs := iss.Errors(); len(errs) > 0 {
+			e.Msg = errs[0].Message
+			l := errs[0].Location
+			e.Column = l.Column() + 1
+			if loc != nil && loc.whenLine > 0 {
+				e.Line = loc.whenLine + l.Line() - 1
+			}
+			e.Expr = expr
+		}
+		return nil, e
+	}
+	if ast.OutputType() != cel.BoolType {
+		return nil, fail(fmt.Sprintf("evaluates to %s, want bool", ast.OutputType()))
+	}
+	// No runtime cost tracking: it costs allocations on every decision,
+	// and a rule's cost is already bounded by the expression size limit
+	// and by bounded inputs (at most 11 signal codes, 64 groups, 4 windows).
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fail(err.Error())
+	}
+	return prg, nil
 }
 
 func compileCooldown(c CooldownFile) (Cooldown, error) {
@@ -554,8 +600,8 @@ func keys(m map[string]int) []string {
 	return out
 }
 
-func newEnv() (*cel.Env, error) {
-	return cel.NewEnv(
+func newEnv(extra ...cel.EnvOption) (*cel.Env, error) {
+	return cel.NewEnv(append([]cel.EnvOption{
 		cel.Variable("user", cel.StringType),
 		cel.Variable("app", cel.StringType),
 		cel.Variable("tier", cel.StringType),
@@ -568,5 +614,5 @@ func newEnv() (*cel.Env, error) {
 		cel.Variable("pushes", cel.MapType(cel.StringType, cel.IntType)),
 		cel.Variable("denied", cel.MapType(cel.StringType, cel.IntType)),
 		cel.Variable("client", cel.MapType(cel.StringType, cel.DynType)),
-	)
+	}, extra...)...)
 }

@@ -1,0 +1,243 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/interpreter"
+	"github.com/pushbackhq/pushback/connectors/respond"
+)
+
+// MaxRespondRules caps the respond: rules of a policy.
+const MaxRespondRules = 100
+
+// ActionAlert raises a SOC alert on the incident (every alert channel).
+const ActionAlert = "alert"
+
+// RespondFile is the YAML shape of the respond: section: rules over the
+// risk that ingested events produce, and what to do when one matches.
+type RespondFile struct {
+	// DryRun records every action without taking it (alerts still go out).
+	DryRun bool `yaml:"dry_run"`
+	// Rules, evaluated all.
+	Rules []RespondRuleFile `yaml:"rules"`
+}
+
+// RespondRuleFile is one response rule.
+type RespondRuleFile struct {
+	Name        string `yaml:"name"`
+	Description string `yaml:"description"`
+	// When is a CEL expression over the assessment and the event.
+	When string `yaml:"when"`
+	// Actions: alert, revoke_sessions, revoke_tokens, confirm_compromised,
+	// block_user, set_user_status.
+	Actions []string `yaml:"actions"`
+	// UserStatus for set_user_status ("disabled" or "locked out" at Duo).
+	UserStatus string `yaml:"user_status"`
+	// DryRun records this rule's actions without taking them.
+	DryRun bool   `yaml:"dry_run"`
+	Reason string `yaml:"reason"`
+}
+
+// Respond is the compiled respond: section.
+type Respond struct {
+	DryRun bool
+	Rules  []RespondRule
+}
+
+// RespondRule is a compiled response rule.
+type RespondRule struct {
+	Name       string
+	Reason     string
+	Alert      bool
+	Actions    []respond.Action
+	UserStatus string
+	DryRun     bool
+	prg        cel.Program
+}
+
+// RespondInput is what response rules see: the decision rules' variables
+// (without a request: app and groups come from the event or are empty),
+// the tenant, each signal's confidence and the event that changed the risk.
+type RespondInput struct {
+	Input
+	Tenant string
+	// Confidence maps a signal code to its confidence, 0 to 1.
+	Confidence map[string]float64
+	// Fresh lists the signal codes whose cause is new for the user: an
+	// approval after a burst, a journey, a fraud report not seen in an
+	// earlier change. A signal that lingers in the risk is not fresh.
+	Fresh []string
+	// Event: type (e.g. "PUSH_APPROVED"), success (a login completed or a
+	// push approved), factor, app, source (the IdP format), ip, country.
+	Event map[string]any
+}
+
+// RespondMatch is one matched response rule.
+type RespondMatch struct {
+	Rule       string
+	Reason     string
+	Alert      bool
+	Actions    []respond.Action
+	UserStatus string
+	// DryRun: the rule or the whole section runs dry.
+	DryRun bool
+}
+
+func compileRespond(f RespondFile, locs []ruleLocation) (Respond, error) {
+	out := Respond{DryRun: f.DryRun}
+	if len(f.Rules) > MaxRespondRules {
+		return out, &Error{Field: "respond.rules", Msg: fmt.Sprintf("%d rules exceed the limit of %d", len(f.Rules), MaxRespondRules)}
+	}
+	env, err := respondEnv()
+	if err != nil {
+		return out, err
+	}
+	seen := map[string]bool{}
+	for i, rf := range f.Rules {
+		var loc *ruleLocation
+		line := 0
+		if i < len(locs) {
+			loc, line = &locs[i], locs[i].line
+		}
+		field := fmt.Sprintf("respond.rules[%d]", i)
+		fail := func(sub, msg string) error { return &Error{Rule: rf.Name, Field: field + sub, Line: line, Msg: msg} }
+		if rf.Name == "" {
+			return out, fail(".name", "is required")
+		}
+		if seen[rf.Name] {
+			return out, fail(".name", "is used by an earlier response rule")
+		}
+		seen[rf.Name] = true
+		if len(rf.Actions) == 0 {
+			return out, fail(".actions", "is required: alert, or an action at the identity provider")
+		}
+		r := RespondRule{Name: rf.Name, Reason: rf.Reason, DryRun: rf.DryRun}
+		for j, a := range rf.Actions {
+			switch act := respond.Action(a); {
+			case a == ActionAlert:
+				r.Alert = true
+			case act.Valid():
+				if slices.Contains(r.Actions, act) {
+					return out, fail(fmt.Sprintf(".actions[%d]", j), fmt.Sprintf("%q is listed twice", a))
+				}
+				r.Actions = append(r.Actions, act)
+			default:
+				return out, fail(fmt.Sprintf(".actions[%d]", j), fmt.Sprintf("%q is not one of alert, %s", a, actionNames()))
+			}
+		}
+		switch {
+		case slices.Contains(r.Actions, respond.SetUserStatus) && rf.UserStatus == "":
+			return out, fail(".user_status", "is required by set_user_status")
+		case rf.UserStatus != "" && !slices.Contains(r.Actions, respond.SetUserStatus):
+			return out, fail(".user_status", "is only for set_user_status")
+		case rf.UserStatus != "" && rf.UserStatus != "disabled" && rf.UserStatus != "locked out":
+			return out, fail(".user_status", fmt.Sprintf("%q is not one of disabled, locked out", rf.UserStatus))
+		}
+		r.UserStatus = rf.UserStatus
+		if r.Reason == "" {
+			r.Reason = rf.Description
+		}
+		if r.Reason == "" {
+			r.Reason = rf.Name
+		}
+		if r.prg, err = compileWhen(env, rf.When, rf.Name, field+".when", line, loc); err != nil {
+			return out, err
+		}
+		out.Rules = append(out.Rules, r)
+	}
+	return out, nil
+}
+
+func actionNames() string {
+	var s string
+	for i, a := range respond.Actions {
+		if i > 0 {
+			s += ", "
+		}
+		s += string(a)
+	}
+	return s
+}
+
+func respondEnv() (*cel.Env, error) {
+	return newEnv(
+		cel.Variable("tenant", cel.StringType),
+		cel.Variable("confidence", cel.MapType(cel.StringType, cel.DoubleType)),
+		cel.Variable("fresh", cel.ListType(cel.StringType)),
+		cel.Variable("event", cel.MapType(cel.StringType, cel.DynType)),
+	)
+}
+
+// Evaluate runs every response rule. A rule whose evaluation errors does
+// not match; the error is returned beside the matches to be counted.
+func (r Respond) Evaluate(in RespondInput) ([]RespondMatch, error) {
+	if len(r.Rules) == 0 {
+		return nil, nil
+	}
+	orEmpty := func(m map[string]int) map[string]int {
+		if m == nil {
+			return map[string]int{}
+		}
+		return m
+	}
+	groups, client, conf, event, fresh := in.Groups, in.Client, in.Confidence, in.Event, in.Fresh
+	if groups == nil {
+		groups = []string{}
+	}
+	if fresh == nil {
+		fresh = []string{}
+	}
+	if client == nil {
+		client = map[string]any{}
+	}
+	if conf == nil {
+		conf = map[string]float64{}
+	}
+	if event == nil {
+		event = map[string]any{}
+	}
+	vars := map[string]any{
+		"user":               in.User,
+		"app":                in.App,
+		"tier":               "",
+		"factor":             in.Factor,
+		"phishing_resistant": in.Factor == "FACTOR_WEBAUTHN" || in.Factor == "FACTOR_SMART_CARD",
+		"groups":             groups,
+		"score":              int64(in.Score),
+		"signals":            keys(in.Signals),
+		"weights":            orEmpty(in.Signals),
+		"pushes":             orEmpty(in.Pushes),
+		"denied":             orEmpty(in.Denied),
+		"client":             client,
+		"tenant":             in.Tenant,
+		"confidence":         conf,
+		"fresh":              fresh,
+		"event":              event,
+	}
+	for k, v := range vars {
+		vars[k] = types.DefaultTypeAdapter.NativeToValue(v)
+	}
+	act, err := interpreter.NewActivation(vars)
+	if err != nil {
+		return nil, err
+	}
+	var out []RespondMatch
+	var errs []error
+	for _, rule := range r.Rules {
+		val, _, err := rule.prg.Eval(act)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("response rule %q: %w", rule.Name, err))
+			continue
+		}
+		if b, ok := val.Value().(bool); !ok || !b {
+			continue
+		}
+		out = append(out, RespondMatch{Rule: rule.Name, Reason: rule.Reason, Alert: rule.Alert, Actions: rule.Actions,
+			UserStatus: rule.UserStatus, DryRun: r.DryRun || rule.DryRun})
+	}
+	return out, errors.Join(errs...)
+}
