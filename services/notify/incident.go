@@ -28,10 +28,44 @@ type incident struct {
 	LastSent map[string]time.Time `json:"lastSent,omitempty"`
 	Notices  map[string]string    `json:"notices,omitempty"`
 	Revoked  bool                 `json:"revoked,omitempty"`
+	Tenant   string               `json:"tenant,omitempty"`
+	User     string               `json:"user,omitempty"`
+	Rules    []string             `json:"rules,omitempty"`
+	Signals  []string             `json:"signals,omitempty"`
+	// Deliveries lists what the incident raised, oldest first (at most
+	// maxIncidentDeliveries).
+	Deliveries []string `json:"deliveries,omitempty"`
+	// Actions maps a response action taken to its deliveries.
+	Actions map[string][]string `json:"actions,omitempty"`
 }
 
+// maxIncidentDeliveries bounds the deliveries an incident lists.
+const maxIncidentDeliveries = 256
+
 func (in *incident) proto() *notifyv1.Incident {
-	return &notifyv1.Incident{IncidentId: in.ID, Count: in.Count, FirstTime: timestamppb.New(in.First), LastTime: timestamppb.New(in.Last)}
+	return &notifyv1.Incident{IncidentId: in.ID, Count: in.Count, FirstTime: timestamppb.New(in.First), LastTime: timestamppb.New(in.Last),
+		Tenant: in.Tenant, UserId: in.User, Rules: slices.Clone(in.Rules), Signals: slices.Clone(in.Signals), DeliveryIds: slices.Clone(in.Deliveries)}
+}
+
+// note lists a delivery the incident raised.
+func (in *incident) note(id string) {
+	if len(in.Deliveries) < maxIncidentDeliveries && !slices.Contains(in.Deliveries, id) {
+		in.Deliveries = append(in.Deliveries, id)
+	}
+}
+
+// merge adds what a request says of the attack: its rules and signals.
+func (in *incident) merge(req *notifyv1.NotifyRequest) {
+	for _, list := range []struct {
+		to   *[]string
+		from string
+	}{{&in.Rules, req.GetAttributes()["rules"]}, {&in.Signals, req.GetAttributes()["signals"]}} {
+		for _, v := range strings.Split(list.from, ",") {
+			if v = strings.TrimSpace(v); v != "" && len(*list.to) < 32 && !slices.Contains(*list.to, v) {
+				*list.to = append(*list.to, v)
+			}
+		}
+	}
 }
 
 func incidentKey(tenant, user string) []byte {
@@ -64,6 +98,9 @@ func (in *incident) init() {
 	if in.Notices == nil {
 		in.Notices = map[string]string{}
 	}
+	if in.Actions == nil {
+		in.Actions = map[string][]string{}
+	}
 }
 
 func (s *Service) saveIncident(tx store.Txn, tenant, user string, in *incident) error {
@@ -72,11 +109,23 @@ func (s *Service) saveIncident(tx store.Txn, tenant, user string, in *incident) 
 		return err
 	}
 	// Kept past the window so that a follow-up finds it; it ends by itself.
-	return tx.Set(incidentKey(tenant, user), b, s.opts.IncidentWindow+s.opts.UpdateInterval+s.opts.NoticeDelay+24*time.Hour)
+	if err := tx.Set(incidentKey(tenant, user), b, max(s.opts.IncidentWindow, 0)+s.opts.UpdateInterval+s.opts.NoticeDelay+24*time.Hour); err != nil {
+		return err
+	}
+	// The record by id is what `pushback incidents` lists; it stays as
+	// long as the deliveries it names.
+	return tx.Set(incidentRecordKey(in.ID), b, s.opts.Retention)
 }
 
-// RevokeSignal is the scoring signal after which the user's sessions are
-// revoked: a push approved after a burst is the fatigue attack succeeding.
+// incidentRecordKey is where an incident is kept by id, for listing:
+// ids sort by time.
+func incidentRecordKey(id string) []byte { return []byte(incidentRecordPrefix + id) }
+
+const incidentRecordPrefix = "notify/incidents/"
+
+// RevokeSignal is the scoring signal of a fatigue attack that succeeded (a
+// push approved after a burst): it makes an alert critical. Revoking the
+// user's sessions is a response rule's action (docs/respond.md).
 const RevokeSignal = "APPROVAL_AFTER_BURST"
 
 // enqueueIncident folds a SOC alert into the user's incident: a new
@@ -95,11 +144,12 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 		at = req.GetTime().AsTime()
 	}
 	if in == nil || now.Sub(in.Seen) > s.opts.IncidentWindow {
-		in = &incident{ID: ids.New(now), First: at}
+		in = &incident{ID: ids.New(now), First: at, Tenant: tenant, User: user}
 	} else {
 		resp.Coalesced = true
 	}
 	in.init()
+	in.merge(req)
 	in.Count++
 	in.Seen = now
 	if at.After(in.Last) {
@@ -110,6 +160,13 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 	}
 	snap := in.proto()
 	resp.IncidentId = in.ID
+	if req.GetKind() != notifyv1.Kind_KIND_SOC_ALERT {
+		// Actions without an alert.
+		if err := s.takeActions(tx, req, in, now, resp); err != nil {
+			return err
+		}
+		return s.saveIncident(tx, tenant, user, in)
+	}
 
 	for _, ch := range s.accepting(req) {
 		name := ch.Name()
@@ -140,6 +197,7 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 			return err
 		}
 		in.Pending[name] = d.GetDeliveryId()
+		in.note(d.GetDeliveryId())
 		resp.DeliveryIds = append(resp.DeliveryIds, d.GetDeliveryId())
 	}
 
@@ -167,25 +225,12 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 			return err
 		}
 		in.Notices[name] = d.GetDeliveryId()
+		in.note(d.GetDeliveryId())
+	}
+	if err := s.takeActions(tx, req, in, now, resp); err != nil {
+		return err
 	}
 
-	if !in.Revoked && slices.Contains(strings.Split(req.GetAttributes()["signals"], ","), RevokeSignal) {
-		revoke := &notifyv1.NotifyRequest{
-			Kind: notifyv1.Kind_KIND_SECURITY_EVENT, IdempotencyKey: "revoke:" + in.ID, UserId: user, Tenant: tenant,
-			UserEmail: req.GetUserEmail(), SessionId: req.GetSessionId(), DecisionId: req.GetDecisionId(), Time: req.GetTime(), TraceId: req.GetTraceId(),
-			SecurityEvent: &notifyv1.SecurityEvent{
-				Type:        notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED,
-				ReasonAdmin: "push approved after a burst of push requests (MFA fatigue)",
-				ReasonUser:  "a sign-in was approved during a burst of push requests you may not have started",
-			},
-		}
-		for _, ch := range s.accepting(revoke) {
-			if _, err := s.enqueue(tx, ch, revoke, snap, now, now, rankOf(revoke)); err != nil {
-				return err
-			}
-		}
-		in.Revoked = true
-	}
 	return s.saveIncident(tx, tenant, user, in)
 }
 
@@ -238,6 +283,7 @@ func (s *Service) afterIncidentAttempt(tx store.Txn, sent, cur, out *notifyv1.De
 				return err
 			}
 			in.Pending[name] = d.GetDeliveryId()
+			in.note(d.GetDeliveryId())
 		}
 	}
 	return s.saveIncident(tx, n.GetTenant(), n.GetUserId(), in)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	"github.com/pushbackhq/pushback/connectors/respond"
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
@@ -79,7 +80,11 @@ type Options struct {
 	// ReportLinks, when set, puts a signed one-click "this was not me" link
 	// into user notices.
 	ReportLinks *ReportLinks
-	Now         func() time.Time
+	// Brake is how many response actions that log people out may go out a
+	// minute in one tenant (default 20); past it they are held for an
+	// operator (ReleaseActions) and an alert says so.
+	Brake int
+	Now   func() time.Time
 }
 
 // Service implements notifyv1.NotificationServiceServer and runs the
@@ -138,6 +143,9 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 8
+	}
+	if opts.Brake <= 0 {
+		opts.Brake = 20
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -198,6 +206,7 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 		v.Add("number_challenge", "must be 1 to 8 digits")
 	}
 	validateSecurityEvent(&v, req)
+	validateActions(&v, req)
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
@@ -219,7 +228,8 @@ func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*not
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if req.GetKind() == notifyv1.Kind_KIND_SOC_ALERT && req.GetUserId() != "" && s.opts.IncidentWindow > 0 {
+		if req.GetKind() == notifyv1.Kind_KIND_SOC_ALERT && req.GetUserId() != "" && s.opts.IncidentWindow > 0 ||
+			len(req.GetResponseActions()) > 0 {
 			if err := s.enqueueIncident(tx, req, now, resp); err != nil {
 				return err
 			}
@@ -301,8 +311,10 @@ func getDelivery(tx store.Reader, id string) (*notifyv1.Delivery, error) {
 		return nil, err
 	}
 	d := &notifyv1.Delivery{}
-	return d, proto.Unmarshal(b, d)
+	return d, unmarshalDelivery(b, d)
 }
+
+func unmarshalDelivery(b []byte, d *notifyv1.Delivery) error { return proto.Unmarshal(b, d) }
 
 func isDigits(s string, lo, hi int) bool {
 	if len(s) < lo || len(s) > hi {
@@ -572,11 +584,37 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 		s.opts.Redactor.UserAttr(d.GetNotification().GetUserId())))...)
 	defer span.End()
 	var deliverErr error
-	if ch == nil {
+	var result string
+	n := d.GetNotification()
+	switch {
+	case ch == nil:
 		deliverErr = fmt.Errorf("channel %q is no longer configured", d.GetChannel())
-	} else {
+	case len(n.GetResponseActions()) > 0 && dryRun(n):
+		// Recorded with what it would have done, not taken.
+		result = "dry run: would " + actionOf(n) + " at " + d.GetChannel()
+		if a, ok := ch.(*ActionChannel); ok {
+			result += " for " + a.Target(n)
+		}
+	default:
+		if braked(n) {
+			held, err := s.hold(ctx, c)
+			if err != nil || held {
+				if err != nil {
+					// The brake is a safety boundary: without it, nothing goes.
+					s.log.WarnContext(ctx, "brake unavailable; the action waits", slog.String("delivery_id", id), slog.Any("error", err))
+					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeliveryTimeout)
+					defer cancel()
+					return s.release(rctx, c)
+				}
+				return nil
+			}
+		}
 		dctx, cancel := context.WithTimeout(ctx, s.opts.DeliveryTimeout)
-		deliverErr = ch.Deliver(dctx, s.outgoing(d))
+		if actor, ok := ch.(Actor); ok {
+			result, deliverErr = actor.Act(dctx, s.outgoing(d))
+		} else {
+			deliverErr = ch.Deliver(dctx, s.outgoing(d))
+		}
 		cancel()
 	}
 	// The attempt happened: record it even when shutdown has begun, or it
@@ -601,15 +639,27 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 		s.log.ErrorContext(ctx, "delivery dead-lettered", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()),
 			slog.Int("attempt", int(res.GetAttempts())), slog.Any("error", deliverErr))
 	default:
-		next = now.Add(s.backoff(int(res.GetAttempts())))
+		wait := s.backoff(int(res.GetAttempts()))
+		if ra := (*respond.RetryAfter)(nil); errors.As(deliverErr, &ra) {
+			wait = max(wait, ra.Wait) // the receiver's rate limit
+		}
+		next = now.Add(wait)
 		res.Status = notifyv1.Status_STATUS_PENDING
 		res.LastError = deliverErr.Error()
 		res.NextAttemptTime = timestamppb.New(next)
 		s.log.WarnContext(ctx, "delivery failed; will retry", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()),
 			slog.Int("attempt", int(res.GetAttempts())), slog.Any("error", deliverErr))
 	}
+	res.Result = result
 	span.SetAttributes(attribute.String("pushback.status", res.GetStatus().String()), attribute.Int("pushback.attempt", int(res.GetAttempts())))
 	s.tel.attempted(ctx, d.GetChannel(), res.GetStatus())
+	if len(n.GetResponseActions()) > 0 {
+		s.tel.action(ctx, d.GetChannel(), actionOf(n), actionResult(res.GetStatus(), dryRun(n)))
+		if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
+			s.log.InfoContext(ctx, "response action taken", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()),
+				slog.String("action", actionOf(n)), slog.String("incident_id", d.GetIncident().GetIncidentId()), slog.String("result", result))
+		}
+	}
 	return s.opts.Store.Update(rctx, func(tx store.Txn) error {
 		// Notify may have folded more denials into this delivery while it
 		// was in flight: a retry carries the newest state, a delivered one
@@ -631,7 +681,7 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 		if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
 			out = proto.Clone(d).(*notifyv1.Delivery)
 		}
-		out.Status, out.Attempts, out.LastError = res.GetStatus(), res.GetAttempts(), res.GetLastError()
+		out.Status, out.Attempts, out.LastError, out.Result = res.GetStatus(), res.GetAttempts(), res.GetLastError(), res.GetResult()
 		out.NextAttemptTime, out.DeliverTime = res.GetNextAttemptTime(), res.GetDeliverTime()
 		ttl := time.Duration(0)
 		if out.GetStatus() != notifyv1.Status_STATUS_PENDING {
@@ -645,6 +695,11 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 		}
 		if !next.IsZero() {
 			if err := tx.Set(dueKey(out), dueValue(r, id, out.GetChannel()), 0); err != nil {
+				return err
+			}
+		}
+		if out.GetStatus() == notifyv1.Status_STATUS_DEAD && len(n.GetResponseActions()) > 0 {
+			if err := s.actionFailed(tx, out, now); err != nil {
 				return err
 			}
 		}
@@ -753,4 +808,17 @@ func (s *Service) backoff(attempt int) time.Duration {
 		d = float64(s.opts.MaxBackoff)
 	}
 	return time.Duration(d/2 + mrand.Float64()*d/2)
+}
+
+// actionResult is the result label of a response action's attempt.
+func actionResult(st notifyv1.Status, dry bool) string {
+	switch {
+	case dry:
+		return "dry_run"
+	case st == notifyv1.Status_STATUS_DELIVERED:
+		return "taken"
+	case st == notifyv1.Status_STATUS_DEAD:
+		return "dead"
+	}
+	return "retry"
 }

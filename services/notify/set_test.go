@@ -162,6 +162,10 @@ func TestSecurityEventTokensVerifyWithThePublishedKey(t *testing.T) {
 	}
 }
 
+// TestSessionRevokedOncePerIncidentAfterAFatigueApproval: a response
+// rule's revoke_sessions sends one session-revoked per incident, however
+// often the rule matches while the attack goes on; a signal alone (without
+// a rule asking) revokes nothing.
 func TestSessionRevokedOncePerIncidentAfterAFatigueApproval(t *testing.T) {
 	clk := newClock()
 	signer := newSigner(t)
@@ -172,9 +176,11 @@ func TestSessionRevokedOncePerIncidentAfterAFatigueApproval(t *testing.T) {
 		notify.LogChannel{Logger: (&logBuffer{}).logger()}, setChannel(signer, rcv.srv.URL, "aud-1", clk),
 	}})
 	notifyOK(t, s, alert("deny:1", "alice", clk.Now()))
+	notifyOK(t, s, alert("deny:1b", "alice", clk.Now(), notify.RevokeSignal))
 	for _, key := range []string{"deny:2", "deny:3"} {
 		r := alert(key, "alice", clk.Now(), notify.RevokeSignal)
 		r.SessionId = "okta-sess-1"
+		r.ResponseActions = []*notifyv1.ResponseAction{{Action: "revoke_sessions", Rule: "fatigue-success"}}
 		notifyOK(t, s, r)
 	}
 	settle(t, s, clk, 5)

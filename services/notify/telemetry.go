@@ -27,6 +27,7 @@ const maxOutboxCount = 100_000
 // instruments are the notification service's metrics.
 type instruments struct {
 	deliveries metric.Int64Counter
+	actions    metric.Int64Counter
 	sets       map[[2]string]metric.AddOption
 	redact     *telemetry.Redactor
 }
@@ -47,6 +48,8 @@ func newInstruments(m metric.Meter, st store.Store, channels []Channel, redact *
 	}
 	in.deliveries, _ = m.Int64Counter("pushback.notify.deliveries", metric.WithUnit("{attempt}"),
 		metric.WithDescription("Delivery attempts by channel and result: delivered, retry (failed, will retry), dead (dead-lettered)."))
+	in.actions, _ = m.Int64Counter("pushback.respond.actions", metric.WithUnit("{action}"),
+		metric.WithDescription("Response actions by connector, action and result: taken, retry (failed, will retry), dead (failed for good; an alert says so), held (by the brake), dry_run (recorded, not taken), unsupported (no connector takes it)."))
 	depth, _ := m.Int64ObservableGauge("pushback.notify.outbox.depth", metric.WithUnit("{delivery}"),
 		metric.WithDescription("Deliveries waiting in the outbox (pending, including those backing off or rate limited)."))
 	_, _ = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -95,6 +98,12 @@ func (in *instruments) attempted(ctx context.Context, channel string, status not
 		opt = in.sets[[2]string{"unknown", r}]
 	}
 	in.deliveries.Add(ctx, 1, opt)
+}
+
+// action counts one response action outcome. Connector and action names
+// are bounded (the configured connectors, the action vocabulary).
+func (in *instruments) action(ctx context.Context, connector, action, result string) {
+	in.actions.Add(ctx, 1, metric.WithAttributes(attribute.String("connector", connector), attribute.String("action", action), attribute.String("result", result)))
 }
 
 // decisionLink links a delivery's span to the trace of the decision that
