@@ -257,6 +257,14 @@ func (s *Service) raiseOperational(tx store.Txn, key, tenant, user string, now t
 	return tx.Set(k, []byte(strings.Join(delivered, ",")), s.opts.Retention)
 }
 
+// isAction reports whether a delivery takes a response action: an
+// action at an IdP, or the session-revoked event of one (an alert that
+// lists actions only reports them).
+func isAction(n *notifyv1.NotifyRequest) bool {
+	k := n.GetKind()
+	return len(n.GetResponseActions()) > 0 && (k == notifyv1.Kind_KIND_RESPONSE_ACTION || k == notifyv1.Kind_KIND_SECURITY_EVENT)
+}
+
 // dryRun reports whether a delivery only records its action.
 func dryRun(n *notifyv1.NotifyRequest) bool {
 	return n.GetAttributes()["dry_run"] == "true" || slices.ContainsFunc(n.GetResponseActions(), func(a *notifyv1.ResponseAction) bool { return a.GetDryRun() })
@@ -265,7 +273,7 @@ func dryRun(n *notifyv1.NotifyRequest) bool {
 // braked reports whether a delivery passes the brake: an action (or its
 // session-revoked event) that logs a person out, not dry, not released.
 func braked(n *notifyv1.NotifyRequest) bool {
-	return len(n.GetResponseActions()) > 0 && !dryRun(n) && n.GetAttributes()["released"] != "true"
+	return isAction(n) && !dryRun(n) && n.GetAttributes()["released"] != "true"
 }
 
 // Brake keys:

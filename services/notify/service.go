@@ -589,7 +589,7 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 	switch {
 	case ch == nil:
 		deliverErr = fmt.Errorf("channel %q is no longer configured", d.GetChannel())
-	case len(n.GetResponseActions()) > 0 && dryRun(n):
+	case isAction(n) && dryRun(n):
 		// Recorded with what it would have done, not taken.
 		result = "dry run: would " + actionOf(n) + " at " + d.GetChannel()
 		if a, ok := ch.(*ActionChannel); ok {
@@ -653,7 +653,7 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 	res.Result = result
 	span.SetAttributes(attribute.String("pushback.status", res.GetStatus().String()), attribute.Int("pushback.attempt", int(res.GetAttempts())))
 	s.tel.attempted(ctx, d.GetChannel(), res.GetStatus())
-	if len(n.GetResponseActions()) > 0 {
+	if isAction(n) {
 		s.tel.action(ctx, d.GetChannel(), actionOf(n), actionResult(res.GetStatus(), dryRun(n)))
 		if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
 			s.log.InfoContext(ctx, "response action taken", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()),
@@ -698,7 +698,7 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 				return err
 			}
 		}
-		if out.GetStatus() == notifyv1.Status_STATUS_DEAD && len(n.GetResponseActions()) > 0 {
+		if out.GetStatus() == notifyv1.Status_STATUS_DEAD && isAction(n) {
 			if err := s.actionFailed(tx, out, now); err != nil {
 				return err
 			}
