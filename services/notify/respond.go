@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/connectors/respond"
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/connectors/respond"
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/notify"
