@@ -15,6 +15,8 @@ type Config struct {
 	ClockSkew time.Duration
 	// MaxInFlight bounds the calls waiting for scoring at once.
 	MaxInFlight int
+	// RespondDryRun records every response action without taking it.
+	RespondDryRun bool
 }
 
 // DefaultConfig returns the defaults.
@@ -27,6 +29,7 @@ func (c *Config) Settings() []settings.Setting {
 	return []settings.Setting{
 		settings.Duration(&c.ClockSkew, "decide-clock-skew", "how far behind the server's clock a Decide time may lie; later times are taken as the clock, earlier ones clamped"),
 		settings.Int(&c.MaxInFlight, "decide-max-inflight", "Decide calls that may wait for scoring at once; past it a call is shed and answered at once from the user's own attempt counts"),
+		settings.Bool(&c.RespondDryRun, "respond-dry-run", "record every action of the policy's respond: rules (revoke sessions, ...) without taking it; alerts still go out"),
 	}
 }
 

@@ -673,7 +673,7 @@ func TestAllowUnauthenticatedIsLoud(t *testing.T) {
 	out := logs.String()
 	for _, want := range []string{
 		`"level":"WARN","msg":"ALLOW-UNAUTHENTICATED: callers without any credential are let in as these roles","roles":["hook","log-shipper"],"methods":["DecisionService/Decide","IntakeService/Ingest","IntakeService/IngestStream"]`,
-		`"msg":"no credentials for a role: no outside caller may call its methods","role":"risk-reader","methods":["ScoringService/GetRisk","ScoringService/WatchRisk"]`,
+		`"msg":"no credentials for a role: no outside caller may call its methods","role":"risk-reader","methods":["ScoringService/GetRisk","ScoringService/ListRiskChanges","ScoringService/WatchRisk"]`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the log lacks %s:\n%s", want, out)

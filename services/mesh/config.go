@@ -14,6 +14,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/auth"
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/decision"
+	"github.com/pushbackhq/pushback/services/notify"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -92,6 +93,8 @@ type Config struct {
 	Decision decision.Config
 	// UserIDs is the rule that canonicalises user ids (see docs/decision.md).
 	UserIDs userid.Config
+	// Notify is the notification service's own configuration.
+	Notify notify.Config
 }
 
 // Default returns the defaults a newcomer gets.
@@ -110,6 +113,7 @@ func Default() Config {
 		Decision:        decision.DefaultConfig(),
 		Auth:            auth.Default(),
 		UserIDs:         userid.DefaultConfig(),
+		Notify:          notify.DefaultConfig(),
 	}
 }
 

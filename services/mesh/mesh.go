@@ -208,7 +208,8 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			return err
 		}
 		channels = append(channels, nw.channels...)
-		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer, ReportLinks: nw.links, Meter: meter, Redactor: redactor})
+		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer, ReportLinks: nw.links, Meter: meter, Redactor: redactor,
+			Brake: cfg.Notify.Brake})
 		if err != nil {
 			return err
 		}
@@ -239,6 +240,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			Policy: pol, Logger: log.With("service", Decision), Tracer: tracer, Budget: cfg.DecideBudget,
 			ShadowPolicy: shadow, Counters: decCounters, Meter: meter, Redactor: redactor, UserIDs: userIDs,
 			ClockSkew: cfg.Decision.ClockSkew, MaxInFlight: cfg.Decision.MaxInFlight, SharedStore: cfg.StoreKind == "redis",
+			Feed: scoringv1.NewScoringServiceClient(sc), RespondDryRun: cfg.Decision.RespondDryRun,
 		})
 		if err != nil {
 			return err
@@ -253,7 +255,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		signal.Notify(hup, syscall.SIGHUP)
 		cl.add(func(context.Context) error { signal.Stop(hup); return nil })
 		rl := decision.NewReloader(d, decision.ReloaderOptions{PolicyFile: cfg.PolicyFile, ShadowFile: cfg.ShadowPolicy, Poll: cfg.PolicyPoll, Logger: log.With("service", Decision)})
-		workers = append(workers, func(ctx context.Context) error { return rl.Run(ctx, hup) })
+		workers = append(workers, func(ctx context.Context) error { return rl.Run(ctx, hup) }, d.RunResponder)
 	}
 	if cfg.Runs(Intake) {
 		sc, err := peer(Scoring, cfg.ScoringAddr)

@@ -10,6 +10,7 @@ func (c *Config) owned() []settings.Setting {
 	out = append(out, c.Decision.Settings()...)
 	out = append(out, c.Auth.Settings()...)
 	out = append(out, c.UserIDs.Settings()...)
+	out = append(out, c.Notify.Settings()...)
 	return out
 }
 
@@ -21,6 +22,9 @@ func (c Config) validateOwned() []error {
 	}
 	errs = append(errs, c.Auth.Validate()...)
 	errs = append(errs, c.UserIDs.Validate())
+	if err := c.Notify.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errs
 }
 
