@@ -204,6 +204,29 @@ func TestFakeTokenEndpoint(t *testing.T) {
 	}
 }
 
+func TestFakeManagementNeedsIssuedToken(t *testing.T) {
+	s := auth0test.NewServer()
+	defer s.Close()
+	s.AddUser("auth0|abc")
+	for _, auth := range []string{"", "Bearer not-issued", "SSWS " + s.ClientSecret, "bearer x"} {
+		req, _ := http.NewRequest(http.MethodDelete, s.URL()+"/api/v2/users/auth0%7Cabc/sessions", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := outbound.ReadBody(resp, 0)
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"statusCode":401`) {
+			t.Errorf("Authorization %q: HTTP %d %s", auth, resp.StatusCode, body)
+		}
+	}
+	if len(s.Revoked()) != 0 {
+		t.Fatalf("revoked %q", s.Revoked())
+	}
+}
+
 func TestInsufficientScopeIsPermanent(t *testing.T) {
 	s, c := fake(t)
 	s.AddUser("auth0|abc")
