@@ -453,6 +453,12 @@ func TestAbandonedFetchServesOthers(t *testing.T) {
 		_, err := c.Do(ctx, respond.Request{UserID: aliceID, Action: respond.RevokeSessions})
 		done <- err
 	}()
+	// The impatient caller starts the fetch.
+	for deadline := time.Now().Add(10 * time.Second); s.TokenRequests() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no token request")
+		}
+	}
 	res := mustDo(t, c, respond.RevokeSessions, bobID)
 	if err := <-done; err == nil {
 		t.Error("the impatient caller succeeded")

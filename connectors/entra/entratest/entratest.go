@@ -310,7 +310,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request, rawTenant string)
 	}
 	aadErr := func(status int, code, desc string) {
 		if echo {
-			desc += " Secret sent: " + r.PostForm.Get("client_secret")
+			// Into the first sentence, which a client may keep.
+			code, rest, _ := strings.Cut(desc, ": ")
+			desc = code + ": [" + r.PostForm.Get("client_secret") + "] " + rest
 		}
 		writeJSON(w, status, map[string]any{
 			"error":             code,
