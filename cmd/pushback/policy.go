@@ -24,6 +24,10 @@ func policyCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %v\n", args[1], err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok (version %s, %d rules, %d tiers)\n", args[1], p.Version, len(p.Rules), len(p.Tiers))
+	dry := ""
+	if p.Respond.DryRun {
+		dry = ", dry run"
+	}
+	fmt.Fprintf(stdout, "%s: ok (version %s, %d rules, %d tiers, %d response rules%s)\n", args[1], p.Version, len(p.Rules), len(p.Tiers), len(p.Respond.Rules), dry)
 	return 0
 }

@@ -26,7 +26,7 @@ const (
 	// BlockUser blocks the user from signing in (Auth0).
 	BlockUser Action = "block_user"
 	// SetUserStatus changes the user's status to Request.Status (Duo:
-	// "disabled" or "locked out").
+	// "disabled").
 	SetUserStatus Action = "set_user_status"
 )
 

@@ -95,6 +95,8 @@ type Config struct {
 	UserIDs userid.Config
 	// Notify is the notification service's own configuration.
 	Notify notify.Config
+	// Connectors are the response connectors (docs/respond.md).
+	Connectors Connectors
 }
 
 // Default returns the defaults a newcomer gets.
@@ -114,6 +116,7 @@ func Default() Config {
 		Auth:            auth.Default(),
 		UserIDs:         userid.DefaultConfig(),
 		Notify:          notify.DefaultConfig(),
+		Connectors:      DefaultConnectors(),
 	}
 }
 

@@ -208,6 +208,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			return err
 		}
 		channels = append(channels, nw.channels...)
+		acts, err := cfg.Connectors.Channels(userIDs.Aliases())
+		if err != nil {
+			return err
+		}
+		channels = append(channels, acts...)
 		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer, ReportLinks: nw.links, Meter: meter, Redactor: redactor,
 			Brake: cfg.Notify.Brake})
 		if err != nil {

@@ -11,6 +11,7 @@ func (c *Config) owned() []settings.Setting {
 	out = append(out, c.Auth.Settings()...)
 	out = append(out, c.UserIDs.Settings()...)
 	out = append(out, c.Notify.Settings()...)
+	out = append(out, c.Connectors.Settings()...)
 	return out
 }
 
@@ -23,6 +24,9 @@ func (c Config) validateOwned() []error {
 	errs = append(errs, c.Auth.Validate()...)
 	errs = append(errs, c.UserIDs.Validate())
 	if err := c.Notify.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Connectors.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errs

@@ -131,8 +131,8 @@ func validateActions(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 		}
 		validate.ID(v, f+".rule", a.GetRule(), false)
 		switch {
-		case a.GetAction() == string(respond.SetUserStatus) && a.GetUserStatus() != "disabled" && a.GetUserStatus() != "locked out":
-			v.Add(f+".user_status", "must be disabled or locked out for set_user_status")
+		case a.GetAction() == string(respond.SetUserStatus) && a.GetUserStatus() != "disabled":
+			v.Add(f+".user_status", "must be disabled for set_user_status (Duo sets no other status an API client may use to lock a user out)")
 		case a.GetAction() != string(respond.SetUserStatus) && a.GetUserStatus() != "":
 			v.Add(f+".user_status", "is only for set_user_status")
 		}

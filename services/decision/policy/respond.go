@@ -35,7 +35,7 @@ type RespondRuleFile struct {
 	// Actions: alert, revoke_sessions, revoke_tokens, confirm_compromised,
 	// block_user, set_user_status.
 	Actions []string `yaml:"actions"`
-	// UserStatus for set_user_status ("disabled" or "locked out" at Duo).
+	// UserStatus for set_user_status ("disabled": the one status Duo lets an API client set that stops sign-ins).
 	UserStatus string `yaml:"user_status"`
 	// DryRun records this rule's actions without taking them.
 	DryRun bool   `yaml:"dry_run"`
@@ -134,8 +134,8 @@ func compileRespond(f RespondFile, locs []ruleLocation) (Respond, error) {
 			return out, fail(".user_status", "is required by set_user_status")
 		case rf.UserStatus != "" && !slices.Contains(r.Actions, respond.SetUserStatus):
 			return out, fail(".user_status", "is only for set_user_status")
-		case rf.UserStatus != "" && rf.UserStatus != "disabled" && rf.UserStatus != "locked out":
-			return out, fail(".user_status", fmt.Sprintf("%q is not one of disabled, locked out", rf.UserStatus))
+		case rf.UserStatus != "" && rf.UserStatus != "disabled":
+			return out, fail(".user_status", fmt.Sprintf("%q is not disabled (the one status Duo lets an API client set that stops sign-ins)", rf.UserStatus))
 		}
 		r.UserStatus = rf.UserStatus
 		if r.Reason == "" {

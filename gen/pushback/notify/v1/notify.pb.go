@@ -214,7 +214,8 @@ type ResponseAction struct {
 	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
 	// True when the action is only recorded, not taken.
 	DryRun bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	// For set_user_status: the status to set (Duo: "disabled", "locked out").
+	// For set_user_status: the status to set ("disabled": Duo lets an API
+	// client set no other that locks a user out).
 	UserStatus    string `protobuf:"bytes,4,opt,name=user_status,json=userStatus,proto3" json:"user_status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
