@@ -37,6 +37,10 @@ type incident struct {
 	Deliveries []string `json:"deliveries,omitempty"`
 	// Actions maps a response action taken to its deliveries.
 	Actions map[string][]string `json:"actions,omitempty"`
+	// Critical is set once a critical alert (the attack succeeded, the
+	// user reported it) was raised: the first one goes out at once, not
+	// after the update interval.
+	Critical bool `json:"critical,omitempty"`
 }
 
 // maxIncidentDeliveries bounds the deliveries an incident lists.
@@ -168,6 +172,11 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 		return s.saveIncident(tx, tenant, user, in)
 	}
 
+	// An incident that turns critical says so at once.
+	escalates := !in.Critical && severityOf(req) == sevCritical
+	if escalates {
+		in.Critical = true
+	}
 	for _, ch := range s.accepting(req) {
 		name := ch.Name()
 		if id := in.Pending[name]; id != "" {
@@ -175,7 +184,10 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 			if err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			if err == nil && d.GetStatus() == notifyv1.Status_STATUS_PENDING {
+			// An escalation is not folded into an update that waits for
+			// the interval: it goes out now, on its own.
+			waiting := escalates && d.GetNextAttemptTime().AsTime().After(now)
+			if err == nil && d.GetStatus() == notifyv1.Status_STATUS_PENDING && !waiting {
 				if err := raiseDue(tx, d, severityOf(req)); err != nil {
 					return err
 				}
@@ -189,7 +201,7 @@ func (s *Service) enqueueIncident(tx store.Txn, req *notifyv1.NotifyRequest, now
 		}
 		due := now
 		last, sent := in.LastSent[name]
-		if sent && now.Before(last.Add(s.opts.UpdateInterval)) {
+		if sent && now.Before(last.Add(s.opts.UpdateInterval)) && !escalates {
 			due = last.Add(s.opts.UpdateInterval)
 		}
 		d, err := s.enqueue(tx, ch, req, snap, now, due, alertRank(severityOf(req), !sent))

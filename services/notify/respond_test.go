@@ -281,3 +281,27 @@ func TestResponseActionsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestIncidentTurningCriticalAlertsAtOnce: a burst was alerted; minutes
+// later the attack succeeds. The SOC hears of the success now, not after
+// the update interval.
+func TestIncidentTurningCriticalAlertsAtOnce(t *testing.T) {
+	clk := newClock()
+	logs := &logBuffer{}
+	s := newService(t, newStore(t), clk, notify.Options{UpdateInterval: 5 * time.Minute, Channels: []notify.Channel{notify.LogChannel{Logger: logs.logger()}}})
+	notifyOK(t, s, alert("burst:1", "frank", clk.Now()))
+	deliverDue(t, s)
+	clk.Advance(time.Minute)
+	notifyOK(t, s, alert("burst:2", "frank", clk.Now()))
+	deliverDue(t, s)
+	if c := strings.Count(logs.String(), `"msg":"alert"`); c != 1 {
+		t.Fatalf("%d alerts before the success, want 1 (the update waits)", c)
+	}
+	success := alert("success:1", "frank", clk.Now(), "APPROVAL_AFTER_BURST")
+	success.Title = "fatigue success"
+	notifyOK(t, s, success)
+	deliverDue(t, s)
+	if !strings.Contains(logs.String(), "fatigue success") {
+		t.Fatalf("the success waits for the update interval:\n%s", logs.String())
+	}
+}

@@ -1,0 +1,173 @@
+package mesh_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	"github.com/pushbackhq/pushback/connectors/okta/oktatest"
+	"github.com/pushbackhq/pushback/services/mesh"
+)
+
+// alertSink is an alert webhook that keeps what it receives.
+type alertSink struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	bodies []string
+}
+
+func newAlertSink(t *testing.T) *alertSink {
+	s := &alertSink{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.bodies = append(s.bodies, string(b))
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// naming returns the first alert body that contains every one of words.
+func (s *alertSink) naming(words ...string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.bodies {
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(b, w)
+		}
+		if all {
+			return b
+		}
+	}
+	return ""
+}
+
+// eventually polls cond every 100ms until it holds or within runs out.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// oktaHookRecord is one Okta System Log event as an Event Hook carries it.
+func oktaHookRecord(id, typ, result, reason, factor, login, ip string, at time.Time) map[string]any {
+	ev := map[string]any{
+		"uuid": id, "published": at.Format(time.RFC3339Nano), "eventType": typ, "version": "0",
+		"actor":   map[string]any{"id": "00u1ada", "type": "User", "alternateId": login},
+		"client":  map[string]any{"ipAddress": ip, "device": "Computer", "userAgent": map[string]any{"rawUserAgent": "Mozilla/5.0"}},
+		"outcome": map[string]any{"result": result, "reason": reason},
+		"authenticationContext": map[string]any{"externalSessionId": "idx-attacker-1"},
+	}
+	if factor != "" {
+		ev["debugContext"] = map[string]any{"debugData": map[string]any{"factor": factor}}
+	}
+	return ev
+}
+
+// oktaFatigueSuccess is an Event Hook delivery of a fatigue attack that
+// worked: pushes from the attacker's address, denied one after another,
+// then approved.
+func oktaFatigueSuccess(login string, end time.Time) []byte {
+	var events []map[string]any
+	start := end.Add(-3 * time.Minute)
+	for i := range 6 {
+		at := start.Add(time.Duration(i) * 25 * time.Second)
+		events = append(events,
+			oktaHookRecord(fmt.Sprintf("push-%d", i), "system.push.send_factor_verify_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", at),
+			oktaHookRecord(fmt.Sprintf("deny-%d", i), "user.mfa.okta_verify.deny_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", at.Add(5*time.Second)))
+	}
+	events = append(events,
+		oktaHookRecord("push-last", "system.push.send_factor_verify_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", end.Add(-10*time.Second)),
+		oktaHookRecord("approve", "user.authentication.auth_via_mfa", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", end))
+	b, _ := json.Marshal(map[string]any{"eventType": "com.okta.event_hook", "eventTypeVersion": "1.0", "cloudEventsVersion": "0.1",
+		"eventId": "hook-delivery-1", "data": map[string]any{"events": events}})
+	return b
+}
+
+func postIngest(t *testing.T, m *running, format string, body []byte) {
+	t.Helper()
+	resp, err := http.Post("http://"+m.httpAddr+"/v1/ingest/"+format, "application/json", strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", format, resp.StatusCode, b)
+	}
+}
+
+// TestOktaFatigueSuccessIsAlertedAndRevoked is the acceptance: a
+// fatigue success posted as an Okta Event Hook, with no Decide call at all,
+// leads within 20s to an alert naming APPROVAL_AFTER_BURST and to the
+// user's Okta sessions cleared, after the login was resolved to the id.
+func TestOktaFatigueSuccessIsAlertedAndRevoked(t *testing.T) {
+	alerts := newAlertSink(t)
+	org := oktatest.NewServer()
+	defer org.Close()
+	org.AddUser("00u1ada9XyZ", "ada@example.com")
+	cfg := mesh.Default()
+	cfg.AlertWebhook = alerts.srv.URL
+	cfg.Connectors.Okta.URL = org.URL()
+	cfg.Connectors.Okta.Token = org.Token
+	m := start(t, cfg)
+
+	postIngest(t, m, "okta", oktaFatigueSuccess("Ada@Example.com", time.Now().UTC().Add(-time.Second)))
+	eventually(t, 20*time.Second, "alert naming APPROVAL_AFTER_BURST and Okta sessions cleared", func() bool {
+		return alerts.naming("APPROVAL_AFTER_BURST", "fatigue-success") != "" && len(org.Revoked()) > 0
+	})
+	if r := org.Revoked(); len(r) != 1 || r[0].UserID != "00u1ada9XyZ" {
+		t.Fatalf("revoked %+v, want the one user 00u1ada9XyZ", r)
+	}
+	var lookedUp bool
+	for _, req := range org.Requests() {
+		if req.Method == http.MethodGet && strings.HasPrefix(req.Path, "/api/v1/users/") {
+			lookedUp = true
+		}
+		if req.Method == http.MethodDelete && !lookedUp {
+			t.Fatalf("sessions cleared before the login was resolved: %+v", org.Requests())
+		}
+		if req.Authorization != "SSWS "+org.Token {
+			t.Fatalf("request without the API token: %+v", req)
+		}
+	}
+	// The incident lists the action and its result.
+	nc := notifyv1.NewNotificationServiceClient(m.conn)
+	ctx := context.Background()
+	list, err := nc.ListIncidents(ctx, &notifyv1.ListIncidentsRequest{})
+	if err != nil || len(list.GetIncidents()) != 1 {
+		t.Fatalf("incidents %v, %v", list, err)
+	}
+	var taken *notifyv1.Delivery
+	eventually(t, 10*time.Second, "the incident shows the action taken", func() bool {
+		inc, err := nc.GetIncident(ctx, &notifyv1.GetIncidentRequest{IncidentId: list.GetIncidents()[0].GetIncidentId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range inc.GetDeliveries() {
+			if d.GetChannel() == "okta" && d.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
+				taken = d
+			}
+		}
+		return taken != nil
+	})
+	if !strings.Contains(taken.GetResult(), "00u1ada9XyZ") {
+		t.Fatalf("action result %q", taken.GetResult())
+	}
+}
