@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/connectors/okta/oktatest"
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/services/mesh"
 )
 
@@ -69,9 +69,9 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 func oktaHookRecord(id, typ, result, reason, factor, login, ip string, at time.Time) map[string]any {
 	ev := map[string]any{
 		"uuid": id, "published": at.Format(time.RFC3339Nano), "eventType": typ, "version": "0",
-		"actor":   map[string]any{"id": "00u1ada", "type": "User", "alternateId": login},
-		"client":  map[string]any{"ipAddress": ip, "device": "Computer", "userAgent": map[string]any{"rawUserAgent": "Mozilla/5.0"}},
-		"outcome": map[string]any{"result": result, "reason": reason},
+		"actor":                 map[string]any{"id": "00u1ada", "type": "User", "alternateId": login},
+		"client":                map[string]any{"ipAddress": ip, "device": "Computer", "userAgent": map[string]any{"rawUserAgent": "Mozilla/5.0"}},
+		"outcome":               map[string]any{"result": result, "reason": reason},
 		"authenticationContext": map[string]any{"externalSessionId": "idx-attacker-1"},
 	}
 	if factor != "" {
