@@ -43,6 +43,12 @@ type meshUnderTest struct {
 // and authentication on.
 func startMesh(t *testing.T, policyFile, shadowFile string) *meshUnderTest {
 	t.Helper()
+	return startMeshWith(t, policyFile, shadowFile, nil)
+}
+
+// startMeshWith is startMesh with a last change to the configuration.
+func startMeshWith(t *testing.T, policyFile, shadowFile string, edit func(*mesh.Config)) *meshUnderTest {
+	t.Helper()
 	cfg := mesh.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -53,6 +59,9 @@ func startMesh(t *testing.T, policyFile, shadowFile string) *meshUnderTest {
 	// These tests explain decisions, not deadlines: a loaded machine must
 	// not turn a burst into failure-mode answers.
 	cfg.DecideBudget = 5 * time.Second
+	if edit != nil {
+		edit(&cfg)
+	}
 	counters := &decision.Counters{}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)

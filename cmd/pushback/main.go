@@ -17,6 +17,7 @@ Usage:
   pushback policy check FILE      validate a decision policy file
   pushback replay --format=F FILE...  backtest scoring and a policy on recorded IdP events
   pushback explain DECISION_ID    explain a stored decision (rules, signals, cooldown, policy, trace)
+  pushback incidents list|show|release   incidents from IdP logs and decisions: alerts, response actions and their results
   pushback bench [flags]          measure Decide or ingest throughput against a bare gRPC echo
   pushback certs [flags]          make a development CA and certificates for mutual TLS
   pushback help                   show this help
@@ -44,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return policyCmd(args[1:], stdout, stderr)
 	case "explain":
 		return explainCmd(ctx, args[1:], stdout, stderr, getenv)
+	case "incidents":
+		return incidentsCmd(ctx, args[1:], stdout, stderr, getenv)
 	case "bench":
 		return benchCmd(ctx, args[1:], stdout, stderr, getenv)
 	case "certs":
