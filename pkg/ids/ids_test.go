@@ -42,3 +42,26 @@ func TestTimeOfAnID(t *testing.T) {
 		}
 	}
 }
+
+func TestSequenceSortsInOrderOfMaking(t *testing.T) {
+	var s ids.Sequence
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	prev := ""
+	for i := range 1000 {
+		now := at
+		if i%100 == 99 {
+			now = at.Add(-time.Second) // a clock that stepped back
+		}
+		id := s.Next(now)
+		if id <= prev {
+			t.Fatalf("id %d %s does not sort after %s", i, id, prev)
+		}
+		if _, ok := ids.Time(id); !ok {
+			t.Fatalf("id %s is not an id", id)
+		}
+		prev = id
+	}
+	if f := ids.Floor(at); f > ids.New(at) || ids.Floor(at.Add(time.Millisecond)) <= ids.New(at) {
+		t.Fatal("Floor does not bound the ids of its millisecond")
+	}
+}

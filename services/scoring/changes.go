@@ -41,6 +41,8 @@ func changeKey(id string) []byte { return []byte(changePrefix + id) }
 type feed struct {
 	mu   sync.Mutex
 	wake chan struct{}
+	// ids keeps the changes of one batch in the order they happened.
+	ids ids.Sequence
 }
 
 func newFeed() *feed { return &feed{wake: make(chan struct{})} }
@@ -63,7 +65,7 @@ func (s *Service) noteChange(tx store.Txn, tenant string, ra *scoringv1.RiskAsse
 	if e == nil || len(ra.GetSignals()) == 0 {
 		return nil
 	}
-	id := ids.New(s.now())
+	id := s.feed.ids.Next(s.now())
 	b, err := proto.Marshal(&scoringv1.RiskChange{ChangeId: id, Tenant: tenant, Assessment: ra, Event: e})
 	if err != nil {
 		return err

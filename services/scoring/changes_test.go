@@ -1,0 +1,122 @@
+package scoring_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/ids"
+	"github.com/pushbackhq/pushback/services/scoring"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// TestRiskFeedHoldsIngestedChangesInOrder: every event that leaves the
+// user with a signal enters the feed, in the order it was applied, with the
+// event; Decide's attempts and quiet events do not.
+func TestRiskFeedHoldsIngestedChangesInOrder(t *testing.T) {
+	f := serve(t, nil, scoring.Options{Now: func() time.Time { return base.Add(time.Hour) }})
+	ctx := context.Background()
+	evil := geoClient("203.0.113.9", -36.85, 174.76, "NZ", 9500)
+	evs := []*eventv1.AuthEvent{event("login", "carol", eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, 0, nil)}
+	for i := range 6 {
+		evs = append(evs, event(fmt.Sprint("deny", i), "carol", eventv1.EventType_EVENT_TYPE_PUSH_DENIED, 30*time.Minute+time.Duration(i)*20*time.Second, evil))
+	}
+	evs = append(evs, event("ok", "carol", eventv1.EventType_EVENT_TYPE_PUSH_APPROVED, 33*time.Minute, evil))
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	// An attempt recorded by Decide changes the risk but is not a logged
+	// event: decision already answers it.
+	if _, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{AttemptId: "a1", Tenant: "acme", UserId: "carol",
+		Factor: eventv1.Factor_FACTOR_PUSH, Time: ts(34 * time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	prev := ""
+	for _, c := range resp.GetChanges() {
+		if c.GetChangeId() <= prev || c.GetTenant() != "acme" || c.GetAssessment().GetUserId() != "carol" || len(c.GetAssessment().GetSignals()) == 0 {
+			t.Fatalf("change %v", c)
+		}
+		prev = c.GetChangeId()
+		got = append(got, c.GetEvent().GetEventId())
+	}
+	if len(got) == 0 || got[len(got)-1] != "ok" || got[0] == "login" {
+		t.Fatalf("feed %v: want the signalled denials then the approval, no quiet login, no Decide attempt", got)
+	}
+	last := resp.GetChanges()[len(resp.GetChanges())-1]
+	if has(last.GetAssessment(), scoring.SignalApprovalAfterBurst) == nil {
+		t.Fatalf("the approval's change lacks APPROVAL_AFTER_BURST: %v", last.GetAssessment().GetSignals())
+	}
+	// Paging from a cursor.
+	page, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{After: resp.GetChanges()[0].GetChangeId(), PageSize: 2})
+	if err != nil || len(page.GetChanges()) != 2 || page.GetChanges()[0].GetChangeId() != resp.GetChanges()[1].GetChangeId() {
+		t.Fatalf("page after the first: %v, %v", page.GetChanges(), err)
+	}
+}
+
+// TestRiskFeedWaitsForAChange: a reader at the end of the feed is answered
+// as soon as a change is written, not at the end of its wait.
+func TestRiskFeedWaitsForAChange(t *testing.T) {
+	f := serve(t, nil, scoring.Options{Now: func() time.Time { return base.Add(time.Hour) }})
+	ctx := context.Background()
+	got := make(chan *scoringv1.ListRiskChangesResponse, 1)
+	go func() {
+		resp, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{MaxWait: durationpb.New(30 * time.Second)})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- resp
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{
+		event("fraud", "dan", eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, 50*time.Minute, nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-got:
+		if len(resp.GetChanges()) != 1 || resp.GetChanges()[0].GetEvent().GetType() != eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED {
+			t.Fatalf("woken with %v", resp.GetChanges())
+		}
+		if waited := time.Since(start); waited > 20*time.Second {
+			t.Fatalf("answered after %s: the wait ran out instead of the change waking it", waited)
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("not answered")
+	}
+	// From a cursor before it, the change; from the change itself, nothing
+	// after the wait.
+	resp, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{After: ids.Floor(base), MaxWait: durationpb.New(50 * time.Millisecond)})
+	if err != nil || len(resp.GetChanges()) != 1 {
+		t.Fatalf("after an old cursor: %v, %v", resp.GetChanges(), err)
+	}
+	resp, err = f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{After: resp.GetChanges()[0].GetChangeId(), MaxWait: durationpb.New(50 * time.Millisecond)})
+	if err != nil || len(resp.GetChanges()) != 0 {
+		t.Fatalf("after the last change: %v, %v", resp.GetChanges(), err)
+	}
+}
+
+func TestRiskFeedRequestsAreValidated(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	for name, c := range map[string]struct {
+		req   *scoringv1.ListRiskChangesRequest
+		field string
+	}{
+		"bad cursor": {&scoringv1.ListRiskChangesRequest{After: "../scoring/user"}, "after"},
+		"page size":  {&scoringv1.ListRiskChangesRequest{PageSize: 5000}, "page_size"},
+		"long wait":  {&scoringv1.ListRiskChangesRequest{MaxWait: durationpb.New(time.Hour)}, "max_wait"},
+	} {
+		_, err := f.client.ListRiskChanges(context.Background(), c.req)
+		if fs := apierr.Fields(err); len(fs) != 1 || fs[0] != c.field {
+			t.Errorf("%s: %v, want a violation of %s", name, err, c.field)
+		}
+	}
+}
