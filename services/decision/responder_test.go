@@ -234,4 +234,3 @@ func TestResponderSurvivesAnUnreachableFeed(t *testing.T) {
 	e.feed.down.Store(false)
 	awaitResponse(t, "the fraud report answered after scoring came back", func() bool { return len(withRule(e.notes.responses(), "fraud-reported")) == 1 })
 }
-
