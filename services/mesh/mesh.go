@@ -186,6 +186,10 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	// drain, before the server stops, lets decision finish what follows its
 	// answers while its peers can still be reached.
 	drain := func(context.Context) error { return nil }
+	// quiet, at shutdown before the server stops, ends the long waits of
+	// the risk feed on both sides: decision's responder and scoring's
+	// answers to it.
+	var quiet []func()
 	if cfg.Runs(Scoring) {
 		sc, err := scoring.Open(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer, GeoIPDB: cfg.GeoIPDB, Meter: meter, Redactor: redactor, UserIDs: userIDs})
 		if err != nil {
@@ -193,6 +197,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		}
 		cl.add(func(context.Context) error { return sc.Close() })
 		sc.Register(srv)
+		quiet = append(quiet, sc.StopWaiting)
 	}
 	var nw *notifyWiring
 	if cfg.Runs(Notify) {
@@ -260,7 +265,16 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		signal.Notify(hup, syscall.SIGHUP)
 		cl.add(func(context.Context) error { signal.Stop(hup); return nil })
 		rl := decision.NewReloader(d, decision.ReloaderOptions{PolicyFile: cfg.PolicyFile, ShadowFile: cfg.ShadowPolicy, Poll: cfg.PolicyPoll, Logger: log.With("service", Decision)})
-		workers = append(workers, func(ctx context.Context) error { return rl.Run(ctx, hup) }, d.RunResponder)
+		workers = append(workers, func(ctx context.Context) error { return rl.Run(ctx, hup) })
+		rctx, stopResponder := context.WithCancel(context.Background())
+		responded := make(chan struct{})
+		quiet = append(quiet, func() { stopResponder(); <-responded })
+		workers = append(workers, func(ctx context.Context) error {
+			defer close(responded)
+			stop := context.AfterFunc(ctx, stopResponder)
+			defer stop()
+			return d.RunResponder(rctx)
+		})
 	}
 	if cfg.Runs(Intake) {
 		sc, err := peer(Scoring, cfg.ScoringAddr)
@@ -358,6 +372,9 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	}
 	if err := drain(sctx); err != nil {
 		log.Warn("follow-ups of suppressed pushes still running at shutdown", slog.Any("error", err))
+	}
+	for _, q := range quiet {
+		q()
 	}
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()

@@ -41,11 +41,19 @@ func changeKey(id string) []byte { return []byte(changePrefix + id) }
 type feed struct {
 	mu   sync.Mutex
 	wake chan struct{}
+	// stop is closed at shutdown: waiting readers answer at once, so that
+	// a long wait does not hold up a graceful stop.
+	stop     chan struct{}
+	stopOnce sync.Once
 	// ids keeps the changes of one batch in the order they happened.
 	ids ids.Sequence
 }
 
-func newFeed() *feed { return &feed{wake: make(chan struct{})} }
+func newFeed() *feed { return &feed{wake: make(chan struct{}), stop: make(chan struct{})} }
+
+// StopWaiting answers every ListRiskChanges call waiting for a change, now
+// and from now on: called when the server begins to shut down.
+func (s *Service) StopWaiting() { s.feed.stopOnce.Do(func() { close(s.feed.stop) }) }
 
 func (f *feed) waiter() <-chan struct{} {
 	f.mu.Lock()
@@ -132,6 +140,9 @@ func (s *Service) ListRiskChanges(ctx context.Context, req *scoringv1.ListRiskCh
 		case <-woken:
 		case <-poll.C:
 		case <-deadline.C:
+			poll.Stop()
+			return resp, nil
+		case <-s.feed.stop:
 			poll.Stop()
 			return resp, nil
 		case <-ctx.Done():

@@ -120,3 +120,29 @@ func TestRiskFeedRequestsAreValidated(t *testing.T) {
 		}
 	}
 }
+
+// TestStopWaitingAnswersAWaitingReader: at shutdown a reader waiting for
+// a change is answered at once, so its call does not hold up a graceful
+// stop for the rest of its wait.
+func TestStopWaitingAnswersAWaitingReader(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	got := make(chan error, 1)
+	go func() {
+		_, err := f.client.ListRiskChanges(context.Background(), &scoringv1.ListRiskChangesRequest{MaxWait: durationpb.New(30 * time.Second)})
+		got <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	f.svc.StopWaiting()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 20*time.Second {
+			t.Fatalf("answered %s after StopWaiting", d)
+		}
+	case <-time.After(25 * time.Second):
+		t.Fatal("a waiting reader was not answered at shutdown")
+	}
+}
