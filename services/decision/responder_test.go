@@ -66,6 +66,7 @@ func (n *flakyNotes) responses() []*notifyv1.NotifyRequest {
 }
 
 type responderEnv struct {
+	svc     *decision.Service
 	st      store.Store
 	scoring *scoring.Service
 	feed    *feed
@@ -93,6 +94,7 @@ func newResponderEnv(t *testing.T, st store.Store, o decision.Options) *responde
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.svc = d
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.RunResponder(ctx); close(done) }()
@@ -233,4 +235,18 @@ func TestResponderSurvivesAnUnreachableFeed(t *testing.T) {
 	awaitResponse(t, "failures counted", func() bool { return e.count.RespondFailures.Load() > 0 })
 	e.feed.down.Store(false)
 	awaitResponse(t, "the fraud report answered after scoring came back", func() bool { return len(withRule(e.notes.responses(), "fraud-reported")) == 1 })
+}
+
+// TestResponderFollowsAReloadedPolicy: response rules change with the
+// policy, without a restart.
+func TestResponderFollowsAReloadedPolicy(t *testing.T) {
+	e := newResponderEnv(t, nil, decision.Options{Policy: parse(t, "version: quiet\n")})
+	e.observe(t, loggedEvent("gus-fraud-1", "gus", eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, time.Now().UTC().Add(-2*time.Second), "198.51.100.7"))
+	awaitResponse(t, "the first change evaluated", func() bool { return e.count.RiskChanges.Load() == 1 })
+	if n := len(e.notes.responses()); n != 0 {
+		t.Fatalf("%d responses under a policy without response rules", n)
+	}
+	e.svc.SetPolicy(parse(t, "version: loud\nrespond:\n  rules:\n    - {name: any-fraud, when: 'event.type == \"FRAUD_REPORTED\"', actions: [alert, revoke_tokens]}\n"))
+	e.observe(t, loggedEvent("gus-fraud-2", "gus", eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, time.Now().UTC().Add(-time.Second), "198.51.100.7"))
+	awaitResponse(t, "the reloaded rule answered", func() bool { return len(withRule(e.notes.responses(), "any-fraud")) == 1 })
 }
