@@ -75,7 +75,7 @@ func (c Config) assess(userID string, s *UserState, now time.Time, ev *eval, spr
 			ra.Signals = append(ra.Signals, sig)
 		}
 	}
-	add(c.burstSignal(ra.Windows))
+	add(c.burstSignal(s, nowMs, ra.Windows))
 	add(c.streakSignal(s, nowMs))
 	add(c.fraudSignal(s, now))
 	live := func(code FindingCode, fresh func(*eval) *Finding, ttl time.Duration) *Finding {
@@ -100,10 +100,10 @@ func (c Config) assess(userID string, s *UserState, now time.Time, ev *eval, spr
 	}
 	if ev != nil {
 		ra.Familiarity = ev.familiar
-		add(novelty(SignalNewDevice, ev.newDevice, ev.known[0], c.Novelty.DeviceWeight, "device"))
-		add(novelty(SignalNewCountry, ev.newCountry, ev.known[1], c.Novelty.CountryWeight, "country"))
+		add(c.novelty(SignalNewDevice, ev.newDevice, ev.known[0], c.Novelty.DeviceWeight, "device"))
+		add(c.novelty(SignalNewCountry, ev.newCountry, ev.known[1], c.Novelty.CountryWeight, "country"))
 		if ev.newASN != 0 {
-			add(novelty(SignalNewASN, "AS"+strconv.FormatUint(uint64(ev.newASN), 10), ev.known[2], c.Novelty.ASNWeight, "network"))
+			add(c.novelty(SignalNewASN, "AS"+strconv.FormatUint(uint64(ev.newASN), 10), ev.known[2], c.Novelty.ASNWeight, "network"))
 		}
 	}
 	add(c.spraySignal(spray))
@@ -127,7 +127,10 @@ func ms(v int64) *timestamppb.Timestamp { return timestamppb.New(time.UnixMilli(
 
 // burstSignal fires PUSH_BURST on the window whose count is furthest over
 // its threshold; its weight grows with every push beyond the threshold.
-func (c Config) burstSignal(windows []*scoringv1.WindowCount) *scoringv1.Signal {
+// Its confidence says whose pushes the window holds (see classify): the
+// weight stays, since the policy answers a burst by its counts whoever
+// sends it.
+func (c Config) burstSignal(s *UserState, nowMs int64, windows []*scoringv1.WindowCount) *scoringv1.Signal {
 	var best *scoringv1.WindowCount
 	bestOver, bestThreshold := -1.0, 0
 	for _, wc := range windows {
@@ -145,15 +148,38 @@ func (c Config) burstSignal(windows []*scoringv1.WindowCount) *scoringv1.Signal 
 		return nil
 	}
 	extra := best.Pushes - int32(bestThreshold)
+	class, k := c.burstContext(s, nowMs-best.Window.AsDuration().Milliseconds(), nowMs)
+	ev := &scoringv1.BurstEvidence{Windows: windows, Threshold: int32(bestThreshold), Window: best.Window}
+	contextEvidence(ev, class, &k)
 	return &scoringv1.Signal{
 		Code:       SignalPushBurst,
 		Weight:     min(30+10*extra, 70),
-		Confidence: 1,
-		Summary:    fmt.Sprintf("%d pushes in %s (threshold %d)", best.Pushes, fmtWindow(best.Window.AsDuration()), bestThreshold),
-		Evidence: &scoringv1.Signal_Burst{Burst: &scoringv1.BurstEvidence{
-			Windows: windows, Threshold: int32(bestThreshold), Window: best.Window,
-		}},
+		Confidence: c.confidence(class),
+		Summary:    fmt.Sprintf("%d pushes in %s (threshold %d)%s", best.Pushes, fmtWindow(best.Window.AsDuration()), bestThreshold, contextSummary(class, &k)),
+		Evidence:   &scoringv1.Signal_Burst{Burst: ev},
 	}
+}
+
+// contextEvidence fills the context fields of a burst's evidence.
+func contextEvidence(ev *scoringv1.BurstEvidence, class BurstClass, k *contextCounts) {
+	ev.Context = class.String()
+	ev.FamiliarPushes = k.pushes(ContextFamiliar)
+	ev.PartlyFamiliarPushes = k.pushes(ContextPartial)
+	ev.UnfamiliarPushes = k.pushes(ContextUnfamiliar)
+}
+
+// contextSummary is the clause a burst's summary ends with.
+func contextSummary(class BurstClass, k *contextCounts) string {
+	fam, part, unf := k.pushes(ContextFamiliar), k.pushes(ContextPartial), k.pushes(ContextUnfamiliar)
+	switch class {
+	case BurstOwn:
+		return fmt.Sprintf("; own retries: %d from the user's familiar device and network", fam)
+	case BurstMixed:
+		return fmt.Sprintf("; mixed: %d from the user's familiar context, %d partly familiar, %d unfamiliar", fam, part, unf)
+	case BurstUnfamiliar:
+		return fmt.Sprintf("; %d from an unfamiliar source", unf)
+	}
+	return ""
 }
 
 func (c Config) streakSignal(s *UserState, nowMs int64) *scoringv1.Signal {
@@ -165,11 +191,15 @@ func (c Config) streakSignal(s *UserState, nowMs int64) *scoringv1.Signal {
 		return nil
 	}
 	extra := int32(s.Streak - c.StreakThreshold)
+	// Whose pushes: those the list still holds from the streak's first
+	// answer on (a push's attempt a moment earlier is left out, its answer
+	// is not).
+	class, k := c.burstContext(s, s.StreakSince-1, last)
 	return &scoringv1.Signal{
 		Code:       SignalDenialStreak,
 		Weight:     min(25+10*extra, 60),
-		Confidence: 1,
-		Summary:    fmt.Sprintf("%d pushes in a row denied or unanswered", s.Streak),
+		Confidence: c.confidence(class),
+		Summary:    fmt.Sprintf("%d pushes in a row denied or unanswered%s", s.Streak, contextSummary(class, &k)),
 		Evidence: &scoringv1.Signal_Streak{Streak: &scoringv1.StreakEvidence{
 			Length: int32(s.Streak), Since: ms(s.StreakSince),
 			Denied: int32(s.StreakDenied), TimedOut: int32(s.StreakTimedOut),
@@ -199,7 +229,8 @@ func (c Config) fraudSignal(s *UserState, now time.Time) *scoringv1.Signal {
 }
 
 // afterBurstSignal weighs a fatigue success: full weight when fresh, falling
-// linearly to the floor by the end of the hold.
+// linearly to the floor by the end of the hold, both times the finding's
+// confidence (the user's own retries weigh 0.3 of an attacker's burst).
 func (c Config) afterBurstSignal(f *Finding, nowMs int64) *scoringv1.Signal {
 	a := c.AfterBurst
 	left := a.Hold.Milliseconds() - (nowMs - f.At)
@@ -207,6 +238,7 @@ func (c Config) afterBurstSignal(f *Finding, nowMs int64) *scoringv1.Signal {
 	if a.Hold > 0 {
 		w = max(int32(float64(a.Weight)*float64(left)/float64(a.Hold.Milliseconds())), a.Floor)
 	}
+	conf := min(max(f.Confidence, 0), 1)
 	ev := &scoringv1.BurstEvidence{Threshold: f.Threshold, Streak: f.Streak, ApprovedAt: ms(f.At)}
 	var summary string
 	if f.Window != 0 {
@@ -217,10 +249,31 @@ func (c Config) afterBurstSignal(f *Finding, nowMs int64) *scoringv1.Signal {
 	} else {
 		summary = fmt.Sprintf("push approved after %d denied or unanswered in a row", f.Streak)
 	}
+	ev.Context = f.Class.String()
+	ev.FamiliarPushes, ev.PartlyFamiliarPushes, ev.UnfamiliarPushes = f.Familiar, f.Partial, f.Unfamiliar
+	ev.ApproverFamiliar = f.Approver == ApproverAgrees
+	switch f.Class {
+	case BurstOwn:
+		summary += fmt.Sprintf("; own retries: all %d from the user's familiar device and network, approved on a known device where the login was", f.Familiar)
+	case BurstMixed:
+		summary += fmt.Sprintf("; mixed: %d from the user's familiar context, %d partly familiar, %d unfamiliar; approving device %s", f.Familiar, f.Partial, f.Unfamiliar, approverText(f.Approver))
+	case BurstUnfamiliar:
+		summary += fmt.Sprintf("; unfamiliar source: %d of the pushes; approving device %s", f.Unfamiliar, approverText(f.Approver))
+	}
 	return &scoringv1.Signal{
-		Code: SignalApprovalAfterBurst, Weight: w, Confidence: 1, Summary: summary,
+		Code: SignalApprovalAfterBurst, Weight: int32(math.Round(float64(w) * conf)), Confidence: conf, Summary: summary,
 		Evidence: &scoringv1.Signal_Burst{Burst: ev},
 	}
+}
+
+func approverText(a Approver) string {
+	switch a {
+	case ApproverAgrees:
+		return "known, where the login was"
+	case ApproverDisagrees:
+		return "unknown or elsewhere"
+	}
+	return "not reported"
 }
 
 // travelSignal renders IMPOSSIBLE_TRAVEL and RESPONSE_LOCATION_MISMATCH; the
@@ -277,12 +330,19 @@ func locationPB(l Location) *scoringv1.Location {
 	}}
 }
 
-func novelty(code, value string, known int, weight int32, what string) *scoringv1.Signal {
+// novelty renders NEW_DEVICE, NEW_COUNTRY and NEW_ASN. Its confidence is
+// lower against a short history: a second phone or network is what every
+// user shows in their first days.
+func (c Config) novelty(code, value string, known int, weight int32, what string) *scoringv1.Signal {
 	if value == "" || weight <= 0 {
 		return nil
 	}
+	conf := 1.0
+	if n := c.Novelty; known < n.FewKnown && n.FewKnownConfidence > 0 && n.FewKnownConfidence < 1 {
+		conf = n.FewKnownConfidence
+	}
 	return &scoringv1.Signal{
-		Code: code, Weight: weight, Confidence: 1,
+		Code: code, Weight: weight, Confidence: conf,
 		Summary:  fmt.Sprintf("%s %s not among the user's last %d", what, value, known),
 		Evidence: &scoringv1.Signal_Novelty{Novelty: &scoringv1.NoveltyEvidence{Value: value, Known: int32(known)}},
 	}
@@ -319,8 +379,15 @@ func (c Config) spraySignal(counts []SprayCount) *scoringv1.Signal {
 	if best.Vouched > 0 {
 		summary += fmt.Sprintf("; %d other users succeeded from it", best.Vouched)
 	}
+	// Users with history are people nobody asked; accounts without one
+	// are what a sprayer looks for, and what a class of new hires looks
+	// like until their approvals come.
+	conf := 1.0
+	if best.Users-best.Dormant < bestTh && sp.DormantConfidence > 0 && sp.DormantConfidence < 1 {
+		conf = sp.DormantConfidence
+	}
 	return &scoringv1.Signal{
-		Code: SignalPushSpray, Weight: min(sp.Weight+int32(5*(best.Users-bestTh)), 70), Confidence: 1,
+		Code: SignalPushSpray, Weight: min(sp.Weight+int32(5*(best.Users-bestTh)), 70), Confidence: conf,
 		Summary: summary,
 		Evidence: &scoringv1.Signal_Spray{Spray: &scoringv1.SprayEvidence{
 			SourceIp: best.IP, Asn: best.ASN, DistinctUsers: int32(best.Users), DormantUsers: int32(best.Dormant), VouchedUsers: int32(best.Vouched),

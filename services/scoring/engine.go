@@ -55,6 +55,7 @@ type Config struct {
 	FindingTTL time.Duration
 
 	AfterBurst  AfterBurstConfig
+	Context     ContextConfig
 	Travel      TravelConfig
 	Mismatch    MismatchConfig
 	Novelty     NoveltyConfig
@@ -70,6 +71,20 @@ type AfterBurstConfig struct {
 	Floor int32
 	// Hold is how long the signal stays in the user's risk.
 	Hold time.Duration
+}
+
+// ContextConfig sets the confidence of PUSH_BURST, DENIAL_STREAK and
+// APPROVAL_AFTER_BURST by whose pushes they are made of (see BurstClass).
+// A zero confidence is 1: the signal does not tell the classes apart.
+type ContextConfig struct {
+	// OwnConfidence: every push came from the user's familiar context and,
+	// for an approval, a known device of the user approved it where the
+	// login was. The user's own retries.
+	OwnConfidence float64
+	// MixedConfidence: between the two (pushes only partly familiar, no
+	// word on the approving device, or someone else's pushes around an
+	// approval the user gave to their own sign-in).
+	MixedConfidence float64
 }
 
 // TravelConfig tunes IMPOSSIBLE_TRAVEL.
@@ -100,6 +115,11 @@ type MismatchConfig struct {
 // NoveltyConfig weighs NEW_DEVICE, NEW_COUNTRY and NEW_ASN.
 type NoveltyConfig struct {
 	DeviceWeight, CountryWeight, ASNWeight int32
+	// FewKnown and FewKnownConfidence: a value new to a history of fewer
+	// than FewKnown values has FewKnownConfidence (a second phone or
+	// network is what every user shows in their first days); 1 otherwise.
+	FewKnown           int
+	FewKnownConfidence float64
 }
 
 // SprayConfig tunes PUSH_SPRAY.
@@ -111,6 +131,11 @@ type SprayConfig struct {
 	// MaxUsers caps the users remembered per source.
 	MaxUsers int
 	Weight   int32
+	// DormantConfidence is the confidence of a count that reaches its
+	// threshold only with users who have no history (a class of new hires
+	// looks the same until their approvals come); 1 when users with
+	// history alone reach it.
+	DormantConfidence float64
 }
 
 // DefaultConfig returns thresholds calibrated on what peers publish:
@@ -141,13 +166,14 @@ func DefaultConfig() Config {
 		IdleTTL:         30 * 24 * time.Hour,
 		FindingTTL:      time.Hour,
 		AfterBurst:      AfterBurstConfig{Weight: 90, Floor: 30, Hold: 24 * time.Hour},
+		Context:         ContextConfig{OwnConfidence: 0.3, MixedConfidence: 0.6},
 		Travel: TravelConfig{
 			MaxSpeedKmh: 900, MinDistanceKm: 500, JitterKm: 50, JitterWindow: 10 * time.Minute,
 			Weight: 50, RegionalConfidence: 0.5, JitterConfidence: 0.25,
 		},
 		Mismatch:    MismatchConfig{MinKm: 500, Weight: 50},
-		Novelty:     NoveltyConfig{DeviceWeight: 10, CountryWeight: 15, ASNWeight: 5},
-		Spray:       SprayConfig{Window: 10 * time.Minute, IPThreshold: 5, ASNThreshold: 20, MaxUsers: 64, Weight: 40},
+		Novelty:     NoveltyConfig{DeviceWeight: 10, CountryWeight: 15, ASNWeight: 5, FewKnown: 3, FewKnownConfidence: 0.6},
+		Spray:       SprayConfig{Window: 10 * time.Minute, IPThreshold: 5, ASNThreshold: 20, MaxUsers: 64, Weight: 40, DormantConfidence: 0.6},
 		Anonymizers: DefaultAnonymizers(),
 	}
 }
@@ -217,8 +243,9 @@ const (
 // What vouches is chosen so that someone who holds only passwords cannot
 // produce it, whatever accounts they spray:
 //   - a push approved on the user's enrolled device, unless the approval
-//     ends a burst or a denial streak (the fatigue success), was given far
-//     from the login, or comes while a fatigue success is fresh;
+//     ends a burst or a denial streak that is not the user's own retries
+//     (the fatigue success), was given far from the login, or comes while
+//     a fatigue success is fresh;
 //   - a phishing-resistant login (WebAuthn, smart card), which no password
 //     and no relayed code can produce.
 //
@@ -234,7 +261,7 @@ func (c Config) SprayRole(s *UserState, o Observation) SprayRole {
 		return SprayDormant
 	case o.Kind.isPush() && !c.Familiar(s, o.Client):
 		return SprayCounted
-	case o.Kind == ObsPushApproved && c.burstBefore(s, at) == nil && c.mismatch(o, at) == nil && !c.compromised(s, at):
+	case o.Kind == ObsPushApproved && !c.fatigued(s, o) && c.mismatch(o, at) == nil && !c.compromised(s, at):
 		return SprayVouches
 	case o.Kind == ObsLoginSucceeded && o.PhishingResistant:
 		return SprayVouches
@@ -291,6 +318,10 @@ func hashID(id string) uint64 {
 // eval is what one observation reveals before it changes the state.
 type eval struct {
 	travel, mismatch, afterBurst *Finding
+	// ctx compares the client with the user's familiar context; approver
+	// the device that approved (approvals only).
+	ctx      PushContext
+	approver Approver
 	newDevice, newCountry        string
 	newASN                       uint32
 	known                        [3]int // history sizes: devices, countries, ASNs
@@ -308,6 +339,7 @@ func (c Config) evaluate(s *UserState, o Observation) eval {
 	at := o.At.UnixMilli()
 	if o.Kind.hasClient() {
 		ev.anon = c.Anonymizers.Kind(o.Client)
+		ev.ctx = c.pushContext(s, o.Client, ev.anon)
 		if ev.anon != "" {
 			ev.anonASN, ev.anonOrg = o.Client.ASN, o.Client.ASOrg
 		}
@@ -326,20 +358,91 @@ func (c Config) evaluate(s *UserState, o Observation) eval {
 			}
 		}
 	}
+	if !o.Kind.hasClient() && o.Kind != ObsPushApproved {
+		// Answers and enrolments: the client they carry (the login's) is
+		// compared all the same, so a burst knows whose pushes it holds.
+		ev.ctx = c.pushContext(s, o.Client, c.Anonymizers.Kind(o.Client))
+	}
 	if o.Kind == ObsPushApproved {
-		ev.afterBurst = c.burstBefore(s, at)
 		ev.mismatch = c.mismatch(o, at)
+		ev.approver = c.approver(s, o, ev.mismatch)
+		ev.afterBurst = c.burstBefore(s, Push{At: at, Kind: KindApproved, Context: ev.ctx, Approver: ev.approver})
 	}
 	ev.trusted = (o.Kind == ObsLoginSucceeded || o.Kind == ObsPushApproved) &&
-		ev.afterBurst == nil && ev.mismatch == nil && !c.compromised(s, at)
+		!ev.afterBurst.fatigue() && ev.mismatch == nil && !c.compromised(s, at)
 	return ev
+}
+
+// fatigue reports whether f (an APPROVAL_AFTER_BURST finding, may be nil)
+// is a fatigue success: any burst but the user's own retries.
+func (f *Finding) fatigue() bool { return f != nil && f.Class != BurstOwn }
+
+// fatigued reports whether the approval o, about to be applied to s, ends
+// a burst that is not the user's own retries.
+func (c Config) fatigued(s *UserState, o Observation) bool {
+	at := o.At.UnixMilli()
+	mm := c.mismatch(o, at)
+	p := Push{At: at, Kind: KindApproved, Context: c.pushContext(s, o.Client, c.Anonymizers.Kind(o.Client)), Approver: c.approver(s, o, mm)}
+	return c.burstBefore(s, p).fatigue()
 }
 
 // compromised reports whether a fatigue success is fresh: until FindingTTL
 // after it, nothing the user does becomes a trusted location or history.
+// The user's own retries are no fatigue success.
 func (c Config) compromised(s *UserState, at int64) bool {
 	f := s.finding(FindingAfterBurst)
-	return f != nil && at >= f.At && at-f.At < c.FindingTTL.Milliseconds()
+	return f.fatigue() && at >= f.At && at-f.At < c.FindingTTL.Milliseconds()
+}
+
+// pushContext compares the client of a push with what s remembers: see
+// PushContext. anon is the client's anonymizer kind, behind which a
+// country says nothing.
+func (c Config) pushContext(s *UserState, ci ClientInfo, anon string) PushContext {
+	network := ci.IP != "" || ci.ASN != 0
+	if !network && ci.DeviceID == "" {
+		return ContextUnknown
+	}
+	if anon == "" && ci.Country != "" && len(s.Countries) > 0 && !slices.Contains(s.Countries, ci.Country) {
+		return ContextUnfamiliar
+	}
+	knownDevice := ci.DeviceID != "" && slices.Contains(s.Devices, hashID(ci.DeviceID))
+	knownIP := ci.IP != "" && s.LastTrusted.At != 0 && ci.IP == s.LastTrusted.IP
+	knownASN := ci.ASN != 0 && slices.Contains(s.ASNs, ci.ASN)
+	switch {
+	case knownDevice && (knownIP || knownASN):
+		return ContextFamiliar
+	case ci.DeviceID == "" && knownIP, knownDevice && !network:
+		return ContextPartial
+	}
+	return ContextUnfamiliar
+}
+
+// approver compares the device that approved o with the user's history and
+// with the login: see Approver. mm is o's RESPONSE_LOCATION_MISMATCH.
+func (c Config) approver(s *UserState, o Observation, mm *Finding) Approver {
+	r, l := o.Responder, o.Client
+	if r.DeviceID == "" && r.IP == "" && r.ASN == 0 && r.Country == "" && !r.located() {
+		return ApproverUnknown
+	}
+	anon := c.Anonymizers.Kind(r) != ""
+	switch {
+	case mm != nil && mm.Discount != DiscountAnonymizer:
+		return ApproverDisagrees
+	case r.DeviceID != "" && !slices.Contains(s.Devices, hashID(r.DeviceID)):
+		return ApproverDisagrees
+	case !anon && r.Country != "" && r.Country != l.Country && !slices.Contains(s.Countries, r.Country):
+		return ApproverDisagrees
+	case r.DeviceID == "":
+		return ApproverUnknown
+	}
+	// A known device: it agrees when it was where the login was.
+	placed := mm == nil && r.located() && l.located()
+	sameCountry := !anon && r.Country != "" && r.Country == l.Country
+	sameNetwork := r.IP != "" && r.IP == l.IP || r.ASN != 0 && r.ASN == l.ASN
+	if placed || sameCountry || sameNetwork {
+		return ApproverAgrees
+	}
+	return ApproverUnknown
 }
 
 // Apply folds o into s. It reports false when o is a duplicate (its ID was
@@ -368,18 +471,25 @@ func (c Config) apply(s *UserState, o Observation, ev eval) {
 		s.UpdatedAt = at
 	}
 	switch o.Kind {
-	case ObsAttempt:
-		c.addPush(s, Push{At: at, Kind: KindAttempt})
-	case ObsPushSent:
-		c.addPush(s, Push{At: at, Kind: KindSent})
-	case ObsPushSuppressed:
-		c.addPush(s, Push{At: at, Kind: KindSuppressed})
+	case ObsAttempt, ObsPushSent, ObsPushSuppressed:
+		kind := KindAttempt
+		switch o.Kind {
+		case ObsPushSent:
+			kind = KindSent
+		case ObsPushSuppressed:
+			kind = KindSuppressed
+		}
+		c.addPush(s, Push{At: at, Kind: kind, Context: ev.ctx})
+		if at < s.LastApprovedAt {
+			// Late evidence: a push from before the last approval.
+			c.reexamine(s)
+		}
 	case ObsPushDenied, ObsPushTimedOut, ObsNumberChallengeFailed:
 		kind := KindDenied
 		if o.Kind == ObsPushTimedOut {
 			kind = KindTimedOut
 		}
-		c.addPush(s, Push{At: at, Kind: kind})
+		c.addPush(s, Push{At: at, Kind: kind, Context: ev.ctx})
 		// A denial older than the last approval belongs to an earlier streak.
 		if at > s.LastApprovedAt {
 			if c.StreakExpiry > 0 && s.Streak > 0 && at-s.StreakLast >= c.StreakExpiry.Milliseconds() {
@@ -397,14 +507,12 @@ func (c Config) apply(s *UserState, o Observation, ev eval) {
 			} else {
 				s.StreakDenied++
 			}
-		} else if s.finding(FindingAfterBurst) == nil || s.finding(FindingAfterBurst).At != s.LastApprovedAt {
+		} else {
 			// Late evidence: the last approval may have ended a burst after all.
-			if f := c.burstBefore(s, s.LastApprovedAt); f != nil {
-				s.putFinding(*f)
-			}
+			c.reexamine(s)
 		}
 	case ObsPushApproved:
-		c.addPush(s, Push{At: at, Kind: KindApproved})
+		c.addPush(s, Push{At: at, Kind: KindApproved, Context: ev.ctx, Approver: ev.approver})
 		if at >= s.LastApprovedAt {
 			s.LastApprovedAt = at
 		}
@@ -420,8 +528,16 @@ func (c Config) apply(s *UserState, o Observation, ev eval) {
 		if at > s.FraudAt {
 			s.FraudAt = at
 		}
-	case ObsLoginFailed, ObsFactorEnrolled:
-		// Failed logins are never trusted locations; enrolment changes no window.
+	case ObsFactorEnrolled:
+		// Enrolment changes no window. A device enrolled from the user's
+		// familiar context (a known device on a known network) is the
+		// user's: its approvals agree. One enrolled from anywhere else is
+		// not, whoever it was.
+		if id := o.Responder.DeviceID; id != "" && ev.ctx == ContextFamiliar && !c.compromised(s, at) {
+			s.Devices = remember(s.Devices, hashID(id), c.HistoryLimit)
+		}
+	case ObsLoginFailed:
+		// Failed logins are never trusted locations.
 	case ObsPrimaryAuth:
 		// Measured against the trusted history (travel, novelty), never
 		// added to it: a password alone must not make an attacker's place
@@ -435,6 +551,34 @@ func (c Config) apply(s *UserState, o Observation, ev eval) {
 	}
 	if ev.trusted {
 		c.trust(s, at, o.Client, ev.anon)
+		if id := o.Responder.DeviceID; id != "" && o.Kind == ObsPushApproved {
+			// The device that approved is the user's too.
+			s.Devices = remember(s.Devices, hashID(id), c.HistoryLimit)
+		}
+	}
+}
+
+// reexamine looks again at the last approval after a push from before it
+// arrived: it may have ended a burst after all, or one with someone else's
+// pushes in it. A finding is only ever raised, never lowered.
+func (c Config) reexamine(s *UserState) {
+	if s.LastApprovedAt == 0 {
+		return
+	}
+	approval := Push{At: s.LastApprovedAt, Kind: KindApproved}
+	i := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At >= s.LastApprovedAt })
+	for ; i < len(s.Pushes) && s.Pushes[i].At == s.LastApprovedAt; i++ {
+		if s.Pushes[i].Kind == KindApproved {
+			approval = s.Pushes[i]
+			break
+		}
+	}
+	f := c.burstBefore(s, approval)
+	if f == nil {
+		return
+	}
+	if old := s.finding(FindingAfterBurst); old == nil || old.At != f.At || f.Confidence > old.Confidence {
+		s.putFinding(*f)
 	}
 }
 
@@ -551,10 +695,13 @@ func (c Config) count(s *UserState, nowMs, wMs int64, wc *scoringv1.WindowCount)
 	wc.Pushes = max(wc.Attempts, wc.Sent, wc.Approved+wc.Denied+wc.TimedOut)
 }
 
-// burstBefore looks for a burst or a denial streak just before an approval
-// at approvedAt: the fatigue success. It reads only the push list, so a
-// denial that arrives after the approval (out of order) is still seen.
-func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
+// burstBefore looks for a burst or a denial streak just before the
+// approval: the fatigue success. It reads only the push list, so a denial
+// that arrives after the approval (out of order) is still seen, and the
+// streak the state counts (which outlives the list's hour). The finding
+// says whose pushes the burst was made of (see classify).
+func (c Config) burstBefore(s *UserState, approval Push) *Finding {
+	approvedAt := approval.At
 	if approvedAt == 0 || c.AfterBurst.Weight <= 0 {
 		return nil
 	}
@@ -572,6 +719,7 @@ func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
 	}
 	var best *Finding
 	bestOver := 0.0
+	from := before // the burst's pushes are those after from
 	for _, w := range c.Windows {
 		th := c.BurstThresholds[w]
 		if th <= 0 {
@@ -586,31 +734,133 @@ func (c Config) burstBefore(s *UserState, approvedAt int64) *Finding {
 		// The approval's own push counts toward the burst.
 		n := max(wc.Attempts, wc.Sent, wc.Denied+wc.TimedOut+1)
 		if over := float64(n) / float64(th); int(n) >= th && over > bestOver {
-			best = &Finding{Code: FindingAfterBurst, At: approvedAt, Confidence: 1, Window: w.Milliseconds(), Threshold: int32(th), Pushes: n}
-			bestOver = over
+			best = &Finding{Code: FindingAfterBurst, At: approvedAt, Window: w.Milliseconds(), Threshold: int32(th), Pushes: n}
+			bestOver, from = over, before-wMs
 		}
 	}
 	// Consecutive denied or unanswered pushes right before the approval,
 	// none further from the next than the streak expiry.
 	streak := int32(0)
 	next := approvedAt
+	first := end
 	for i := end - 1; i >= 0; i-- {
 		k := s.Pushes[i].Kind
 		if k == KindApproved || c.StreakExpiry > 0 && next-s.Pushes[i].At >= c.StreakExpiry.Milliseconds() {
 			break
 		}
-		next = s.Pushes[i].At
+		next, first = s.Pushes[i].At, i
 		if k == KindDenied || k == KindTimedOut {
 			streak++
 		}
 	}
+	// The streak the state counts holds pushes the list has let go: a paced
+	// attack, a push every half hour, keeps its streak but never has three
+	// pushes in the list's hour. It counts when it ended before this
+	// approval and recently enough.
+	if s.Streak > 0 && s.StreakLast < approvedAt && (c.StreakExpiry <= 0 || approvedAt-s.StreakLast < c.StreakExpiry.Milliseconds()) {
+		streak = max(streak, int32(s.Streak))
+	}
 	if best == nil && c.StreakThreshold > 0 && int(streak) >= c.StreakThreshold {
-		best = &Finding{Code: FindingAfterBurst, At: approvedAt, Confidence: 1, Threshold: int32(c.StreakThreshold)}
+		best = &Finding{Code: FindingAfterBurst, At: approvedAt, Threshold: int32(c.StreakThreshold)}
 	}
-	if best != nil {
-		best.Streak = streak
+	if best == nil {
+		return nil
 	}
+	best.Streak = streak
+	// Whose pushes: every push the window or the streak holds.
+	var k contextCounts
+	lo := min(first, sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > from }))
+	for _, p := range s.Pushes[lo:end] {
+		k.add(p)
+	}
+	k.ans[approval.Context&3]++
+	best.Class = classify(&k, &approval)
+	best.Familiar, best.Partial, best.Unfamiliar = k.pushes(ContextFamiliar), k.pushes(ContextPartial), k.pushes(ContextUnfamiliar)
+	best.Approver = approval.Approver
+	best.Confidence = c.confidence(best.Class)
 	return best
+}
+
+// contextCounts counts push activity by context, as a window counts it.
+type contextCounts struct {
+	att, sent, ans [4]int32
+}
+
+func (k *contextCounts) add(p Push) {
+	switch p.Kind {
+	case KindAttempt:
+		k.att[p.Context&3]++
+	case KindSent:
+		k.sent[p.Context&3]++
+	case KindApproved, KindDenied, KindTimedOut:
+		k.ans[p.Context&3]++
+	}
+}
+
+// pushes counts each push once whichever of its activities carry the
+// context, as WindowCount.pushes does.
+func (k *contextCounts) pushes(ctx PushContext) int32 {
+	return max(k.att[ctx], k.sent[ctx], k.ans[ctx])
+}
+
+// classify says whose pushes a burst was made of. approval is the push
+// approved at its end (nil for a burst or streak still going on); its own
+// context is counted in k.
+//
+//   - An approving device that disagrees (an unknown device, far from the
+//     login, another country) makes it unfamiliar whatever the pushes.
+//   - Any push from an unfamiliar context makes it unfamiliar, unless the
+//     approved push came from the familiar context and a known device
+//     approved it where the login was: the user approved their own sign-in
+//     among someone else's pushes (mixed).
+//   - No push with a client at all: nothing tells (no context).
+//   - Every push familiar and, for an approval, the approving device
+//     agrees: the user's own retries.
+//   - Otherwise (pushes only partly familiar, no word on the approving
+//     device): mixed.
+func classify(k *contextCounts, approval *Push) BurstClass {
+	unf := k.pushes(ContextUnfamiliar)
+	fam, part := k.pushes(ContextFamiliar), k.pushes(ContextPartial)
+	switch {
+	case approval != nil && approval.Approver == ApproverDisagrees:
+		return BurstUnfamiliar
+	case unf > 0:
+		if approval != nil && approval.Context == ContextFamiliar && approval.Approver == ApproverAgrees {
+			return BurstMixed
+		}
+		return BurstUnfamiliar
+	case fam+part == 0:
+		return BurstNoContext
+	case part == 0 && (approval == nil || approval.Approver == ApproverAgrees):
+		return BurstOwn
+	}
+	return BurstMixed
+}
+
+// confidence is the confidence of a burst of class b.
+func (c Config) confidence(b BurstClass) float64 {
+	v := 0.0
+	switch b {
+	case BurstOwn:
+		v = c.Context.OwnConfidence
+	case BurstMixed:
+		v = c.Context.MixedConfidence
+	}
+	if v <= 0 || v > 1 {
+		return 1
+	}
+	return v
+}
+
+// burstContext classifies the pushes in (from, to] (a burst or a streak
+// that no approval ended).
+func (c Config) burstContext(s *UserState, from, to int64) (BurstClass, contextCounts) {
+	var k contextCounts
+	i := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > from })
+	for ; i < len(s.Pushes) && s.Pushes[i].At <= to; i++ {
+		k.add(s.Pushes[i])
+	}
+	return classify(&k, nil), k
 }
 
 // travel measures the speed from the last trusted location to cur.

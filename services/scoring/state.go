@@ -26,6 +26,84 @@ const (
 type Push struct {
 	At   int64
 	Kind PushKind
+	// Context is how the client of the activity compared with the user's
+	// familiar context when it was recorded.
+	Context PushContext
+	// Approver says, for an approval, whether the approving device agreed.
+	Approver Approver
+}
+
+// PushContext is how the client of a push compared with the user's history
+// when the push was recorded. The zero value is unknown: a push with no
+// client, or one recorded by a release that kept no context.
+type PushContext uint8
+
+// Push contexts.
+const (
+	ContextUnknown PushContext = iota
+	// ContextFamiliar: a device the user signed in with, on their last
+	// trusted IP or a network they use, in a country they signed in from
+	// (what the decision service calls the familiar context).
+	ContextFamiliar
+	// ContextPartial: no device id, but the user's last trusted IP (or a
+	// known device with no network information), in a known country.
+	ContextPartial
+	// ContextUnfamiliar: anything else: an unknown device, a new network
+	// (a new IP on an ASN the user does not use, or a new IP on a known ASN
+	// with no device to vouch for it), another country, or a user with no
+	// history.
+	ContextUnfamiliar
+)
+
+// Approver says whether the device that approved a push agreed with the
+// user's context.
+type Approver uint8
+
+// Approvers.
+const (
+	// ApproverUnknown: the approval carried no responder, or one that
+	// cannot be compared (no device id, no place and no network).
+	ApproverUnknown Approver = iota
+	// ApproverAgrees: a device the user is known to use (signed in with,
+	// approved on, or enrolled from their familiar context), where the
+	// login was: no RESPONSE_LOCATION_MISMATCH, and the same country, IP or
+	// network.
+	ApproverAgrees
+	// ApproverDisagrees: an unknown device, far from the login
+	// (RESPONSE_LOCATION_MISMATCH), or in a country the user never signed
+	// in from.
+	ApproverDisagrees
+)
+
+// BurstClass is whose pushes a burst is made of.
+type BurstClass uint8
+
+// Burst classes.
+const (
+	// BurstNoContext: no push carried a client; nothing tells whose they
+	// were (and findings stored by earlier releases).
+	BurstNoContext BurstClass = iota
+	// BurstOwn: the user's own retries: every push from the familiar
+	// context and, for an approval, approved on a known device where the
+	// login was.
+	BurstOwn
+	// BurstMixed: in between (see ContextConfig.MixedConfidence).
+	BurstMixed
+	// BurstUnfamiliar: a push from an unfamiliar context (the approved
+	// push's included), or an approving device that disagrees.
+	BurstUnfamiliar
+)
+
+func (b BurstClass) String() string {
+	switch b {
+	case BurstOwn:
+		return "own retries"
+	case BurstMixed:
+		return "mixed"
+	case BurstUnfamiliar:
+		return "unfamiliar source"
+	}
+	return "no context"
 }
 
 // Location is a place a user was seen at, in unix milliseconds.
@@ -92,6 +170,11 @@ type Finding struct {
 	Threshold int32
 	Pushes    int32
 	Streak    int32
+	// Approval after burst: whose pushes the burst was made of, the pushes
+	// by context (counted as Pushes is) and the approving device.
+	Class                        BurstClass
+	Familiar, Partial, Unfamiliar int32
+	Approver                     Approver
 }
 
 // UserState is everything scoring keeps about one user. It is bounded:
@@ -148,7 +231,8 @@ func (s *UserState) putFinding(f Finding) {
 
 const (
 	stateV1      = 1
-	stateVersion = 2
+	stateV2      = 2
+	stateVersion = 3
 )
 
 var errCorrupt = errors.New("scoring: corrupt user state")
@@ -166,7 +250,8 @@ func (s *UserState) AppendBinary(b []byte) ([]byte, error) {
 	prev := int64(0)
 	for _, p := range s.Pushes {
 		b = binary.AppendVarint(b, p.At-prev)
-		b = append(b, byte(p.Kind))
+		// Version 3: the context and the approver share the kind's byte.
+		b = append(b, byte(p.Kind)&kindMask|byte(p.Context)&3<<3|byte(p.Approver)&3<<5)
 		prev = p.At
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Seen)))
@@ -207,17 +292,27 @@ func (s *UserState) AppendBinary(b []byte) ([]byte, error) {
 			b = binary.AppendVarint(b, int64(f.Threshold))
 			b = binary.AppendVarint(b, int64(f.Pushes))
 			b = binary.AppendVarint(b, int64(f.Streak))
+			// Version 3.
+			b = append(b, byte(f.Class), byte(f.Approver))
+			b = binary.AppendVarint(b, int64(f.Familiar))
+			b = binary.AppendVarint(b, int64(f.Partial))
+			b = binary.AppendVarint(b, int64(f.Unfamiliar))
 		}
 	}
 	return b, nil
 }
 
-// UnmarshalBinary decodes what MarshalBinary wrote, and the version 1
-// encoding (device ids as strings, no findings) of earlier releases.
+// kindMask keeps the kind from a push's byte (version 3 keeps the context
+// and the approver above it).
+const kindMask = 7
+
+// UnmarshalBinary decodes what MarshalBinary wrote, and the encodings of
+// earlier releases: version 2 (pushes and findings without context: their
+// context is unknown) and version 1 (device ids as strings, no findings).
 func (s *UserState) UnmarshalBinary(b []byte) error {
 	d := decoder{b: b}
 	v := d.byte()
-	if v != stateV1 && v != stateVersion {
+	if v != stateV1 && v != stateV2 && v != stateVersion {
 		return errCorrupt
 	}
 	*s = UserState{}
@@ -229,7 +324,15 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 	prev := int64(0)
 	for i := range s.Pushes {
 		prev += d.varint()
-		s.Pushes[i] = Push{At: prev, Kind: PushKind(d.byte())}
+		k := d.byte()
+		if v < stateVersion {
+			s.Pushes[i] = Push{At: prev, Kind: PushKind(k)}
+			continue
+		}
+		if k>>7 != 0 {
+			d.fail()
+		}
+		s.Pushes[i] = Push{At: prev, Kind: PushKind(k & kindMask), Context: PushContext(k >> 3 & 3), Approver: Approver(k >> 5 & 3)}
 	}
 	n = d.count()
 	if n > 0 {
@@ -282,6 +385,13 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 		case FindingAfterBurst:
 			f.Window = d.varint()
 			f.Threshold, f.Pushes, f.Streak = int32(d.varint()), int32(d.varint()), int32(d.varint())
+			if v >= stateVersion {
+				f.Class, f.Approver = BurstClass(d.byte()), Approver(d.byte())
+				f.Familiar, f.Partial, f.Unfamiliar = int32(d.varint()), int32(d.varint()), int32(d.varint())
+				if f.Class > BurstUnfamiliar || f.Approver > ApproverDisagrees {
+					d.fail()
+				}
+			}
 		default:
 			d.fail()
 		}

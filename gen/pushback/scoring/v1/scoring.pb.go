@@ -1262,9 +1262,28 @@ type BurstEvidence struct {
 	// the approval.
 	Streak int32 `protobuf:"varint,4,opt,name=streak,proto3" json:"streak,omitempty"`
 	// APPROVAL_AFTER_BURST: when the push was approved.
-	ApprovedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ApprovedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	// Whose pushes the burst is made of, each push's client compared with
+	// the user's familiar context when it was recorded: "own retries" (every
+	// push from a known device on a known network in a known country and,
+	// for APPROVAL_AFTER_BURST, approved on a known device where the login
+	// was), "unfamiliar source" (a push from an unknown device, a new
+	// network or another country, or an approving device that disagrees),
+	// "mixed" (in between), or "no context" (no push carried a client).
+	Context string `protobuf:"bytes,6,opt,name=context,proto3" json:"context,omitempty"`
+	// Pushes from the user's familiar context: a known device on the last
+	// trusted IP or a network the user uses.
+	FamiliarPushes int32 `protobuf:"varint,7,opt,name=familiar_pushes,json=familiarPushes,proto3" json:"familiar_pushes,omitempty"`
+	// Pushes with no device id from the user's last trusted IP.
+	PartlyFamiliarPushes int32 `protobuf:"varint,8,opt,name=partly_familiar_pushes,json=partlyFamiliarPushes,proto3" json:"partly_familiar_pushes,omitempty"`
+	// Pushes from an unknown device, a new network or another country, or
+	// to a user with no history.
+	UnfamiliarPushes int32 `protobuf:"varint,9,opt,name=unfamiliar_pushes,json=unfamiliarPushes,proto3" json:"unfamiliar_pushes,omitempty"`
+	// APPROVAL_AFTER_BURST: the approving device is one the user is known to
+	// use, and it was where the login was.
+	ApproverFamiliar bool `protobuf:"varint,10,opt,name=approver_familiar,json=approverFamiliar,proto3" json:"approver_familiar,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *BurstEvidence) Reset() {
@@ -1330,6 +1349,41 @@ func (x *BurstEvidence) GetApprovedAt() *timestamppb.Timestamp {
 		return x.ApprovedAt
 	}
 	return nil
+}
+
+func (x *BurstEvidence) GetContext() string {
+	if x != nil {
+		return x.Context
+	}
+	return ""
+}
+
+func (x *BurstEvidence) GetFamiliarPushes() int32 {
+	if x != nil {
+		return x.FamiliarPushes
+	}
+	return 0
+}
+
+func (x *BurstEvidence) GetPartlyFamiliarPushes() int32 {
+	if x != nil {
+		return x.PartlyFamiliarPushes
+	}
+	return 0
+}
+
+func (x *BurstEvidence) GetUnfamiliarPushes() int32 {
+	if x != nil {
+		return x.UnfamiliarPushes
+	}
+	return 0
+}
+
+func (x *BurstEvidence) GetApproverFamiliar() bool {
+	if x != nil {
+		return x.ApproverFamiliar
+	}
+	return false
 }
 
 // StreakEvidence describes consecutive unanswered or denied pushes.
@@ -1960,14 +2014,20 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"suppressed\x18\x06 \x01(\x05R\n" +
 	"suppressed\x12\x1a\n" +
 	"\battempts\x18\a \x01(\x05R\battempts\x12\x1a\n" +
-	"\bapproved\x18\b \x01(\x05R\bapproved\"\xf1\x01\n" +
+	"\bapproved\x18\b \x01(\x05R\bapproved\"\xc4\x03\n" +
 	"\rBurstEvidence\x12:\n" +
 	"\awindows\x18\x01 \x03(\v2 .pushback.scoring.v1.WindowCountR\awindows\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x121\n" +
 	"\x06window\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06window\x12\x16\n" +
 	"\x06streak\x18\x04 \x01(\x05R\x06streak\x12;\n" +
 	"\vapproved_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"approvedAt\"\x8f\x01\n" +
+	"approvedAt\x12\x18\n" +
+	"\acontext\x18\x06 \x01(\tR\acontext\x12'\n" +
+	"\x0ffamiliar_pushes\x18\a \x01(\x05R\x0efamiliarPushes\x124\n" +
+	"\x16partly_familiar_pushes\x18\b \x01(\x05R\x14partlyFamiliarPushes\x12+\n" +
+	"\x11unfamiliar_pushes\x18\t \x01(\x05R\x10unfamiliarPushes\x12+\n" +
+	"\x11approver_familiar\x18\n" +
+	" \x01(\bR\x10approverFamiliar\"\x8f\x01\n" +
 	"\x0eStreakEvidence\x12\x16\n" +
 	"\x06length\x18\x01 \x01(\x05R\x06length\x120\n" +
 	"\x05since\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x16\n" +
