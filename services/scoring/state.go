@@ -172,9 +172,9 @@ type Finding struct {
 	Streak    int32
 	// Approval after burst: whose pushes the burst was made of, the pushes
 	// by context (counted as Pushes is) and the approving device.
-	Class                        BurstClass
+	Class                         BurstClass
 	Familiar, Partial, Unfamiliar int32
-	Approver                     Approver
+	Approver                      Approver
 }
 
 // UserState is everything scoring keeps about one user. It is bounded:
