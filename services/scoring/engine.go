@@ -318,19 +318,19 @@ func hashID(id string) uint64 {
 // eval is what one observation reveals before it changes the state.
 type eval struct {
 	travel, mismatch, afterBurst *Finding
-	// ctx compares the client with the user's familiar context; approver
-	// the device that approved (approvals only).
-	ctx                   PushContext
-	approver              Approver
-	newDevice, newCountry string
-	newASN                uint32
-	known                 [3]int // history sizes: devices, countries, ASNs
-	anon                  string
-	anonASN               uint32
-	anonOrg               string
-	trusted               bool // the observation may become a trusted location
+	newDevice, newCountry        string
+	newASN                       uint32
+	known                        [3]int // history sizes: devices, countries, ASNs
+	anon                         string
+	anonASN                      uint32
+	anonOrg                      string
+	trusted                      bool // the observation may become a trusted location
 	// familiar compares the client with the history (attempts only).
 	familiar *scoringv1.Familiarity
+	// ctx compares the client with the user's familiar context (see
+	// PushContext); approver the device that approved (approvals only).
+	ctx      PushContext
+	approver Approver
 }
 
 // evaluate looks at o against s without changing s.

@@ -2,6 +2,9 @@ package scenario_test
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,52 +68,258 @@ func find(ra *scoringv1.RiskAssessment, code string) *scoringv1.Signal {
 	return nil
 }
 
-// TestBenignPopulation: at least 10,000 users for a week of commutes,
-// flights, carrier IP jumps and VPN use, from a cold start, raise a travel,
-// burst or spray signal on at most 0.1% of their push attempts. Low-confidence travel notices
-// (jitter, regional, anonymizer: weight <= 25) are counted and reported
-// apart, since they explain rather than accuse.
-func TestBenignPopulation(t *testing.T) {
+// week is the default population's week with the generator's attacks in
+// it, replayed once through the engine for the tests that read it.
+type week struct {
+	b        scenario.Benign
+	events   int
+	users    int
+	attacks  []scenario.Attack
+	attacked map[string]bool
+	// Benign push attempts (users no attack touches), those raising a
+	// travel (confidence >= 0.5), confident burst or spray signal, and
+	// the signals raised on them.
+	attempts, flagged int
+	counts            map[string]int
+	// Sign-ins (approved pushes) of benign users, and those that ended
+	// one of the habits that look like an attack's pushes.
+	signIns int
+	habits  map[string]int
+	// Benign users, and for each respond rule the benign users it fired
+	// for, as the rule is proposed and as it was first written.
+	benign           int
+	fired, asWritten map[string]map[string]bool
+	// Users for whom any rule fired, and any revoking rule.
+	anyAction, anyRevoke map[string]bool
+	// Per attack: the rules that fired on its events, the signals raised.
+	attackRules   map[string]map[string]bool
+	attackSignals map[string]map[string]bool
+	// Own retries seen: APPROVAL_AFTER_BURST by context, on benign users.
+	afterBurst map[string]int
+}
+
+var replayWeek = sync.OnceValue(func() *week {
 	b := scenario.DefaultBenign()
-	events := b.Generate()
+	events, attacks := b.Attacked()
+	w := &week{b: b, events: len(events), attacks: attacks, attacked: map[string]bool{}, counts: map[string]int{}, habits: map[string]int{},
+		fired: map[string]map[string]bool{}, asWritten: map[string]map[string]bool{}, anyAction: map[string]bool{}, anyRevoke: map[string]bool{},
+		attackRules: map[string]map[string]bool{}, attackSignals: map[string]map[string]bool{}, afterBurst: map[string]int{}}
+	for _, a := range attacks {
+		for _, u := range a.Users {
+			w.attacked[u] = true
+		}
+		w.attackRules[a.Name], w.attackSignals[a.Name] = map[string]bool{}, map[string]bool{}
+	}
+	for _, r := range respondRuleNames {
+		w.fired[r], w.asWritten[r] = map[string]bool{}, map[string]bool{}
+	}
 	s := newSim()
-	counts := map[string]int{}
-	attempts, flagged := 0, 0
+	seenAfterBurst := map[string]bool{}
 	for _, e := range events {
 		ra := s.record(e)
-		if e.Obs.Kind != scoring.ObsAttempt {
+		rules := matchRespondRules(e, ra)
+		if e.Attack != "" {
+			for _, r := range rules {
+				w.attackRules[e.Attack][r.name] = true
+			}
+			for _, sig := range ra.GetSignals() {
+				w.attackSignals[e.Attack][sig.GetCode()] = true
+			}
 			continue
 		}
-		attempts++
-		hit := false
-		for _, sig := range ra.GetSignals() {
-			code := sig.GetCode()
-			if code == scoring.SignalImpossibleTravel || code == scoring.SignalResponseMismatch {
-				if sig.GetConfidence() < 0.5 {
-					code += "(low confidence)"
-				} else {
+		if w.attacked[e.User] {
+			continue
+		}
+		for _, r := range rules {
+			w.fired[r.name][e.User] = true
+			w.anyAction[e.User] = true
+			if r.revoke {
+				w.anyRevoke[e.User] = true
+			}
+		}
+		for _, r := range matchRespondRulesAsWritten(e, ra) {
+			w.asWritten[r][e.User] = true
+		}
+		if sig := find(ra, scoring.SignalApprovalAfterBurst); sig != nil && !seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] {
+			seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] = true
+			w.afterBurst[sig.GetBurst().GetContext()]++
+		}
+		switch e.Obs.Kind {
+		case scoring.ObsPushApproved:
+			w.signIns++
+			if e.Habit != "" {
+				w.habits[e.Habit]++
+			}
+		case scoring.ObsAttempt:
+			w.attempts++
+			hit := false
+			for _, sig := range ra.GetSignals() {
+				code := sig.GetCode()
+				switch code {
+				case scoring.SignalImpossibleTravel, scoring.SignalResponseMismatch:
+					if sig.GetConfidence() < 0.5 {
+						code += "(low confidence)"
+					} else {
+						hit = true
+					}
+				case scoring.SignalPushBurst:
+					if sig.GetConfidence() < 0.8 {
+						code += "(" + sig.GetBurst().GetContext() + ")"
+					} else {
+						hit = true
+					}
+				case scoring.SignalPushSpray:
 					hit = true
 				}
+				w.counts[code]++
 			}
-			if code == scoring.SignalPushBurst || code == scoring.SignalPushSpray {
-				hit = true
+			if hit {
+				w.flagged++
 			}
-			counts[code]++
-		}
-		if hit {
-			flagged++
 		}
 	}
-	rate := float64(flagged) / float64(attempts)
-	t.Logf("%d users (%d new hires), %d events, %d push attempts; travel, burst or spray on %d (%.4f%%)", len(s.users), b.NewHires, len(events), attempts, flagged, 100*rate)
-	for code, n := range counts {
-		t.Logf("  %-40s %7d (%.3f%% of attempts)", code, n, 100*float64(n)/float64(attempts))
+	w.users = len(s.users)
+	w.benign = w.users - len(w.attacked)
+	for u := range w.attacked {
+		if s.users[u] == nil {
+			w.benign++ // an attacked account the week never reached
+		}
 	}
-	if len(s.users) < 10000 {
-		t.Fatalf("population of %d users", len(s.users))
+	return w
+})
+
+// TestBenignPopulation: at least 10,000 users for a week of commutes,
+// flights, carrier IP jumps, VPN use, phones that miss pushes and new
+// phones, from a cold start, raise a travel, burst or spray signal on at
+// most 0.1% of their push attempts. Low-confidence travel notices (jitter,
+// regional, anonymizer: weight <= 25) and the bursts of the users' own
+// retries (confidence < 0.8: the policy still answers them by their
+// counts, with number matching) are counted and reported apart, since
+// they explain rather than accuse. The users the generator attacks are
+// left out.
+func TestBenignPopulation(t *testing.T) {
+	w := replayWeek()
+	rate := float64(w.flagged) / float64(w.attempts)
+	t.Logf("%d users (%d new hires, %d attacked), %d events, %d benign push attempts; travel, confident burst or spray on %d (%.4f%%)",
+		w.users, w.b.NewHires, len(w.attacked), w.events, w.attempts, w.flagged, 100*rate)
+	for _, code := range slices.Sorted(maps.Keys(w.counts)) {
+		n := w.counts[code]
+		t.Logf("  %-40s %7d (%.3f%% of attempts)", code, n, 100*float64(n)/float64(w.attempts))
+	}
+	if w.users < 10000 {
+		t.Fatalf("population of %d users", w.users)
 	}
 	if rate > 0.001 {
 		t.Fatalf("benign users flagged on %.4f%% of attempts (> 0.1%%)", 100*rate)
+	}
+}
+
+// respondRuleNames are the rules of the policy's respond: section.
+var respondRuleNames = []string{"fatigue-success", "fraud-reported", "travel-success", "push-burst"}
+
+// respondMatch is one respond rule that matched an assessment.
+type respondMatch struct {
+	name string
+	// revoke: alert and revoke the user's sessions; alert only otherwise.
+	revoke bool
+}
+
+// Confidence the respond rules require.
+const (
+	respondMinConfidence = 0.8
+	// pushBurstMinConfidence is the confidence push-burst requires as
+	// proposed; as first written it required none (PUSH_BURST present),
+	// which alerts on most users whose phone misses pushes.
+	pushBurstMinConfidence = 0.8
+)
+
+// matchRespondRules mirrors the respond: rules the default policy is to
+// carry, evaluated on the assessment made right after each ingested
+// event. It stands in for the policy's own evaluation of its respond:
+// section until that lands; swap it for that then.
+//
+//   - fatigue-success: APPROVAL_AFTER_BURST with confidence >= 0.8 → alert, revoke sessions
+//   - fraud-reported: FRAUD_REPORTED on the fraud report itself → alert, revoke sessions
+//   - travel-success: IMPOSSIBLE_TRAVEL with confidence >= 0.8 on a success
+//     (a login succeeded or a push approved) → alert, revoke sessions
+//   - push-burst: PUSH_BURST with confidence >= 0.8 → alert (as first
+//     written: PUSH_BURST present, see matchRespondRulesAsWritten)
+func matchRespondRules(e scenario.Event, ra *scoringv1.RiskAssessment) []respondMatch {
+	var out []respondMatch
+	if sig := find(ra, scoring.SignalApprovalAfterBurst); sig != nil && sig.GetConfidence() >= respondMinConfidence {
+		out = append(out, respondMatch{"fatigue-success", true})
+	}
+	if e.Obs.Kind == scoring.ObsFraudReported && find(ra, scoring.SignalFraudReported) != nil {
+		out = append(out, respondMatch{"fraud-reported", true})
+	}
+	if k := e.Obs.Kind; k == scoring.ObsLoginSucceeded || k == scoring.ObsPushApproved {
+		if sig := find(ra, scoring.SignalImpossibleTravel); sig != nil && sig.GetConfidence() >= respondMinConfidence {
+			out = append(out, respondMatch{"travel-success", true})
+		}
+	}
+	if sig := find(ra, scoring.SignalPushBurst); sig != nil && sig.GetConfidence() >= pushBurstMinConfidence {
+		out = append(out, respondMatch{"push-burst", false})
+	}
+	return out
+}
+
+// matchRespondRulesAsWritten is matchRespondRules with push-burst as first
+// written (PUSH_BURST present, whatever its confidence), for the record.
+func matchRespondRulesAsWritten(e scenario.Event, ra *scoringv1.RiskAssessment) []string {
+	var out []string
+	for _, m := range matchRespondRules(e, ra) {
+		if m.name != "push-burst" {
+			out = append(out, m.name)
+		}
+	}
+	if find(ra, scoring.SignalPushBurst) != nil {
+		out = append(out, "push-burst")
+	}
+	return out
+}
+
+// TestResponseActions holds the precision of the response rules: over the
+// default benign week (10,000 users and the hires, with 3% of usual
+// sign-ins on a phone that misses pushes and 1% of users switching
+// phones), at most 0.1% of benign users meet a rule that alerts or
+// revokes; and every attack the generator puts in that week meets the
+// response it calls for (a revoke when the attacker got in or the user
+// said "not me", an alert while the attacker is at work, the inline
+// signal for what the decision service answers before a push is sent).
+func TestResponseActions(t *testing.T) {
+	w := replayWeek()
+	share := func(n, of int) string { return fmt.Sprintf("%d (%.3f%%)", n, 100*float64(n)/float64(of)) }
+	t.Logf("%d benign users, %d sign-ins; %s ended a phone that missed pushes, %s a new phone",
+		w.benign, w.signIns, share(w.habits[scenario.HabitFlakyPhone], w.signIns), share(w.habits[scenario.HabitNewPhone], w.signIns))
+	t.Logf("APPROVAL_AFTER_BURST on benign users, by context: %v", w.afterBurst)
+	for _, r := range respondRuleNames {
+		t.Logf("  %-16s benign users %s; as first written %s", r, share(len(w.fired[r]), w.benign), share(len(w.asWritten[r]), w.benign))
+	}
+	t.Logf("  any action: %s; any revoke: %s", share(len(w.anyAction), w.benign), share(len(w.anyRevoke), w.benign))
+	if w.benign < 10000 {
+		t.Fatalf("only %d benign users", w.benign)
+	}
+	if n := w.habits[scenario.HabitFlakyPhone] + w.habits[scenario.HabitNewPhone]; float64(n) < 0.02*float64(w.signIns) {
+		t.Errorf("only %s sign-ins after missed pushes: the week does not hold the retries it should", share(n, w.signIns))
+	}
+	if rate := float64(len(w.anyAction)) / float64(w.benign); rate > 0.001 {
+		t.Errorf("a response action fires for %.3f%% of benign users (> 0.1%%)", 100*rate)
+	}
+	for _, a := range w.attacks {
+		rules, signals := w.attackRules[a.Name], w.attackSignals[a.Name]
+		caught := false
+		switch a.Want {
+		case scenario.Revoke:
+			caught = rules["fatigue-success"] || rules["fraud-reported"] || rules["travel-success"]
+		case scenario.Alert:
+			caught = len(rules) > 0
+		case scenario.Inline:
+			caught = signals[a.Signal]
+		}
+		t.Logf("  attack %-62q rules %v, signals %v", a.Name, slices.Sorted(maps.Keys(rules)), slices.Sorted(maps.Keys(signals)))
+		if !caught {
+			t.Errorf("attack %q not caught (want %v): rules %v, signals %v", a.Name, a.Want, rules, signals)
+		}
 	}
 }
 
@@ -363,5 +572,40 @@ func TestGenerateDeterministic(t *testing.T) {
 	x, y := b.Generate(), b.Generate()
 	if len(x) != len(y) || fmt.Sprint(x[len(x)/2]) != fmt.Sprint(y[len(y)/2]) {
 		t.Fatal("same seed, different population")
+	}
+}
+
+// TestHabitsLeaveOtherUsersAlone: the phones that miss pushes and the new
+// phones draw from each user's own stream; every user without them has
+// the history they have without the habits.
+func TestHabitsLeaveOtherUsersAlone(t *testing.T) {
+	b := scenario.DefaultBenign()
+	b.Users = 500
+	with := b.Generate()
+	b.Retries, b.PhoneSwitches = 0, 0
+	without := b.Generate()
+	history := func(events []scenario.Event) map[string][]string {
+		out := map[string][]string{}
+		for _, e := range events {
+			o := e.Obs
+			out[e.User] = append(out[e.User], fmt.Sprint(o.Kind, o.At.UnixMilli(), o.Client, o.Responder))
+		}
+		return out
+	}
+	habits := map[string]bool{}
+	for _, e := range with {
+		if e.Habit != "" {
+			habits[e.User] = true
+		}
+	}
+	a, z := history(with), history(without)
+	for u, h := range z {
+		if !habits[u] && !slices.Equal(a[u], h) {
+			t.Fatalf("%s has no habit but another history", u)
+		}
+	}
+	t.Logf("%d of %d users with a habit; the %d others unchanged", len(habits), len(z), len(z)-len(habits))
+	if len(habits) == 0 || len(habits) == len(z) {
+		t.Fatalf("%d users with habits", len(habits))
 	}
 }
