@@ -431,7 +431,6 @@ func sortByTime(events []Event) {
 	}
 }
 
-
 // from is where a sign-in on the laptop in city c comes from.
 func (p *person) from(c City) int {
 	if c == p.home {
