@@ -428,6 +428,13 @@ func TestNovelty(t *testing.T) {
 			}
 		})
 	}
+	// Against a short history a new value is a weaker sign.
+	s0 := &UserState{}
+	run(c, s0, ob(ObsLoginSucceeded, after(0), nyc))
+	ra0, _ := c.Record("alice", s0, ob(ObsAttempt, after(48*time.Hour), auckland), nil)
+	if sig := signal(ra0, SignalNewDevice); sig.GetConfidence() != c.Novelty.FewKnownConfidence || sig.GetWeight() != c.Novelty.DeviceWeight {
+		t.Fatalf("new device against one known: %v", sig)
+	}
 	// The history is bounded: the 21st device pushes the first out.
 	s := &UserState{}
 	for i := range 21 {
@@ -437,7 +444,7 @@ func TestNovelty(t *testing.T) {
 		t.Fatalf("devices = %d", len(s.Devices))
 	}
 	ra, _ := c.Record("alice", s, ob(ObsAttempt, after(30*time.Hour), ClientInfo{DeviceID: "dev0"}), nil)
-	if sig := signal(ra, SignalNewDevice); sig == nil || sig.GetNovelty().GetKnown() != 20 {
+	if sig := signal(ra, SignalNewDevice); sig == nil || sig.GetNovelty().GetKnown() != 20 || sig.GetConfidence() != 1 {
 		t.Fatalf("evicted device not new: %v", sig)
 	}
 }
@@ -519,19 +526,22 @@ func TestSpray(t *testing.T) {
 		counts  []SprayCount
 		want    int32
 		dormant int32
+		// conf: users with history alone reach the threshold (1), or
+		// only with accounts that have none (DormantConfidence).
+		conf float64
 	}{
-		{"below threshold", []SprayCount{{IP: "1.2.3.4", Users: 4}, {ASN: 9500, Users: 4}}, 0, 0},
-		{"ip at threshold", []SprayCount{{IP: "1.2.3.4", Users: 5}}, 40, 0},
-		{"ip at threshold, dormant accounts", []SprayCount{{IP: "1.2.3.4", Users: 5, Dormant: 5}}, 40, 5},
-		{"asn far over", []SprayCount{{IP: "1.2.3.4", Users: 5}, {ASN: 9500, Users: 40, Dormant: 12}}, 70, 12},
-		{"vouched users in the evidence", []SprayCount{{IP: "1.2.3.4", Users: 6, Dormant: 2, Vouched: 3}}, 45, 2},
+		{"below threshold", []SprayCount{{IP: "1.2.3.4", Users: 4}, {ASN: 9500, Users: 4}}, 0, 0, 0},
+		{"ip at threshold", []SprayCount{{IP: "1.2.3.4", Users: 5}}, 40, 0, 1},
+		{"ip at threshold, dormant accounts", []SprayCount{{IP: "1.2.3.4", Users: 5, Dormant: 5}}, 40, 5, c.Spray.DormantConfidence},
+		{"asn far over", []SprayCount{{IP: "1.2.3.4", Users: 5}, {ASN: 9500, Users: 40, Dormant: 12}}, 70, 12, 1},
+		{"vouched users in the evidence", []SprayCount{{IP: "1.2.3.4", Users: 6, Dormant: 2, Vouched: 3}}, 45, 2, c.Spray.DormantConfidence},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ra, _ := c.Record("alice", &UserState{}, ob(ObsAttempt, after(0), auckland), tt.counts)
 			sig := signal(ra, SignalPushSpray)
-			if sig.GetWeight() != tt.want || sig.GetSpray().GetDormantUsers() != tt.dormant {
-				t.Fatalf("weight = %d, dormant = %d, want %d, %d", sig.GetWeight(), sig.GetSpray().GetDormantUsers(), tt.want, tt.dormant)
+			if sig.GetWeight() != tt.want || sig.GetSpray().GetDormantUsers() != tt.dormant || sig.GetConfidence() != tt.conf {
+				t.Fatalf("weight = %d, dormant = %d, confidence %.2f, want %d, %d, %.2f", sig.GetWeight(), sig.GetSpray().GetDormantUsers(), sig.GetConfidence(), tt.want, tt.dormant, tt.conf)
 			}
 			if tt.dormant > 0 && !strings.Contains(sig.GetSummary(), fmt.Sprintf("%d of them with no history", tt.dormant)) {
 				t.Fatalf("summary does not say dormant accounts were counted: %q", sig.GetSummary())
@@ -715,5 +725,194 @@ func TestPrimaryAuthVouchesForNothing(t *testing.T) {
 	if c.Familiar(s, attacker) || s.LastTrusted.IP != home.IP || slices.Contains(s.ASNs, attacker.ASN) ||
 		slices.Contains(s.Countries, attacker.Country) || len(s.Devices) != 1 {
 		t.Fatalf("the verified password joined the trusted history: %+v", s)
+	}
+}
+
+// TestFatigueOrOwnRetries: an approval after a burst is the fatigue success
+// when someone else sent the pushes, and the user's own retries when every
+// push came from their familiar device and network and a device of theirs
+// approved where the login was.
+func TestFatigueOrOwnRetries(t *testing.T) {
+	c := DefaultConfig()
+	phone := ClientInfo{IP: "100.64.1.2", DeviceID: "phone-1", ASN: 21928, Lat: 40.9, Lon: -74.3, AccuracyKm: 100, HasGeo: true, Country: "US", City: "New York"}
+	newPhone := phone
+	newPhone.DeviceID = "phone-2"
+	noDevice := nyc
+	noDevice.DeviceID = ""
+	ispAttacker := ClientInfo{IP: "198.51.100.200", DeviceID: "kali", ASN: 7922, Lat: 40.72, Lon: -74.01, HasGeo: true, Country: "US", City: "New York"}
+	ispNoDevice := ispAttacker
+	ispNoDevice.DeviceID = ""
+	travelling := nyc
+	travelling.IP, travelling.ASN, travelling.Country, travelling.City, travelling.Lat, travelling.Lon = "203.0.113.77", 2856, "GB", "London", 51.5, -0.12
+	londonPhone := phone
+	londonPhone.Lat, londonPhone.Lon, londonPhone.Country, londonPhone.City = 51.5, -0.1, "GB", "London"
+	// History: alice signs in at home on her laptop and approves on her phone.
+	history := []Observation{
+		{ID: "h-a", Kind: ObsAttempt, At: after(0), Client: nyc},
+		{ID: "h-ok", Kind: ObsPushApproved, At: after(20 * time.Second), Client: nyc, Responder: phone},
+		{ID: "h-in", Kind: ObsLoginSucceeded, At: after(21 * time.Second), Client: nyc},
+	}
+	start := after(5 * time.Hour)
+	// pushes: n pushes a minute apart from ci, the first ones unanswered.
+	pushes := func(ci ClientInfo, n int) []Observation {
+		var out []Observation
+		for i := range n {
+			at := start.Add(time.Duration(i) * time.Minute)
+			out = append(out, Observation{ID: fmt.Sprint("a", i, ci.IP), Kind: ObsAttempt, At: at, Client: ci},
+				Observation{ID: fmt.Sprint("s", i, ci.IP), Kind: ObsPushSent, At: at.Add(time.Second), Client: ci})
+		}
+		return out
+	}
+	approve := func(ci, responder ClientInfo) Observation {
+		return Observation{ID: "ok", Kind: ObsPushApproved, At: start.Add(2*time.Minute + 20*time.Second), Client: ci, Responder: responder}
+	}
+	cat := func(parts ...[]Observation) []Observation { return slices.Concat(parts...) }
+	tests := []struct {
+		name    string
+		obs     []Observation
+		context string
+		conf    float64
+		weight  int32
+		// familiar, partly familiar and unfamiliar pushes; approver agrees.
+		counts   [3]int32
+		approver bool
+	}{
+		{"own retries: familiar pushes, known phone where the login was",
+			cat(pushes(nyc, 3), []Observation{approve(nyc, phone)}), "own retries", 0.3, 27, [3]int32{3, 0, 0}, true},
+		{"own retries on a phone enrolled from the familiar context",
+			cat([]Observation{{ID: "enrol", Kind: ObsFactorEnrolled, At: start.Add(-10 * time.Minute), Client: nyc, Responder: newPhone}}, pushes(nyc, 3), []Observation{approve(nyc, newPhone)}),
+			"own retries", 0.3, 27, [3]int32{3, 0, 0}, true},
+		{"familiar pushes, no responder in the log",
+			cat(pushes(nyc, 3), []Observation{approve(nyc, ClientInfo{})}), "mixed", 0.6, 54, [3]int32{3, 0, 0}, false},
+		{"no device id, from the last trusted IP",
+			cat(pushes(noDevice, 3), []Observation{approve(noDevice, phone)}), "mixed", 0.6, 54, [3]int32{0, 3, 0}, true},
+		{"familiar pushes, approved on an unknown device",
+			cat(pushes(nyc, 3), []Observation{approve(nyc, newPhone)}), "unfamiliar source", 1, 90, [3]int32{3, 0, 0}, false},
+		{"familiar pushes, phone enrolled from an attacker's context",
+			cat([]Observation{{ID: "enrol", Kind: ObsFactorEnrolled, At: start.Add(-10 * time.Minute), Client: ispAttacker, Responder: newPhone}}, pushes(nyc, 3), []Observation{approve(nyc, newPhone)}),
+			"unfamiliar source", 1, 90, [3]int32{3, 0, 0}, false},
+		{"familiar pushes, approved far from the login",
+			cat(pushes(nyc, 3), []Observation{approve(nyc, londonPhone)}), "unfamiliar source", 1, 90, [3]int32{3, 0, 0}, false},
+		{"attacker on the victim's ISP: new IP, unknown device",
+			cat(pushes(ispAttacker, 3), []Observation{approve(ispAttacker, phone)}), "unfamiliar source", 1, 90, [3]int32{0, 0, 3}, true},
+		{"attacker on the victim's ISP: new IP, no device id",
+			cat(pushes(ispNoDevice, 3), []Observation{approve(ispNoDevice, phone)}), "unfamiliar source", 1, 90, [3]int32{0, 0, 3}, true},
+		{"attacker abroad",
+			cat(pushes(auckland, 3), []Observation{approve(auckland, phone)}), "unfamiliar source", 1, 90, [3]int32{0, 0, 3}, false},
+		{"the user's own device abroad, on a new network",
+			cat(pushes(travelling, 3), []Observation{approve(travelling, londonPhone)}), "unfamiliar source", 1, 90, [3]int32{0, 0, 3}, true},
+		{"the user approves their own sign-in among an attacker's pushes",
+			cat(pushes(auckland, 2), []Observation{{ID: "own", Kind: ObsAttempt, At: start.Add(2 * time.Minute), Client: nyc}, approve(nyc, phone)}),
+			"mixed", 0.6, 54, [3]int32{1, 0, 2}, true},
+		{"the attacker's push approved among the user's",
+			cat(pushes(nyc, 2), []Observation{{ID: "evil", Kind: ObsAttempt, At: start.Add(2 * time.Minute), Client: auckland}, approve(auckland, phone)}),
+			"unfamiliar source", 1, 90, [3]int32{2, 0, 1}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &UserState{}
+			ra := run(c, s, cat(history, tt.obs)...)
+			sig := signal(ra, SignalApprovalAfterBurst)
+			ev := sig.GetBurst()
+			if sig == nil || ev.GetContext() != tt.context || sig.GetConfidence() != tt.conf || sig.GetWeight() != tt.weight {
+				t.Fatalf("APPROVAL_AFTER_BURST %v (%q), want %s at %.1f weighing %d", sig, sig.GetSummary(), tt.context, tt.conf, tt.weight)
+			}
+			if got := [3]int32{ev.GetFamiliarPushes(), ev.GetPartlyFamiliarPushes(), ev.GetUnfamiliarPushes()}; got != tt.counts || ev.GetApproverFamiliar() != tt.approver {
+				t.Fatalf("evidence %v, approver %v; want %v, %v", got, ev.GetApproverFamiliar(), tt.counts, tt.approver)
+			}
+			if !strings.Contains(sig.GetSummary(), tt.context) {
+				t.Fatalf("summary %q does not say %q", sig.GetSummary(), tt.context)
+			}
+			if tt.context == "own retries" {
+				// On its own (and with the burst it ended) it stays under
+				// the default policy's elevated-score of 60, and the
+				// approval is the user's: trusted, and no compromise.
+				if ra.GetScore() >= 60 {
+					t.Fatalf("own retries score %d: %v", ra.GetScore(), ra.GetSignals())
+				}
+				if b := signal(ra, SignalPushBurst); b == nil || b.GetConfidence() != 0.3 || b.GetBurst().GetContext() != "own retries" {
+					t.Fatalf("PUSH_BURST of own retries: %v", b)
+				}
+				if c.compromised(s, start.Add(3*time.Minute).UnixMilli()) || s.LastTrusted.At != start.Add(2*time.Minute+20*time.Second).UnixMilli() {
+					t.Fatalf("own retries not trusted: %+v", s.LastTrusted)
+				}
+				// It fades as a fatigue success does, at its confidence.
+				if w := signal(c.Assess("alice", s, start.Add(12*time.Hour+2*time.Minute+20*time.Second)), SignalApprovalAfterBurst).GetWeight(); w != 14 {
+					t.Fatalf("own retries after 12h weigh %d, want 14", w)
+				}
+			}
+			if tt.conf == 1 && ra.GetScore() < 90 {
+				t.Fatalf("fatigue success scores %d", ra.GetScore())
+			}
+		})
+	}
+}
+
+// TestLatePushRaisesOwnRetries: a push from before the approval that
+// arrives after it (an IdP log delivered late) is counted in the burst the
+// approval ended: an unfamiliar one makes the user's own retries mixed
+// (someone else pushed too; the approval was of the user's own sign-in),
+// and a familiar one never lowers a finding.
+func TestLatePushRaisesOwnRetries(t *testing.T) {
+	c := DefaultConfig()
+	phone := ClientInfo{IP: "100.64.1.2", DeviceID: "phone-1", ASN: 21928, Lat: 40.9, Lon: -74.3, AccuracyKm: 100, HasGeo: true, Country: "US", City: "New York"}
+	s := &UserState{}
+	run(c, s, Observation{ID: "h", Kind: ObsPushApproved, At: after(0), Client: nyc, Responder: phone})
+	start := after(5 * time.Hour)
+	for i := range 3 {
+		run(c, s, Observation{ID: fmt.Sprint("a", i), Kind: ObsAttempt, At: start.Add(time.Duration(i) * time.Minute), Client: nyc})
+	}
+	ra := run(c, s, Observation{ID: "ok", Kind: ObsPushApproved, At: start.Add(2*time.Minute + 20*time.Second), Client: nyc, Responder: phone})
+	if sig := signal(ra, SignalApprovalAfterBurst); sig.GetBurst().GetContext() != "own retries" {
+		t.Fatalf("before the late push: %v", sig)
+	}
+	ra = run(c, s, Observation{ID: "late", Kind: ObsPushSent, At: start.Add(90 * time.Second), Client: auckland})
+	if sig := signal(ra, SignalApprovalAfterBurst); sig.GetBurst().GetContext() != "mixed" || sig.GetConfidence() != 0.6 || sig.GetBurst().GetUnfamiliarPushes() != 1 {
+		t.Fatalf("after an unfamiliar late push: %v", sig)
+	}
+	ra = run(c, s, Observation{ID: "late2", Kind: ObsPushTimedOut, At: start.Add(2 * time.Minute), Client: nyc})
+	if sig := signal(ra, SignalApprovalAfterBurst); sig.GetConfidence() != 0.6 {
+		t.Fatalf("a familiar late push lowered the finding: %v", sig)
+	}
+}
+
+// TestPacedFatigueOutlivesThePushList: a push every 25 minutes never puts
+// three in the list's hour, but the streak the state counts still makes
+// the approval at its end a fatigue success.
+func TestPacedFatigueOutlivesThePushList(t *testing.T) {
+	c := DefaultConfig()
+	s := &UserState{}
+	run(c, s, ob(ObsLoginSucceeded, after(0), nyc))
+	start := after(5 * time.Hour)
+	for i := range 4 {
+		at := start.Add(time.Duration(i) * 25 * time.Minute)
+		run(c, s, Observation{ID: fmt.Sprint("a", i), Kind: ObsAttempt, At: at, Client: auckland})
+		if i < 3 {
+			run(c, s, Observation{ID: fmt.Sprint("t", i), Kind: ObsPushTimedOut, At: at.Add(20 * time.Second), Client: auckland})
+		}
+	}
+	ra := run(c, s, Observation{ID: "ok", Kind: ObsPushApproved, At: start.Add(75*time.Minute + 15*time.Second), Client: auckland})
+	if sig := signal(ra, SignalApprovalAfterBurst); sig == nil || sig.GetBurst().GetStreak() != 3 || sig.GetConfidence() != 1 {
+		t.Fatalf("paced fatigue: %v", ra.GetSignals())
+	}
+}
+
+// TestDenialStreakContext: a streak of the user's own unanswered pushes is
+// low-confidence; one from an unfamiliar source is not.
+func TestDenialStreakContext(t *testing.T) {
+	c := DefaultConfig()
+	for _, tt := range []struct {
+		ci   ClientInfo
+		conf float64
+	}{{nyc, 0.3}, {auckland, 1}, {ClientInfo{}, 1}} {
+		s := &UserState{}
+		run(c, s, ob(ObsLoginSucceeded, after(0), nyc))
+		var ra *scoringv1.RiskAssessment
+		for i := range 3 {
+			ra = run(c, s, Observation{ID: fmt.Sprint("t", i), Kind: ObsPushTimedOut, At: after(time.Hour + time.Duration(i)*10*time.Minute), Client: tt.ci})
+		}
+		if sig := signal(ra, SignalDenialStreak); sig == nil || sig.GetConfidence() != tt.conf || sig.GetWeight() != 25 {
+			t.Fatalf("%s: DENIAL_STREAK %v, want confidence %.1f", tt.ci.IP, sig, tt.conf)
+		}
 	}
 }

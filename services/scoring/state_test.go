@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"testing"
@@ -107,6 +108,38 @@ func TestStateV1(t *testing.T) {
 	}
 	if len(s.Devices) != 1 || s.Devices[0] != hashID("phn") || s.Countries[0] != "US" || s.ASNs[0] != 7952 {
 		t.Fatalf("v1 decoded to %+v", s)
+	}
+}
+
+// A state written by the second release (no push context) still loads:
+// its pushes have an unknown context, its fatigue finding none, and it
+// assesses as it did.
+func TestStateV2(t *testing.T) {
+	s := &UserState{UpdatedAt: t0.UnixMilli(),
+		Pushes:   []Push{{At: t0.UnixMilli() - 2000, Kind: KindAttempt}, {At: t0.UnixMilli() - 1000, Kind: KindTimedOut}},
+		Findings: []Finding{{Code: FindingAfterBurst, At: t0.UnixMilli(), Confidence: 1, Threshold: 3, Streak: 3}}}
+	b, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Version 3 adds, to a fatigue finding, its class and approver (a byte
+	// each) and three counts (a byte each at zero): the rest is version 2.
+	v2 := append([]byte{stateV2}, b[1:len(b)-5]...)
+	var back UserState
+	if err := back.UnmarshalBinary(v2); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(&back, s) {
+		t.Fatalf("v2 decoded to %+v, want %+v", back, *s)
+	}
+	sig := signal(DefaultConfig().Assess("u", &back, t0), SignalApprovalAfterBurst)
+	if sig.GetBurst().GetContext() != "no context" || sig.GetConfidence() != 1 || sig.GetWeight() != 90 {
+		t.Fatalf("a stored fatigue success lost its weight: %v", sig)
+	}
+	// A version 3 byte with its top bit set is no push.
+	b[1+binary.PutVarint(make([]byte, 10), s.UpdatedAt)+1+binary.PutVarint(make([]byte, 10), s.Pushes[0].At)] |= 0x80
+	if err := back.UnmarshalBinary(b); err == nil {
+		t.Fatal("a corrupt push decoded")
 	}
 }
 

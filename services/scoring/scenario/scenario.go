@@ -369,10 +369,13 @@ func (b Benign) generate(more func(people []*person) []Event) []Event {
 			km := geo.DistanceKm(c.Lat, c.Lon, dest.Lat, dest.Lon)
 			// Door to door: to the airport, boarding, the flight at an
 			// airliner's block speed, and out of the arrival airport.
-			// Not before the last flight has landed (and the traveller
-			// has been through the airport and back again).
 			depart := local(20.5)
 			if next := p.landed.Add(3 * time.Hour); depart.Before(next) {
+				// Not before the last flight has landed and the traveller
+				// is back at the airport. A flight west across the date
+				// line lands after the evening of its day in the
+				// destination's time; leaving again that evening put the
+				// traveller in two places faster than any airliner.
 				depart = next
 			}
 			flight := time.Duration(km/850*float64(time.Hour)) + 30*time.Minute
