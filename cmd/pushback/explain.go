@@ -325,6 +325,14 @@ func evidence(s *scoringv1.Signal) []string {
 			out = append(out, fmt.Sprintf("%s window: %d pushes (%d attempts, %d sent, %d denied, %d timed out, %d suppressed)",
 				dur(wc.GetWindow()), wc.GetPushes(), wc.GetAttempts(), wc.GetSent(), wc.GetDenied(), wc.GetTimedOut(), wc.GetSuppressed()))
 		}
+		if b.GetContext() != "" {
+			line := fmt.Sprintf("context: %s (%d familiar, %d partly familiar, %d unfamiliar pushes)",
+				b.GetContext(), b.GetFamiliarPushes(), b.GetPartlyFamiliarPushes(), b.GetUnfamiliarPushes())
+			if s.GetCode() == "APPROVAL_AFTER_BURST" && b.GetApproverFamiliar() {
+				line += "; approved on a known device where the login was"
+			}
+			out = append(out, line)
+		}
 		return out
 	case *scoringv1.Signal_Streak:
 		st := ev.Streak

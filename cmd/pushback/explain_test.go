@@ -272,4 +272,11 @@ func TestExplainFailureModeAndEvidence(t *testing.T) {
 	if len(lines) != 3 || !strings.Contains(lines[0], "New York, US from 198.51.100.7") || !strings.Contains(lines[2], "10800 km in 1h0m0s = 10800 km/h (threshold 900 km/h)") {
 		t.Fatalf("travel evidence %q", lines)
 	}
+	retries := &scoringv1.Signal{Code: "APPROVAL_AFTER_BURST", Weight: 27, Confidence: 0.3,
+		Evidence: &scoringv1.Signal_Burst{Burst: &scoringv1.BurstEvidence{Threshold: 3, Window: durationpb.New(5 * time.Minute),
+			Context: "own retries", FamiliarPushes: 3, ApproverFamiliar: true}}}
+	lines = evidence(retries)
+	if want := "context: own retries (3 familiar, 0 partly familiar, 0 unfamiliar pushes); approved on a known device where the login was"; lines[len(lines)-1] != want {
+		t.Fatalf("burst evidence %q, want %q last", lines, want)
+	}
 }
