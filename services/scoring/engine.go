@@ -853,12 +853,26 @@ func (c Config) confidence(b BurstClass) float64 {
 }
 
 // burstContext classifies the pushes in (from, to] (a burst or a streak
-// that no approval ended).
+// that no approval ended). As in burstBefore, pushes the user answered
+// with an approval before the newest push are left out: a traveller's
+// approved sign-in on arrival is not part of the retries at home that
+// follow it.
 func (c Config) burstContext(s *UserState, from, to int64) (BurstClass, contextCounts) {
+	lo := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > from })
+	hi := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > to })
+	last := hi - 1
+	for last >= lo && s.Pushes[last].Kind == KindApproved {
+		last--
+	}
+	for i := last - 1; i >= lo; i-- {
+		if s.Pushes[i].Kind == KindApproved {
+			lo = i + 1
+			break
+		}
+	}
 	var k contextCounts
-	i := sort.Search(len(s.Pushes), func(i int) bool { return s.Pushes[i].At > from })
-	for ; i < len(s.Pushes) && s.Pushes[i].At <= to; i++ {
-		k.add(s.Pushes[i])
+	for _, p := range s.Pushes[lo:hi] {
+		k.add(p)
 	}
 	return classify(&k, nil), k
 }

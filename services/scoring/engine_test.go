@@ -916,3 +916,42 @@ func TestDenialStreakContext(t *testing.T) {
 		}
 	}
 }
+
+// TestPushBurstContext: PUSH_BURST says whose pushes its window holds,
+// leaving out those the user approved before the newest push.
+func TestPushBurstContext(t *testing.T) {
+	c := DefaultConfig()
+	phone := ClientInfo{IP: "100.64.1.2", DeviceID: "phone-1", ASN: 21928, Lat: 40.9, Lon: -74.3, AccuracyKm: 100, HasGeo: true, Country: "US", City: "New York"}
+	arrival := nyc
+	arrival.IP, arrival.ASN = "198.18.1.1", 21928
+	start := after(5 * time.Hour)
+	history := []Observation{{ID: "h", Kind: ObsPushApproved, At: after(0), Client: nyc, Responder: phone}}
+	tests := []struct {
+		name    string
+		obs     []Observation
+		context string
+		conf    float64
+	}{
+		{"the user's own pushes", []Observation{
+			{ID: "a1", Kind: ObsAttempt, At: start, Client: nyc}, {ID: "a2", Kind: ObsAttempt, At: start.Add(time.Minute), Client: nyc},
+			{ID: "a3", Kind: ObsAttempt, At: start.Add(2 * time.Minute), Client: nyc}}, "own retries", 0.3},
+		{"an approved sign-in from a new network, then the user's own pushes", []Observation{
+			{ID: "x", Kind: ObsAttempt, At: start, Client: arrival}, {ID: "xok", Kind: ObsPushApproved, At: start.Add(15 * time.Second), Client: arrival, Responder: phone},
+			{ID: "a1", Kind: ObsAttempt, At: start.Add(time.Minute), Client: nyc}, {ID: "a2", Kind: ObsAttempt, At: start.Add(2 * time.Minute), Client: nyc}}, "own retries", 0.3},
+		{"an attacker's pushes after the user's approval", []Observation{
+			{ID: "a1", Kind: ObsAttempt, At: start, Client: nyc}, {ID: "ok", Kind: ObsPushApproved, At: start.Add(15 * time.Second), Client: nyc, Responder: phone},
+			{ID: "x1", Kind: ObsAttempt, At: start.Add(time.Minute), Client: auckland}, {ID: "x2", Kind: ObsAttempt, At: start.Add(2 * time.Minute), Client: auckland}}, "unfamiliar source", 1},
+		{"no push with a client", []Observation{
+			{ID: "a1", Kind: ObsAttempt, At: start}, {ID: "a2", Kind: ObsAttempt, At: start.Add(time.Minute)},
+			{ID: "a3", Kind: ObsAttempt, At: start.Add(2 * time.Minute)}}, "no context", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ra := run(c, &UserState{}, slices.Concat(history, tt.obs)...)
+			sig := signal(ra, SignalPushBurst)
+			if sig.GetBurst().GetContext() != tt.context || sig.GetConfidence() != tt.conf || sig.GetWeight() != 30 {
+				t.Fatalf("PUSH_BURST %v, want %s at %.1f", sig, tt.context, tt.conf)
+			}
+		})
+	}
+}
