@@ -1,6 +1,7 @@
 package scenario_test
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"slices"
@@ -8,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	defaultpolicy "github.com/pushbackhq/pushback/deploy/policy"
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/services/decision/core"
+	"github.com/pushbackhq/pushback/services/decision/policy"
 	"github.com/pushbackhq/pushback/services/scoring"
 	"github.com/pushbackhq/pushback/services/scoring/scenario"
 )
@@ -86,14 +91,15 @@ type week struct {
 	signIns int
 	habits  map[string]int
 	// Benign users, and for each respond rule the benign users it fired
-	// for, as the rule is proposed and as it was first written.
-	benign           int
-	fired, asWritten map[string]map[string]bool
+	// for: as matchRespondRules has it, and as the default policy ships it.
+	benign         int
+	fired, shipped map[string]map[string]bool
 	// Users for whom any rule fired, and any revoking rule.
 	anyAction, anyRevoke map[string]bool
-	// Per attack: the rules that fired on its events, the signals raised.
-	attackRules   map[string]map[string]bool
-	attackSignals map[string]map[string]bool
+	// Per attack: the rules that fired on its events (as matchRespondRules
+	// and the shipped policy have them), the signals raised.
+	attackRules, attackShipped map[string]map[string]bool
+	attackSignals              map[string]map[string]bool
 	// Own retries seen: APPROVAL_AFTER_BURST by context, on benign users.
 	afterBurst map[string]int
 }
@@ -102,25 +108,34 @@ var replayWeek = sync.OnceValue(func() *week {
 	b := scenario.DefaultBenign()
 	events, attacks := b.Attacked()
 	w := &week{b: b, events: len(events), attacks: attacks, attacked: map[string]bool{}, counts: map[string]int{}, habits: map[string]int{},
-		fired: map[string]map[string]bool{}, asWritten: map[string]map[string]bool{}, anyAction: map[string]bool{}, anyRevoke: map[string]bool{},
-		attackRules: map[string]map[string]bool{}, attackSignals: map[string]map[string]bool{}, afterBurst: map[string]int{}}
+		fired: map[string]map[string]bool{}, shipped: map[string]map[string]bool{}, anyAction: map[string]bool{}, anyRevoke: map[string]bool{},
+		attackRules: map[string]map[string]bool{}, attackShipped: map[string]map[string]bool{}, attackSignals: map[string]map[string]bool{}, afterBurst: map[string]int{}}
 	for _, a := range attacks {
 		for _, u := range a.Users {
 			w.attacked[u] = true
 		}
-		w.attackRules[a.Name], w.attackSignals[a.Name] = map[string]bool{}, map[string]bool{}
+		w.attackRules[a.Name], w.attackShipped[a.Name], w.attackSignals[a.Name] = map[string]bool{}, map[string]bool{}, map[string]bool{}
 	}
 	for _, r := range respondRuleNames {
-		w.fired[r], w.asWritten[r] = map[string]bool{}, map[string]bool{}
+		w.fired[r], w.shipped[r] = map[string]bool{}, map[string]bool{}
 	}
-	s := newSim()
+	s, shippedRules := newSim(), newShippedRespond()
 	seenAfterBurst := map[string]bool{}
 	for _, e := range events {
 		ra := s.record(e)
-		rules := matchRespondRules(e, ra)
+		// Response rules see what intake ingests: every event but the
+		// attempts a hook asks Decide about.
+		var rules []respondMatch
+		var shipped []string
+		if e.Obs.Kind != scoring.ObsAttempt {
+			rules, shipped = matchRespondRules(e, ra), shippedRules.match(e, ra)
+		}
 		if e.Attack != "" {
 			for _, r := range rules {
 				w.attackRules[e.Attack][r.name] = true
+			}
+			for _, r := range shipped {
+				w.attackShipped[e.Attack][r] = true
 			}
 			for _, sig := range ra.GetSignals() {
 				w.attackSignals[e.Attack][sig.GetCode()] = true
@@ -137,8 +152,8 @@ var replayWeek = sync.OnceValue(func() *week {
 				w.anyRevoke[e.User] = true
 			}
 		}
-		for _, r := range matchRespondRulesAsWritten(e, ra) {
-			w.asWritten[r][e.User] = true
+		for _, r := range shipped {
+			w.shipped[r][e.User] = true
 		}
 		if sig := find(ra, scoring.SignalApprovalAfterBurst); sig != nil && !seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] {
 			seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] = true
@@ -228,52 +243,98 @@ type respondMatch struct {
 const (
 	respondMinConfidence = 0.8
 	// pushBurstMinConfidence is the confidence push-burst requires as
-	// proposed; as first written it required none (PUSH_BURST present),
-	// which alerts on most users whose phone misses pushes.
+	// proposed. As the default policy ships it, it requires none
+	// ("PUSH_BURST" in signals), which alerts on a fifth of the users:
+	// everyone whose phone misses a few pushes.
 	pushBurstMinConfidence = 0.8
 )
 
-// matchRespondRules mirrors the respond: rules the default policy is to
-// carry, evaluated on the assessment made right after each ingested
-// event. It stands in for the policy's own evaluation of its respond:
-// section until that lands; swap it for that then.
+// matchRespondRules mirrors the respond: rules of the default policy,
+// evaluated on the assessment made right after each ingested event, with
+// push-burst as proposed. It stands in for the policy's own evaluation
+// (shippedRespond) until push-burst requires a confidence there too; swap
+// it for that then.
 //
 //   - fatigue-success: APPROVAL_AFTER_BURST with confidence >= 0.8 → alert, revoke sessions
-//   - fraud-reported: FRAUD_REPORTED on the fraud report itself → alert, revoke sessions
+//   - fraud-reported: the fraud report itself → alert, revoke sessions
 //   - travel-success: IMPOSSIBLE_TRAVEL with confidence >= 0.8 on a success
 //     (a login succeeded or a push approved) → alert, revoke sessions
-//   - push-burst: PUSH_BURST with confidence >= 0.8 → alert (as first
-//     written: PUSH_BURST present, see matchRespondRulesAsWritten)
+//   - push-burst: PUSH_BURST with confidence >= 0.8 on an event that is no
+//     success → alert (as shipped: PUSH_BURST present)
 func matchRespondRules(e scenario.Event, ra *scoringv1.RiskAssessment) []respondMatch {
 	var out []respondMatch
+	k := e.Obs.Kind
+	success := k == scoring.ObsLoginSucceeded || k == scoring.ObsPushApproved
 	if sig := find(ra, scoring.SignalApprovalAfterBurst); sig != nil && sig.GetConfidence() >= respondMinConfidence {
 		out = append(out, respondMatch{"fatigue-success", true})
 	}
-	if e.Obs.Kind == scoring.ObsFraudReported && find(ra, scoring.SignalFraudReported) != nil {
+	if k == scoring.ObsFraudReported {
 		out = append(out, respondMatch{"fraud-reported", true})
 	}
-	if k := e.Obs.Kind; k == scoring.ObsLoginSucceeded || k == scoring.ObsPushApproved {
-		if sig := find(ra, scoring.SignalImpossibleTravel); sig != nil && sig.GetConfidence() >= respondMinConfidence {
-			out = append(out, respondMatch{"travel-success", true})
-		}
+	if sig := find(ra, scoring.SignalImpossibleTravel); success && sig != nil && sig.GetConfidence() >= respondMinConfidence {
+		out = append(out, respondMatch{"travel-success", true})
 	}
-	if sig := find(ra, scoring.SignalPushBurst); sig != nil && sig.GetConfidence() >= pushBurstMinConfidence {
+	if sig := find(ra, scoring.SignalPushBurst); !success && sig != nil && sig.GetConfidence() >= pushBurstMinConfidence {
 		out = append(out, respondMatch{"push-burst", false})
 	}
 	return out
 }
 
-// matchRespondRulesAsWritten is matchRespondRules with push-burst as first
-// written (PUSH_BURST present, whatever its confidence), for the record.
-func matchRespondRulesAsWritten(e scenario.Event, ra *scoringv1.RiskAssessment) []string {
-	var out []string
-	for _, m := range matchRespondRules(e, ra) {
-		if m.name != "push-burst" {
-			out = append(out, m.name)
-		}
+// shippedRespond evaluates the respond: rules of the default policy as the
+// decision service's responder does: on the risk change an ingested event
+// made, with the causes already seen for the user (a signal that lingers
+// is not fresh).
+type shippedRespond struct {
+	pol   *policy.Policy
+	known map[string]map[string]bool
+}
+
+func newShippedRespond() *shippedRespond {
+	pol, err := policy.Parse(bytes.NewReader(defaultpolicy.Default))
+	if err != nil {
+		panic(err)
 	}
-	if find(ra, scoring.SignalPushBurst) != nil {
-		out = append(out, "push-burst")
+	return &shippedRespond{pol: pol, known: map[string]map[string]bool{}}
+}
+
+var eventTypes = map[scoring.ObservationKind]eventv1.EventType{
+	scoring.ObsAttempt:               eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED,
+	scoring.ObsPushSent:              eventv1.EventType_EVENT_TYPE_PUSH_SENT,
+	scoring.ObsPushApproved:          eventv1.EventType_EVENT_TYPE_PUSH_APPROVED,
+	scoring.ObsPushDenied:            eventv1.EventType_EVENT_TYPE_PUSH_DENIED,
+	scoring.ObsPushTimedOut:          eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT,
+	scoring.ObsFraudReported:         eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED,
+	scoring.ObsLoginSucceeded:        eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED,
+	scoring.ObsLoginFailed:           eventv1.EventType_EVENT_TYPE_LOGIN_FAILED,
+	scoring.ObsNumberChallengeFailed: eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED,
+	scoring.ObsFactorEnrolled:        eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED,
+}
+
+// match returns the names of the shipped rules that match. An assessment
+// with no signal is not evaluated unless it is a fraud report: the rules
+// act on risk (and evaluating them on the most of a million events that
+// carry none would treble the test's time).
+func (r *shippedRespond) match(e scenario.Event, ra *scoringv1.RiskAssessment) []string {
+	if len(ra.GetSignals()) == 0 && e.Obs.Kind != scoring.ObsFraudReported {
+		return nil
+	}
+	known := r.known[e.User]
+	if known == nil {
+		known = map[string]bool{}
+		r.known[e.User] = known
+	}
+	ev := &eventv1.AuthEvent{Tenant: "acme", UserId: e.User, Type: eventTypes[e.Obs.Kind], Factor: eventv1.Factor_FACTOR_PUSH,
+		Client: &eventv1.Client{Ip: e.Obs.Client.IP, DeviceId: e.Obs.Client.DeviceID, Asn: e.Obs.Client.ASN}}
+	ms, err := r.pol.Respond.Evaluate(core.RespondInput(&scoringv1.RiskChange{Tenant: "acme", Assessment: ra, Event: ev}, known))
+	if err != nil {
+		panic(err)
+	}
+	for _, c := range core.Causes(ra) {
+		known[c] = true
+	}
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Rule)
 	}
 	return out
 }
@@ -293,7 +354,7 @@ func TestResponseActions(t *testing.T) {
 		w.benign, w.signIns, share(w.habits[scenario.HabitFlakyPhone], w.signIns), share(w.habits[scenario.HabitNewPhone], w.signIns))
 	t.Logf("APPROVAL_AFTER_BURST on benign users, by context: %v", w.afterBurst)
 	for _, r := range respondRuleNames {
-		t.Logf("  %-16s benign users %s; as first written %s", r, share(len(w.fired[r]), w.benign), share(len(w.asWritten[r]), w.benign))
+		t.Logf("  %-16s benign users %s; as the default policy ships it %s", r, share(len(w.fired[r]), w.benign), share(len(w.shipped[r]), w.benign))
 	}
 	t.Logf("  any action: %s; any revoke: %s", share(len(w.anyAction), w.benign), share(len(w.anyRevoke), w.benign))
 	if w.benign < 10000 {
@@ -305,20 +366,26 @@ func TestResponseActions(t *testing.T) {
 	if rate := float64(len(w.anyAction)) / float64(w.benign); rate > 0.001 {
 		t.Errorf("a response action fires for %.3f%% of benign users (> 0.1%%)", 100*rate)
 	}
-	for _, a := range w.attacks {
-		rules, signals := w.attackRules[a.Name], w.attackSignals[a.Name]
-		caught := false
+	// The shipped policy's revoking rules are held to the same bound.
+	for _, r := range []string{"fatigue-success", "fraud-reported", "travel-success"} {
+		if rate := float64(len(w.shipped[r])) / float64(w.benign); rate > 0.001 {
+			t.Errorf("the default policy's %s fires for %.3f%% of benign users (> 0.1%%)", r, 100*rate)
+		}
+	}
+	caught := func(a scenario.Attack, rules map[string]bool) bool {
 		switch a.Want {
 		case scenario.Revoke:
-			caught = rules["fatigue-success"] || rules["fraud-reported"] || rules["travel-success"]
+			return rules["fatigue-success"] || rules["fraud-reported"] || rules["travel-success"]
 		case scenario.Alert:
-			caught = len(rules) > 0
-		case scenario.Inline:
-			caught = signals[a.Signal]
+			return len(rules) > 0
 		}
-		t.Logf("  attack %-62q rules %v, signals %v", a.Name, slices.Sorted(maps.Keys(rules)), slices.Sorted(maps.Keys(signals)))
-		if !caught {
-			t.Errorf("attack %q not caught (want %v): rules %v, signals %v", a.Name, a.Want, rules, signals)
+		return w.attackSignals[a.Name][a.Signal]
+	}
+	for _, a := range w.attacks {
+		rules, shipped := w.attackRules[a.Name], w.attackShipped[a.Name]
+		t.Logf("  attack %-62q rules %v (shipped %v), signals %v", a.Name, slices.Sorted(maps.Keys(rules)), slices.Sorted(maps.Keys(shipped)), slices.Sorted(maps.Keys(w.attackSignals[a.Name])))
+		if !caught(a, rules) || !caught(a, shipped) {
+			t.Errorf("attack %q not caught (want %v): rules %v, shipped policy %v, signals %v", a.Name, a.Want, rules, shipped, w.attackSignals[a.Name])
 		}
 	}
 }
