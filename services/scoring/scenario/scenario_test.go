@@ -100,8 +100,10 @@ type week struct {
 	// and the shipped policy have them), the signals raised.
 	attackRules, attackShipped map[string]map[string]bool
 	attackSignals              map[string]map[string]bool
-	// Own retries seen: APPROVAL_AFTER_BURST by context, on benign users.
-	afterBurst map[string]int
+	// Own retries seen: APPROVAL_AFTER_BURST by context, on benign users,
+	// the users it was raised for, and the users with a habit.
+	afterBurst                  map[string]int
+	afterBurstUsers, habitUsers map[string]bool
 }
 
 var replayWeek = sync.OnceValue(func() *week {
@@ -109,7 +111,8 @@ var replayWeek = sync.OnceValue(func() *week {
 	events, attacks := b.Attacked()
 	w := &week{b: b, events: len(events), attacks: attacks, attacked: map[string]bool{}, counts: map[string]int{}, habits: map[string]int{},
 		fired: map[string]map[string]bool{}, shipped: map[string]map[string]bool{}, anyAction: map[string]bool{}, anyRevoke: map[string]bool{},
-		attackRules: map[string]map[string]bool{}, attackShipped: map[string]map[string]bool{}, attackSignals: map[string]map[string]bool{}, afterBurst: map[string]int{}}
+		attackRules: map[string]map[string]bool{}, attackShipped: map[string]map[string]bool{}, attackSignals: map[string]map[string]bool{}, afterBurst: map[string]int{},
+		afterBurstUsers: map[string]bool{}, habitUsers: map[string]bool{}}
 	for _, a := range attacks {
 		for _, u := range a.Users {
 			w.attacked[u] = true
@@ -158,6 +161,10 @@ var replayWeek = sync.OnceValue(func() *week {
 		if sig := find(ra, scoring.SignalApprovalAfterBurst); sig != nil && !seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] {
 			seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] = true
 			w.afterBurst[sig.GetBurst().GetContext()]++
+			w.afterBurstUsers[e.User] = true
+		}
+		if e.Habit != "" {
+			w.habitUsers[e.User] = true
 		}
 		switch e.Obs.Kind {
 		case scoring.ObsPushApproved:
@@ -352,7 +359,8 @@ func TestResponseActions(t *testing.T) {
 	share := func(n, of int) string { return fmt.Sprintf("%d (%.3f%%)", n, 100*float64(n)/float64(of)) }
 	t.Logf("%d benign users, %d sign-ins; %s ended a phone that missed pushes, %s a new phone",
 		w.benign, w.signIns, share(w.habits[scenario.HabitFlakyPhone], w.signIns), share(w.habits[scenario.HabitNewPhone], w.signIns))
-	t.Logf("APPROVAL_AFTER_BURST on benign users, by context: %v", w.afterBurst)
+	t.Logf("%s benign users with a phone that missed pushes or a new phone; APPROVAL_AFTER_BURST for %s of them, on approvals by context: %v",
+		share(len(w.habitUsers), w.benign), share(len(w.afterBurstUsers), w.benign), w.afterBurst)
 	for _, r := range respondRuleNames {
 		t.Logf("  %-16s benign users %s; as the default policy ships it %s", r, share(len(w.fired[r]), w.benign), share(len(w.shipped[r]), w.benign))
 	}
