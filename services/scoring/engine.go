@@ -147,7 +147,11 @@ type SprayConfig struct {
 // < 10 minutes as jitter; Pushback takes Panther's 900 km/h (airliner
 // cruise, so a real flight, which also spends time at airports, never
 // reaches it gate to gate), Elastic's 500 km as the floor of full
-// confidence and Panther's jitter box.
+// confidence and Panther's jitter box. Bursts are weighed by whose pushes
+// they hold: the user's own retries at confidence 0.3 (an approval that
+// ends them weighs 27, under the default policy's elevated-score of 60
+// even with the burst it ended), mixed ones at 0.6, an attacker's at 1
+// (docs/scoring.md, "Whose pushes").
 func DefaultConfig() Config {
 	return Config{
 		Windows: []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, time.Hour},
