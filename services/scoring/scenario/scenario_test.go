@@ -131,7 +131,10 @@ var replayWeek = sync.OnceValue(func() *week {
 		var rules []respondMatch
 		var shipped []string
 		if e.Obs.Kind != scoring.ObsAttempt {
-			rules, shipped = matchRespondRules(e, ra), shippedRules.match(e, ra)
+			shipped = shippedRules.match(e, ra)
+			for _, r := range shipped {
+				rules = append(rules, respondMatch{r, r != "push-burst"})
+			}
 		}
 		if e.Attack != "" {
 			for _, r := range rules {
@@ -239,52 +242,12 @@ func TestBenignPopulation(t *testing.T) {
 // respondRuleNames are the rules of the policy's respond: section.
 var respondRuleNames = []string{"fatigue-success", "fraud-reported", "travel-success", "push-burst"}
 
-// respondMatch is one respond rule that matched an assessment.
+// respondMatch is one rule of the default policy's respond: section that
+// matched a risk change.
 type respondMatch struct {
 	name string
 	// revoke: alert and revoke the user's sessions; alert only otherwise.
 	revoke bool
-}
-
-// Confidence the respond rules require.
-const (
-	respondMinConfidence = 0.8
-	// pushBurstMinConfidence is the confidence push-burst requires as
-	// proposed. As the default policy ships it, it requires none
-	// ("PUSH_BURST" in signals), which alerts on a fifth of the users:
-	// everyone whose phone misses a few pushes.
-	pushBurstMinConfidence = 0.8
-)
-
-// matchRespondRules mirrors the respond: rules of the default policy,
-// evaluated on the assessment made right after each ingested event, with
-// push-burst as proposed. It stands in for the policy's own evaluation
-// (shippedRespond) until push-burst requires a confidence there too; swap
-// it for that then.
-//
-//   - fatigue-success: APPROVAL_AFTER_BURST with confidence >= 0.8 → alert, revoke sessions
-//   - fraud-reported: the fraud report itself → alert, revoke sessions
-//   - travel-success: IMPOSSIBLE_TRAVEL with confidence >= 0.8 on a success
-//     (a login succeeded or a push approved) → alert, revoke sessions
-//   - push-burst: PUSH_BURST with confidence >= 0.8 on an event that is no
-//     success → alert (as shipped: PUSH_BURST present)
-func matchRespondRules(e scenario.Event, ra *scoringv1.RiskAssessment) []respondMatch {
-	var out []respondMatch
-	k := e.Obs.Kind
-	success := k == scoring.ObsLoginSucceeded || k == scoring.ObsPushApproved
-	if sig := find(ra, scoring.SignalApprovalAfterBurst); sig != nil && sig.GetConfidence() >= respondMinConfidence {
-		out = append(out, respondMatch{"fatigue-success", true})
-	}
-	if k == scoring.ObsFraudReported {
-		out = append(out, respondMatch{"fraud-reported", true})
-	}
-	if sig := find(ra, scoring.SignalImpossibleTravel); success && sig != nil && sig.GetConfidence() >= respondMinConfidence {
-		out = append(out, respondMatch{"travel-success", true})
-	}
-	if sig := find(ra, scoring.SignalPushBurst); !success && sig != nil && sig.GetConfidence() >= pushBurstMinConfidence {
-		out = append(out, respondMatch{"push-burst", false})
-	}
-	return out
 }
 
 // shippedRespond evaluates the respond: rules of the default policy as the
