@@ -90,14 +90,15 @@ type week struct {
 	// one of the habits that look like an attack's pushes.
 	signIns int
 	habits  map[string]int
-	// Benign users, and for each respond rule the benign users it fired
-	// for: as matchRespondRules has it, and as the default policy ships it.
+	// Benign users, and for each respond rule of the default policy the
+	// benign users it fired for (fired and shipped are the same rules,
+	// counted twice: fired beside the revoke flags, shipped by name).
 	benign         int
 	fired, shipped map[string]map[string]bool
 	// Users for whom any rule fired, and any revoking rule.
 	anyAction, anyRevoke map[string]bool
-	// Per attack: the rules that fired on its events (as matchRespondRules
-	// and the shipped policy have them), the signals raised.
+	// Per attack: the default policy's respond rules that fired on its
+	// events, and the signals raised.
 	attackRules, attackShipped map[string]map[string]bool
 	attackSignals              map[string]map[string]bool
 	// Own retries seen: APPROVAL_AFTER_BURST by context, on benign users,
