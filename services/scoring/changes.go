@@ -3,6 +3,7 @@ package scoring
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,7 +71,7 @@ func (f *feed) kick() {
 
 // noteChange writes the change an event made to the feed, inside tx.
 func (s *Service) noteChange(tx store.Txn, tenant string, ra *scoringv1.RiskAssessment, e *eventv1.AuthEvent) error {
-	if e == nil || len(ra.GetSignals()) == 0 {
+	if e == nil || len(ra.GetSignals()) == 0 || fromDecision(e) {
 		return nil
 	}
 	id := s.feed.ids.Next(s.now())
@@ -79,6 +80,14 @@ func (s *Service) noteChange(tx store.Txn, tenant string, ra *scoringv1.RiskAsse
 		return err
 	}
 	return tx.Set(changeKey(id), b, ChangeRetention)
+}
+
+// fromDecision reports whether an event is the decision service's own
+// record of a push it held back: decision already alerted on it, so the
+// feed, which carries what the logs show, leaves it out.
+func fromDecision(e *eventv1.AuthEvent) bool {
+	return e.GetType() == eventv1.EventType_EVENT_TYPE_PUSH_SUPPRESSED && e.GetSource().GetIdp() == "pushback" &&
+		strings.HasPrefix(e.GetSource().GetRawEventType(), "decision.")
 }
 
 // ListRiskChanges implements the RPC.

@@ -29,6 +29,13 @@ func TestRiskFeedHoldsIngestedChangesInOrder(t *testing.T) {
 	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: evs}); err != nil {
 		t.Fatal(err)
 	}
+	// Decision's record of a push it held back is not a logged event:
+	// decision already alerted on it.
+	suppressed := event("suppressed:d1", "carol", eventv1.EventType_EVENT_TYPE_PUSH_SUPPRESSED, 33*time.Minute+30*time.Second, evil)
+	suppressed.Source = &eventv1.Source{Idp: "pushback", RawEventType: "decision.OUTCOME_DENY"}
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{suppressed}}); err != nil {
+		t.Fatal(err)
+	}
 	// An attempt recorded by Decide changes the risk but is not a logged
 	// event: decision already answers it.
 	if _, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{AttemptId: "a1", Tenant: "acme", UserId: "carol",
