@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -31,6 +32,12 @@ type Badger struct {
 	db   *badger.DB
 	stop chan struct{}
 	done chan struct{}
+	// life orders Close after the calls in progress: a write that a
+	// late follow-up starts while the process shuts down gets
+	// badger.ErrDBClosed, instead of sending on the closed database's write
+	// channel (a panic).
+	life   sync.RWMutex
+	closed bool
 }
 
 // OpenBadger opens (or creates) a badger store.
@@ -81,6 +88,11 @@ func (b *Badger) Get(ctx context.Context, key []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	b.life.RLock()
+	defer b.life.RUnlock()
+	if b.closed {
+		return nil, badger.ErrDBClosed
+	}
 	var out []byte
 	err := b.db.View(func(txn *badger.Txn) error {
 		var err error
@@ -112,23 +124,10 @@ func (b *Badger) Update(ctx context.Context, fn func(tx Txn) error) error {
 // decision past its budget. A commit given up on may still complete, as
 // any write whose answer was lost.
 func (b *Badger) update(ctx context.Context, fn func(tx Txn) error) error {
-	if b.db.IsClosed() {
-		return badger.ErrDBClosed
-	}
-	txn := b.db.NewTransaction(true)
-	defer txn.Discard()
-	t := &badgerTxn{txn: txn}
-	if err := fn(t); err != nil {
+	done, err := b.begin(fn, ctx.Done() == nil)
+	if done == nil || err != nil {
 		return err
 	}
-	if !t.wrote {
-		return nil
-	}
-	if ctx.Done() == nil {
-		return txn.Commit()
-	}
-	done := make(chan error, 1)
-	txn.CommitWith(func(err error) { done <- err })
 	select {
 	case err := <-done:
 		return err
@@ -137,8 +136,40 @@ func (b *Badger) update(ctx context.Context, fn func(tx Txn) error) error {
 	}
 }
 
+// begin runs fn in a new transaction and sends its commit, holding off
+// Close until the commit is on its way. With wait it also waits for the
+// commit (done is then nil); otherwise done delivers its result. A
+// transaction that wrote nothing has nothing to commit (done nil).
+func (b *Badger) begin(fn func(tx Txn) error, wait bool) (done chan error, err error) {
+	b.life.RLock()
+	defer b.life.RUnlock()
+	if b.closed {
+		return nil, badger.ErrDBClosed
+	}
+	txn := b.db.NewTransaction(true)
+	defer txn.Discard()
+	t := &badgerTxn{txn: txn}
+	if err := fn(t); err != nil {
+		return nil, err
+	}
+	if !t.wrote {
+		return nil, nil
+	}
+	if wait {
+		return nil, txn.Commit()
+	}
+	done = make(chan error, 1)
+	txn.CommitWith(func(err error) { done <- err })
+	return done, nil
+}
+
 // Scan implements Store.
 func (b *Badger) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
+	b.life.RLock()
+	defer b.life.RUnlock()
+	if b.closed {
+		return nil, badger.ErrDBClosed
+	}
 	var items []Item
 	err := b.db.View(func(txn *badger.Txn) error {
 		io := badger.DefaultIteratorOptions
@@ -182,6 +213,12 @@ func (b *Badger) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
 
 // Close implements Store.
 func (b *Badger) Close() error {
+	b.life.Lock()
+	defer b.life.Unlock()
+	if b.closed {
+		return nil
+	}
+	b.closed = true
 	close(b.stop)
 	<-b.done
 	return b.db.Close()
