@@ -101,11 +101,15 @@ type responder struct {
 func (r *responder) wait(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, respondWait+5*time.Second)
 	defer cancel()
-	resp, err := r.s.opts.Feed.ListRiskChanges(cctx, &scoringv1.ListRiskChangesRequest{After: r.cursor, PageSize: 1, MaxWait: durationpb.New(respondWait)})
+	resp, err := r.s.opts.Feed.ListRiskChanges(cctx, &scoringv1.ListRiskChangesRequest{After: r.cursor, PageSize: 1, MaxWait: durationpb.New(respondWait), LoggedOnly: true})
 	if err != nil {
 		return fmt.Errorf("wait for risk changes: %w", err)
 	}
-	_ = resp
+	if len(resp.GetChanges()) == 0 && resp.GetLastChangeId() > r.cursor {
+		// Only changes the responder does not act on (Decide's) were
+		// read: move past them.
+		r.cursor = resp.GetLastChangeId()
+	}
 	return nil
 }
 
@@ -119,7 +123,7 @@ func (r *responder) pass(ctx context.Context) error {
 	}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		resp, err := r.s.opts.Feed.ListRiskChanges(cctx, &scoringv1.ListRiskChangesRequest{After: after, PageSize: respondPage})
+		resp, err := r.s.opts.Feed.ListRiskChanges(cctx, &scoringv1.ListRiskChangesRequest{After: after, PageSize: respondPage, LoggedOnly: true})
 		cancel()
 		if err != nil {
 			return fmt.Errorf("read risk changes: %w", err)
@@ -137,6 +141,12 @@ func (r *responder) pass(ctx context.Context) error {
 			r.seen[c.GetChangeId()] = time.Now()
 			if c.GetChangeId() > r.cursor {
 				r.cursor, moved = c.GetChangeId(), true
+			}
+		}
+		if last := resp.GetLastChangeId(); last > after {
+			after = last
+			if len(changes) < respondPage && last > r.cursor {
+				r.cursor, moved = last, true
 			}
 		}
 		if moved {

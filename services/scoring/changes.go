@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -12,8 +13,12 @@ import (
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/validate"
+	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // The risk-change feed: every assessment with a signal that an ingested
@@ -33,6 +38,8 @@ const (
 	defaultPageSize  = 100
 	maxChangeWait    = 30 * time.Second
 	changePollPeriod = time.Second
+	// maxChangeScan bounds the changes one call reads past its filter.
+	maxChangeScan = 20000
 )
 
 func changeKey(id string) []byte { return []byte(changePrefix + id) }
@@ -69,17 +76,33 @@ func (f *feed) kick() {
 	f.wake = make(chan struct{})
 }
 
-// noteChange writes the change an event made to the feed, inside tx.
-func (s *Service) noteChange(tx store.Txn, tenant string, ra *scoringv1.RiskAssessment, e *eventv1.AuthEvent) error {
-	if e == nil || len(ra.GetSignals()) == 0 || fromDecision(e) {
+// noteChange writes the change an event or attempt made to the feed,
+// inside tx. event is called only when the change enters the feed (it has
+// a signal), so an attempt without risk costs nothing.
+func (s *Service) noteChange(tx store.Txn, tenant string, ra *scoringv1.RiskAssessment, origin scoringv1.Origin, event func() *eventv1.AuthEvent) error {
+	if len(ra.GetSignals()) == 0 {
 		return nil
 	}
+	e := event()
+	if e == nil {
+		return nil
+	}
+	if origin == scoringv1.Origin_ORIGIN_LOG && fromDecision(e) {
+		origin = scoringv1.Origin_ORIGIN_DECIDE
+	}
 	id := s.feed.ids.Next(s.now())
-	b, err := proto.Marshal(&scoringv1.RiskChange{ChangeId: id, Tenant: tenant, Assessment: ra, Event: e})
+	b, err := proto.Marshal(&scoringv1.RiskChange{ChangeId: id, Tenant: tenant, Assessment: ra, Event: e, Origin: origin})
 	if err != nil {
 		return err
 	}
 	return tx.Set(changeKey(id), b, ChangeRetention)
+}
+
+// attemptEvent is a Decide attempt as the feed shows it.
+func attemptEvent(a *scoringv1.Attempt, user string, at time.Time) *eventv1.AuthEvent {
+	return &eventv1.AuthEvent{EventId: "attempt:" + a.GetAttemptId(), Tenant: a.GetTenant(), UserId: user, Type: eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED,
+		Time: timestamppb.New(at), AppId: a.GetAppId(), Factor: a.GetFactor(), SessionId: a.GetSessionId(), Client: a.GetClient(),
+		Source: &eventv1.Source{Idp: "pushback", RawEventType: "decision.attempt"}}
 }
 
 // fromDecision reports whether an event is the decision service's own
@@ -116,15 +139,20 @@ func (s *Service) ListRiskChanges(ctx context.Context, req *scoringv1.ListRiskCh
 	if size == 0 {
 		size = defaultPageSize
 	}
-	opts := store.ScanOptions{Prefix: []byte(changePrefix), Limit: size}
+	var after []byte
 	if a := req.GetAfter(); a != "" {
-		opts.After = changeKey(a)
+		after = changeKey(a)
+	}
+	keep := func(c *scoringv1.RiskChange) bool {
+		return !req.GetLoggedOnly() || c.GetOrigin() == scoringv1.Origin_ORIGIN_LOG
 	}
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
+	resp := &scoringv1.ListRiskChangesResponse{}
+	scanned := 0
 	for {
 		woken := s.feed.waiter()
-		items, err := s.store.Scan(ctx, opts)
+		items, err := s.store.Scan(ctx, store.ScanOptions{Prefix: []byte(changePrefix), After: after, Limit: size})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, status.FromContextError(ctx.Err()).Err()
@@ -132,16 +160,29 @@ func (s *Service) ListRiskChanges(ctx context.Context, req *scoringv1.ListRiskCh
 			s.logFailure(ctx, "read risk changes", err)
 			return nil, apierr.StoreUnavailable()
 		}
-		resp := &scoringv1.ListRiskChangesResponse{}
 		for _, it := range items {
+			after = it.Key
+			resp.LastChangeId = string(it.Key[len(changePrefix):])
 			c := &scoringv1.RiskChange{}
 			if err := proto.Unmarshal(it.Value, c); err != nil {
 				s.log.ErrorContext(ctx, "skip unreadable risk change", slog.String("key", string(it.Key)), slog.Any("error", err))
 				continue
 			}
-			resp.Changes = append(resp.Changes, c)
+			if keep(c) {
+				resp.Changes = append(resp.Changes, c)
+				if len(resp.Changes) == size {
+					return resp, nil
+				}
+			}
 		}
-		if len(items) > 0 || wait == 0 {
+		scanned += len(items)
+		if len(items) == size {
+			if scanned >= maxChangeScan {
+				return resp, nil // the caller goes on from last_change_id
+			}
+			continue // more to read past what the filter left out
+		}
+		if len(resp.Changes) > 0 || wait == 0 {
 			return resp, nil
 		}
 		poll := time.NewTimer(changePollPeriod)
@@ -160,4 +201,121 @@ func (s *Service) ListRiskChanges(ctx context.Context, req *scoringv1.ListRiskCh
 		}
 		poll.Stop()
 	}
+}
+
+// maxWatchSignals caps the signal codes a tenant-wide watch filters on.
+const maxWatchSignals = 16
+
+// watchTenant streams every risk change of a tenant from the feed, after
+// the consumer's cursor (from now on without one), filtered by score and
+// signal codes. A consumer that reconnects with the change id it saw last
+// misses nothing the feed still keeps (ChangeRetention); when its cursor is
+// older than that, the first change it gets is marked resync. Any replica
+// serves it: the feed is in the store.
+func (s *Service) watchTenant(req *scoringv1.WatchRiskRequest, stream grpc.ServerStreamingServer[scoringv1.WatchRiskResponse]) error {
+	var v apierr.Violations
+	validate.ID(&v, "tenant", req.GetTenant(), false)
+	var cursorAt time.Time
+	if a := req.GetAfter(); a != "" {
+		t, ok := ids.Time(a)
+		if !ok {
+			v.Add("after", "is not a change id")
+		}
+		cursorAt = t
+	}
+	if m := req.GetMinScore(); m < 0 || m > 100 {
+		v.Add("min_score", "must be between 0 and 100")
+	}
+	if len(req.GetSignals()) > maxWatchSignals {
+		v.Add("signals", "more than %d signal codes", maxWatchSignals)
+	}
+	codes := map[string]bool{}
+	for i, c := range req.GetSignals() {
+		if !knownSignal(c) {
+			v.Add(fmt.Sprintf("signals[%d]", i), "%q is not a signal code", c)
+		}
+		codes[c] = true
+	}
+	if err := v.Err(); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	var after []byte
+	switch {
+	case req.GetAfter() != "":
+		after = changeKey(req.GetAfter())
+	default:
+		// From now on: after the newest change there is.
+		last, err := s.store.Scan(ctx, store.ScanOptions{Prefix: []byte(changePrefix), Limit: 1, Reverse: true})
+		if err != nil {
+			s.logFailure(ctx, "read risk changes", err)
+			return apierr.StoreUnavailable()
+		}
+		if len(last) == 1 {
+			after = last[0].Key
+		}
+	}
+	resync := !cursorAt.IsZero() && s.now().Sub(cursorAt) > ChangeRetention
+	keep := func(c *scoringv1.RiskChange) bool {
+		if c.GetTenant() != req.GetTenant() || c.GetAssessment().GetScore() < req.GetMinScore() {
+			return false
+		}
+		if len(codes) == 0 {
+			return true
+		}
+		for _, sig := range c.GetAssessment().GetSignals() {
+			if codes[sig.GetCode()] {
+				return true
+			}
+		}
+		return false
+	}
+	const page = 256
+	for {
+		woken := s.feed.waiter()
+		items, err := s.store.Scan(ctx, store.ScanOptions{Prefix: []byte(changePrefix), After: after, Limit: page})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.logFailure(ctx, "read risk changes", err)
+			return apierr.StoreUnavailable()
+		}
+		for _, it := range items {
+			after = it.Key
+			c := &scoringv1.RiskChange{}
+			if proto.Unmarshal(it.Value, c) != nil || !keep(c) {
+				continue
+			}
+			if err := stream.Send(&scoringv1.WatchRiskResponse{Assessment: c.GetAssessment(), Resync: resync, ChangeId: c.GetChangeId(), Event: c.GetEvent()}); err != nil {
+				return err
+			}
+			resync = false
+		}
+		if len(items) == page {
+			continue
+		}
+		poll := time.NewTimer(changePollPeriod)
+		select {
+		case <-woken:
+		case <-poll.C:
+		case <-s.feed.stop:
+			poll.Stop()
+			return status.Error(grpccodes.Unavailable, "scoring is shutting down; reconnect with the last change id")
+		case <-ctx.Done():
+			poll.Stop()
+			return nil
+		}
+		poll.Stop()
+	}
+}
+
+// knownSignal reports whether code is a public signal code.
+func knownSignal(code string) bool {
+	switch code {
+	case SignalPushBurst, SignalDenialStreak, SignalFraudReported, SignalApprovalAfterBurst, SignalImpossibleTravel,
+		SignalResponseMismatch, SignalNewDevice, SignalNewCountry, SignalNewASN, SignalPushSpray, SignalAnonymizer:
+		return true
+	}
+	return false
 }

@@ -42,9 +42,23 @@ func TestRiskFeedHoldsIngestedChangesInOrder(t *testing.T) {
 		Factor: eventv1.Factor_FACTOR_PUSH, Time: ts(34 * time.Minute)}}); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{})
+	all, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The whole feed holds decision's held-back push and the attempt too,
+	// marked as Decide's.
+	if n := len(all.GetChanges()); n < 3 || all.GetChanges()[n-1].GetOrigin() != scoringv1.Origin_ORIGIN_DECIDE ||
+		all.GetChanges()[n-1].GetEvent().GetType() != eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED ||
+		all.GetChanges()[n-2].GetOrigin() != scoringv1.Origin_ORIGIN_DECIDE || all.GetChanges()[n-3].GetOrigin() != scoringv1.Origin_ORIGIN_LOG {
+		t.Fatalf("whole feed %v", all.GetChanges())
+	}
+	resp, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{LoggedOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetLastChangeId() != all.GetChanges()[len(all.GetChanges())-1].GetChangeId() {
+		t.Fatalf("last_change_id %q: the filtered read must say how far it read", resp.GetLastChangeId())
 	}
 	var got []string
 	prev := ""
@@ -63,7 +77,7 @@ func TestRiskFeedHoldsIngestedChangesInOrder(t *testing.T) {
 		t.Fatalf("the approval's change lacks APPROVAL_AFTER_BURST: %v", last.GetAssessment().GetSignals())
 	}
 	// Paging from a cursor.
-	page, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{After: resp.GetChanges()[0].GetChangeId(), PageSize: 2})
+	page, err := f.client.ListRiskChanges(ctx, &scoringv1.ListRiskChangesRequest{After: resp.GetChanges()[0].GetChangeId(), PageSize: 2, LoggedOnly: true})
 	if err != nil || len(page.GetChanges()) != 2 || page.GetChanges()[0].GetChangeId() != resp.GetChanges()[1].GetChangeId() {
 		t.Fatalf("page after the first: %v, %v", page.GetChanges(), err)
 	}
@@ -151,5 +165,110 @@ func TestStopWaitingAnswersAWaitingReader(t *testing.T) {
 		}
 	case <-time.After(25 * time.Second):
 		t.Fatal("a waiting reader was not answered at shutdown")
+	}
+}
+
+func burstEvents(tenant, user string, from time.Duration, n int) []*eventv1.AuthEvent {
+	var evs []*eventv1.AuthEvent
+	for i := range n {
+		e := event(fmt.Sprint(tenant, user, from, "-deny-", i), user, eventv1.EventType_EVENT_TYPE_PUSH_DENIED, from+time.Duration(i)*20*time.Second,
+			geoClient("203.0.113.9", -36.85, 174.76, "NZ", 9500))
+		e.Tenant = tenant
+		evs = append(evs, e)
+	}
+	return evs
+}
+
+// TestTenantWatchStreamsChangesAndResumesFromItsCursor: a tenant-wide
+// watch opened before a user's burst streams that user's change, only the
+// tenant's and only what passes its filter; a consumer that reconnects
+// with its cursor gets what it missed.
+func TestTenantWatchStreamsChangesAndResumesFromItsCursor(t *testing.T) {
+	f := serve(t, nil, scoring.Options{Now: func() time.Time { return base.Add(time.Hour) }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	watch, err := f.client.WatchRisk(ctx, &scoringv1.WatchRiskRequest{Tenant: "acme", MinScore: 1, Signals: []string{scoring.SignalPushBurst, scoring.SignalDenialStreak}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stream is open once the server sent headers; give it a moment
+	// to find the end of the feed.
+	time.Sleep(200 * time.Millisecond)
+	if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: append(burstEvents("globex", "gil", 10*time.Minute, 6), burstEvents("acme", "hal", 20*time.Minute, 6)...)}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := watch.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.GetAssessment().GetUserId() != "hal" || first.GetEvent().GetTenant() != "acme" || first.GetChangeId() == "" || first.GetResync() {
+		t.Fatalf("first change %v: want hal's, of acme only", first)
+	}
+	cancel()
+
+	// The consumer was away while more happened; it reconnects with the
+	// last change id it saw.
+	if _, err := f.client.Observe(context.Background(), &scoringv1.ObserveRequest{Events: burstEvents("acme", "ivy", 30*time.Minute, 6)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel2()
+	again, err := f.client.WatchRisk(ctx2, &scoringv1.WatchRiskRequest{Tenant: "acme", After: first.GetChangeId(), MinScore: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := map[string]bool{}
+	for !users["ivy"] {
+		m, err := again.Recv()
+		if err != nil {
+			t.Fatalf("resumed watch: %v (seen %v)", err, users)
+		}
+		if m.GetChangeId() <= first.GetChangeId() {
+			t.Fatalf("change %s at or before the cursor %s", m.GetChangeId(), first.GetChangeId())
+		}
+		users[m.GetAssessment().GetUserId()] = true
+	}
+	if !users["hal"] || users["gil"] {
+		t.Fatalf("resumed watch saw %v: want hal's later changes and ivy's, never globex's gil", users)
+	}
+}
+
+// TestTenantWatchFromACursorPastRetentionSaysResync: changes older than
+// the feed keeps are gone; the consumer is told.
+func TestTenantWatchFromACursorPastRetentionSaysResync(t *testing.T) {
+	f := serve(t, nil, scoring.Options{Now: func() time.Time { return base.Add(time.Hour) }})
+	if _, err := f.client.Observe(context.Background(), &scoringv1.ObserveRequest{Events: burstEvents("acme", "jo", 10*time.Minute, 6)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	w, err := f.client.WatchRisk(ctx, &scoringv1.WatchRiskRequest{Tenant: "acme", After: ids.Floor(base.Add(-48 * time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := w.Recv()
+	if err != nil || !m.GetResync() {
+		t.Fatalf("first message %v, %v: want resync", m, err)
+	}
+}
+
+func TestTenantWatchIsValidated(t *testing.T) {
+	f := serve(t, nil, scoring.Options{})
+	for name, c := range map[string]struct {
+		req   *scoringv1.WatchRiskRequest
+		field string
+	}{
+		"bad cursor":       {&scoringv1.WatchRiskRequest{Tenant: "acme", After: "../x"}, "after"},
+		"score":            {&scoringv1.WatchRiskRequest{Tenant: "acme", MinScore: 101}, "min_score"},
+		"unknown signal":   {&scoringv1.WatchRiskRequest{Tenant: "acme", Signals: []string{"PUSH_BURSTY"}}, "signals[0]"},
+		"filters and user": {&scoringv1.WatchRiskRequest{Tenant: "acme", UserId: "kim", MinScore: 10}, "user_id"},
+	} {
+		w, err := f.client.WatchRisk(context.Background(), c.req)
+		if err == nil {
+			_, err = w.Recv()
+		}
+		if fs := apierr.Fields(err); len(fs) != 1 || fs[0] != c.field {
+			t.Errorf("%s: %v, want a violation of %s", name, err, c.field)
+		}
 	}
 }

@@ -203,7 +203,7 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	// counted as one (an attacker's burst must not turn the user's own way
 	// in into the burst's next push).
 	if req.GetRecord() && !phishingResistant(a.GetFactor()) {
-		ra, _, err = s.record(ctx, a.GetTenant(), user, obs)
+		ra, _, err = s.record(ctx, a.GetTenant(), user, obs, func() *eventv1.AuthEvent { return attemptEvent(a, user, now) })
 	} else {
 		ra, err = s.preview(ctx, a.GetTenant(), user, obs)
 	}
@@ -220,7 +220,7 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 
 // record applies obs to the user's state and to the spray state of its
 // source in one transaction and publishes the new assessment.
-func (s *Service) record(ctx context.Context, tenant, user string, obs Observation) (*scoringv1.RiskAssessment, bool, error) {
+func (s *Service) record(ctx context.Context, tenant, user string, obs Observation, event func() *eventv1.AuthEvent) (*scoringv1.RiskAssessment, bool, error) {
 	key := userKey(tenant, user)
 	var ra *scoringv1.RiskAssessment
 	var applied bool
@@ -232,6 +232,9 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 		if ra, applied, err = s.apply(ctx, tx, tenant, user, st, obs, nil); err != nil || !applied {
 			return err
 		}
+		if err := s.noteChange(tx, tenant, ra, scoringv1.Origin_ORIGIN_DECIDE, event); err != nil {
+			return err
+		}
 		return s.save(tx, key, st)
 	})
 	if err != nil {
@@ -239,6 +242,9 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 	}
 	if applied {
 		s.hub.publish(tenant, user, ra)
+		if len(ra.GetSignals()) > 0 {
+			s.feed.kick()
+		}
 	}
 	return ra, applied, nil
 }
@@ -316,7 +322,7 @@ func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error
 					return err
 				}
 				if applied {
-					if err := s.noteChange(tx, it.tenant, ra, it.event); err != nil {
+					if err := s.noteChange(tx, it.tenant, ra, scoringv1.Origin_ORIGIN_LOG, func() *eventv1.AuthEvent { return it.event }); err != nil {
 						return err
 					}
 					if !slices.Contains(dirty, key) {
@@ -581,7 +587,14 @@ func (s *Service) GetRisk(ctx context.Context, req *scoringv1.GetRiskRequest) (*
 // A subscriber that falls behind loses intermediate updates and receives the
 // newest assessment marked resync, never blocking scoring.
 func (s *Service) WatchRisk(req *scoringv1.WatchRiskRequest, stream grpc.ServerStreamingServer[scoringv1.WatchRiskResponse]) error {
+	if req.GetUserId() == "" {
+		return s.watchTenant(req, stream)
+	}
 	var v apierr.Violations
+	if req.GetAfter() != "" || req.GetMinScore() != 0 || len(req.GetSignals()) > 0 {
+		v.Add("user_id", "after, min_score and signals are for a tenant-wide watch: leave user_id empty")
+		return v.Err()
+	}
 	validate.ID(&v, "user_id", req.GetUserId(), true)
 	if err := v.Err(); err != nil {
 		return err

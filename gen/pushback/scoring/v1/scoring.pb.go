@@ -27,6 +27,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Origin says what changed a user's risk.
+type Origin int32
+
+const (
+	Origin_ORIGIN_UNSPECIFIED Origin = 0
+	// An event from the identity provider's logs, through intake.
+	Origin_ORIGIN_LOG Origin = 1
+	// A push attempt Decide recorded (or a push it held back).
+	Origin_ORIGIN_DECIDE Origin = 2
+)
+
+// Enum value maps for Origin.
+var (
+	Origin_name = map[int32]string{
+		0: "ORIGIN_UNSPECIFIED",
+		1: "ORIGIN_LOG",
+		2: "ORIGIN_DECIDE",
+	}
+	Origin_value = map[string]int32{
+		"ORIGIN_UNSPECIFIED": 0,
+		"ORIGIN_LOG":         1,
+		"ORIGIN_DECIDE":      2,
+	}
+)
+
+func (x Origin) Enum() *Origin {
+	p := new(Origin)
+	*p = x
+	return p
+}
+
+func (x Origin) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Origin) Descriptor() protoreflect.EnumDescriptor {
+	return file_pushback_scoring_v1_scoring_proto_enumTypes[0].Descriptor()
+}
+
+func (Origin) Type() protoreflect.EnumType {
+	return &file_pushback_scoring_v1_scoring_proto_enumTypes[0]
+}
+
+func (x Origin) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Origin.Descriptor instead.
+func (Origin) EnumDescriptor() ([]byte, []int) {
+	return file_pushback_scoring_v1_scoring_proto_rawDescGZIP(), []int{0}
+}
+
 // Attempt is a push the identity provider is about to send.
 type Attempt struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -449,14 +501,22 @@ func (x *GetRiskResponse) GetAssessment() *RiskAssessment {
 	return nil
 }
 
-// WatchRiskRequest names the user to watch.
+// WatchRiskRequest names the user to watch, or a whole tenant.
 type WatchRiskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// User to watch, in any spelling the tenant's user id rule maps to the
-	// stored form.
+	// stored form. Empty: every user of the tenant, from the risk feed.
 	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	// Tenant of the user.
-	Tenant        string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Tenant of the user (or of the feed).
+	Tenant string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Tenant-wide only: the change id of the last change the consumer saw;
+	// the stream starts after it (with the changes from now on when empty).
+	After string `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	// Tenant-wide only: only changes whose score is at least this (0-100).
+	MinScore int32 `protobuf:"varint,4,opt,name=min_score,json=minScore,proto3" json:"min_score,omitempty"`
+	// Tenant-wide only: only changes carrying one of these signal codes
+	// (every change when empty; at most 16).
+	Signals       []string `protobuf:"bytes,5,rep,name=signals,proto3" json:"signals,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,14 +565,41 @@ func (x *WatchRiskRequest) GetTenant() string {
 	return ""
 }
 
+func (x *WatchRiskRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+func (x *WatchRiskRequest) GetMinScore() int32 {
+	if x != nil {
+		return x.MinScore
+	}
+	return 0
+}
+
+func (x *WatchRiskRequest) GetSignals() []string {
+	if x != nil {
+		return x.Signals
+	}
+	return nil
+}
+
 // WatchRiskResponse is one update.
 type WatchRiskResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The new assessment.
 	Assessment *RiskAssessment `protobuf:"bytes,1,opt,name=assessment,proto3" json:"assessment,omitempty"`
-	// True when updates were dropped because the subscriber was slow; this
-	// message carries the full current state, so the subscriber is in sync again.
-	Resync        bool `protobuf:"varint,2,opt,name=resync,proto3" json:"resync,omitempty"`
+	// True when updates were dropped: a slow subscriber of one user (this
+	// message carries the full current state, so the subscriber is in sync
+	// again), or a tenant-wide cursor older than the feed keeps (changes
+	// before this one are gone).
+	Resync bool `protobuf:"varint,2,opt,name=resync,proto3" json:"resync,omitempty"`
+	// Tenant-wide: the change id, the cursor to resume after.
+	ChangeId string `protobuf:"bytes,3,opt,name=change_id,json=changeId,proto3" json:"change_id,omitempty"`
+	// Tenant-wide: the event that changed the risk.
+	Event         *v1.AuthEvent `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -561,6 +648,20 @@ func (x *WatchRiskResponse) GetResync() bool {
 	return false
 }
 
+func (x *WatchRiskResponse) GetChangeId() string {
+	if x != nil {
+		return x.ChangeId
+	}
+	return ""
+}
+
+func (x *WatchRiskResponse) GetEvent() *v1.AuthEvent {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
 // ListRiskChangesRequest reads the feed after a cursor.
 type ListRiskChangesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -570,7 +671,10 @@ type ListRiskChangesRequest struct {
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// How long to wait for a change when none follows the cursor (none
 	// when unset, at most 30s).
-	MaxWait       *durationpb.Duration `protobuf:"bytes,3,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	MaxWait *durationpb.Duration `protobuf:"bytes,3,opt,name=max_wait,json=maxWait,proto3" json:"max_wait,omitempty"`
+	// Only changes that events from the identity provider's logs made (not
+	// Decide's attempts): what response rules act on.
+	LoggedOnly    bool `protobuf:"varint,4,opt,name=logged_only,json=loggedOnly,proto3" json:"logged_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,11 +730,21 @@ func (x *ListRiskChangesRequest) GetMaxWait() *durationpb.Duration {
 	return nil
 }
 
+func (x *ListRiskChangesRequest) GetLoggedOnly() bool {
+	if x != nil {
+		return x.LoggedOnly
+	}
+	return false
+}
+
 // ListRiskChangesResponse is one page of the feed.
 type ListRiskChangesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Changes, oldest first.
-	Changes       []*RiskChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []*RiskChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// The last change read, whether the filter kept it or not: the cursor
+	// of the next call (empty when nothing was read).
+	LastChangeId  string `protobuf:"bytes,2,opt,name=last_change_id,json=lastChangeId,proto3" json:"last_change_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -672,8 +786,16 @@ func (x *ListRiskChangesResponse) GetChanges() []*RiskChange {
 	return nil
 }
 
-// RiskChange is a user's risk right after an ingested event changed it.
-// Only assessments with at least one signal enter the feed; it keeps a day.
+func (x *ListRiskChangesResponse) GetLastChangeId() string {
+	if x != nil {
+		return x.LastChangeId
+	}
+	return ""
+}
+
+// RiskChange is a user's risk right after an event or an attempt changed
+// it. Only assessments with at least one signal enter the feed; it keeps a
+// day.
 type RiskChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Change id: sortable by time, the cursor of the feed.
@@ -682,8 +804,11 @@ type RiskChange struct {
 	Tenant string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	// The assessment after the event.
 	Assessment *RiskAssessment `protobuf:"bytes,3,opt,name=assessment,proto3" json:"assessment,omitempty"`
-	// The event that changed it.
-	Event         *v1.AuthEvent `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	// The event that changed it (for a Decide attempt, the attempt as an
+	// event of type PUSH_REQUESTED).
+	Event *v1.AuthEvent `protobuf:"bytes,4,opt,name=event,proto3" json:"event,omitempty"`
+	// What changed it.
+	Origin        Origin `protobuf:"varint,5,opt,name=origin,proto3,enum=pushback.scoring.v1.Origin" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -744,6 +869,13 @@ func (x *RiskChange) GetEvent() *v1.AuthEvent {
 		return x.Event
 	}
 	return nil
+}
+
+func (x *RiskChange) GetOrigin() Origin {
+	if x != nil {
+		return x.Origin
+	}
+	return Origin_ORIGIN_UNSPECIFIED
 }
 
 // RiskAssessment is a score and the signals that produced it.
@@ -1948,21 +2080,29 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x0fGetRiskResponse\x12C\n" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
-	"assessment\"C\n" +
+	"assessment\"\x90\x01\n" +
 	"\x10WatchRiskRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06tenant\x18\x02 \x01(\tR\x06tenant\"p\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12\x1b\n" +
+	"\tmin_score\x18\x04 \x01(\x05R\bminScore\x12\x18\n" +
+	"\asignals\x18\x05 \x03(\tR\asignals\"\xc1\x01\n" +
 	"\x11WatchRiskResponse\x12C\n" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
 	"assessment\x12\x16\n" +
-	"\x06resync\x18\x02 \x01(\bR\x06resync\"\x81\x01\n" +
+	"\x06resync\x18\x02 \x01(\bR\x06resync\x12\x1b\n" +
+	"\tchange_id\x18\x03 \x01(\tR\bchangeId\x122\n" +
+	"\x05event\x18\x04 \x01(\v2\x1c.pushback.event.v1.AuthEventR\x05event\"\xa2\x01\n" +
 	"\x16ListRiskChangesRequest\x12\x14\n" +
 	"\x05after\x18\x01 \x01(\tR\x05after\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x124\n" +
-	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\"T\n" +
+	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x12\x1f\n" +
+	"\vlogged_only\x18\x04 \x01(\bR\n" +
+	"loggedOnly\"z\n" +
 	"\x17ListRiskChangesResponse\x129\n" +
-	"\achanges\x18\x01 \x03(\v2\x1f.pushback.scoring.v1.RiskChangeR\achanges\"\xba\x01\n" +
+	"\achanges\x18\x01 \x03(\v2\x1f.pushback.scoring.v1.RiskChangeR\achanges\x12$\n" +
+	"\x0elast_change_id\x18\x02 \x01(\tR\flastChangeId\"\xef\x01\n" +
 	"\n" +
 	"RiskChange\x12\x1b\n" +
 	"\tchange_id\x18\x01 \x01(\tR\bchangeId\x12\x16\n" +
@@ -1970,7 +2110,8 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\n" +
 	"assessment\x18\x03 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
 	"assessment\x122\n" +
-	"\x05event\x18\x04 \x01(\v2\x1c.pushback.event.v1.AuthEventR\x05event\"\x83\x03\n" +
+	"\x05event\x18\x04 \x01(\v2\x1c.pushback.event.v1.AuthEventR\x05event\x123\n" +
+	"\x06origin\x18\x05 \x01(\x0e2\x1b.pushback.scoring.v1.OriginR\x06origin\"\x83\x03\n" +
 	"\x0eRiskAssessment\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x05R\x05score\x125\n" +
@@ -2065,7 +2206,12 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x12AnonymizerEvidence\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x15\n" +
-	"\x06as_org\x18\x03 \x01(\tR\x05asOrg2\xdb\x03\n" +
+	"\x06as_org\x18\x03 \x01(\tR\x05asOrg*C\n" +
+	"\x06Origin\x12\x16\n" +
+	"\x12ORIGIN_UNSPECIFIED\x10\x00\x12\x0e\n" +
+	"\n" +
+	"ORIGIN_LOG\x10\x01\x12\x11\n" +
+	"\rORIGIN_DECIDE\x10\x022\xdb\x03\n" +
 	"\x0eScoringService\x12Q\n" +
 	"\x06Assess\x12\".pushback.scoring.v1.AssessRequest\x1a#.pushback.scoring.v1.AssessResponse\x12T\n" +
 	"\aObserve\x12#.pushback.scoring.v1.ObserveRequest\x1a$.pushback.scoring.v1.ObserveResponse\x12T\n" +
@@ -2086,93 +2232,97 @@ func file_pushback_scoring_v1_scoring_proto_rawDescGZIP() []byte {
 	return file_pushback_scoring_v1_scoring_proto_rawDescData
 }
 
+var file_pushback_scoring_v1_scoring_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_pushback_scoring_v1_scoring_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_pushback_scoring_v1_scoring_proto_goTypes = []any{
-	(*Attempt)(nil),                 // 0: pushback.scoring.v1.Attempt
-	(*AssessRequest)(nil),           // 1: pushback.scoring.v1.AssessRequest
-	(*AssessResponse)(nil),          // 2: pushback.scoring.v1.AssessResponse
-	(*ObserveRequest)(nil),          // 3: pushback.scoring.v1.ObserveRequest
-	(*ObserveResponse)(nil),         // 4: pushback.scoring.v1.ObserveResponse
-	(*GetRiskRequest)(nil),          // 5: pushback.scoring.v1.GetRiskRequest
-	(*GetRiskResponse)(nil),         // 6: pushback.scoring.v1.GetRiskResponse
-	(*WatchRiskRequest)(nil),        // 7: pushback.scoring.v1.WatchRiskRequest
-	(*WatchRiskResponse)(nil),       // 8: pushback.scoring.v1.WatchRiskResponse
-	(*ListRiskChangesRequest)(nil),  // 9: pushback.scoring.v1.ListRiskChangesRequest
-	(*ListRiskChangesResponse)(nil), // 10: pushback.scoring.v1.ListRiskChangesResponse
-	(*RiskChange)(nil),              // 11: pushback.scoring.v1.RiskChange
-	(*RiskAssessment)(nil),          // 12: pushback.scoring.v1.RiskAssessment
-	(*Familiarity)(nil),             // 13: pushback.scoring.v1.Familiarity
-	(*Signal)(nil),                  // 14: pushback.scoring.v1.Signal
-	(*WindowCount)(nil),             // 15: pushback.scoring.v1.WindowCount
-	(*BurstEvidence)(nil),           // 16: pushback.scoring.v1.BurstEvidence
-	(*StreakEvidence)(nil),          // 17: pushback.scoring.v1.StreakEvidence
-	(*FraudEvidence)(nil),           // 18: pushback.scoring.v1.FraudEvidence
-	(*Location)(nil),                // 19: pushback.scoring.v1.Location
-	(*TravelEvidence)(nil),          // 20: pushback.scoring.v1.TravelEvidence
-	(*NoveltyEvidence)(nil),         // 21: pushback.scoring.v1.NoveltyEvidence
-	(*SprayEvidence)(nil),           // 22: pushback.scoring.v1.SprayEvidence
-	(*AnonymizerEvidence)(nil),      // 23: pushback.scoring.v1.AnonymizerEvidence
-	(v1.Factor)(0),                  // 24: pushback.event.v1.Factor
-	(*timestamppb.Timestamp)(nil),   // 25: google.protobuf.Timestamp
-	(*v1.Client)(nil),               // 26: pushback.event.v1.Client
-	(*v1.AuthEvent)(nil),            // 27: pushback.event.v1.AuthEvent
-	(*durationpb.Duration)(nil),     // 28: google.protobuf.Duration
-	(*v1.Geo)(nil),                  // 29: pushback.event.v1.Geo
+	(Origin)(0),                     // 0: pushback.scoring.v1.Origin
+	(*Attempt)(nil),                 // 1: pushback.scoring.v1.Attempt
+	(*AssessRequest)(nil),           // 2: pushback.scoring.v1.AssessRequest
+	(*AssessResponse)(nil),          // 3: pushback.scoring.v1.AssessResponse
+	(*ObserveRequest)(nil),          // 4: pushback.scoring.v1.ObserveRequest
+	(*ObserveResponse)(nil),         // 5: pushback.scoring.v1.ObserveResponse
+	(*GetRiskRequest)(nil),          // 6: pushback.scoring.v1.GetRiskRequest
+	(*GetRiskResponse)(nil),         // 7: pushback.scoring.v1.GetRiskResponse
+	(*WatchRiskRequest)(nil),        // 8: pushback.scoring.v1.WatchRiskRequest
+	(*WatchRiskResponse)(nil),       // 9: pushback.scoring.v1.WatchRiskResponse
+	(*ListRiskChangesRequest)(nil),  // 10: pushback.scoring.v1.ListRiskChangesRequest
+	(*ListRiskChangesResponse)(nil), // 11: pushback.scoring.v1.ListRiskChangesResponse
+	(*RiskChange)(nil),              // 12: pushback.scoring.v1.RiskChange
+	(*RiskAssessment)(nil),          // 13: pushback.scoring.v1.RiskAssessment
+	(*Familiarity)(nil),             // 14: pushback.scoring.v1.Familiarity
+	(*Signal)(nil),                  // 15: pushback.scoring.v1.Signal
+	(*WindowCount)(nil),             // 16: pushback.scoring.v1.WindowCount
+	(*BurstEvidence)(nil),           // 17: pushback.scoring.v1.BurstEvidence
+	(*StreakEvidence)(nil),          // 18: pushback.scoring.v1.StreakEvidence
+	(*FraudEvidence)(nil),           // 19: pushback.scoring.v1.FraudEvidence
+	(*Location)(nil),                // 20: pushback.scoring.v1.Location
+	(*TravelEvidence)(nil),          // 21: pushback.scoring.v1.TravelEvidence
+	(*NoveltyEvidence)(nil),         // 22: pushback.scoring.v1.NoveltyEvidence
+	(*SprayEvidence)(nil),           // 23: pushback.scoring.v1.SprayEvidence
+	(*AnonymizerEvidence)(nil),      // 24: pushback.scoring.v1.AnonymizerEvidence
+	(v1.Factor)(0),                  // 25: pushback.event.v1.Factor
+	(*timestamppb.Timestamp)(nil),   // 26: google.protobuf.Timestamp
+	(*v1.Client)(nil),               // 27: pushback.event.v1.Client
+	(*v1.AuthEvent)(nil),            // 28: pushback.event.v1.AuthEvent
+	(*durationpb.Duration)(nil),     // 29: google.protobuf.Duration
+	(*v1.Geo)(nil),                  // 30: pushback.event.v1.Geo
 }
 var file_pushback_scoring_v1_scoring_proto_depIdxs = []int32{
-	24, // 0: pushback.scoring.v1.Attempt.factor:type_name -> pushback.event.v1.Factor
-	25, // 1: pushback.scoring.v1.Attempt.time:type_name -> google.protobuf.Timestamp
-	26, // 2: pushback.scoring.v1.Attempt.client:type_name -> pushback.event.v1.Client
-	0,  // 3: pushback.scoring.v1.AssessRequest.attempt:type_name -> pushback.scoring.v1.Attempt
-	12, // 4: pushback.scoring.v1.AssessResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	27, // 5: pushback.scoring.v1.ObserveRequest.events:type_name -> pushback.event.v1.AuthEvent
-	25, // 6: pushback.scoring.v1.GetRiskRequest.time:type_name -> google.protobuf.Timestamp
-	12, // 7: pushback.scoring.v1.GetRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	12, // 8: pushback.scoring.v1.WatchRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	28, // 9: pushback.scoring.v1.ListRiskChangesRequest.max_wait:type_name -> google.protobuf.Duration
-	11, // 10: pushback.scoring.v1.ListRiskChangesResponse.changes:type_name -> pushback.scoring.v1.RiskChange
-	12, // 11: pushback.scoring.v1.RiskChange.assessment:type_name -> pushback.scoring.v1.RiskAssessment
-	27, // 12: pushback.scoring.v1.RiskChange.event:type_name -> pushback.event.v1.AuthEvent
-	14, // 13: pushback.scoring.v1.RiskAssessment.signals:type_name -> pushback.scoring.v1.Signal
-	25, // 14: pushback.scoring.v1.RiskAssessment.time:type_name -> google.protobuf.Timestamp
-	15, // 15: pushback.scoring.v1.RiskAssessment.windows:type_name -> pushback.scoring.v1.WindowCount
-	25, // 16: pushback.scoring.v1.RiskAssessment.last_phishing_resistant_time:type_name -> google.protobuf.Timestamp
-	13, // 17: pushback.scoring.v1.RiskAssessment.familiarity:type_name -> pushback.scoring.v1.Familiarity
-	16, // 18: pushback.scoring.v1.Signal.burst:type_name -> pushback.scoring.v1.BurstEvidence
-	17, // 19: pushback.scoring.v1.Signal.streak:type_name -> pushback.scoring.v1.StreakEvidence
-	18, // 20: pushback.scoring.v1.Signal.fraud:type_name -> pushback.scoring.v1.FraudEvidence
-	20, // 21: pushback.scoring.v1.Signal.travel:type_name -> pushback.scoring.v1.TravelEvidence
-	21, // 22: pushback.scoring.v1.Signal.novelty:type_name -> pushback.scoring.v1.NoveltyEvidence
-	22, // 23: pushback.scoring.v1.Signal.spray:type_name -> pushback.scoring.v1.SprayEvidence
-	23, // 24: pushback.scoring.v1.Signal.anonymizer:type_name -> pushback.scoring.v1.AnonymizerEvidence
-	28, // 25: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
-	15, // 26: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
-	28, // 27: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
-	25, // 28: pushback.scoring.v1.BurstEvidence.approved_at:type_name -> google.protobuf.Timestamp
-	25, // 29: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
-	25, // 30: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
-	28, // 31: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
-	25, // 32: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
-	29, // 33: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
-	19, // 34: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
-	19, // 35: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
-	28, // 36: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
-	28, // 37: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
-	1,  // 38: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
-	3,  // 39: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
-	5,  // 40: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
-	7,  // 41: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
-	9,  // 42: pushback.scoring.v1.ScoringService.ListRiskChanges:input_type -> pushback.scoring.v1.ListRiskChangesRequest
-	2,  // 43: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
-	4,  // 44: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
-	6,  // 45: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
-	8,  // 46: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
-	10, // 47: pushback.scoring.v1.ScoringService.ListRiskChanges:output_type -> pushback.scoring.v1.ListRiskChangesResponse
-	43, // [43:48] is the sub-list for method output_type
-	38, // [38:43] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	25, // 0: pushback.scoring.v1.Attempt.factor:type_name -> pushback.event.v1.Factor
+	26, // 1: pushback.scoring.v1.Attempt.time:type_name -> google.protobuf.Timestamp
+	27, // 2: pushback.scoring.v1.Attempt.client:type_name -> pushback.event.v1.Client
+	1,  // 3: pushback.scoring.v1.AssessRequest.attempt:type_name -> pushback.scoring.v1.Attempt
+	13, // 4: pushback.scoring.v1.AssessResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
+	28, // 5: pushback.scoring.v1.ObserveRequest.events:type_name -> pushback.event.v1.AuthEvent
+	26, // 6: pushback.scoring.v1.GetRiskRequest.time:type_name -> google.protobuf.Timestamp
+	13, // 7: pushback.scoring.v1.GetRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
+	13, // 8: pushback.scoring.v1.WatchRiskResponse.assessment:type_name -> pushback.scoring.v1.RiskAssessment
+	28, // 9: pushback.scoring.v1.WatchRiskResponse.event:type_name -> pushback.event.v1.AuthEvent
+	29, // 10: pushback.scoring.v1.ListRiskChangesRequest.max_wait:type_name -> google.protobuf.Duration
+	12, // 11: pushback.scoring.v1.ListRiskChangesResponse.changes:type_name -> pushback.scoring.v1.RiskChange
+	13, // 12: pushback.scoring.v1.RiskChange.assessment:type_name -> pushback.scoring.v1.RiskAssessment
+	28, // 13: pushback.scoring.v1.RiskChange.event:type_name -> pushback.event.v1.AuthEvent
+	0,  // 14: pushback.scoring.v1.RiskChange.origin:type_name -> pushback.scoring.v1.Origin
+	15, // 15: pushback.scoring.v1.RiskAssessment.signals:type_name -> pushback.scoring.v1.Signal
+	26, // 16: pushback.scoring.v1.RiskAssessment.time:type_name -> google.protobuf.Timestamp
+	16, // 17: pushback.scoring.v1.RiskAssessment.windows:type_name -> pushback.scoring.v1.WindowCount
+	26, // 18: pushback.scoring.v1.RiskAssessment.last_phishing_resistant_time:type_name -> google.protobuf.Timestamp
+	14, // 19: pushback.scoring.v1.RiskAssessment.familiarity:type_name -> pushback.scoring.v1.Familiarity
+	17, // 20: pushback.scoring.v1.Signal.burst:type_name -> pushback.scoring.v1.BurstEvidence
+	18, // 21: pushback.scoring.v1.Signal.streak:type_name -> pushback.scoring.v1.StreakEvidence
+	19, // 22: pushback.scoring.v1.Signal.fraud:type_name -> pushback.scoring.v1.FraudEvidence
+	21, // 23: pushback.scoring.v1.Signal.travel:type_name -> pushback.scoring.v1.TravelEvidence
+	22, // 24: pushback.scoring.v1.Signal.novelty:type_name -> pushback.scoring.v1.NoveltyEvidence
+	23, // 25: pushback.scoring.v1.Signal.spray:type_name -> pushback.scoring.v1.SprayEvidence
+	24, // 26: pushback.scoring.v1.Signal.anonymizer:type_name -> pushback.scoring.v1.AnonymizerEvidence
+	29, // 27: pushback.scoring.v1.WindowCount.window:type_name -> google.protobuf.Duration
+	16, // 28: pushback.scoring.v1.BurstEvidence.windows:type_name -> pushback.scoring.v1.WindowCount
+	29, // 29: pushback.scoring.v1.BurstEvidence.window:type_name -> google.protobuf.Duration
+	26, // 30: pushback.scoring.v1.BurstEvidence.approved_at:type_name -> google.protobuf.Timestamp
+	26, // 31: pushback.scoring.v1.StreakEvidence.since:type_name -> google.protobuf.Timestamp
+	26, // 32: pushback.scoring.v1.FraudEvidence.reported_at:type_name -> google.protobuf.Timestamp
+	29, // 33: pushback.scoring.v1.FraudEvidence.remaining:type_name -> google.protobuf.Duration
+	26, // 34: pushback.scoring.v1.Location.time:type_name -> google.protobuf.Timestamp
+	30, // 35: pushback.scoring.v1.Location.geo:type_name -> pushback.event.v1.Geo
+	20, // 36: pushback.scoring.v1.TravelEvidence.previous:type_name -> pushback.scoring.v1.Location
+	20, // 37: pushback.scoring.v1.TravelEvidence.current:type_name -> pushback.scoring.v1.Location
+	29, // 38: pushback.scoring.v1.TravelEvidence.elapsed:type_name -> google.protobuf.Duration
+	29, // 39: pushback.scoring.v1.SprayEvidence.window:type_name -> google.protobuf.Duration
+	2,  // 40: pushback.scoring.v1.ScoringService.Assess:input_type -> pushback.scoring.v1.AssessRequest
+	4,  // 41: pushback.scoring.v1.ScoringService.Observe:input_type -> pushback.scoring.v1.ObserveRequest
+	6,  // 42: pushback.scoring.v1.ScoringService.GetRisk:input_type -> pushback.scoring.v1.GetRiskRequest
+	8,  // 43: pushback.scoring.v1.ScoringService.WatchRisk:input_type -> pushback.scoring.v1.WatchRiskRequest
+	10, // 44: pushback.scoring.v1.ScoringService.ListRiskChanges:input_type -> pushback.scoring.v1.ListRiskChangesRequest
+	3,  // 45: pushback.scoring.v1.ScoringService.Assess:output_type -> pushback.scoring.v1.AssessResponse
+	5,  // 46: pushback.scoring.v1.ScoringService.Observe:output_type -> pushback.scoring.v1.ObserveResponse
+	7,  // 47: pushback.scoring.v1.ScoringService.GetRisk:output_type -> pushback.scoring.v1.GetRiskResponse
+	9,  // 48: pushback.scoring.v1.ScoringService.WatchRisk:output_type -> pushback.scoring.v1.WatchRiskResponse
+	11, // 49: pushback.scoring.v1.ScoringService.ListRiskChanges:output_type -> pushback.scoring.v1.ListRiskChangesResponse
+	45, // [45:50] is the sub-list for method output_type
+	40, // [40:45] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_pushback_scoring_v1_scoring_proto_init() }
@@ -2194,13 +2344,14 @@ func file_pushback_scoring_v1_scoring_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushback_scoring_v1_scoring_proto_rawDesc), len(file_pushback_scoring_v1_scoring_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_pushback_scoring_v1_scoring_proto_goTypes,
 		DependencyIndexes: file_pushback_scoring_v1_scoring_proto_depIdxs,
+		EnumInfos:         file_pushback_scoring_v1_scoring_proto_enumTypes,
 		MessageInfos:      file_pushback_scoring_v1_scoring_proto_msgTypes,
 	}.Build()
 	File_pushback_scoring_v1_scoring_proto = out.File

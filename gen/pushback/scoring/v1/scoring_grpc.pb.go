@@ -42,7 +42,9 @@ type ScoringServiceClient interface {
 	Observe(ctx context.Context, in *ObserveRequest, opts ...grpc.CallOption) (*ObserveResponse, error)
 	// GetRisk reads a user's current risk without recording anything.
 	GetRisk(ctx context.Context, in *GetRiskRequest, opts ...grpc.CallOption) (*GetRiskResponse, error)
-	// WatchRisk streams a user's risk whenever it changes.
+	// WatchRisk streams a user's risk whenever it changes; without a user,
+	// every risk change of a tenant from the durable feed, resumable from a
+	// cursor.
 	WatchRisk(ctx context.Context, in *WatchRiskRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRiskResponse], error)
 	// ListRiskChanges reads the durable feed of risk changes that ingested
 	// events caused (not Decide calls), oldest first, every tenant: what the
@@ -131,7 +133,9 @@ type ScoringServiceServer interface {
 	Observe(context.Context, *ObserveRequest) (*ObserveResponse, error)
 	// GetRisk reads a user's current risk without recording anything.
 	GetRisk(context.Context, *GetRiskRequest) (*GetRiskResponse, error)
-	// WatchRisk streams a user's risk whenever it changes.
+	// WatchRisk streams a user's risk whenever it changes; without a user,
+	// every risk change of a tenant from the durable feed, resumable from a
+	// cursor.
 	WatchRisk(*WatchRiskRequest, grpc.ServerStreamingServer[WatchRiskResponse]) error
 	// ListRiskChanges reads the durable feed of risk changes that ingested
 	// events caused (not Decide calls), oldest first, every tenant: what the
