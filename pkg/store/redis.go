@@ -32,7 +32,8 @@ type RedisOptions struct {
 }
 
 // DefaultScanNamespaces are the prefixes the Pushback services scan.
-var DefaultScanNamespaces = []string{"scoring/source/", "decision/user/", "intake/event/", "intake/pending/", "intake/forward/", "notify/delivery/", "notify/due/"}
+var DefaultScanNamespaces = []string{"scoring/source/", "scoring/change/", "decision/user/", "intake/event/", "intake/pending/", "intake/forward/",
+	"notify/delivery/", "notify/due/", "notify/incidents/", "notify/held/"}
 
 // Redis is the distributed store: several replicas share state through it.
 // Update is an optimistic transaction (WATCH every key read, MULTI/EXEC the

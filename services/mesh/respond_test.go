@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pushbackhq/pushback/connectors/okta/oktatest"
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/services/mesh"
 )
@@ -118,11 +119,19 @@ func postIngest(t *testing.T, m *running, format string, body []byte) {
 // leads within 20s to an alert naming APPROVAL_AFTER_BURST and to the
 // user's Okta sessions cleared, after the login was resolved to the id.
 func TestOktaFatigueSuccessIsAlertedAndRevoked(t *testing.T) {
+	t.Run("badger", func(t *testing.T) { oktaFatigueSuccessIsAlertedAndRevoked(t, mesh.Default()) })
+	t.Run("redis", func(t *testing.T) {
+		cfg := mesh.Default()
+		cfg.StoreKind, cfg.RedisAddrs = "redis", []string{redistest.Start(t).Addr}
+		oktaFatigueSuccessIsAlertedAndRevoked(t, cfg)
+	})
+}
+
+func oktaFatigueSuccessIsAlertedAndRevoked(t *testing.T, cfg mesh.Config) {
 	alerts := newAlertSink(t)
 	org := oktatest.NewServer()
 	defer org.Close()
 	org.AddUser("00u1ada9XyZ", "ada@example.com")
-	cfg := mesh.Default()
 	cfg.AlertWebhook = alerts.srv.URL
 	cfg.Connectors.Okta.URL = org.URL()
 	cfg.Connectors.Okta.Token = org.Token

@@ -12,6 +12,8 @@ import (
 	"github.com/pushbackhq/pushback/connectors/respond"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/notify"
 )
@@ -159,11 +161,24 @@ func TestDryRunActionIsRecordedNotTaken(t *testing.T) {
 // TestBrakeHoldsRevocationsPastTheLimit plays a bad rule that matches the
 // whole company: past the brake, actions are held and one alert says so;
 // an operator releases them.
+// On Redis too: held actions are found again by a scan of their index.
 func TestBrakeHoldsRevocationsPastTheLimit(t *testing.T) {
+	t.Run("badger", func(t *testing.T) { brakeHoldsRevocations(t, newStore(t)) })
+	t.Run("redis", func(t *testing.T) {
+		st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{redistest.Start(t).Addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		brakeHoldsRevocations(t, st)
+	})
+}
+
+func brakeHoldsRevocations(t *testing.T, st store.Store) {
 	clk := newClock()
 	okta := &fakeConnector{name: "okta", acts: []respond.Action{respond.RevokeSessions}}
 	logs := &logBuffer{}
-	s := newService(t, newStore(t), clk, notify.Options{Brake: 3, Channels: []notify.Channel{
+	s := newService(t, st, clk, notify.Options{Brake: 3, Channels: []notify.Channel{
 		notify.LogChannel{Logger: logs.logger()}, &notify.ActionChannel{Connector: okta},
 	}})
 	for i := range 10 {
@@ -180,13 +195,19 @@ func TestBrakeHoldsRevocationsPastTheLimit(t *testing.T) {
 	if len(held) != 7 {
 		t.Fatalf("%d held, want 7", len(held))
 	}
+	// The alert that says so waits for the alert channel's rate limit
+	// like any alert (eleven users' alerts went first).
+	for range 30 {
+		clk.Advance(2 * time.Second)
+		deliverDue(t, s)
+	}
 	if c := strings.Count(logs.String(), "response actions held in tenant acme"); c != 1 {
 		t.Fatalf("%d brake alerts, want 1:\n%s", c, logs.String())
 	}
 	// Time passing does not release them: an operator does.
 	clk.Advance(10 * time.Minute)
 	deliverDue(t, s)
-	if n := len(okta.calls()); n != 4 {
+	if n := len(okta.calls()); n != 4 || len(list(t, s, notifyv1.Status_STATUS_HELD)) != 7 {
 		t.Fatalf("held actions went out by themselves: %d", n)
 	}
 	resp, err := s.ReleaseActions(context.Background(), &notifyv1.ReleaseActionsRequest{Tenant: "acme", DeliveryIds: []string{held[0].GetDeliveryId()}})

@@ -10,6 +10,8 @@ import (
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/ids"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/services/scoring"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -183,11 +185,31 @@ func burstEvents(tenant, user string, from time.Duration, n int) []*eventv1.Auth
 // watch opened before a user's burst streams that user's change, only the
 // tenant's and only what passes its filter; a consumer that reconnects
 // with its cursor gets what it missed.
+// On Redis, one replica takes the events and another serves the watch.
 func TestTenantWatchStreamsChangesAndResumesFromItsCursor(t *testing.T) {
-	f := serve(t, nil, scoring.Options{Now: func() time.Time { return base.Add(time.Hour) }})
+	clock := scoring.Options{Now: func() time.Time { return base.Add(time.Hour) }}
+	t.Run("badger", func(t *testing.T) {
+		f := serve(t, nil, clock)
+		tenantWatch(t, f, f)
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.Start(t)
+		open := func() store.Store {
+			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = st.Close() })
+			return st
+		}
+		tenantWatch(t, serve(t, open(), clock), serve(t, open(), clock))
+	})
+}
+
+func tenantWatch(t *testing.T, f, watcher fixture) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	watch, err := f.client.WatchRisk(ctx, &scoringv1.WatchRiskRequest{Tenant: "acme", MinScore: 1, Signals: []string{scoring.SignalPushBurst, scoring.SignalDenialStreak}})
+	watch, err := watcher.client.WatchRisk(ctx, &scoringv1.WatchRiskRequest{Tenant: "acme", MinScore: 1, Signals: []string{scoring.SignalPushBurst, scoring.SignalDenialStreak}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +235,7 @@ func TestTenantWatchStreamsChangesAndResumesFromItsCursor(t *testing.T) {
 	}
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel2()
-	again, err := f.client.WatchRisk(ctx2, &scoringv1.WatchRiskRequest{Tenant: "acme", After: first.GetChangeId(), MinScore: 1})
+	again, err := watcher.client.WatchRisk(ctx2, &scoringv1.WatchRiskRequest{Tenant: "acme", After: first.GetChangeId(), MinScore: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
