@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/pushbackhq/pushback/connectors/okta/oktatest"
-	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/services/mesh"
 )
 
