@@ -46,8 +46,9 @@ func Rules() map[string]Rule {
 		scoringv1.ScoringService_Assess_FullMethodName:  {Roles: []Role{Decision, Mesh}},
 		scoringv1.ScoringService_Observe_FullMethodName: {Roles: []Role{Decision, Intake, Mesh}},
 		scoringv1.ScoringService_GetRisk_FullMethodName: {Roles: []Role{RiskReader, Operator}},
-		// WatchRisk streams: the mesh itself never watches.
-		scoringv1.ScoringService_WatchRisk_FullMethodName: {Roles: []Role{RiskReader, Operator}},
+		// WatchRisk streams; the mesh watches for the HTTP risk feed, after
+		// checking the risk reader's credential.
+		scoringv1.ScoringService_WatchRisk_FullMethodName: {Roles: []Role{RiskReader, Operator, Mesh}},
 		// The feed of every user's risk changes drives decision's response
 		// rules; a SIEM may follow it too.
 		scoringv1.ScoringService_ListRiskChanges_FullMethodName: {Roles: []Role{Decision, Mesh, RiskReader}},

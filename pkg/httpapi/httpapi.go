@@ -69,6 +69,22 @@ func HTTPStatus(c codes.Code) int {
 // WriteError writes err as a JSON error. A non-status error is internal and
 // its text is not exposed.
 func WriteError(w http.ResponseWriter, err error) {
+	body, st := errorBody(err)
+	code := HTTPStatus(st.Code())
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	WriteJSON(w, code, body)
+}
+
+// ErrorBodyOf is the JSON error body of err, as WriteError writes it (for
+// an error inside a stream that already answered 200).
+func ErrorBodyOf(err error) ErrorBody {
+	b, _ := errorBody(err)
+	return b
+}
+
+func errorBody(err error) (ErrorBody, *status.Status) {
 	st, ok := status.FromError(err)
 	if !ok {
 		st = status.New(codes.Internal, "internal error")
@@ -84,11 +100,7 @@ func WriteError(w http.ResponseWriter, err error) {
 			}
 		}
 	}
-	code := HTTPStatus(st.Code())
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	WriteJSON(w, code, body)
+	return body, st
 }
 
 // WriteJSON writes v as JSON with status code.

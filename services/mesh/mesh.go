@@ -313,6 +313,14 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 			mux.Handle(intake.AdapterPrefix, guard.HTTP(intake.AdapterPrefix+"{format}", auth.LogShipper,
 				intake.AdapterHandler(intakev1.NewIntakeServiceClient(ic), intake.AdapterOptions{Token: cfg.Auth.IntakeToken, Logger: log.With("service", Intake)})))
 		}
+		if cfg.Runs(Scoring) || cfg.ScoringAddr != "" {
+			sc, err := peer(Scoring, cfg.ScoringAddr)
+			if err != nil {
+				return err
+			}
+			// Risk readers follow a tenant's risk changes as Server-Sent Events.
+			mux.Handle(scoring.FeedPath, guard.HTTP(scoring.FeedPath, auth.RiskReader, scoring.FeedHandler(scoringv1.NewScoringServiceClient(sc))))
+		}
 		if err := notifyRoutes(mux, cfg, nw, peer, log); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/services/mesh"
+	"github.com/pushbackhq/pushback/services/scoring"
 )
 
 // alertSink is an alert webhook that keeps what it receives.
@@ -90,12 +92,12 @@ func oktaFatigueSuccess(login string, end time.Time) []byte {
 	for i := range 6 {
 		at := start.Add(time.Duration(i) * 25 * time.Second)
 		events = append(events,
-			oktaHookRecord(fmt.Sprintf("push-%d", i), "system.push.send_factor_verify_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", at),
-			oktaHookRecord(fmt.Sprintf("deny-%d", i), "user.mfa.okta_verify.deny_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", at.Add(5*time.Second)))
+			oktaHookRecord(fmt.Sprintf("%s-push-%d", login, i), "system.push.send_factor_verify_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", at),
+			oktaHookRecord(fmt.Sprintf("%s-deny-%d", login, i), "user.mfa.okta_verify.deny_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", at.Add(5*time.Second)))
 	}
 	events = append(events,
-		oktaHookRecord("push-last", "system.push.send_factor_verify_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", end.Add(-10*time.Second)),
-		oktaHookRecord("approve", "user.authentication.auth_via_mfa", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", end))
+		oktaHookRecord(login+"-push-last", "system.push.send_factor_verify_push", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", end.Add(-10*time.Second)),
+		oktaHookRecord(login+"-approve", "user.authentication.auth_via_mfa", "SUCCESS", "", "OKTA_VERIFY_PUSH", login, "203.0.113.66", end))
 	b, _ := json.Marshal(map[string]any{"eventType": "com.okta.event_hook", "eventTypeVersion": "1.0", "cloudEventsVersion": "0.1",
 		"eventId": "hook-delivery-1", "data": map[string]any{"events": events}})
 	return b
@@ -179,4 +181,129 @@ func oktaFatigueSuccessIsAlertedAndRevoked(t *testing.T, cfg mesh.Config) {
 	if !strings.Contains(taken.GetResult(), "00u1ada9XyZ") {
 		t.Fatalf("action result %q", taken.GetResult())
 	}
+}
+
+// TestRiskFeedOverHTTP: a risk reader follows a tenant's risk changes as
+// Server-Sent Events; opened before a user's burst, it streams that
+// user's change; reconnecting with Last-Event-ID resumes after it; bad
+// parameters and missing credentials answer JSON errors.
+func TestRiskFeedOverHTTP(t *testing.T) {
+	const reader = "risk-reader-token-0123456789"
+	cfg := mesh.Default()
+	cfg.Auth.ScoringTokens = []string{reader}
+	cfg.Auth.IntakeToken = "log-shipper-token-0123456789"
+	m := start(t, cfg)
+	base := "http://" + m.httpAddr + scoring.FeedPath
+	get := func(ctx context.Context, url, token, lastID string) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for name, c := range map[string]struct {
+		url, token string
+		code       int
+		want       string
+	}{
+		"no token":       {base, "", http.StatusUnauthorized, "UNAUTHENTICATED"},
+		"log shipper":    {base, "log-shipper-token-0123456789", http.StatusForbidden, "PERMISSION_DENIED"},
+		"unknown signal": {base + "?signals=PUSH_BURST,NOPE", reader, http.StatusBadRequest, `"field":"signals[1]"`},
+		"bad score":      {base + "?min_score=many", reader, http.StatusBadRequest, `"field":"min_score"`},
+	} {
+		resp := get(context.Background(), c.url, c.token, "")
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != c.code || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: %d %s; want %d and %s", name, resp.StatusCode, b, c.code, c.want)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp := get(ctx, base+"?min_score=1&signals=PUSH_BURST", reader, "")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("feed: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	events := sseEvents(resp.Body)
+	ingest := func(user string, from time.Time) {
+		body := oktaFatigueSuccess(user, from)
+		req, _ := http.NewRequest(http.MethodPost, "http://"+m.httpAddr+"/v1/ingest/okta", strings.NewReader(string(body)))
+		req.Header.Set("Authorization", "Bearer log-shipper-token-0123456789")
+		r, err := http.DefaultClient.Do(req)
+		if err != nil || r.StatusCode != http.StatusOK {
+			t.Fatalf("ingest: %v %v", r, err)
+		}
+		_ = r.Body.Close()
+	}
+	ingest("Lea@Example.com", time.Now().UTC().Add(-time.Minute))
+	var first sseEvent
+	select {
+	case first = <-events:
+	case <-ctx.Done():
+		t.Fatal("no risk event within 30s")
+	}
+	if first.event != "risk" || first.id == "" || !strings.Contains(first.data, `"userId":"lea@example.com"`) || !strings.Contains(first.data, "PUSH_BURST") {
+		t.Fatalf("first event %+v", first)
+	}
+	_ = resp.Body.Close()
+
+	// Away, then back with the last id seen: what happened meanwhile is
+	// there, nothing from before.
+	ingest("Max@Example.com", time.Now().UTC().Add(-time.Minute))
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel2()
+	again := get(ctx2, base+"?min_score=1", reader, first.id)
+	defer again.Body.Close()
+	resumed := sseEvents(again.Body)
+	for {
+		select {
+		case e := <-resumed:
+			if e.id <= first.id {
+				t.Fatalf("event %s at or before Last-Event-ID %s", e.id, first.id)
+			}
+			if strings.Contains(e.data, `"userId":"max@example.com"`) {
+				return
+			}
+		case <-ctx2.Done():
+			t.Fatal("the resumed feed did not deliver the change made while away")
+		}
+	}
+}
+
+type sseEvent struct{ id, event, data string }
+
+// sseEvents parses a Server-Sent Events body.
+func sseEvents(body io.Reader) <-chan sseEvent {
+	out := make(chan sseEvent, 64)
+	go func() {
+		defer close(out)
+		var cur sseEvent
+		sc := bufio.NewScanner(body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if cur.event != "" {
+					out <- cur
+				}
+				cur = sseEvent{}
+			case strings.HasPrefix(line, "id: "):
+				cur.id = line[4:]
+			case strings.HasPrefix(line, "event: "):
+				cur.event = line[7:]
+			case strings.HasPrefix(line, "data: "):
+				cur.data = line[6:]
+			}
+		}
+	}()
+	return out
 }

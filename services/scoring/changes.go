@@ -206,22 +206,15 @@ func (s *Service) ListRiskChanges(ctx context.Context, req *scoringv1.ListRiskCh
 // maxWatchSignals caps the signal codes a tenant-wide watch filters on.
 const maxWatchSignals = 16
 
-// watchTenant streams every risk change of a tenant from the feed, after
-// the consumer's cursor (from now on without one), filtered by score and
-// signal codes. A consumer that reconnects with the change id it saw last
-// misses nothing the feed still keeps (ChangeRetention); when its cursor is
-// older than that, the first change it gets is marked resync. Any replica
-// serves it: the feed is in the store.
-func (s *Service) watchTenant(req *scoringv1.WatchRiskRequest, stream grpc.ServerStreamingServer[scoringv1.WatchRiskResponse]) error {
+// ValidateTenantWatch checks a tenant-wide WatchRisk request: an
+// InvalidArgument naming the field, or nil.
+func ValidateTenantWatch(req *scoringv1.WatchRiskRequest) error {
 	var v apierr.Violations
 	validate.ID(&v, "tenant", req.GetTenant(), false)
-	var cursorAt time.Time
 	if a := req.GetAfter(); a != "" {
-		t, ok := ids.Time(a)
-		if !ok {
+		if _, ok := ids.Time(a); !ok {
 			v.Add("after", "is not a change id")
 		}
-		cursorAt = t
 	}
 	if m := req.GetMinScore(); m < 0 || m > 100 {
 		v.Add("min_score", "must be between 0 and 100")
@@ -229,15 +222,28 @@ func (s *Service) watchTenant(req *scoringv1.WatchRiskRequest, stream grpc.Serve
 	if len(req.GetSignals()) > maxWatchSignals {
 		v.Add("signals", "more than %d signal codes", maxWatchSignals)
 	}
-	codes := map[string]bool{}
 	for i, c := range req.GetSignals() {
 		if !knownSignal(c) {
 			v.Add(fmt.Sprintf("signals[%d]", i), "%q is not a signal code", c)
 		}
-		codes[c] = true
 	}
-	if err := v.Err(); err != nil {
+	return v.Err()
+}
+
+// watchTenant streams every risk change of a tenant from the feed, after
+// the consumer's cursor (from now on without one), filtered by score and
+// signal codes. A consumer that reconnects with the change id it saw last
+// misses nothing the feed still keeps (ChangeRetention); when its cursor is
+// older than that, the first change it gets is marked resync. Any replica
+// serves it: the feed is in the store.
+func (s *Service) watchTenant(req *scoringv1.WatchRiskRequest, stream grpc.ServerStreamingServer[scoringv1.WatchRiskResponse]) error {
+	if err := ValidateTenantWatch(req); err != nil {
 		return err
+	}
+	cursorAt, _ := ids.Time(req.GetAfter())
+	codes := map[string]bool{}
+	for _, c := range req.GetSignals() {
+		codes[c] = true
 	}
 	ctx := stream.Context()
 	var after []byte
@@ -255,7 +261,7 @@ func (s *Service) watchTenant(req *scoringv1.WatchRiskRequest, stream grpc.Serve
 			after = last[0].Key
 		}
 	}
-	resync := !cursorAt.IsZero() && s.now().Sub(cursorAt) > ChangeRetention
+	resync := req.GetAfter() != "" && s.now().Sub(cursorAt) > ChangeRetention
 	keep := func(c *scoringv1.RiskChange) bool {
 		if c.GetTenant() != req.GetTenant() || c.GetAssessment().GetScore() < req.GetMinScore() {
 			return false
