@@ -42,6 +42,9 @@ const (
 	respondCursorKey = "decision/respond/cursor"
 	// respondOverlap is how far before its cursor each pass re-reads.
 	respondOverlap = 5 * time.Second
+	// respondStartBack is how far back a responder without a cursor
+	// starts.
+	respondStartBack = 5 * time.Minute
 	respondPage    = 200
 	respondWait    = 10 * time.Second
 	// causeTTL is how long a cause is remembered; the signals that carry
@@ -62,8 +65,14 @@ func (s *Service) RunResponder(ctx context.Context) error {
 	r := &responder{s: s, seen: map[string]time.Time{}}
 	if b, err := s.opts.Store.Get(ctx, []byte(respondCursorKey)); err == nil {
 		r.cursor = string(b)
-	} else if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
-		s.log.WarnContext(ctx, "read the responder's cursor; starting from the feed's start", slog.Any("error", err))
+	} else {
+		// A responder without a cursor (a new deployment, a new store)
+		// starts a little before now: a day of old changes in the feed is
+		// history, not an attack to act on now.
+		r.cursor = ids.Floor(s.now().Add(-respondStartBack))
+		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+			s.log.WarnContext(ctx, "read the responder's cursor; starting from the last minutes of the feed", slog.Any("error", err))
+		}
 	}
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {

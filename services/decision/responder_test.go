@@ -250,3 +250,24 @@ func TestResponderFollowsAReloadedPolicy(t *testing.T) {
 	e.observe(t, loggedEvent("gus-fraud-2", "gus", eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, time.Now().UTC().Add(-time.Second), "198.51.100.7"))
 	awaitResponse(t, "the reloaded rule answered", func() bool { return len(withRule(e.notes.responses(), "any-fraud")) == 1 })
 }
+
+// TestNewResponderLeavesTheFeedsPastAlone: a responder without a cursor (a
+// new deployment on a store whose feed holds a day of changes) acts on
+// what happens from now on, not on yesterday's attacks.
+func TestNewResponderLeavesTheFeedsPastAlone(t *testing.T) {
+	st := storetest.Memory(t)
+	past, err := scoring.Open(scoring.Options{Store: st, Now: func() time.Time { return time.Now().Add(-time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := past.Observe(context.Background(), &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{
+		loggedEvent("old-fraud", "ora", eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, time.Now().Add(-time.Hour), "198.51.100.7")}}); err != nil {
+		t.Fatal(err)
+	}
+	e := newResponderEnv(t, st, decision.Options{})
+	e.observe(t, loggedEvent("new-fraud", "pia", eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, time.Now().UTC().Add(-time.Second), "198.51.100.7"))
+	awaitResponse(t, "the new fraud report answered", func() bool { return len(withRule(e.notes.responses(), "fraud-reported")) == 1 })
+	if r := withRule(e.notes.responses(), "fraud-reported"); len(r) != 1 || r[0].GetUserId() != "pia" {
+		t.Fatalf("responses %v: the hour-old report was acted on", r)
+	}
+}
