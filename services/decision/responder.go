@@ -45,8 +45,8 @@ const (
 	// respondStartBack is how far back a responder without a cursor
 	// starts.
 	respondStartBack = 5 * time.Minute
-	respondPage    = 200
-	respondWait    = 10 * time.Second
+	respondPage      = 200
+	respondWait      = 10 * time.Second
 	// causeTTL is how long a cause is remembered; the signals that carry
 	// causes last at most a day in scoring.
 	causeTTL = 25 * time.Hour
