@@ -161,6 +161,12 @@ test('fail modes: what a login gets when Pushback gives no answer', async (t) =>
       if (m.log) assert.ok(r.logs.some((l) => m.log.test(l)), r.logs.join('\n'));
     });
   }
+  await t.test('otp, and push is all the user has: denied', async () => {
+    const r = await runAction(makeEvent({ secrets: secrets(url), user: { enrolledFactors: [{ type: 'push-notification' }] } }));
+    assert.equal(r.effect.kind, 'deny');
+    assert.match(r.effect.reason, /verification method other than push/);
+    assert.ok(!r.effect.reason.includes('reference'), 'no decision, no reference');
+  });
 });
 
 test('Pushback unreachable (nothing listens): the fail mode, at once', async () => {
