@@ -274,9 +274,9 @@ function geoOf(g) {
   if (!g || typeof g !== 'object') {
     return undefined;
   }
-  const lat = Number(g.latitude);
-  const lon = Number(g.longitude);
-  if (g.latitude === undefined || g.longitude === undefined || !Number.isFinite(lat) || !Number.isFinite(lon) ||
+  const lat = g.latitude;
+  const lon = g.longitude;
+  if (typeof lat !== 'number' || typeof lon !== 'number' || !Number.isFinite(lat) || !Number.isFinite(lon) ||
     Math.abs(lat) > 90 || Math.abs(lon) > 180) {
     return undefined;
   }
