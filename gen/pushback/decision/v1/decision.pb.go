@@ -12,6 +12,7 @@ package decisionv1
 import (
 	v1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	v11 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -1079,7 +1080,7 @@ var File_pushback_decision_v1_decision_proto protoreflect.FileDescriptor
 
 const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\n" +
-	"#pushback/decision/v1/decision.proto\x12\x14pushback.decision.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\x1a!pushback/scoring/v1/scoring.proto\"\xc3\x02\n" +
+	"#pushback/decision/v1/decision.proto\x12\x14pushback.decision.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\x1a!pushback/scoring/v1/scoring.proto\"\xc3\x02\n" +
 	"\rDecideRequest\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x15\n" +
 	"\x06app_id\x18\x02 \x01(\tR\x05appId\x121\n" +
@@ -1169,12 +1170,12 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\x19FAILURE_CAUSE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!FAILURE_CAUSE_SCORING_UNAVAILABLE\x10\x01\x12\x16\n" +
 	"\x12FAILURE_CAUSE_SHED\x10\x02\x12#\n" +
-	"\x1fFAILURE_CAUSE_STORE_UNAVAILABLE\x10\x032\x9e\x03\n" +
+	"\x1fFAILURE_CAUSE_STORE_UNAVAILABLE\x10\x032\xfc\x03\n" +
 	"\x0fDecisionService\x12S\n" +
-	"\x06Decide\x12#.pushback.decision.v1.DecideRequest\x1a$.pushback.decision.v1.DecideResponse\x12b\n" +
-	"\vGetDecision\x12(.pushback.decision.v1.GetDecisionRequest\x1a).pushback.decision.v1.GetDecisionResponse\x12h\n" +
-	"\rListDecisions\x12*.pushback.decision.v1.ListDecisionsRequest\x1a+.pushback.decision.v1.ListDecisionsResponse\x12h\n" +
-	"\rClearCooldown\x12*.pushback.decision.v1.ClearCooldownRequest\x1a+.pushback.decision.v1.ClearCooldownResponseB\xdf\x01\n" +
+	"\x06Decide\x12#.pushback.decision.v1.DecideRequest\x1a$.pushback.decision.v1.DecideResponse\x12\x87\x01\n" +
+	"\vGetDecision\x12(.pushback.decision.v1.GetDecisionRequest\x1a).pushback.decision.v1.GetDecisionResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/decisions/{decision_id}\x12\x7f\n" +
+	"\rListDecisions\x12*.pushback.decision.v1.ListDecisionsRequest\x1a+.pushback.decision.v1.ListDecisionsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/decisions\x12\x88\x01\n" +
+	"\rClearCooldown\x12*.pushback.decision.v1.ClearCooldownRequest\x1a+.pushback.decision.v1.ClearCooldownResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/cooldowns:clearB\xdf\x01\n" +
 	"\x18com.pushback.decision.v1B\rDecisionProtoP\x01ZBgithub.com/pushbackhq/pushback/gen/pushback/decision/v1;decisionv1\xa2\x02\x03PDX\xaa\x02\x14Pushback.Decision.V1\xca\x02\x14Pushback\\Decision\\V1\xe2\x02 Pushback\\Decision\\V1\\GPBMetadata\xea\x02\x16Pushback::Decision::V1b\x06proto3"
 
 var (

@@ -11,6 +11,7 @@ package intakev1
 
 import (
 	v1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -388,7 +389,7 @@ var File_pushback_intake_v1_intake_proto protoreflect.FileDescriptor
 
 const file_pushback_intake_v1_intake_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpushback/intake/v1/intake.proto\x12\x12pushback.intake.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\"E\n" +
+	"\x1fpushback/intake/v1/intake.proto\x12\x12pushback.intake.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\"E\n" +
 	"\rIngestRequest\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventR\x06events\"L\n" +
 	"\x0eIngestResponse\x12\x1a\n" +
@@ -415,12 +416,13 @@ const file_pushback_intake_v1_intake_proto_rawDesc = "" +
 	"\x06tenant\x18\x06 \x01(\tR\x06tenant\"r\n" +
 	"\x12ListEventsResponse\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xa2\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb6\x02\n" +
 	"\rIntakeService\x12O\n" +
 	"\x06Ingest\x12!.pushback.intake.v1.IngestRequest\x1a\".pushback.intake.v1.IngestResponse\x12c\n" +
-	"\fIngestStream\x12'.pushback.intake.v1.IngestStreamRequest\x1a(.pushback.intake.v1.IngestStreamResponse(\x01\x12[\n" +
+	"\fIngestStream\x12'.pushback.intake.v1.IngestStreamRequest\x1a(.pushback.intake.v1.IngestStreamResponse(\x01\x12o\n" +
 	"\n" +
-	"ListEvents\x12%.pushback.intake.v1.ListEventsRequest\x1a&.pushback.intake.v1.ListEventsResponseB\xcf\x01\n" +
+	"ListEvents\x12%.pushback.intake.v1.ListEventsRequest\x1a&.pushback.intake.v1.ListEventsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
+	"/v1/eventsB\xcf\x01\n" +
 	"\x16com.pushback.intake.v1B\vIntakeProtoP\x01Z>github.com/pushbackhq/pushback/gen/pushback/intake/v1;intakev1\xa2\x02\x03PIX\xaa\x02\x12Pushback.Intake.V1\xca\x02\x12Pushback\\Intake\\V1\xe2\x02\x1ePushback\\Intake\\V1\\GPBMetadata\xea\x02\x14Pushback::Intake::V1b\x06proto3"
 
 var (

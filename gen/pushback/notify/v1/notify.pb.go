@@ -10,6 +10,7 @@
 package notifyv1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1346,7 +1347,7 @@ var File_pushback_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n" +
+	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n" +
 	"\x0eResponseAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
 	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x17\n" +
@@ -1470,13 +1471,13 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\x11SecurityEventType\x12#\n" +
 	"\x1fSECURITY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12'\n" +
 	"#SECURITY_EVENT_TYPE_SESSION_REVOKED\x10\x01\x12.\n" +
-	"*SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE\x10\x022\xfe\x03\n" +
+	"*SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE\x10\x022\xf4\x04\n" +
 	"\x13NotificationService\x12O\n" +
-	"\x06Notify\x12!.pushback.notify.v1.NotifyRequest\x1a\".pushback.notify.v1.NotifyResponse\x12g\n" +
-	"\x0eListDeliveries\x12).pushback.notify.v1.ListDeliveriesRequest\x1a*.pushback.notify.v1.ListDeliveriesResponse\x12d\n" +
-	"\rListIncidents\x12(.pushback.notify.v1.ListIncidentsRequest\x1a).pushback.notify.v1.ListIncidentsResponse\x12^\n" +
-	"\vGetIncident\x12&.pushback.notify.v1.GetIncidentRequest\x1a'.pushback.notify.v1.GetIncidentResponse\x12g\n" +
-	"\x0eReleaseActions\x12).pushback.notify.v1.ReleaseActionsRequest\x1a*.pushback.notify.v1.ReleaseActionsResponseB\xcf\x01\n" +
+	"\x06Notify\x12!.pushback.notify.v1.NotifyRequest\x1a\".pushback.notify.v1.NotifyResponse\x12\x7f\n" +
+	"\x0eListDeliveries\x12).pushback.notify.v1.ListDeliveriesRequest\x1a*.pushback.notify.v1.ListDeliveriesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/deliveries\x12{\n" +
+	"\rListIncidents\x12(.pushback.notify.v1.ListIncidentsRequest\x1a).pushback.notify.v1.ListIncidentsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/incidents\x12\x83\x01\n" +
+	"\vGetIncident\x12&.pushback.notify.v1.GetIncidentRequest\x1a'.pushback.notify.v1.GetIncidentResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/incidents/{incident_id}\x12\x87\x01\n" +
+	"\x0eReleaseActions\x12).pushback.notify.v1.ReleaseActionsRequest\x1a*.pushback.notify.v1.ReleaseActionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/actions:releaseB\xcf\x01\n" +
 	"\x16com.pushback.notify.v1B\vNotifyProtoP\x01Z>github.com/pushbackhq/pushback/gen/pushback/notify/v1;notifyv1\xa2\x02\x03PNX\xaa\x02\x12Pushback.Notify.V1\xca\x02\x12Pushback\\Notify\\V1\xe2\x02\x1ePushback\\Notify\\V1\\GPBMetadata\xea\x02\x14Pushback::Notify::V1b\x06proto3"
 
 var (

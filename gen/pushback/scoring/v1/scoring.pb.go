@@ -11,6 +11,7 @@ package scoringv1
 
 import (
 	v1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -2049,7 +2050,7 @@ var File_pushback_scoring_v1_scoring_proto protoreflect.FileDescriptor
 
 const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\n" +
-	"!pushback/scoring/v1/scoring.proto\x12\x13pushback.scoring.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\"\xa5\x02\n" +
+	"!pushback/scoring/v1/scoring.proto\x12\x13pushback.scoring.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\"\xa5\x02\n" +
 	"\aAttempt\x12\x1d\n" +
 	"\n" +
 	"attempt_id\x18\x01 \x01(\tR\tattemptId\x12\x16\n" +
@@ -2211,11 +2212,12 @@ const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\x12ORIGIN_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ORIGIN_LOG\x10\x01\x12\x11\n" +
-	"\rORIGIN_DECIDE\x10\x022\xdb\x03\n" +
+	"\rORIGIN_DECIDE\x10\x022\xed\x03\n" +
 	"\x0eScoringService\x12Q\n" +
 	"\x06Assess\x12\".pushback.scoring.v1.AssessRequest\x1a#.pushback.scoring.v1.AssessResponse\x12T\n" +
-	"\aObserve\x12#.pushback.scoring.v1.ObserveRequest\x1a$.pushback.scoring.v1.ObserveResponse\x12T\n" +
-	"\aGetRisk\x12#.pushback.scoring.v1.GetRiskRequest\x1a$.pushback.scoring.v1.GetRiskResponse\x12\\\n" +
+	"\aObserve\x12#.pushback.scoring.v1.ObserveRequest\x1a$.pushback.scoring.v1.ObserveResponse\x12f\n" +
+	"\aGetRisk\x12#.pushback.scoring.v1.GetRiskRequest\x1a$.pushback.scoring.v1.GetRiskResponse\"\x10\x82\xd3\xe4\x93\x02\n" +
+	"\x12\b/v1/risk\x12\\\n" +
 	"\tWatchRisk\x12%.pushback.scoring.v1.WatchRiskRequest\x1a&.pushback.scoring.v1.WatchRiskResponse0\x01\x12l\n" +
 	"\x0fListRiskChanges\x12+.pushback.scoring.v1.ListRiskChangesRequest\x1a,.pushback.scoring.v1.ListRiskChangesResponseB\xd7\x01\n" +
 	"\x17com.pushback.scoring.v1B\fScoringProtoP\x01Z@github.com/pushbackhq/pushback/gen/pushback/scoring/v1;scoringv1\xa2\x02\x03PSX\xaa\x02\x13Pushback.Scoring.V1\xca\x02\x13Pushback\\Scoring\\V1\xe2\x02\x1fPushback\\Scoring\\V1\\GPBMetadata\xea\x02\x15Pushback::Scoring::V1b\x06proto3"
