@@ -331,9 +331,35 @@ func BearerToken(authz string) string {
 // 403 (another role's) with the JSON error body, and never reaches next.
 // A signature covers the request's method and path and its raw body.
 func (g *Guard) HTTP(name string, role Role, next http.Handler) http.Handler {
-	r := rule{roles: role.bit()}
+	return g.http(name, rule{roles: role.bit()}, role == Hook, next)
+}
+
+// HTTPAnyCaller guards an HTTP endpoint as HTTP does, letting in every
+// caller that holds some role (as gRPC reflection does).
+func (g *Guard) HTTPAnyCaller(name string, next http.Handler) http.Handler {
+	return g.http(name, rule{anyCaller: true}, false, next)
+}
+
+// HTTPMethod guards an HTTP route that stands for the gRPC method (a route
+// transcoded into a call of it): the table's rule for method decides, as
+// for the RPC, and logs and metrics name the method. The RPC's own check
+// still runs behind it; this one answers before anything reads the request,
+// so that a caller without credentials learns nothing about its request.
+func (g *Guard) HTTPMethod(method string, next http.Handler) http.Handler {
+	r, ok := g.rules[method]
+	if !ok {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			httpapi.WriteError(w, g.refuse(withRemote(req.Context(), req.RemoteAddr), "http", method, codes.PermissionDenied, errNoRule.Error(), 0))
+		})
+	}
+	return g.http(method, r, false, next)
+}
+
+// http is HTTP with rule r; attempts: the endpoint decides push attempts,
+// so a signed call must name its attempt.
+func (g *Guard) http(name string, r rule, attempts bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if g.open {
+		if g.open || r.anyone {
 			next.ServeHTTP(w, req)
 			return
 		}
@@ -358,7 +384,7 @@ func (g *Guard) HTTP(name string, role Role, next http.Handler) http.Handler {
 			httpapi.WriteError(w, err)
 			return
 		}
-		if role == Hook && signedOnly(func(k string) []string { return req.Header.Values(k) }) {
+		if attempts && signedOnly(func(k string) []string { return req.Header.Values(k) }) {
 			var named struct {
 				AttemptID  string `json:"attemptId"`
 				AttemptID2 string `json:"attempt_id"`

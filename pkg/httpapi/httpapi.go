@@ -172,6 +172,9 @@ func Unary[Req, Resp proto.Message](newReq func() Req, call func(ctx context.Con
 	})
 }
 
+// JSONField is the field a protojson error message names, or "".
+func JSONField(msg string) string { return jsonField(msg) }
+
 // jsonField pulls a field name out of a protojson error when it names one.
 func jsonField(msg string) string {
 	for _, marker := range []string{"unknown field \"", "invalid value for enum field ", "field "} {

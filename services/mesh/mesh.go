@@ -324,6 +324,10 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		if err := notifyRoutes(mux, cfg, nw, peer, log); err != nil {
 			return err
 		}
+		// The RPCs operators and scripts call, as JSON over HTTP (rest.go).
+		if err := restRoutes(mux, srv.Server, guard); err != nil {
+			return err
+		}
 		mux.Handle("/metrics", tel.MetricsHandler())
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
