@@ -19,6 +19,7 @@ import (
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
+	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/auth"
@@ -667,5 +668,69 @@ func TestSignedDecideWithoutAttemptIDIsRefused(t *testing.T) {
 	}
 	if _, err := dc.Decide(bearer(hookToken), bare); err != nil {
 		t.Fatalf("token Decide without an attempt id: %v", err)
+	}
+}
+
+// A route transcoded into an RPC takes the RPC's rule from the table, and
+// refusals are named by the method; the OpenAPI document's route takes
+// any caller the guard knows.
+func TestGuardHTTPMethodAndAnyCaller(t *testing.T) {
+	var rejected []string
+	g, err := auth.NewGuard(auth.Options{Config: fullConfig(), OnReject: func(m string) { rejected = append(rejected, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	get := func(h http.Handler, tok string) int {
+		r := httptest.NewRequest(http.MethodGet, "/v1/x", nil)
+		if tok != "" {
+			r.Header.Set("Authorization", "Bearer "+tok)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != 200 && !strings.Contains(w.Body.String(), "ERROR_REASON_") {
+			t.Errorf("refusal without the JSON error: %s", w.Body)
+		}
+		return w.Code
+	}
+	for _, tc := range []struct {
+		name, method, token string
+		code                int
+	}{
+		{"GetDecision, operator", decisionv1.DecisionService_GetDecision_FullMethodName, operatorToken, 200},
+		{"GetDecision, rotated operator token", decisionv1.DecisionService_GetDecision_FullMethodName, operatorToken2, 200},
+		{"GetDecision, no token", decisionv1.DecisionService_GetDecision_FullMethodName, "", 401},
+		{"GetDecision, wrong token", decisionv1.DecisionService_GetDecision_FullMethodName, "not-a-configured-token-000", 401},
+		{"GetDecision, hook", decisionv1.DecisionService_GetDecision_FullMethodName, hookToken, 403},
+		{"GetDecision, risk reader", decisionv1.DecisionService_GetDecision_FullMethodName, riskToken, 403},
+		{"GetRisk, risk reader", scoringv1.ScoringService_GetRisk_FullMethodName, riskToken, 200},
+		{"GetRisk, operator", scoringv1.ScoringService_GetRisk_FullMethodName, operatorToken, 200},
+		{"Notify, operator", notifyv1.NotificationService_Notify_FullMethodName, operatorToken, 403},
+		{"health, anyone", healthpb.Health_Check_FullMethodName, "", 200},
+		{"a method without a rule", "/pushback.decision.v1.DecisionService/Nothing", operatorToken, 403},
+	} {
+		rejected = nil
+		if code := get(g.HTTPMethod(tc.method, ok), tc.token); code != tc.code {
+			t.Errorf("%s: %d, want %d", tc.name, code, tc.code)
+		}
+		if tc.code != 200 && (len(rejected) != 1 || rejected[0] != tc.method) {
+			t.Errorf("%s: refusal named %v, want %s", tc.name, rejected, tc.method)
+		}
+	}
+	doc := g.HTTPAnyCaller("GET /v1/openapi.json", ok)
+	for _, tok := range []string{hookToken, intakeToken, riskToken, operatorToken} {
+		if code := get(doc, tok); code != 200 {
+			t.Errorf("any caller with %s...: %d", tok[:6], code)
+		}
+	}
+	if code := get(doc, ""); code != 401 {
+		t.Errorf("any caller, anonymous: %d, want 401", code)
+	}
+	open, err := auth.NewGuard(auth.Options{Config: auth.Default(), Open: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if get(open.HTTPMethod(decisionv1.DecisionService_GetDecision_FullMethodName, ok), "") != 200 || get(open.HTTPAnyCaller("doc", ok), "") != 200 {
+		t.Error("the open guard refused")
 	}
 }
