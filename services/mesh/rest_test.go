@@ -13,6 +13,8 @@ import (
 	"github.com/pushbackhq/pushback/api/openapi"
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	"github.com/pushbackhq/pushback/services/mesh"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // restAnswer is an HTTP answer of the mesh, decoded.
@@ -351,4 +353,38 @@ func TestHTTPRoutesFollowTheServicesAProcessRuns(t *testing.T) {
 	if a := rest(t, m, "GET", "/v1/decisions/d-1", "", ""); a.code != 404 {
 		t.Fatalf("GET /v1/decisions/{id} on scoring = %d %s, want 404", a.code, a.raw)
 	}
+}
+
+// A call over HTTP is traced as its RPC, in the trace of the caller's
+// traceparent: the transcoded call passes the server's stats handler.
+func TestHTTPRouteIsTracedAsItsRPC(t *testing.T) {
+	spans := keptSpans{tracetest.NewInMemoryExporter()}
+	m := startWith(t, mesh.Default(), mesh.Options{SpanExporter: spans})
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req, err := http.NewRequest("GET", "http://"+m.httpAddr+"/v1/deliveries", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/deliveries = %d", resp.StatusCode)
+	}
+	// Shutting down flushes the spans.
+	if err := m.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range spans.GetSpans() {
+		if s.Name == "pushback.notify.v1.NotificationService/ListDeliveries" && s.SpanKind == trace.SpanKindServer {
+			if s.SpanContext.TraceID().String() != traceID {
+				t.Fatalf("span in trace %s, want the caller's %s", s.SpanContext.TraceID(), traceID)
+			}
+			return
+		}
+	}
+	t.Fatalf("no server span of ListDeliveries among %d spans", len(spans.GetSpans()))
 }
