@@ -303,9 +303,10 @@ func (e *errorWriter) Write(b []byte) (int, error) {
 	return e.ResponseWriter.Write(b)
 }
 
-// Flush flushes a success; an error is written whole by finish.
+// Flush flushes a success once its status is known; an error is written
+// whole by finish.
 func (e *errorWriter) Flush() {
-	if e.code < http.StatusBadRequest {
+	if e.code != 0 && e.code < http.StatusBadRequest {
 		if f, ok := e.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
 		}
