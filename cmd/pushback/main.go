@@ -14,6 +14,7 @@ const usage = `pushback stops MFA fatigue (push bombing) and impossible-travel l
 
 Usage:
   pushback serve [flags]          run the services (all four by default)
+  pushback radius [flags]         gate a VPN's RADIUS push MFA: ask Decide before each push
   pushback policy check FILE      validate a decision policy file
   pushback replay --format=F FILE...  backtest scoring and a policy on recorded IdP events
   pushback explain DECISION_ID    explain a stored decision (rules, signals, cooldown, policy, trace)
@@ -22,7 +23,7 @@ Usage:
   pushback certs [flags]          make a development CA and certificates for mutual TLS
   pushback help                   show this help
 
-Run "pushback serve --help" for the serve flags.
+Run "pushback serve --help" for the serve flags, "pushback radius --help" for the gate's.
 `
 
 func main() {
@@ -39,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], stdout, stderr, getenv)
+	case "radius":
+		return radiusCmd(ctx, args[1:], stdout, stderr, getenv)
 	case "replay":
 		return replayCmd(args[1:], os.Stdin, stdout, stderr)
 	case "policy":
