@@ -352,8 +352,9 @@ func (g *Gate) handle(ctx context.Context, req *request) *layeh.Packet {
 	if _, ok := p.Lookup(rfc2865.CHAPPassword_Type); ok {
 		return g.reject(req, msgPAPOnly)
 	}
-	pws, _ := rfc2865.UserPassword_Gets(p)
-	if len(pws) != 1 {
+	// Decrypted with the VPN's secret and the Request Authenticator.
+	pws, err := rfc2865.UserPassword_Gets(p)
+	if err != nil || len(pws) != 1 {
 		return g.reject(req, msgPAPOnly)
 	}
 	password := pws[0]
@@ -380,13 +381,14 @@ func (g *Gate) decide(ctx context.Context, req *request, user, nasID string, pas
 	dctx, cancel := context.WithTimeout(ctx, g.cfg.DecideTimeout)
 	g.counters.Decides.Add(1)
 	resp, err := g.opts.Decider.Decide(dctx, dreq)
+	late := dctx.Err() != nil
 	cancel()
 	log := g.log.With(slog.String("nas", nasID), slog.String("app", at.app), slog.String("user_hash", g.redact.User(user)),
 		slog.String("attempt_id", at.id))
 	if err != nil {
 		g.counters.DecideFailures.Add(1)
 		st := status.Convert(err)
-		if !unavailable(st.Code()) {
+		if !late && !unavailable(st.Code()) {
 			// Not an outage: a request the decision service refuses or a
 			// credential it does not take. Failing open here would let a
 			// malformed request through; this fails closed whatever the
@@ -428,7 +430,7 @@ func (g *Gate) decide(ctx context.Context, req *request, user, nasID string, pas
 		log.Info("radius: denied; rejected")
 		msg := fmt.Sprintf(msgDenied, why)
 		if c := resp.GetCooldown().AsDuration(); c > 0 {
-			msg += fmt.Sprintf(msgCooldown, c.Round(time.Minute))
+			msg += fmt.Sprintf(msgCooldown, humanDuration(c))
 		}
 		return g.reject(req, msg)
 	}
@@ -540,6 +542,9 @@ func (g *Gate) proxy(ctx context.Context, req *request, at attempt, password []b
 			log.Warn("radius: the MFA proxy did not answer in time; rejecting")
 			g.reportOutcome(at, outcomeTimedOut)
 			return g.reject(req, msgUpstreamTimeout)
+		case errors.Is(err, errUpstreamUnverified):
+			log.Error("radius: no verified answer from the MFA proxy; rejecting", slog.Any("error", err))
+			return g.reject(req, msgUpstreamUnverified)
 		default:
 			log.Error("radius: no answer from the MFA proxy; rejecting", slog.Any("error", err))
 			return g.reject(req, msgUpstreamDown)
@@ -634,6 +639,26 @@ func reasonText(resp *decisionv1.DecideResponse) string {
 		return "the sign-in policy asks for it"
 	}
 	return strings.Join(resp.GetReasons(), "; ")
+}
+
+// humanDuration writes d for a user: "15 minutes", "2 hours", "1 hour 30
+// minutes" (at least one minute).
+func humanDuration(d time.Duration) string {
+	m := max(int((d+time.Minute-1)/time.Minute), 1)
+	unit := func(n int, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %ss", n, one)
+	}
+	switch h, m := m/60, m%60; {
+	case h == 0:
+		return unit(m, "minute")
+	case m == 0:
+		return unit(h, "hour")
+	default:
+		return unit(h, "hour") + " " + unit(m, "minute")
+	}
 }
 
 // appOf is the application id of a NAS.
