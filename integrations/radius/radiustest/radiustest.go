@@ -147,11 +147,6 @@ func write(t testing.TB, path, content string) {
 // file, nothing else. Arguments: the directory, the client's secret, the
 // port.
 const radiusdConf = `
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
 confdir = %[1]s
 raddbdir = %[1]s
 modconfdir = %[1]s
@@ -159,7 +154,6 @@ logdir = %[1]s
 radacctdir = %[1]s
 run_dir = %[1]s
 db_dir = %[1]s
-libdir = /usr/lib/freeradius
 pidfile = %[1]s/freeradius.pid
 name = freeradius
 max_request_time = 30
