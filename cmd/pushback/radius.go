@@ -101,6 +101,9 @@ func radiusCmd(ctx context.Context, args []string, _, stderr io.Writer, getenv f
 		defer iconn.Close()
 		opts.Ingester = intakev1.NewIntakeServiceClient(iconn)
 	}
+	if cfg.ReportOutcomes && cfg.IntakeToken == "" {
+		log.Warn("radius: no --intake-token: a mesh with an intake token refuses the outcomes reported (set it, or --report-outcomes=false)")
+	}
 	if cfg.FailMode == radius.FailOpen {
 		log.Warn("radius: --fail-mode=open: when the decision service cannot be asked, logins go to the MFA proxy unchecked")
 	}

@@ -386,6 +386,11 @@ func (g *Gate) decide(ctx context.Context, req *request, user, nasID string, pas
 	log := g.log.With(slog.String("nas", nasID), slog.String("app", at.app), slog.String("user_hash", g.redact.User(user)),
 		slog.String("attempt_id", at.id))
 	if err != nil {
+		if ctx.Err() != nil {
+			// Shutting down: no answer, so that the VPN asks its next
+			// server.
+			return nil
+		}
 		g.counters.DecideFailures.Add(1)
 		st := status.Convert(err)
 		if !late && !unavailable(st.Code()) {

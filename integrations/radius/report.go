@@ -27,6 +27,9 @@ type reporter struct {
 	log      *slog.Logger
 	counters *Counters
 
+	// lastWarn is only used by run's goroutine.
+	lastWarn time.Time
+
 	mu     sync.Mutex
 	closed bool
 	queue  chan *eventv1.AuthEvent
@@ -80,7 +83,13 @@ func (r *reporter) send(batch []*eventv1.AuthEvent) {
 	defer cancel()
 	if _, err := r.ing.Ingest(ctx, &intakev1.IngestRequest{Events: batch}); err != nil {
 		r.counters.ReportsDropped.Add(int64(len(batch)))
-		r.log.Warn("radius: outcomes not reported to intake", slog.Int("events", len(batch)), slog.Any("error", err))
+		// At most one line per 10 seconds: an intake that is down must not
+		// flood the log.
+		if now := time.Now(); now.Sub(r.lastWarn) >= 10*time.Second {
+			r.lastWarn = now
+			r.log.Warn("radius: outcomes not reported to intake", slog.Int("events", len(batch)), slog.Any("error", err),
+				slog.Int64("dropped_so_far", r.counters.ReportsDropped.Load()))
+		}
 		return
 	}
 	r.counters.Reported.Add(int64(len(batch)))
