@@ -33,7 +33,9 @@ func TestAcceptanceBurstIsStoppedAtTheGate(t *testing.T) {
 			"User-Name=%s,User-Password=%s,NAS-Identifier=vpn,Calling-Station-Id=%s,Acct-Session-Id=%s,Proxy-State=0x%x",
 			user, password, ip, session, session), 30*time.Second)
 	}
-	sawSession := func(session string) bool { return strings.Contains(fr.Log(), fmt.Sprintf("Acct-Session-Id = %q", session)) }
+	sawSession := func(session string) bool {
+		return strings.Contains(fr.Log(), fmt.Sprintf("Acct-Session-Id = %q", session))
+	}
 	expect := func(a radiustest.Answer, code, session string) {
 		t.Helper()
 		if a.Code != code {
