@@ -36,9 +36,20 @@ func TestSplitFactor(t *testing.T) {
 
 func TestPasscodeOf(t *testing.T) {
 	for in, want := range map[string]string{
-		"123456": "123456", " 123 456 ": "123456", "0000": "0000", "1234567890123456": "1234567890123456",
+		"123456":                           "123456",
+		" 123 456 ":                        "123456",
+		"0000":                             "0000",
+		"1234567890123456":                 "1234567890123456",
 		"cccccbhuinjdrtjlfutlvtnrnhgtrtkn": "cccccbhuinjdrtjlfutlvtnrnhgtrtkn",
-		"push":                             "", "phone": "", "sms": "", "123": "", "12345678901234567": "", "12a456": "", "": "", "123,456": "",
+		// Not passcodes: factor words, too short or long, mixed.
+		"push":              "",
+		"phone":             "",
+		"sms":               "",
+		"123":               "",
+		"12345678901234567": "",
+		"12a456":            "",
+		"":                  "",
+		"123,456":           "",
 	} {
 		got, ok := passcodeOf([]byte(in))
 		if string(got) != want || ok != (want != "") {
