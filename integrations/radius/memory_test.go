@@ -64,8 +64,8 @@ func TestPendingStore(t *testing.T) {
 	}
 	must(t, s.put(a, p, now))
 	must(t, s.put(b, &pending{password: []byte("x")}, now))
-	if err := s.put(newState(), &pending{}, now); err != errTooManyPending {
-		t.Fatalf("a third challenge: %v", err)
+	if err := s.put(newState(), &pending{}, now); err != errTooManyPending || s.len() != 2 {
+		t.Fatalf("a third challenge: %v, %d waiting", err, s.len())
 	}
 	got, ok := s.take(a, now.Add(time.Minute))
 	if !ok || got != p || !got.matches("alice", ip, "vpn") || got.matches("alice", ip, "vpn-2") || got.matches("Alice", ip, "vpn") {
