@@ -24,7 +24,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pushbackhq/pushback/connectors/respond"
@@ -54,18 +53,8 @@ type Client struct {
 	http     *http.Client
 	now      func() time.Time
 
-	mu        sync.Mutex
-	token     string
-	refreshAt time.Time
-	flight    *flight
-}
-
-// flight is one token request, shared by every caller that needs a token
-// while it runs.
-type flight struct {
-	done  chan struct{}
-	token string
-	err   error
+	// tokens caches the Management API token.
+	tokens *outbound.TokenCache
 }
 
 var _ respond.Connector = (*Client)(nil)
@@ -82,7 +71,7 @@ func New(c Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{
+	cl := &Client{
 		base:     base,
 		audience: base.String() + "/api/v2/",
 		clientID: strings.TrimSpace(c.ClientID),
@@ -90,7 +79,12 @@ func New(c Config) (*Client, error) {
 		block:    c.BlockUser,
 		http:     outbound.Client(c.Timeout),
 		now:      time.Now,
-	}, nil
+	}
+	// A token is replaced a minute before it expires, or after half its
+	// life when it lives less than two.
+	cl.tokens = &outbound.TokenCache{Fetch: cl.requestToken, Now: func() time.Time { return cl.now() },
+		Margin: func(life time.Duration) time.Duration { return min(maxRefreshMargin, life/2) }}
+	return cl, nil
 }
 
 // Name implements respond.Connector.
@@ -250,44 +244,10 @@ func (c *Client) do(ctx context.Context, req *http.Request) (*http.Response, err
 // Callers that need a new token at once share one request; each waits no
 // longer than its own context.
 func (c *Client) accessToken(ctx context.Context, stale string) (string, error) {
-	c.mu.Lock()
-	if stale != "" && c.token == stale {
-		c.token = ""
+	if stale != "" {
+		c.tokens.Invalidate(stale)
 	}
-	if c.token != "" && c.now().Before(c.refreshAt) {
-		token := c.token
-		c.mu.Unlock()
-		return token, nil
-	}
-	f := c.flight
-	if f == nil {
-		f = &flight{done: make(chan struct{})}
-		c.flight = f
-		// The request outlives a caller that gives up: the next caller
-		// gets its token. The client's timeout bounds it.
-		go c.fetch(context.WithoutCancel(ctx), f)
-	}
-	c.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.token, f.err
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-}
-
-func (c *Client) fetch(ctx context.Context, f *flight) {
-	start := c.now()
-	token, ttl, err := c.requestToken(ctx)
-	c.mu.Lock()
-	if err == nil {
-		c.token = token
-		c.refreshAt = start.Add(ttl - min(maxRefreshMargin, ttl/2))
-	}
-	c.flight = nil
-	c.mu.Unlock()
-	f.token, f.err = token, err
-	close(f.done)
+	return c.tokens.Get(ctx)
 }
 
 // requestToken asks Auth0 for a Management API token with the client
@@ -396,9 +356,7 @@ func retryWait(resp *http.Response, now time.Time) (time.Duration, bool) {
 // redact removes the client secret, the cached access token and the
 // tokens given from text bound for an error.
 func (c *Client) redact(s string, tokens ...string) string {
-	c.mu.Lock()
-	secrets := append([]string{c.secret, c.token}, tokens...)
-	c.mu.Unlock()
+	secrets := append([]string{c.secret, c.tokens.Cached()}, tokens...)
 	for _, v := range secrets {
 		if len(v) >= 4 {
 			s = strings.ReplaceAll(s, v, "[redacted]")

@@ -34,7 +34,7 @@ type Client struct {
 	clientID string
 	secret   string
 	http     *http.Client
-	tokens   *tokens
+	tokens   *outbound.TokenCache
 }
 
 var _ respond.Connector = (*Client)(nil)
@@ -56,7 +56,7 @@ func New(c Config) (*Client, error) {
 		secret:   c.ClientSecret,
 		http:     outbound.Client(c.Timeout),
 	}
-	cl.tokens = &tokens{fetch: cl.fetchToken, now: time.Now}
+	cl.tokens = &outbound.TokenCache{Fetch: cl.fetchToken, Margin: func(life time.Duration) time.Duration { return min(maxRefreshMargin, life/10) }}
 	return cl, nil
 }
 
@@ -207,7 +207,7 @@ func (c *Client) call(ctx context.Context, method, rawPath, rawQuery string, pay
 		return 0, nil, respond.Permanent("entra: %s: cannot build the request URL", what)
 	}
 	for attempt := 0; ; attempt++ {
-		tok, err := c.tokens.get(ctx)
+		tok, err := c.tokens.Get(ctx)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -232,7 +232,7 @@ func (c *Client) call(ctx context.Context, method, rawPath, rawQuery string, pay
 		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
 			// The token expired early or was revoked: one fresh token.
 			_, _ = outbound.ReadBody(resp, 0)
-			c.tokens.invalidate(tok)
+			c.tokens.Invalidate(tok)
 			continue
 		}
 		data, err := outbound.ReadBody(resp, 0)

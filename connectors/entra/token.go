@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pushbackhq/pushback/connectors/respond"
@@ -24,73 +23,6 @@ const tokenCall = "POST /{tenant}/oauth2/v2.0/token"
 // maxRefreshMargin is how long before its expiry a token is replaced at
 // the most; a short-lived token is replaced after nine tenths of its life.
 const maxRefreshMargin = 5 * time.Minute
-
-// tokens caches the app's access token. Callers that find no valid token
-// share one fetch; each waits for it no longer than its own context.
-type tokens struct {
-	fetch func(ctx context.Context) (string, time.Duration, error)
-	now   func() time.Time
-
-	mu       sync.Mutex
-	token    string
-	validTo  time.Time
-	inflight *tokenFetch
-}
-
-type tokenFetch struct {
-	done  chan struct{}
-	token string
-	err   error
-}
-
-// get returns a valid token, fetching one when there is none.
-func (t *tokens) get(ctx context.Context) (string, error) {
-	t.mu.Lock()
-	if t.token != "" && t.now().Before(t.validTo) {
-		tok := t.token
-		t.mu.Unlock()
-		return tok, nil
-	}
-	f := t.inflight
-	if f == nil {
-		f = &tokenFetch{done: make(chan struct{})}
-		t.inflight = f
-		// The fetch outlives a caller that gives up: the others still
-		// wait for it. The HTTP client's timeout bounds it.
-		go t.run(context.WithoutCancel(ctx), f)
-	}
-	t.mu.Unlock()
-	select {
-	case <-f.done:
-		return f.token, f.err
-	case <-ctx.Done():
-		return "", ctx.Err()
-	}
-}
-
-func (t *tokens) run(ctx context.Context, f *tokenFetch) {
-	start := t.now()
-	tok, life, err := t.fetch(ctx)
-	t.mu.Lock()
-	if err == nil {
-		t.token = tok
-		t.validTo = start.Add(life - min(maxRefreshMargin, life/10))
-	}
-	t.inflight = nil
-	t.mu.Unlock()
-	f.token, f.err = tok, err
-	close(f.done)
-}
-
-// invalidate drops tok if it is still the cached token (Graph refused it);
-// a newer token another caller already fetched is kept.
-func (t *tokens) invalidate(tok string) {
-	t.mu.Lock()
-	if t.token == tok {
-		t.token = ""
-	}
-	t.mu.Unlock()
-}
 
 // tokenResponse is the identity platform's answer, success or error.
 type tokenResponse struct {
