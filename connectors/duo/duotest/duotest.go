@@ -2,8 +2,10 @@
 // makes, written from Duo's documentation: it verifies each request's
 // signature (the canonical request of Date, method, host, path and sorted
 // parameters, HMAC-SHA512 with the secret key, HTTP Basic ikey:signature)
-// and its Date, and serves Retrieve Users by username and Modify User with
-// Duo's response envelopes, error codes, rate limit and failures.
+// and its Date, and serves Retrieve Users by username, Modify User and the
+// v2 Authentication Logs (mintime, maxtime, limit, sort and next_offset
+// paging) with Duo's response envelopes, error codes, rate limit and
+// failures.
 package duotest
 
 import (
@@ -77,6 +79,7 @@ type Server struct {
 
 	mu           sync.Mutex
 	users        []*User
+	authlogs     []authLog
 	changes      []StatusChange
 	log          []Request
 	fail         []failure
@@ -311,6 +314,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request) (i
 
 	path := r.URL.EscapedPath()
 	switch {
+	case path == AuthLogsPath && r.Method == http.MethodGet:
+		return s.authLogs(w, params)
 	case path == "/admin/v1/users" && r.Method == http.MethodGet:
 		return s.retrieveUsers(w, params)
 	case strings.HasPrefix(path, "/admin/v1/users/") && strings.Count(path, "/") == 4:
