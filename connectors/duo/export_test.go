@@ -1,0 +1,6 @@
+package duo
+
+import "time"
+
+// SetLogClock sets the clock a LogSource takes maxtime from.
+func SetLogClock(s *LogSource, now func() time.Time) { s.now = now }
