@@ -4,3 +4,6 @@ import "time"
 
 // SetLogClock sets the clock a LogSource takes maxtime from.
 func SetLogClock(s *LogSource, now func() time.Time) { s.now = now }
+
+// MaxBodyLine is the line bound a page is indented past.
+const MaxBodyLine = maxBodyLine

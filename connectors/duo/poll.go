@@ -1,6 +1,7 @@
 package duo
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -29,6 +30,11 @@ const LogPageLimit = 1000
 
 // MaxLogPageBody bounds a page's body: a thousand records of a few KiB.
 const MaxLogPageBody = 16 << 20
+
+// maxBodyLine is the longest line intake's format reader takes for one
+// record of newline-delimited input (formats.MaxRecordBytes): it reads a
+// one-line body as such, so a longer one-line page is indented first.
+const maxBodyLine = 1 << 20
 
 const (
 	logsPath = "/admin/v2/logs/authentication"
@@ -115,7 +121,8 @@ type logPage struct {
 
 // Read implements poll.Source: one signed GET /admin/v2/logs/authentication
 // of up to LogPageLimit records, oldest first, from since (empty cursor) or
-// the cursor, never later than now − LogDelay. While Duo answers a
+// the cursor, never later than now − LogDelay. Body is Duo's answer as
+// received, indented when it is one line longer than intake reads. While Duo answers a
 // next_offset the cursor follows it with the same mintime and maxtime and
 // More is true; once the page set is exhausted the cursor starts after the
 // newest record read (+1 ms), or where it started when there was none.
@@ -196,6 +203,16 @@ func (s *LogSource) Read(ctx context.Context, cursor string, since time.Time) (p
 			next.Min = max(next.Min, next.Newest+1)
 		}
 		next.Newest = 0
+	}
+	if len(body) > maxBodyLine {
+		// Duo answers compact JSON, one line; a full page of a thousand
+		// records is longer than intake reads as one line. Indenting
+		// changes no value.
+		var b bytes.Buffer
+		if err := json.Indent(&b, body, "", " "); err != nil {
+			return poll.Page{}, fmt.Errorf("duo: %s: unreadable response: %v", logsCall, err)
+		}
+		body = b.Bytes()
 	}
 	p := poll.Page{Body: body, Cursor: next.encode(), More: next.Offset != nil}
 	if newest > 0 {

@@ -234,12 +234,10 @@ func TestLogMaxtimeNeverPastDelay(t *testing.T) {
 
 	// A since within the delay asks nothing: Duo refuses mintime >= maxtime.
 	_, _, src2 := logSetup(t, now)
-	n := len(s.AuthLogRequests())
 	p := read(t, src2, "", now.Add(-30*time.Second))
 	if p.More || p.Body != nil || p.Cursor == "" {
 		t.Fatalf("page %+v", p)
 	}
-	_ = n
 
 	// Once the clock passes the delay the younger record is read.
 	duo.SetLogClock(src, func() time.Time { return now.Add(3 * time.Minute) })
@@ -251,7 +249,7 @@ func TestLogMaxtimeNeverPastDelay(t *testing.T) {
 
 func TestLogRestartMidPageSet(t *testing.T) {
 	now := time.Now().Truncate(time.Millisecond)
-	s, c, src := logSetup(t, now)
+	s, _, src := logSetup(t, now)
 	since := now.Add(-2 * time.Hour)
 	want := addLogs(s, "r", since.Add(time.Second), 2*duo.LogPageLimit+10)
 
@@ -267,7 +265,6 @@ func TestLogRestartMidPageSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = c
 	src2 := c2.LogSource()
 	duo.SetLogClock(src2, func() time.Time { return now.Add(7 * time.Minute) })
 	ids, _, _ := drain(t, src2, stored, time.Time{})
@@ -281,6 +278,36 @@ func TestLogRestartMidPageSet(t *testing.T) {
 	}
 	if reqs[1].Get("maxtime") != reqs[0].Get("maxtime") || reqs[1].Get("mintime") != reqs[0].Get("mintime") {
 		t.Errorf("after restart mintime/maxtime %s/%s, want %s/%s", reqs[1].Get("mintime"), reqs[1].Get("maxtime"), reqs[0].Get("mintime"), reqs[0].Get("maxtime"))
+	}
+}
+
+// Real records run to a few KiB: a full page of them is past the 1 MiB
+// bound of the user calls and, as one line, past the longest line intake's
+// reader takes; the page still parses, every record in it.
+func TestLogFullPageOverOneMiB(t *testing.T) {
+	now := time.Now().Truncate(time.Millisecond)
+	s, _, src := logSetup(t, now)
+	start := now.Add(-time.Hour)
+	for i := range duo.LogPageLimit {
+		r := duotest.AuthLog(fmt.Sprintf("big-%04d", i), "alice@example.com", start.Add(time.Duration(i)*time.Millisecond))
+		r["user"].(map[string]any)["groups"] = []any{strings.Repeat("g", 1500)}
+		s.AddAuthLog(r)
+	}
+	p := read(t, src, "", start)
+	if len(p.Body) <= 1<<20 {
+		t.Fatalf("the page is %d bytes, want over 1 MiB", len(p.Body))
+	}
+	if n := len(txids(t, p.Body)); n != duo.LogPageLimit {
+		t.Fatalf("%d records", n)
+	}
+	if p.More || !p.Newest.Equal(start.Add((duo.LogPageLimit-1)*time.Millisecond)) {
+		t.Errorf("More %v Newest %v", p.More, p.Newest)
+	}
+}
+
+func TestLogBodyLineBoundIsIntakes(t *testing.T) {
+	if duo.MaxBodyLine != formats.MaxRecordBytes {
+		t.Fatalf("the connector indents past %d bytes, intake reads lines up to %d", duo.MaxBodyLine, formats.MaxRecordBytes)
 	}
 }
 
