@@ -367,7 +367,7 @@ func TestLogBadSignatureIsPermanent(t *testing.T) {
 
 	// No read-log permission: 403, permanent too.
 	s2, _, src2 := logSetup(t, now)
-	s2.SetPermissions(false, true)
+	s2.SetLogPermission(false)
 	if _, err := src2.Read(context.Background(), "", now.Add(-time.Hour)); !respond.IsPermanent(err) || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("%v, want a permanent 403", err)
 	}

@@ -86,6 +86,15 @@ func (s *Server) AddAuthLog(record map[string]any) {
 	s.authlogs = append(s.authlogs, authLog{ms: ms, txid: txid, rec: record})
 }
 
+// SetLogPermission sets the Admin API application's "Grant read log"
+// permission; without it the Authentication Logs are answered 403, code
+// 40301.
+func (s *Server) SetLogPermission(grantReadLog bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.readLog = grantReadLog
+}
+
 // AuthLogRequests lists the parameters of the Authentication Logs
 // requests answered, in order (refused ones included).
 func (s *Server) AuthLogRequests() []url.Values {
@@ -120,7 +129,10 @@ func msParam(params url.Values, name string) (int64, bool) {
 // [time in ms, txid], which the next request sends back comma-joined with
 // the same mintime and maxtime.
 func (s *Server) authLogs(w http.ResponseWriter, params url.Values) (int, int) {
-	if !s.allowed(false) {
+	s.mu.Lock()
+	granted := s.readLog
+	s.mu.Unlock()
+	if !granted {
 		return s.fail4(w, http.StatusForbidden, 40301, "Access forbidden", "")
 	}
 	mintime, ok1 := msParam(params, "mintime")

@@ -84,21 +84,23 @@ type Server struct {
 	log          []Request
 	fail         []failure
 	read, write  bool
+	readLog      bool
 	hang         bool
 	hugeBody     bool
 	ignoreFilter bool
 	leakSecret   bool
 }
 
-// New starts a fake with fresh keys and both Admin API read and write
-// resource permissions granted.
+// New starts a fake with fresh keys and the Admin API read and write
+// resource and read log permissions granted.
 func New() *Server {
 	s := &Server{
-		IKey:   "DI" + upperAlnum(18),
-		SKey:   randomText(40),
-		closed: make(chan struct{}),
-		read:   true,
-		write:  true,
+		IKey:    "DI" + upperAlnum(18),
+		SKey:    randomText(40),
+		closed:  make(chan struct{}),
+		read:    true,
+		write:   true,
+		readLog: true,
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
