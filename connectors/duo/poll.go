@@ -84,7 +84,7 @@ func decodeCursor(s string) (logCursor, error) {
 	var c logCursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err == nil {
-		d := json.NewDecoder(strings.NewReader(string(b)))
+		d := json.NewDecoder(bytes.NewReader(b))
 		d.DisallowUnknownFields()
 		err = d.Decode(&c)
 	}
@@ -121,11 +121,12 @@ type logPage struct {
 
 // Read implements poll.Source: one signed GET /admin/v2/logs/authentication
 // of up to LogPageLimit records, oldest first, from since (empty cursor) or
-// the cursor, never later than now − LogDelay. Body is Duo's answer as
-// received, indented when it is one line longer than intake reads. While Duo answers a
+// the cursor, never later than now − LogDelay. While Duo answers a
 // next_offset the cursor follows it with the same mintime and maxtime and
 // More is true; once the page set is exhausted the cursor starts after the
 // newest record read (+1 ms), or where it started when there was none.
+// Body is Duo's answer as received, indented when it is one line longer
+// than intake reads.
 func (s *LogSource) Read(ctx context.Context, cursor string, since time.Time) (poll.Page, error) {
 	now := s.now()
 	var cur logCursor
@@ -164,7 +165,7 @@ func (s *LogSource) Read(ctx context.Context, cursor string, since time.Time) (p
 		return poll.Page{}, err
 	}
 	var page logPage
-	d := json.NewDecoder(strings.NewReader(string(resp)))
+	d := json.NewDecoder(bytes.NewReader(resp))
 	d.UseNumber()
 	if err := d.Decode(&page); err != nil {
 		return poll.Page{}, fmt.Errorf("duo: %s: unreadable response: %v", logsCall, err)
@@ -200,7 +201,8 @@ func (s *LogSource) Read(ctx context.Context, cursor string, since time.Time) (p
 		// The page set is exhausted: start after its newest record.
 		next.Max = 0
 		if next.Newest > 0 {
-			next.Min = max(next.Min, next.Newest+1)
+			// A record past maxtime (Duo sends none) moves it no further.
+			next.Min = max(next.Min, min(next.Newest, maxtime)+1)
 		}
 		next.Newest = 0
 	}

@@ -201,6 +201,40 @@ func TestLogPageSetBoundaryNoneTwiceNoneSkipped(t *testing.T) {
 	}
 }
 
+// A server may give a full last page a next_offset; the empty page that
+// follows ends the set, and the next set still starts after the newest
+// record of the full page.
+func TestLogEmptyLastPageOfASet(t *testing.T) {
+	now := time.Now().Truncate(time.Millisecond)
+	s, _, src := logSetup(t, now)
+	s.OffsetOnFullPage(true)
+	start := now.Add(-time.Hour)
+	want := addLogs(s, "f", start, duo.LogPageLimit)
+	ids, pages, cursor := drain(t, src, "", start)
+	if len(pages) != 2 || len(txids(t, pages[1].Body)) != 0 || !pages[1].Newest.IsZero() {
+		t.Fatalf("%d pages, want a full one and an empty one", len(pages))
+	}
+	if !slices.Equal(ids, want) {
+		t.Fatalf("read %d, want %d", len(ids), len(want))
+	}
+	read(t, src, cursor, start)
+	reqs := s.AuthLogRequests()
+	newest := start.Add((duo.LogPageLimit - 1) * time.Second)
+	if got := reqs[len(reqs)-1].Get("mintime"); got != ms(newest.Add(time.Millisecond)) {
+		t.Errorf("next set mintime %s, want %s", got, ms(newest.Add(time.Millisecond)))
+	}
+}
+
+func TestLogSinceBeforeRetention(t *testing.T) {
+	now := time.Now().Truncate(time.Millisecond)
+	s, _, src := logSetup(t, now)
+	read(t, src, "", time.Time{})
+	want := now.Add(-duo.LogRetention + time.Hour)
+	if got := s.AuthLogRequests()[0].Get("mintime"); got != ms(want) {
+		t.Errorf("mintime %s, want %s (within Duo's retention)", got, ms(want))
+	}
+}
+
 func TestLogEmptyWindowKeepsMintime(t *testing.T) {
 	now := time.Now().Truncate(time.Millisecond)
 	s, _, src := logSetup(t, now)

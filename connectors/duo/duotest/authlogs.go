@@ -95,6 +95,15 @@ func (s *Server) SetLogPermission(grantReadLog bool) {
 	s.readLog = grantReadLog
 }
 
+// OffsetOnFullPage makes a page of exactly limit records carry a
+// next_offset even when no record follows (the next page is then empty, its
+// next_offset null), as a server that does not look ahead answers.
+func (s *Server) OffsetOnFullPage(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offsetOnFull = on
+}
+
 // AuthLogRequests lists the parameters of the Authentication Logs
 // requests answered, in order (refused ones included).
 func (s *Server) AuthLogRequests() []url.Values {
@@ -182,6 +191,7 @@ func (s *Server) authLogs(w http.ResponseWriter, params url.Values) (int, int) {
 	}
 
 	s.mu.Lock()
+	offsetOnFull := s.offsetOnFull
 	var match []authLog
 	for _, l := range s.authlogs {
 		if mintime <= l.ms && l.ms <= maxtime {
@@ -199,7 +209,7 @@ func (s *Server) authLogs(w http.ResponseWriter, params url.Values) (int, int) {
 		match = match[i:]
 	}
 	var next any
-	if len(match) > limit {
+	if len(match) > limit || offsetOnFull && len(match) == limit {
 		match = match[:limit]
 		last := match[len(match)-1]
 		next = []string{strconv.FormatInt(last.ms, 10), last.txid}

@@ -85,6 +85,7 @@ type Server struct {
 	fail         []failure
 	read, write  bool
 	readLog      bool
+	offsetOnFull bool
 	hang         bool
 	hugeBody     bool
 	ignoreFilter bool
