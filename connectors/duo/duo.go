@@ -1,7 +1,9 @@
 // Package duo is the Duo response connector: it sets a Duo user's status
 // to "disabled" through the Duo Admin API, signing each request as Duo
 // documents (HMAC-SHA512 over date, method, host, path and parameters).
-// docs/connectors/duo.md lists the calls and the permissions they need.
+// Its LogSource reads the account's authentication logs for the poll
+// runner. docs/connectors/duo.md lists the calls and the permissions they
+// need.
 package duo
 
 import (
