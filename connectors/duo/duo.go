@@ -1,7 +1,9 @@
 // Package duo is the Duo response connector: it sets a Duo user's status
 // to "disabled" through the Duo Admin API, signing each request as Duo
 // documents (HMAC-SHA512 over date, method, host, path and parameters).
-// docs/connectors/duo.md lists the calls and the permissions they need.
+// Its LogSource reads the account's authentication logs for the poll
+// runner. docs/connectors/duo.md lists the calls and the permissions they
+// need.
 package duo
 
 import (
@@ -192,6 +194,14 @@ type envelope struct {
 // call makes one signed call and returns the "response" of a 200 answer
 // with stat OK, and the error Do returns otherwise.
 func (c *Client) call(ctx context.Context, method, path string, params url.Values, what string) (json.RawMessage, error) {
+	_, resp, err := c.send(ctx, method, path, params, what, 0, true)
+	return resp, err
+}
+
+// send makes one signed call; on a 200 answer with stat OK it returns the
+// whole body, at most limit bytes (outbound.MaxBody when zero), and its
+// "response". A 404 is ErrUserNotFound when userCall.
+func (c *Client) send(ctx context.Context, method, path string, params url.Values, what string, limit int64, userCall bool) ([]byte, json.RawMessage, error) {
 	date := c.now().UTC().Format(time.RFC1123Z)
 	query := canonParams(params)
 	target := c.base + path
@@ -205,7 +215,7 @@ func (c *Client) call(ctx context.Context, method, path string, params url.Value
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil || req.URL.EscapedPath() != path {
-		return nil, respond.Permanent("duo: %s: cannot build the request", what)
+		return nil, nil, respond.Permanent("duo: %s: cannot build the request", what)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -220,19 +230,19 @@ func (c *Client) call(ctx context.Context, method, path string, params url.Value
 		if errors.As(err, &ue) {
 			err = ue.Err // it repeats the URL, the username in it
 		}
-		return nil, fmt.Errorf("duo: %s: %w", what, c.redactErr(err))
+		return nil, nil, fmt.Errorf("duo: %s: %w", what, c.redactErr(err))
 	}
-	data, err := outbound.ReadBody(resp, 0)
+	data, err := outbound.ReadBody(resp, limit)
 	if err != nil {
-		return nil, fmt.Errorf("duo: %s: HTTP %d: %w", what, resp.StatusCode, err)
+		return nil, nil, fmt.Errorf("duo: %s: HTTP %d: %w", what, resp.StatusCode, err)
 	}
 	var env envelope
 	_ = json.Unmarshal(data, &env)
 	if resp.StatusCode == http.StatusOK {
 		if env.Stat != "OK" {
-			return nil, fmt.Errorf("duo: %s: HTTP 200 with stat %q", what, env.Stat)
+			return nil, nil, fmt.Errorf("duo: %s: HTTP 200 with stat %q", what, env.Stat)
 		}
-		return env.Response, nil
+		return data, env.Response, nil
 	}
 	detail := ""
 	if code := strings.Trim(string(env.Code), `"`); code != "" {
@@ -250,10 +260,10 @@ func (c *Client) call(ctx context.Context, method, path string, params url.Value
 		wait, ok = DefaultRateLimitWait, true
 	}
 	serr := respond.StatusError(what, resp.StatusCode, detail, wait, ok)
-	if resp.StatusCode == http.StatusNotFound {
-		return nil, fmt.Errorf("duo: %w: %w", ErrUserNotFound, serr)
+	if userCall && resp.StatusCode == http.StatusNotFound {
+		return nil, nil, fmt.Errorf("duo: %w: %w", ErrUserNotFound, serr)
 	}
-	return nil, fmt.Errorf("duo: %w", serr)
+	return nil, nil, fmt.Errorf("duo: %w", serr)
 }
 
 func (c *Client) redact(s string) string {

@@ -2,8 +2,10 @@
 // makes, written from Duo's documentation: it verifies each request's
 // signature (the canonical request of Date, method, host, path and sorted
 // parameters, HMAC-SHA512 with the secret key, HTTP Basic ikey:signature)
-// and its Date, and serves Retrieve Users by username and Modify User with
-// Duo's response envelopes, error codes, rate limit and failures.
+// and its Date, and serves Retrieve Users by username, Modify User and the
+// v2 Authentication Logs (mintime, maxtime, limit, sort and next_offset
+// paging) with Duo's response envelopes, error codes, rate limit and
+// failures.
 package duotest
 
 import (
@@ -77,25 +79,29 @@ type Server struct {
 
 	mu           sync.Mutex
 	users        []*User
+	authlogs     []authLog
 	changes      []StatusChange
 	log          []Request
 	fail         []failure
 	read, write  bool
+	readLog      bool
+	offsetOnFull bool
 	hang         bool
 	hugeBody     bool
 	ignoreFilter bool
 	leakSecret   bool
 }
 
-// New starts a fake with fresh keys and both Admin API read and write
-// resource permissions granted.
+// New starts a fake with fresh keys and the Admin API read and write
+// resource and read log permissions granted.
 func New() *Server {
 	s := &Server{
-		IKey:   "DI" + upperAlnum(18),
-		SKey:   randomText(40),
-		closed: make(chan struct{}),
-		read:   true,
-		write:  true,
+		IKey:    "DI" + upperAlnum(18),
+		SKey:    randomText(40),
+		closed:  make(chan struct{}),
+		read:    true,
+		write:   true,
+		readLog: true,
 	}
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	s.URL = s.srv.URL
@@ -311,6 +317,8 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request, rec *Request) (i
 
 	path := r.URL.EscapedPath()
 	switch {
+	case path == AuthLogsPath && r.Method == http.MethodGet:
+		return s.authLogs(w, params)
 	case path == "/admin/v1/users" && r.Method == http.MethodGet:
 		return s.retrieveUsers(w, params)
 	case strings.HasPrefix(path, "/admin/v1/users/") && strings.Count(path, "/") == 4:
