@@ -4,6 +4,7 @@
 //   - GET /api/v1/users/{id}: "Retrieve a user" by id or login (logins
 //     compare ignoring case; a login with a "/" cannot be fetched, as Okta
 //     documents). 200 with the User object, 404 E0000007.
+//
 //   - DELETE /api/v1/users/{userId}/sessions: "Revoke all user sessions" by
 //     Okta id only, optional oauthTokens=true|false. 204, 404 E0000007.
 //
