@@ -94,3 +94,28 @@ func TestOktaSystemLogPollingDetectsFatigueSuccess(t *testing.T) {
 	}
 	_ = m
 }
+
+// TestOktaPollOff: with okta-poll=false (Event Hooks deliver the events)
+// the mesh never reads the System Log, and the connector still acts.
+func TestOktaPollOff(t *testing.T) {
+	org := oktatest.NewServer()
+	defer org.Close()
+	cfg, err := mesh.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--data-dir=" + t.TempDir(),
+		"--okta-url=" + org.URL(), "--okta-token=" + org.Token, "--okta-poll=false", "--poll-interval=1s"},
+		func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	start(t, cfg)
+	time.Sleep(1500 * time.Millisecond)
+	if r := logReads(org); len(r) != 0 {
+		t.Fatalf("the System Log was read with okta-poll=false: %+v", r)
+	}
+}
+
+func TestPollSettingsValidated(t *testing.T) {
+	_, err := mesh.Load([]string{"--poll-interval=10ms", "--poll-backfill=-1h"}, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "poll-interval") || !strings.Contains(err.Error(), "poll-backfill") {
+		t.Fatalf("Load = %v, want poll-interval and poll-backfill refused", err)
+	}
+}
