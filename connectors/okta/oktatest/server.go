@@ -1,5 +1,6 @@
-// Package oktatest is a fake Okta org for tests: the two Management API
-// operations the Okta connector calls, written from Okta's API reference.
+// Package oktatest is a fake Okta org for tests: the Management API
+// operations the Okta connector and its System Log poller call, written
+// from Okta's API reference.
 //
 //   - GET /api/v1/users/{id}: "Retrieve a user" by id or login (logins
 //     compare ignoring case; a login with a "/" cannot be fetched, as Okta
