@@ -13,6 +13,7 @@ import (
 	"github.com/pushbackhq/pushback/connectors/respond"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/pkg/store/storetest"
 )
 
@@ -240,5 +241,34 @@ func TestConfigValidate(t *testing.T) {
 	err := poll.Config{Interval: time.Millisecond, Backfill: -time.Second}.Validate()
 	if err == nil || !strings.Contains(err.Error(), "poll-interval") || !strings.Contains(err.Error(), "poll-backfill") {
 		t.Fatalf("Validate = %v", err)
+	}
+}
+
+// TestRunnerLeaseOnRedis: two intake replicas on one Redis poll a source
+// once.
+func TestRunnerLeaseOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	open := func() store.Store {
+		st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	stA, stB := open(), open()
+	srcA, srcB := &fakeSource{last: 3}, &fakeSource{last: 3}
+	sk := &sink{}
+	stopA := start(newRunner(t, stA, srcA, sk, "a"))
+	defer stopA()
+	waitFor(t, "a polls", func() bool { return cursorOf(t, stA) == "c3" })
+	stopB := start(newRunner(t, stB, srcB, sk, "b"))
+	defer stopB()
+	time.Sleep(1200 * time.Millisecond)
+	if n := len(srcB.Reads()); n != 0 {
+		t.Fatalf("the second replica read %d pages while the first held the lease", n)
+	}
+	if got := strings.Join(sk.IDs(), ","); got != "e1,e2,e3" {
+		t.Fatalf("stored %s, want each page once", got)
 	}
 }
