@@ -22,11 +22,15 @@ type Config struct {
 	RevokeOAuthTokens bool
 	// Timeout bounds each call to Okta.
 	Timeout time.Duration
+	// Poll reads the org's System Log into intake (connectors/poll) while
+	// the connector is on.
+	Poll bool
 }
 
-// DefaultConfig returns the defaults: disabled, 10s per call.
+// DefaultConfig returns the defaults: disabled, 10s per call, polling
+// the System Log once enabled.
 func DefaultConfig() Config {
-	return Config{Timeout: outbound.DefaultTimeout}
+	return Config{Timeout: outbound.DefaultTimeout, Poll: true}
 }
 
 // Settings binds the configuration to its flags.
@@ -36,6 +40,7 @@ func (c *Config) Settings() []settings.Setting {
 		settings.SecretString(&c.Token, "okta-token", "Okta API token (sent as SSWS); it acts with its creator's admin role, so create it as an admin that may only read users and clear their sessions"),
 		settings.Bool(&c.RevokeOAuthTokens, "okta-revoke-oauth-tokens", "when revoking a user's Okta sessions, also revoke their OpenID Connect and OAuth tokens (oauthTokens=true)"),
 		settings.Duration(&c.Timeout, "okta-timeout", "bound on each call to Okta"),
+		settings.Bool(&c.Poll, "okta-poll", "when okta-url is set, poll the Okta System Log into intake (the token then also needs to read the System Log); turn off when Event Hooks deliver the events"),
 	}
 }
 

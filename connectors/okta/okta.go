@@ -184,7 +184,12 @@ func checkUserID(id string) error {
 
 // call sends one request to Okta. path is already escaped.
 func (c *Client) call(ctx context.Context, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, nil)
+	return c.callURL(ctx, method, c.base.String()+path)
+}
+
+// callURL sends one request to a URL on the org, already checked.
+func (c *Client) callURL(ctx context.Context, method, target string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, target, nil)
 	if err != nil {
 		return nil, respond.Permanent("building the request: %v", err)
 	}

@@ -561,7 +561,7 @@ func TestSettings(t *testing.T) {
 			t.Errorf("%s has no usage", s.Name)
 		}
 	}
-	want := map[string]bool{"okta-url": false, "okta-token": true, "okta-revoke-oauth-tokens": false, "okta-timeout": false}
+	want := map[string]bool{"okta-url": false, "okta-token": true, "okta-revoke-oauth-tokens": false, "okta-timeout": false, "okta-poll": false}
 	if len(got) != len(want) {
 		t.Fatalf("settings %v", got)
 	}
@@ -571,12 +571,15 @@ func TestSettings(t *testing.T) {
 		}
 	}
 	for _, s := range cfg.Settings() {
-		if err := s.Set(map[string]string{"okta-url": "https://acme.okta.com", "okta-token": "tok", "okta-revoke-oauth-tokens": "true", "okta-timeout": "3s"}[s.Name]); err != nil {
+		if err := s.Set(map[string]string{"okta-url": "https://acme.okta.com", "okta-token": "tok", "okta-revoke-oauth-tokens": "true", "okta-timeout": "3s", "okta-poll": "false"}[s.Name]); err != nil {
 			t.Fatalf("%s: %v", s.Name, err)
 		}
 	}
-	if cfg.URL != "https://acme.okta.com" || cfg.Token != "tok" || !cfg.RevokeOAuthTokens || cfg.Timeout != 3*time.Second || !cfg.Enabled() {
+	if cfg.URL != "https://acme.okta.com" || cfg.Token != "tok" || !cfg.RevokeOAuthTokens || cfg.Timeout != 3*time.Second || !cfg.Enabled() || cfg.Poll {
 		t.Fatalf("config %+v", cfg)
+	}
+	if !okta.DefaultConfig().Poll {
+		t.Fatal("okta-poll is off by default")
 	}
 	if okta.DefaultConfig().Timeout != 10*time.Second {
 		t.Fatalf("default timeout %s", okta.DefaultConfig().Timeout)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pushbackhq/pushback/connectors/poll"
 	"os"
 	"slices"
 	"strconv"
@@ -97,6 +98,9 @@ type Config struct {
 	Notify notify.Config
 	// Connectors are the response connectors (docs/respond.md).
 	Connectors Connectors
+	// Poll paces the log pollers of the connectors that poll
+	// (docs/intake.md, Polling).
+	Poll poll.Config
 }
 
 // Default returns the defaults a newcomer gets.
@@ -117,6 +121,7 @@ func Default() Config {
 		UserIDs:         userid.DefaultConfig(),
 		Notify:          notify.DefaultConfig(),
 		Connectors:      DefaultConnectors(),
+		Poll:            poll.DefaultConfig(),
 	}
 }
 

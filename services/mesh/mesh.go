@@ -287,6 +287,11 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		}
 		in.Register(srv)
 		workers = append(workers, in.Run)
+		ps, err := pollers(cfg, st, in, log, meter)
+		if err != nil {
+			return err
+		}
+		workers = append(workers, ps...)
 	}
 
 	lis, err := net.Listen("tcp", cfg.GRPCAddr)

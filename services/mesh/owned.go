@@ -12,6 +12,7 @@ func (c *Config) owned() []settings.Setting {
 	out = append(out, c.UserIDs.Settings()...)
 	out = append(out, c.Notify.Settings()...)
 	out = append(out, c.Connectors.Settings()...)
+	out = append(out, c.Poll.Settings()...)
 	return out
 }
 
@@ -27,6 +28,9 @@ func (c Config) validateOwned() []error {
 		errs = append(errs, err)
 	}
 	if err := c.Connectors.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Poll.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errs

@@ -1,11 +1,20 @@
-// Package oktatest is a fake Okta org for tests: the two Management API
-// operations the Okta connector calls, written from Okta's API reference.
+// Package oktatest is a fake Okta org for tests: the Management API
+// operations the Okta connector and its System Log poller call, written
+// from Okta's API reference.
 //
 //   - GET /api/v1/users/{id}: "Retrieve a user" by id or login (logins
 //     compare ignoring case; a login with a "/" cannot be fetched, as Okta
 //     documents). 200 with the User object, 404 E0000007.
+//
 //   - DELETE /api/v1/users/{userId}/sessions: "Revoke all user sessions" by
 //     Okta id only, optional oauthTokens=true|false. 204, 404 E0000007.
+//
+//   - GET /api/v1/logs: "List all System Log events", as polled:
+//     since (RFC 3339), sortOrder=ASCENDING, limit (default 100, at most
+//     1000), after (the opaque token of the Link rel="next" header, which
+//     every answer carries, even an empty one, as Okta does when polling).
+//     Events are returned in the order they were added (Okta's persistence
+//     order); since filters by their published time.
 //
 // Every request must carry "Authorization: SSWS <Token>" (a Bearer token,
 // another token or none is 401 E0000011). Other methods on those paths are
@@ -78,6 +87,14 @@ type Server struct {
 	failNext int
 	hang     bool
 	now      func() time.Time
+	logs     []logEvent
+	linkBase string
+}
+
+// logEvent is a System Log event as added, with its published time.
+type logEvent struct {
+	raw       json.RawMessage
+	published time.Time
 }
 
 // NewServer starts a fake org with no users, accepting DefaultToken.
@@ -150,6 +167,102 @@ func (s *Server) SetHang(on bool) {
 	s.hang = on
 }
 
+// AddLogEvent appends a System Log event (one JSON object with at least
+// "published"); it panics on an event without a valid published time.
+func (s *Server) AddLogEvent(event []byte) {
+	var e struct {
+		Published time.Time `json:"published"`
+	}
+	if err := json.Unmarshal(event, &e); err != nil || e.Published.IsZero() {
+		panic(fmt.Sprintf("oktatest: AddLogEvent: no published time in %s", event))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logs = append(s.logs, logEvent{raw: append(json.RawMessage(nil), event...), published: e.Published})
+}
+
+// SetLogLinkBase makes the Link headers of /api/v1/logs point at base
+// (scheme and host, "https://evil.example") instead of the server: a
+// hostile or compromised answer. Empty restores the server's own URL.
+func (s *Server) SetLogLinkBase(base string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.linkBase = base
+}
+
+// afterToken and parseAfter make Okta's opaque "after" token: here the
+// count of events already read, disguised.
+func afterToken(n int) string { return fmt.Sprintf("oktatest%08x.%d", n*7919, n) }
+
+func parseAfter(tok string) (int, bool) {
+	var a, n int
+	if _, err := fmt.Sscanf(tok, "oktatest%08x.%d", &a, &n); err != nil || a != n*7919 || n < 0 || afterToken(n) != tok {
+		return 0, false
+	}
+	return n, true
+}
+
+func (s *Server) listLogs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "E0000001", "Api validation failed: limit")
+			return
+		}
+		limit = min(n, 1000)
+	}
+	if so := q.Get("sortOrder"); so != "" && so != "ASCENDING" {
+		writeError(w, http.StatusBadRequest, "E0000001", "Api validation failed: sortOrder (the fake supports ASCENDING)")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := 0
+	var since time.Time
+	if tok := q.Get("after"); tok != "" {
+		n, ok := parseAfter(tok)
+		if !ok || n > len(s.logs) {
+			writeError(w, http.StatusBadRequest, "E0000001", "Api validation failed: after")
+			return
+		}
+		start = n
+	} else {
+		since = s.now().Add(-7 * 24 * time.Hour)
+		if v := q.Get("since"); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, "E0000001", "Api validation failed: since")
+				return
+			}
+			since = t
+		}
+	}
+	out := []json.RawMessage{}
+	next := start
+	for i := start; i < len(s.logs) && len(out) < limit; i++ {
+		next = i + 1
+		if !since.IsZero() && s.logs[i].published.Before(since) {
+			continue
+		}
+		out = append(out, s.logs[i].raw)
+	}
+	if len(out) == 0 && start == 0 && q.Get("after") == "" {
+		// Nothing since: the next read starts after every event so far.
+		next = len(s.logs)
+	}
+	base := s.linkBase
+	if base == "" {
+		base = s.URL()
+	}
+	self := base + "/api/v1/logs?" + r.URL.RawQuery
+	nq := url.Values{"after": {afterToken(next)}, "limit": {strconv.Itoa(limit)}, "sortOrder": {"ASCENDING"}}
+	w.Header().Add("Link", "<"+self+`>; rel="self"`)
+	w.Header().Add("Link", "<"+base+"/api/v1/logs?"+nq.Encode()+`>; rel="next"`)
+	_ = json.NewEncoder(w).Encode(out)
+}
+
 // oktaError is Okta's error object.
 type oktaError struct {
 	ErrorCode    string   `json:"errorCode"`
@@ -185,6 +298,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if r.URL.EscapedPath() == "/api/v1/logs" {
+		switch {
+		case r.Method != http.MethodGet:
+			writeError(w, http.StatusMethodNotAllowed, "E0000022", "The endpoint does not support the provided HTTP method")
+		case r.Header.Get("Authorization") != "SSWS "+s.Token || s.Token == "":
+			writeError(w, http.StatusUnauthorized, "E0000011", "Invalid token provided")
+		default:
+			s.listLogs(w, r)
+		}
+		return
+	}
 	// Route on the escaped path, so an escaped "/" stays inside its segment.
 	segs := strings.Split(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
 	if len(segs) < 4 || segs[0] != "api" || segs[1] != "v1" || segs[2] != "users" || segs[3] == "" ||

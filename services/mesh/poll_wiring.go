@@ -1,0 +1,66 @@
+package mesh
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/pushbackhq/pushback/connectors/okta"
+	"github.com/pushbackhq/pushback/connectors/poll"
+	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
+	"github.com/pushbackhq/pushback/pkg/store"
+	"github.com/pushbackhq/pushback/services/intake"
+	"github.com/pushbackhq/pushback/services/intake/formats"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// pollers builds a log poller for every connector that is on and polls
+// (docs/intake.md, Polling): each stores through intake, so it runs where
+// intake runs, and the shared store's lease keeps one replica polling.
+func pollers(cfg Config, st store.Store, in *intake.Service, log *slog.Logger, meter metric.Meter) ([]func(context.Context) error, error) {
+	var sources []poll.Source
+	if cfg.Connectors.Okta.Enabled() && cfg.Connectors.Okta.Poll {
+		c, err := okta.New(cfg.Connectors.Okta)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, c.LogSource())
+	}
+	var out []func(context.Context) error
+	for _, src := range sources {
+		r, err := poll.New(poll.Options{Source: src, Store: st, Parse: parsePage, Save: saveTo(in), Config: cfg.Poll,
+			Logger: log.With("service", Intake, "component", "poll"), Meter: meter})
+		if err != nil {
+			return nil, err
+		}
+		log.Info("polling", slog.String("source", src.Name()), slog.Duration("interval", cfg.Poll.Interval))
+		out = append(out, r.Run)
+	}
+	return out, nil
+}
+
+// parsePage reads a page with intake's format adapter.
+func parsePage(format string, body []byte) ([]*eventv1.AuthEvent, error) {
+	f, err := formats.ParseFormat(format)
+	if err != nil {
+		return nil, err
+	}
+	b, err := formats.Parse(f, body, formats.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return b.Events, nil
+}
+
+// saveTo stores events through intake, in batches it accepts.
+func saveTo(in *intake.Service) func(context.Context, []*eventv1.AuthEvent) error {
+	return func(ctx context.Context, events []*eventv1.AuthEvent) error {
+		for len(events) > 0 {
+			n := min(len(events), intake.MaxBatch)
+			if _, err := in.Store(ctx, events[:n]); err != nil {
+				return err
+			}
+			events = events[n:]
+		}
+		return nil
+	}
+}
