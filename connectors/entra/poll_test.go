@@ -335,6 +335,11 @@ func TestLogSourceNeedsAuditLogRead(t *testing.T) {
 	if _, err := logSource(c).Read(context.Background(), "", base); err != nil {
 		t.Fatalf("with %s: %v", entratest.AuditLogRead, err)
 	}
+	s.SetPremium(false)
+	_, err = logSource(c).Read(context.Background(), "", base)
+	if !respond.IsPermanent(err) || !strings.Contains(err.Error(), "Authentication_RequestFromNonPremiumTenantOrB2CTenant") {
+		t.Fatalf("without P1/P2: %v, want permanent Authentication_RequestFromNonPremiumTenantOrB2CTenant", err)
+	}
 }
 
 func TestLogSourceExpiredTokenRefetchedOnce(t *testing.T) {

@@ -87,6 +87,7 @@ type Server struct {
 	fail          []failure
 	tokenFail     []failure
 	signIns       []SignIn
+	noPremium     bool
 	pages         map[string]signInPage
 	hang          bool
 	hugeBody      bool
@@ -673,6 +674,15 @@ func (s *Server) AddSignIn(ins ...SignIn) {
 	})
 }
 
+// SetPremium says whether the tenant has a Microsoft Entra ID P1 or P2
+// licence (it has by default); without one Graph refuses List signIns
+// with 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant.
+func (s *Server) SetPremium(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noPremium = !on
+}
+
 // signInFilter reads the only $filter the fake knows:
 // "createdDateTime ge {RFC 3339 time}".
 func signInFilter(f string) (time.Time, bool) {
@@ -693,6 +703,13 @@ func (s *Server) listSignIns(w http.ResponseWriter, r *http.Request) int {
 	}
 	if !s.has(AuditLogRead) {
 		return denied(w)
+	}
+	s.mu.Lock()
+	noPremium := s.noPremium
+	s.mu.Unlock()
+	if noPremium {
+		graphErr(w, http.StatusForbidden, "Authentication_RequestFromNonPremiumTenantOrB2CTenant", "Neither tenant is B2C or tenant doesn't have premium license")
+		return http.StatusForbidden
 	}
 	q := r.URL.Query()
 	var pg signInPage
@@ -721,10 +738,6 @@ func (s *Server) listSignIns(w http.ResponseWriter, r *http.Request) int {
 			top = n
 		}
 		pg = signInPage{filter: q.Get("$filter"), from: from, top: top}
-	}
-	if q.Has("$orderby") {
-		graphErr(w, http.StatusBadRequest, "Request_UnsupportedQuery", "$orderby is not supported on this request.")
-		return http.StatusBadRequest
 	}
 	s.mu.Lock()
 	var match []SignIn
