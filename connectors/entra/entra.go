@@ -1,7 +1,8 @@
 // Package entra is the Microsoft Entra ID response connector: it revokes a
 // user's sign-in sessions and confirms a user compromised in ID Protection
 // through Microsoft Graph, signed in as an app registration with the
-// client credentials grant. docs/connectors/entra.md lists the calls and the
+// client credentials grant; its LogSource polls the tenant's sign-ins from
+// Graph for intake. docs/connectors/entra.md lists the calls and the
 // permissions they need.
 package entra
 
