@@ -1,7 +1,8 @@
 // Package entra is the Microsoft Entra ID response connector: it revokes a
 // user's sign-in sessions and confirms a user compromised in ID Protection
 // through Microsoft Graph, signed in as an app registration with the
-// client credentials grant. docs/connectors/entra.md lists the calls and the
+// client credentials grant; its LogSource polls the tenant's sign-ins from
+// Graph for intake. docs/connectors/entra.md lists the calls and the
 // permissions they need.
 package entra
 
@@ -198,6 +199,12 @@ type graphError struct {
 // and the call is made once more with a fresh one. It returns the status
 // and body of a 2xx answer, and the error Do returns otherwise.
 func (c *Client) call(ctx context.Context, method, rawPath, rawQuery string, payload []byte, what string) (int, []byte, error) {
+	return c.callLimit(ctx, method, rawPath, rawQuery, payload, what, 0)
+}
+
+// callLimit is call reading an answer of up to limit bytes
+// (outbound.MaxBody when 0).
+func (c *Client) callLimit(ctx context.Context, method, rawPath, rawQuery string, payload []byte, what string, limit int64) (int, []byte, error) {
 	target := c.graph + rawPath
 	if rawQuery != "" {
 		target += "?" + rawQuery
@@ -235,7 +242,7 @@ func (c *Client) call(ctx context.Context, method, rawPath, rawQuery string, pay
 			c.tokens.Invalidate(tok)
 			continue
 		}
-		data, err := outbound.ReadBody(resp, 0)
+		data, err := outbound.ReadBody(resp, limit)
 		if err != nil {
 			return resp.StatusCode, nil, fmt.Errorf("entra: %s: HTTP %d: %w", what, resp.StatusCode, err)
 		}

@@ -1,8 +1,10 @@
 // Package entratest is a fake of the Microsoft identity platform's token
 // endpoint and of the Microsoft Graph calls the Entra connector makes,
 // written from Microsoft's documentation: the client credentials grant
-// (POST /{tenant}/oauth2/v2.0/token), user: revokeSignInSessions, GET user
-// and riskyUser: confirmCompromised, with Graph's error bodies, its
+// (POST /{tenant}/oauth2/v2.0/token), user: revokeSignInSessions, GET user,
+// riskyUser: confirmCompromised and List signIns (GET /auditLogs/signIns,
+// newest first, $filter=createdDateTime ge, $top, @odata.nextLink paging
+// with an opaque $skiptoken), with Graph's error bodies, its
 // permissions, throttling and failures.
 package entratest
 
@@ -15,6 +17,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +34,8 @@ const (
 	IdentityRiskyUserReadWrite = "IdentityRiskyUser.ReadWrite.All"
 	// UserRead is the least privileged permission of GET /users/{id}.
 	UserRead = "User.Read.All"
+	// AuditLogRead is the permission of GET /auditLogs/signIns.
+	AuditLogRead = "AuditLog.Read.All"
 )
 
 // Scope is the only scope the token endpoint accepts.
@@ -80,6 +86,9 @@ type Server struct {
 	log           []Request
 	fail          []failure
 	tokenFail     []failure
+	signIns       []SignIn
+	noPremium     bool
+	pages         map[string]signInPage
 	hang          bool
 	hugeBody      bool
 	rejectTokens  bool
@@ -95,7 +104,8 @@ func New() *Server {
 		ClientID:      guid(),
 		ClientSecret:  "Xq8Q~" + randHex(17),
 		closed:        make(chan struct{}),
-		perms:         map[string]bool{UserRevokeSessions: true, IdentityRiskyUserReadWrite: true, UserRead: true},
+		perms:         map[string]bool{UserRevokeSessions: true, IdentityRiskyUserReadWrite: true, UserRead: true, AuditLogRead: true},
+		pages:         map[string]signInPage{},
 		tokens:        map[string]time.Time{},
 		tokenLifetime: time.Hour,
 	}
@@ -460,6 +470,9 @@ func (s *Server) graphRoute(w http.ResponseWriter, r *http.Request, segs []strin
 	if len(segs) == 4 && segs[0] == "v1.0" && segs[1] == "identityProtection" && segs[2] == "riskyUsers" && segs[3] == "confirmCompromised" {
 		return s.confirmCompromised(w, r)
 	}
+	if len(segs) == 3 && segs[0] == "v1.0" && segs[1] == "auditLogs" && segs[2] == "signIns" {
+		return s.listSignIns(w, r)
+	}
 	if len(segs) >= 2 && segs[0] == "v1.0" {
 		key, rest := userKey(segs[1:])
 		if rest != nil {
@@ -617,6 +630,174 @@ func (s *Server) confirmCompromised(w http.ResponseWriter, r *http.Request) int 
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 	return http.StatusNoContent
+}
+
+// ---- sign-in logs ----
+
+// SignIn is one sign-in the fake serves: its id and createdDateTime, and
+// the whole signIn resource as Graph sends it (Resource; when nil a
+// password sign-in of ada@contoso.com is made up).
+type SignIn struct {
+	ID       string
+	Created  time.Time
+	Resource map[string]any
+}
+
+// signInPage is what a $skiptoken stands for: the rest of a listing.
+type signInPage struct {
+	filter string
+	from   time.Time
+	top    int
+	offset int
+}
+
+// MaxSignInTop is Graph's largest (and default) page of sign-ins.
+const MaxSignInTop = 1000
+
+// AddSignIn adds sign-ins to the tenant's log. Graph lists them newest
+// first (by createdDateTime, then id).
+func (s *Server) AddSignIn(ins ...SignIn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, in := range ins {
+		if in.ID == "" {
+			in.ID = guid()
+		}
+		s.signIns = append(s.signIns, in)
+	}
+	sort.SliceStable(s.signIns, func(i, j int) bool {
+		a, b := s.signIns[i], s.signIns[j]
+		if !a.Created.Equal(b.Created) {
+			return a.Created.After(b.Created)
+		}
+		return a.ID > b.ID
+	})
+}
+
+// SetPremium says whether the tenant has a Microsoft Entra ID P1 or P2
+// licence (it has by default); without one Graph refuses List signIns
+// with 403 Authentication_RequestFromNonPremiumTenantOrB2CTenant.
+func (s *Server) SetPremium(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.noPremium = !on
+}
+
+// signInFilter reads the only $filter the fake knows:
+// "createdDateTime ge {RFC 3339 time}".
+func signInFilter(f string) (time.Time, bool) {
+	if f == "" {
+		return time.Time{}, true
+	}
+	v, ok := strings.CutPrefix(f, "createdDateTime ge ")
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
+func (s *Server) listSignIns(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodGet {
+		return methodNotAllowed(w)
+	}
+	if !s.has(AuditLogRead) {
+		return denied(w)
+	}
+	s.mu.Lock()
+	noPremium := s.noPremium
+	s.mu.Unlock()
+	if noPremium {
+		graphErr(w, http.StatusForbidden, "Authentication_RequestFromNonPremiumTenantOrB2CTenant", "Neither tenant is B2C or tenant doesn't have premium license")
+		return http.StatusForbidden
+	}
+	q := r.URL.Query()
+	var pg signInPage
+	if tok := q.Get("$skiptoken"); tok != "" {
+		s.mu.Lock()
+		p, ok := s.pages[tok]
+		s.mu.Unlock()
+		if !ok || p.filter != q.Get("$filter") {
+			graphErr(w, http.StatusBadRequest, "Request_BadRequest", "Invalid $skiptoken.")
+			return http.StatusBadRequest
+		}
+		pg = p
+	} else {
+		from, ok := signInFilter(q.Get("$filter"))
+		if !ok {
+			graphErr(w, http.StatusBadRequest, "Request_UnsupportedQuery", "Invalid filter clause")
+			return http.StatusBadRequest
+		}
+		top := MaxSignInTop
+		if v := q.Get("$top"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > MaxSignInTop {
+				graphErr(w, http.StatusBadRequest, "Request_BadRequest", fmt.Sprintf("Invalid page size specified: '%s'. Must be between 1 and 1000 inclusive.", v))
+				return http.StatusBadRequest
+			}
+			top = n
+		}
+		pg = signInPage{filter: q.Get("$filter"), from: from, top: top}
+	}
+	s.mu.Lock()
+	var match []SignIn
+	for _, in := range s.signIns {
+		if !in.Created.Before(pg.from) {
+			match = append(match, in)
+		}
+	}
+	end := min(len(match), pg.offset+pg.top)
+	values := []any{}
+	for _, in := range match[min(pg.offset, end):end] {
+		values = append(values, in.resource())
+	}
+	next := ""
+	if end < len(match) {
+		tok := randHex(16)
+		s.pages[tok] = signInPage{filter: pg.filter, from: pg.from, top: pg.top, offset: end}
+		nq := url.Values{"$top": {strconv.Itoa(pg.top)}, "$skiptoken": {tok}}
+		if pg.filter != "" {
+			nq.Set("$filter", pg.filter)
+		}
+		next = s.URL + "/v1.0/auditLogs/signIns?" + nq.Encode()
+	}
+	s.mu.Unlock()
+	body := map[string]any{
+		"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#auditLogs/signIns",
+		"value":          values,
+	}
+	if next != "" {
+		body["@odata.nextLink"] = next
+	}
+	// Graph answers compact JSON on one line.
+	w.Header().Set("Content-Type", "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	b, _ := json.Marshal(body)
+	_, _ = w.Write(b)
+	return http.StatusOK
+}
+
+func (in SignIn) resource() map[string]any {
+	m := map[string]any{}
+	if in.Resource == nil {
+		m = map[string]any{
+			"userPrincipalName": "ada@contoso.com",
+			"userId":            "d7cc485d-2c1b-422c-98fd-5ce52859a4a3",
+			"appId":             "de8bc8b5-d9f9-48b1-a8ad-b748da725064",
+			"ipAddress":         "203.0.113.7",
+			"status":            map[string]any{"errorCode": 0},
+			"authenticationDetails": []any{map[string]any{
+				"authenticationStepDateTime": in.Created.UTC().Format(time.RFC3339), "authenticationMethod": "Password",
+				"succeeded": true, "authenticationStepResultDetail": "Correct password",
+			}},
+		}
+	}
+	for k, v := range in.Resource {
+		m[k] = v
+	}
+	m["id"] = in.ID
+	m["createdDateTime"] = in.Created.UTC().Format(time.RFC3339)
+	return m
 }
 
 // ---- helpers ----

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func post(t *testing.T, target string, form url.Values) (int, map[string]any) {
@@ -87,4 +88,61 @@ func graphGet(t *testing.T, s *Server, auth string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// List signIns needs a bearer token, refuses a $top or $filter it does not
+// know and a $skiptoken it did not issue, and pages with an opaque one.
+func TestListSignIns(t *testing.T) {
+	s := New()
+	defer s.Close()
+	_, body := post(t, s.URL+"/"+s.Tenant+"/oauth2/v2.0/token", url.Values{"client_id": {s.ClientID}, "client_secret": {s.ClientSecret}, "scope": {Scope}, "grant_type": {"client_credentials"}})
+	tok, _ := body["access_token"].(string)
+	get := func(target, token string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, target, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		return resp.StatusCode, m
+	}
+	at := time.Date(2026, 3, 6, 9, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		s.AddSignIn(SignIn{ID: NewID(), Created: at.Add(time.Duration(i) * time.Minute)})
+	}
+	list := s.URL + "/v1.0/auditLogs/signIns?"
+	filter := url.Values{"$filter": {"createdDateTime ge 2026-03-06T09:01:00Z"}, "$top": {"1"}}.Encode()
+	if st, _ := get(list+filter, ""); st != http.StatusUnauthorized {
+		t.Errorf("no token: %d", st)
+	}
+	for _, q := range []string{"$top=0", "$top=1001", "$filter=userId+eq+'x'", "$skiptoken=forged"} {
+		if st, _ := get(list+q, tok); st != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", q, st)
+		}
+	}
+	st, m := get(list+filter, tok)
+	v, _ := m["value"].([]any)
+	next, _ := m["@odata.nextLink"].(string)
+	if st != http.StatusOK || len(v) != 1 || !strings.HasPrefix(next, list) || !strings.Contains(next, "%24skiptoken=") {
+		t.Fatalf("first page: %d, %d sign-ins, nextLink %q", st, len(v), next)
+	}
+	if got := v[0].(map[string]any)["createdDateTime"]; got != "2026-03-06T09:02:00Z" {
+		t.Errorf("first sign-in %v, want the newest", got)
+	}
+	st, m = get(next, tok)
+	v, _ = m["value"].([]any)
+	if _, more := m["@odata.nextLink"]; st != http.StatusOK || len(v) != 1 || more {
+		t.Fatalf("second page: %d, %d sign-ins, more %v", st, len(v), more)
+	}
+	s.SetPermissions(UserRead)
+	if st, m := get(list+filter, tok); st != http.StatusForbidden || m["error"].(map[string]any)["code"] != "Authorization_RequestDenied" {
+		t.Errorf("without %s: %d %v", AuditLogRead, st, m)
+	}
 }

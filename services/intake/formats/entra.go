@@ -13,7 +13,11 @@ import (
 
 // entraRecord is one Azure Monitor diagnostic record of the Entra ID
 // sign-in categories, as exported to Event Hub or storage
-// ({"records": [...]}, or one record per line).
+// ({"records": [...]}, or one record per line); or a Microsoft Graph page of
+// sign-ins (GET /v1.0/auditLogs/signIns: {"value": [signIn, ...]}); or one
+// Graph signIn resource (an element of such a page, or of a bare JSON array
+// of them). A record's properties is the Graph signIn resource, so both are
+// mapped by the same code.
 type entraRecord struct {
 	Time            flexString `json:"time"`
 	Category        string     `json:"category"`
@@ -24,6 +28,8 @@ type entraRecord struct {
 	Properties      *entraSignIn
 
 	Records []json.RawMessage `json:"records"`
+	// Value is the sign-ins of a Graph page.
+	Value []json.RawMessage `json:"value"`
 }
 
 // entraSignIn is the sign-in resource under properties.
@@ -82,7 +88,19 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 	if rec.Records != nil {
 		return mapped{}, rec.Records, "records", nil
 	}
+	if rec.Value != nil {
+		return mapped{}, rec.Value, "value", nil
+	}
 	p := rec.Properties
+	prefix := "properties."
+	if p == nil && rec.Category == "" {
+		// A Graph signIn resource itself: what a record holds under
+		// properties.
+		var s entraSignIn
+		if err := json.Unmarshal(raw, &s); err == nil && (s.ID != "" || s.CreatedDateTime != "") {
+			p, prefix = &s, ""
+		}
+	}
 	if p == nil {
 		return mapped{skip: skipName(rec.Category, "entra record without category")}, nil, "", nil
 	}
@@ -97,11 +115,11 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 		user = p.UserID
 	}
 	if user == "" {
-		return mapped{}, nil, "", errField("properties.userPrincipalName", "the user is missing")
+		return mapped{}, nil, "", errField(prefix+"userPrincipalName", "the user is missing")
 	}
 	ts := p.CreatedDateTime
-	field := "properties.createdDateTime"
-	if ts == "" {
+	field := prefix + "createdDateTime"
+	if ts == "" && prefix != "" {
 		ts, field = rec.Time, "time"
 	}
 	at, err := parseTime(field, ts)
@@ -113,7 +131,7 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 		code = strings.TrimSpace(string(rec.ResultType))
 	}
 	if code == "" {
-		return mapped{}, nil, "", errField("properties.status.errorCode", "the result is missing")
+		return mapped{}, nil, "", errField(prefix+"status.errorCode", "the result is missing")
 	}
 	rawType := rec.Category + ":" + code
 	if rec.Category == "" {
