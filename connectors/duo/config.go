@@ -30,11 +30,14 @@ type Config struct {
 	SKey string
 	// Timeout bounds each HTTP call.
 	Timeout time.Duration
+	// Poll reads the account's authentication logs into intake
+	// (connectors/poll): Duo has no webhooks, so this is how its logs come.
+	Poll bool
 }
 
 // DefaultConfig returns a 10s timeout; the connector is off until a URL is
 // set.
-func DefaultConfig() Config { return Config{Timeout: DefaultTimeout} }
+func DefaultConfig() Config { return Config{Timeout: DefaultTimeout, Poll: true} }
 
 // Settings binds the configuration to its flags, environment variables and
 // YAML keys.
@@ -44,6 +47,7 @@ func (c *Config) Settings() []settings.Setting {
 		settings.String(&c.IKey, "duo-ikey", "integration key of the Duo Admin API application"),
 		settings.SecretString(&c.SKey, "duo-skey", "secret key of the Duo Admin API application"),
 		settings.Duration(&c.Timeout, "duo-timeout", "bound of each call to the Duo Admin API"),
+		settings.Bool(&c.Poll, "duo-poll", "when duo-url is set, poll Duo's authentication logs into intake (the Admin API application then also needs \"Grant read log\")"),
 	}
 }
 

@@ -19,13 +19,13 @@ func validConfig() duo.Config {
 
 func TestConfigDefaultsAndSettings(t *testing.T) {
 	c := duo.DefaultConfig()
-	if c.Enabled() || c.Validate() != nil || c.Timeout != 10*time.Second {
+	if c.Enabled() || c.Validate() != nil || c.Timeout != 10*time.Second || !c.Poll {
 		t.Errorf("default %+v: enabled %v, %v", c, c.Enabled(), c.Validate())
 	}
 	if _, err := duo.New(c); err == nil {
 		t.Error("New accepted a config without a URL")
 	}
-	want := map[string]bool{"duo-url": false, "duo-ikey": false, "duo-skey": true, "duo-timeout": false}
+	want := map[string]bool{"duo-url": false, "duo-ikey": false, "duo-skey": true, "duo-timeout": false, "duo-poll": false}
 	got := map[string]bool{}
 	for _, s := range c.Settings() {
 		got[s.Name] = s.Secret

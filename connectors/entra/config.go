@@ -40,12 +40,15 @@ type Config struct {
 	GraphURL string
 	// Timeout bounds each HTTP call.
 	Timeout time.Duration
+	// Poll reads the tenant's sign-ins from Graph into intake
+	// (connectors/poll).
+	Poll bool
 }
 
-// DefaultConfig returns the public cloud's URLs and a 10s timeout; the
-// connector is off until a tenant is set.
+// DefaultConfig returns the public cloud's URLs, a 10s timeout and
+// polling on; the connector is off until a tenant is set.
 func DefaultConfig() Config {
-	return Config{LoginURL: DefaultLoginURL, GraphURL: DefaultGraphURL, Timeout: DefaultTimeout}
+	return Config{LoginURL: DefaultLoginURL, GraphURL: DefaultGraphURL, Timeout: DefaultTimeout, Poll: true}
 }
 
 // Settings binds the configuration to its flags, environment variables and
@@ -58,6 +61,7 @@ func (c *Config) Settings() []settings.Setting {
 		settings.String(&c.LoginURL, "entra-login-url", "Microsoft identity platform URL the connector gets its tokens from"),
 		settings.String(&c.GraphURL, "graph-url", "Microsoft Graph URL the connector calls"),
 		settings.Duration(&c.Timeout, "entra-timeout", "bound of each call to the identity platform or Graph"),
+		settings.Bool(&c.Poll, "entra-poll", "when entra-tenant is set, poll the tenant's sign-ins from Microsoft Graph into intake (the app then also needs AuditLog.Read.All; Entra ID P1 or P2)"),
 	}
 }
 

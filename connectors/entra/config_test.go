@@ -31,7 +31,7 @@ func TestConfigDefaultsAndSettings(t *testing.T) {
 	if c.LoginURL != "https://login.microsoftonline.com" || c.GraphURL != "https://graph.microsoft.com" || c.Timeout != 10*time.Second {
 		t.Errorf("defaults %+v", c)
 	}
-	want := map[string]bool{"entra-tenant": false, "entra-client-id": false, "entra-client-secret": true, "entra-login-url": false, "graph-url": false, "entra-timeout": false}
+	want := map[string]bool{"entra-tenant": false, "entra-client-id": false, "entra-client-secret": true, "entra-login-url": false, "graph-url": false, "entra-timeout": false, "entra-poll": false}
 	got := map[string]bool{}
 	for _, s := range c.Settings() {
 		got[s.Name] = s.Secret

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackhq/pushback/connectors/duo/duotest"
 	"github.com/pushbackhq/pushback/connectors/okta/oktatest"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/services/mesh"
@@ -117,5 +118,48 @@ func TestPollSettingsValidated(t *testing.T) {
 	_, err := mesh.Load([]string{"--poll-interval=10ms", "--poll-backfill=-1h"}, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), "poll-interval") || !strings.Contains(err.Error(), "poll-backfill") {
 		t.Fatalf("Load = %v, want poll-interval and poll-backfill refused", err)
+	}
+}
+
+// TestDuoAuthLogPollingDetectsFatigueSuccess is issue 16's acceptance for
+// Duo, which has no webhooks: with only duo-url, duo-ikey and duo-skey set
+// and nothing posted to intake, a push bombing that worked, in the
+// account's authentication log, shows in the user's risk within 30s. Duo
+// serves a record two minutes after it happened, so the attack is older.
+func TestDuoAuthLogPollingDetectsFatigueSuccess(t *testing.T) {
+	account := duotest.New()
+	defer account.Close()
+	end := time.Now().UTC().Add(-4 * time.Minute)
+	for i := range 6 {
+		r := duotest.AuthLog(fmt.Sprint("tx-deny-", i), "grace", end.Add(-3*time.Minute+time.Duration(i)*20*time.Second))
+		r["reason"], r["result"] = "user_mistake", "denied"
+		account.AddAuthLog(r)
+	}
+	ok := duotest.AuthLog("tx-ok", "grace", end)
+	ok["reason"], ok["result"] = "user_approved", "success"
+	account.AddAuthLog(ok)
+	cfg, err := mesh.Load([]string{"--grpc-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0", "--data-dir=" + t.TempDir(),
+		"--duo-url=" + account.URL, "--duo-ikey=" + account.IKey, "--poll-interval=1s"},
+		func(k string) string {
+			if k == "PUSHBACK_DUO_SKEY" {
+				return account.SKey
+			}
+			return credentialsEnv[k]
+		})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	m := start(t, cfg)
+	sc := scoringv1.NewScoringServiceClient(m.conn)
+	eventually(t, 30*time.Second, "APPROVAL_AFTER_BURST in the user's risk", func() bool {
+		r, err := sc.GetRisk(as(t, operatorToken), &scoringv1.GetRiskRequest{UserId: "grace"})
+		if err != nil {
+			t.Fatalf("GetRisk as an operator: %v", err)
+		}
+		return hasSignal(r.GetAssessment(), "APPROVAL_AFTER_BURST")
+	})
+	reads := account.AuthLogRequests()
+	if len(reads) == 0 || reads[0].Get("mintime") == "" || reads[0].Get("maxtime") == "" {
+		t.Fatalf("authentication log reads %v, want signed reads with mintime and maxtime", reads)
 	}
 }

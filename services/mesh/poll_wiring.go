@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/pushbackhq/pushback/connectors/duo"
+	"github.com/pushbackhq/pushback/connectors/entra"
 	"github.com/pushbackhq/pushback/connectors/okta"
 	"github.com/pushbackhq/pushback/connectors/poll"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
@@ -20,6 +22,20 @@ func pollers(cfg Config, st store.Store, in *intake.Service, log *slog.Logger, m
 	var sources []poll.Source
 	if cfg.Connectors.Okta.Enabled() && cfg.Connectors.Okta.Poll {
 		c, err := okta.New(cfg.Connectors.Okta)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, c.LogSource())
+	}
+	if cfg.Connectors.Entra.Enabled() && cfg.Connectors.Entra.Poll {
+		c, err := entra.New(cfg.Connectors.Entra)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, c.LogSource())
+	}
+	if cfg.Connectors.Duo.Enabled() && cfg.Connectors.Duo.Poll {
+		c, err := duo.New(cfg.Connectors.Duo)
 		if err != nil {
 			return nil, err
 		}
