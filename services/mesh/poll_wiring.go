@@ -13,6 +13,8 @@ import (
 	"github.com/pushbackhq/pushback/services/intake"
 	"github.com/pushbackhq/pushback/services/intake/formats"
 	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // pollers builds a log poller for every connector that is on and polls
@@ -43,7 +45,7 @@ func pollers(cfg Config, st store.Store, in *intake.Service, log *slog.Logger, m
 	}
 	var out []func(context.Context) error
 	for _, src := range sources {
-		r, err := poll.New(poll.Options{Source: src, Store: st, Parse: parsePage, Save: saveTo(in), Config: cfg.Poll,
+		r, err := poll.New(poll.Options{Source: src, Store: st, Parse: parsePage, Save: saveTo(in, log.With("service", Intake, "component", "poll")), Config: cfg.Poll,
 			Logger: log.With("service", Intake, "component", "poll"), Meter: meter})
 		if err != nil {
 			return nil, err
@@ -67,12 +69,30 @@ func parsePage(format string, body []byte) ([]*eventv1.AuthEvent, error) {
 	return b.Events, nil
 }
 
-// saveTo stores events through intake, in batches it accepts.
-func saveTo(in *intake.Service) func(context.Context, []*eventv1.AuthEvent) error {
+// saveTo stores events through intake, in batches it accepts. Intake
+// takes a batch whole or refuses it; a batch it refuses as invalid is
+// stored event by event, and an event intake will never take is logged
+// and left out, so that one bad record does not hold its source's cursor
+// for ever (a store failure still fails the page, which is read again).
+func saveTo(in *intake.Service, log *slog.Logger) func(context.Context, []*eventv1.AuthEvent) error {
 	return func(ctx context.Context, events []*eventv1.AuthEvent) error {
 		for len(events) > 0 {
 			n := min(len(events), intake.MaxBatch)
-			if _, err := in.Store(ctx, events[:n]); err != nil {
+			_, err := in.Store(ctx, events[:n])
+			if status.Code(err) == codes.InvalidArgument {
+				err = nil
+				for _, e := range events[:n] {
+					_, one := in.Store(ctx, []*eventv1.AuthEvent{e})
+					switch {
+					case status.Code(one) == codes.InvalidArgument:
+						log.WarnContext(ctx, "a polled event intake refuses is left out", slog.String("event_id", e.GetEventId()),
+							slog.String("source", e.GetSource().GetIdp()), slog.Any("error", one))
+					case one != nil:
+						return one
+					}
+				}
+			}
+			if err != nil {
 				return err
 			}
 			events = events[n:]
