@@ -19,6 +19,8 @@ import (
 	"github.com/pushbackhq/pushback/services/decision/core"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"google.golang.org/grpc"
+	grpccodes "google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -280,6 +282,14 @@ func (s *Service) queueResponse(ctx context.Context, c *scoringv1.RiskChange, ma
 	nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := s.opts.Notifier.Notify(nctx, req); err != nil {
+		if status.Code(err) == grpccodes.InvalidArgument {
+			// Notify will never take it: retrying would hold every later
+			// change behind this one. Said loudly, and passed over.
+			s.count.RespondFailures.Add(1)
+			s.log.ErrorContext(ctx, "notify refuses a response; it is passed over", slog.String("change_id", c.GetChangeId()),
+				slog.Any("rules", rules), slog.Any("error", err))
+			return nil
+		}
 		return fmt.Errorf("queue the response to change %s: %w", c.GetChangeId(), err)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/apierr"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"github.com/pushbackhq/pushback/services/decision"
@@ -269,5 +271,57 @@ func TestNewResponderLeavesTheFeedsPastAlone(t *testing.T) {
 	awaitResponse(t, "the new fraud report answered", func() bool { return len(withRule(e.notes.responses(), "fraud-reported")) == 1 })
 	if r := withRule(e.notes.responses(), "fraud-reported"); len(r) != 1 || r[0].GetUserId() != "pia" {
 		t.Fatalf("responses %v: the hour-old report was acted on", r)
+	}
+}
+
+// refusingNotes refuses every response as invalid, as notify would a
+// request it will never take.
+type refusingNotes struct {
+	mu    sync.Mutex
+	users map[string]bool
+}
+
+func (n *refusingNotes) Notify(_ context.Context, in *notifyv1.NotifyRequest, _ ...grpc.CallOption) (*notifyv1.NotifyResponse, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.users[in.GetUserId()] = true
+	return nil, apierr.InvalidArgument(apierr.FieldViolation{Field: "title", Description: "too long"})
+}
+
+func (n *refusingNotes) saw(user string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.users[user]
+}
+
+// TestResponseNotifyRefusesIsPassedOver: a response notify will never take
+// must not hold every later change behind it.
+func TestResponseNotifyRefusesIsPassedOver(t *testing.T) {
+	st := storetest.Memory(t)
+	sc, err := scoring.Open(scoring.Options{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sc.Close() })
+	f := &feed{s: sc}
+	refuse := &refusingNotes{users: map[string]bool{}}
+	count := &decision.Counters{}
+	d, err := decision.New(decision.Options{Store: st, Scorer: f, Feed: f, Notifier: refuse, Counters: count, Policy: parse(t, "")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.RunResponder(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for i, u := range []string{"quin", "rory"} {
+		if _, err := sc.Observe(context.Background(), &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{
+			loggedEvent(fmt.Sprint("fraud-", i), u, eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, time.Now().UTC().Add(-time.Second), "198.51.100.7")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	awaitResponse(t, "the second change reached, the first passed over", func() bool { return refuse.saw("quin") && refuse.saw("rory") })
+	if n := count.RespondFailures.Load(); n < 2 {
+		t.Fatalf("%d failures counted, want each refusal counted", n)
 	}
 }
