@@ -34,7 +34,7 @@ const MaxLogPageBody = 16 << 20
 // maxBodyLine is the longest line intake's format reader takes for one
 // record of newline-delimited input (formats.MaxRecordBytes): it reads a
 // one-line body as such, so a longer one-line page is indented first.
-const maxBodyLine = 1 << 20
+const maxBodyLine = poll.MaxLine
 
 const (
 	logsPath = "/admin/v2/logs/authentication"
@@ -206,15 +206,8 @@ func (s *LogSource) Read(ctx context.Context, cursor string, since time.Time) (p
 		}
 		next.Newest = 0
 	}
-	if len(body) > maxBodyLine {
-		// Duo answers compact JSON, one line; a full page of a thousand
-		// records is longer than intake reads as one line. Indenting
-		// changes no value.
-		var b bytes.Buffer
-		if err := json.Indent(&b, body, "", " "); err != nil {
-			return poll.Page{}, fmt.Errorf("duo: %s: unreadable response: %v", logsCall, err)
-		}
-		body = b.Bytes()
+	if body, err = poll.Readable(body); err != nil {
+		return poll.Page{}, fmt.Errorf("duo: %s: unreadable response: %v", logsCall, err)
 	}
 	p := poll.Page{Body: body, Cursor: next.encode(), More: next.Offset != nil}
 	if newest > 0 {

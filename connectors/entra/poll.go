@@ -39,7 +39,7 @@ const MaxLogPageBody = 32 << 20
 // maxBodyLine is the longest line intake's format reader takes for one
 // record of newline-delimited input (formats.MaxRecordBytes): it reads a
 // one-line body as such, so a longer one-line page is indented first.
-const maxBodyLine = 1 << 20
+const maxBodyLine = poll.MaxLine
 
 const (
 	signInsPath = "/v1.0/auditLogs/signIns"
@@ -211,15 +211,8 @@ func (s *LogSource) Read(ctx context.Context, cursor string, since time.Time) (p
 			next.From = start.Format(time.RFC3339Nano)
 		}
 	}
-	if len(body) > maxBodyLine {
-		// Graph answers compact JSON, one line; a full page of a
-		// thousand sign-ins is longer than intake reads as one line.
-		// Indenting changes no value.
-		var b bytes.Buffer
-		if err := json.Indent(&b, body, "", " "); err != nil {
-			return poll.Page{}, fmt.Errorf("entra: %s: unreadable response: %v", signInsCall, err)
-		}
-		body = b.Bytes()
+	if body, err = poll.Readable(body); err != nil {
+		return poll.Page{}, fmt.Errorf("entra: %s: unreadable response: %v", signInsCall, err)
 	}
 	p := poll.Page{Body: body, Cursor: next.encode(), More: next.Next != ""}
 	if !pageNewest.IsZero() {

@@ -6,7 +6,9 @@
 package poll
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -37,4 +39,24 @@ type Source interface {
 	// An error wrapping respond.ErrPermanent will not succeed on retry; a
 	// *respond.RetryAfter asks for a later read no sooner than its Wait.
 	Read(ctx context.Context, cursor string, since time.Time) (Page, error)
+}
+
+// MaxLine is the longest line intake's format reader takes as one record
+// of newline-delimited input (formats.MaxRecordBytes): it reads a body on
+// one line as such.
+const MaxLine = 1 << 20
+
+// Readable returns a page body intake's reader takes whole: a one-line
+// JSON document longer than MaxLine (vendors answer compact JSON, and a
+// full page of a thousand records is longer) is indented, which changes
+// no value.
+func Readable(body []byte) ([]byte, error) {
+	if len(body) <= MaxLine {
+		return body, nil
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, body, "", " "); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
