@@ -1,6 +1,7 @@
 // Package rpc builds the gRPC servers and client connections every Pushback
-// process uses, so that in-process (bufconn) and remote peers go through the
-// same interceptors, stats handlers, deadlines and status codes.
+// process uses, so that in-process peers (the server's Channel) and remote
+// peers go through the same interceptors, stats handlers, deadlines and
+// status codes.
 package rpc
 
 import (
@@ -67,10 +68,21 @@ type ServerOptions struct {
 	Stream []grpc.StreamServerInterceptor
 }
 
-// Server is a gRPC server with health and reflection registered.
+// Server is a gRPC server with health and reflection registered, and the
+// in-process channel to the same services.
 type Server struct {
 	*grpc.Server
 	Health *health.Server
+	// Channel reaches the services registered on the server from inside
+	// the process (see Channel).
+	Channel *Channel
+}
+
+// RegisterService registers a service on the gRPC server and on the
+// in-process channel.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.Server.RegisterService(desc, impl)
+	s.Channel.RegisterService(desc, impl)
 }
 
 // NewServer returns a server with OpenTelemetry stats handlers, panic
@@ -85,8 +97,11 @@ func NewServer(opts ServerOptions) *Server {
 	// The codec's refusals are answered last, after authentication: a
 	// caller without credentials learns nothing about its request.
 	codec := newRefusingCodec()
-	unary := append(append([]grpc.UnaryServerInterceptor{recoverUnary(log)}, opts.Unary...), codec.unary)
-	stream := append(append([]grpc.StreamServerInterceptor{recoverStream(log)}, opts.Stream...), codec.stream)
+	unary := append([]grpc.UnaryServerInterceptor{recoverUnary(log)}, opts.Unary...)
+	stream := append([]grpc.StreamServerInterceptor{recoverStream(log)}, opts.Stream...)
+	ch := newChannel(opts, unary, stream)
+	unary = append(unary[:len(unary):len(unary)], codec.unary)
+	stream = append(stream[:len(stream):len(stream)], codec.stream)
 	so := []grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(opts.Telemetry.otelOptions()...)),
@@ -106,8 +121,10 @@ func NewServer(opts ServerOptions) *Server {
 	s := grpc.NewServer(so...)
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s, h)
+	// The channel's clients share its handler table from here on.
+	healthpb.RegisterHealthServer(ch, h)
 	reflection.Register(s)
-	return &Server{Server: s, Health: h}
+	return &Server{Server: s, Health: h, Channel: ch}
 }
 
 func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
@@ -176,8 +193,10 @@ func Dial(addr string, opts ClientOptions) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// InProcess is an in-memory listener: a Server served on it and clients
-// dialled through it behave exactly as over TCP, without the network.
+// InProcess is an in-memory listener for tests and benchmarks: a Server
+// served on it and clients dialled through it speak HTTP/2 as over TCP,
+// without the network. The mesh reaches its in-process peers through the
+// server's Channel instead, which skips HTTP/2 altogether.
 type InProcess struct {
 	lis *bufconn.Listener
 }

@@ -141,36 +141,37 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	var serverCreds, clientCreds, inprocCreds credentials.TransportCredentials
+	var serverCreds, clientCreds credentials.TransportCredentials
 	if cfg.MutualTLS() {
-		if serverCreds, clientCreds, inprocCreds, err = rpc.MutualTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
+		if serverCreds, clientCreds, _, err = rpc.MutualTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
 			return err
 		}
 		serverCreds = rpc.LogHandshakeFailures(serverCreds, log)
 	}
 	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Creds: serverCreds,
 		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor()}})
-	inproc := rpc.NewInProcess()
-	// Each peer is a small pool of connections, in memory or over the
-	// network: one HTTP/2 connection serialises its calls through one
-	// writer and one reader goroutine per side.
+	// A peer this process runs is reached through the server's in-process
+	// channel (the same interceptors and handlers, no HTTP/2 round trip);
+	// a remote one through a small pool of connections: one HTTP/2
+	// connection serialises its calls through one writer and one reader
+	// goroutine per side.
 	const connsPerPeer = 4
-	conns := map[string]*rpc.Pool{}
+	conns := map[string]grpc.ClientConnInterface{}
 	peer := func(name, addr string) (grpc.ClientConnInterface, error) {
 		if c, ok := conns[name]; ok {
 			return c, nil
 		}
+		if cfg.Runs(name) {
+			// In memory the mesh presents its own credential.
+			c := srv.Channel.Client(rpc.ClientOptions{Telemetry: rt, PerRPC: guard.MeshCredentials()})
+			conns[name] = c
+			return c, nil
+		}
 		var list []*grpc.ClientConn
 		for i := 0; i < connsPerPeer; i++ {
-			var c *grpc.ClientConn
-			var err error
-			// In memory the mesh presents its own credential; over the
-			// network its certificate, and a gateway's outside credential.
-			if cfg.Runs(name) {
-				c, err = inproc.Dial(rpc.ClientOptions{Telemetry: rt, PerRPC: guard.MeshCredentials(), Creds: inprocCreds})
-			} else {
-				c, err = rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: gatewayCredentials(cfg, name), Creds: clientCreds})
-			}
+			// Over the network the mesh presents its certificate, and a
+			// gateway its outside credential.
+			c, err := rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: gatewayCredentials(cfg, name), Creds: clientCreds})
 			if err != nil {
 				return nil, fmt.Errorf("%s peer: %w", name, err)
 			}
@@ -352,7 +353,6 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.Serve(lis) })
-	g.Go(func() error { return srv.Serve(inproc.Listener()) })
 	if httpSrv != nil {
 		g.Go(func() error {
 			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
