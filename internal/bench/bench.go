@@ -66,9 +66,9 @@ func closedLoop(ctx context.Context, o Options, target string, call func(ctx con
 	mctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	rec := &recorder{outcomes: map[string]int64{}}
-	start, cpu := time.Now(), processCPU()
+	start, cpu := time.Now(), ProcessCPU()
 	runWorkers(ctx, mctx, o.Concurrency, call, rec)
-	elapsed, used := time.Since(start), processCPU()-cpu
+	elapsed, used := time.Since(start), ProcessCPU()-cpu
 	res := rec.result(target, elapsed)
 	if res.Calls > 0 {
 		res.CPUPerCall = used / time.Duration(res.Calls)
@@ -76,8 +76,8 @@ func closedLoop(ctx context.Context, o Options, target string, call func(ctx con
 	return res
 }
 
-// processCPU is the CPU time this process has used, user and system.
-func processCPU() time.Duration {
+// ProcessCPU is the CPU time this process has used, user and system.
+func ProcessCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0

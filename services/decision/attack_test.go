@@ -106,8 +106,9 @@ func TestConcurrentAttemptsForOneUserAreOrdered(t *testing.T) {
 			} else {
 				st = storetest.Memory(t)
 			}
-			a := newEnv(t, envOptions{store: st})
-			b := newEnv(t, envOptions{store: st})
+			// Two replicas on one store.
+			a := newEnv(t, envOptions{store: st, shared: true})
+			b := newEnv(t, envOptions{store: st, shared: true})
 			const n = 10
 			outcomes := make([]decisionv1.Outcome, n)
 			var wg sync.WaitGroup

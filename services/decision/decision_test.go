@@ -97,6 +97,7 @@ type envOptions struct {
 	budget         time.Duration
 	holdNotify     bool // Notify waits until the test releases it
 	store          store.Store
+	shared         bool // other services write store too (replicas)
 	maxInFlight    int
 	// scoring, when set, receives the slow scorer's calls as they arrive.
 	scoringEntered chan struct{}
@@ -230,7 +231,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	svc, err := decision.New(decision.Options{
 		Store: st, Scorer: scoringv1.NewScoringServiceClient(scorerConn), Notifier: n,
 		Policy: parse(t, o.policy), ShadowPolicy: shadow, Counters: counters, Budget: budget,
-		Now: clk.now, NotifyTimeout: time.Hour, MaxInFlight: o.maxInFlight,
+		Now: clk.now, NotifyTimeout: time.Hour, MaxInFlight: o.maxInFlight, SharedStore: o.shared,
 	})
 	if err != nil {
 		t.Fatal(err)

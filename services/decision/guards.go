@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
@@ -44,6 +45,11 @@ type guardEntry struct {
 	// pending counts the calls between judging and committing; an entry
 	// with any is never evicted.
 	pending int
+	// synced is set once a commit has merged the state the store held for
+	// the user into memory. With a store no other process writes, memory
+	// then holds everything the store does, and later commits need not
+	// read it back (see Service.commit).
+	synced atomic.Bool
 }
 
 // answer is the answer given to one attempt, kept small: what makes a

@@ -566,6 +566,9 @@ type pending struct {
 	scoringError  string
 	// rawUserID is the user id as sent, when it differs from req's.
 	rawUserID string
+	// memoryHolds is set when memory holds all the store does of the
+	// user's guard state (see commitInTurn).
+	memoryHolds bool
 }
 
 // commit stores the decision, the attempt index, the user index and the
@@ -606,12 +609,13 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 				return err
 			}
 		}
-		ck := cooldownKey(req.GetTenant(), req.GetUserId())
 		var held guard.State
-		if b, err := tx.Get(ck); err == nil {
-			held = decodeGuard(b)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return err
+		if !p.memoryHolds {
+			if b, err := tx.Get(cooldownKey(req.GetTenant(), req.GetUserId())); err == nil {
+				held = decodeGuard(b)
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
 		}
 		v, st := p.verdict, p.after.Clone()
 		if !covers(p.after, held, p.in.Now) {
@@ -732,7 +736,15 @@ func (s *Service) commitInTurn(ctx context.Context, e *guardEntry, p pending) (*
 		return nil, nil, ctx.Err()
 	}
 	defer func() { <-e.turn }()
-	return s.commit(ctx, p)
+	// Only this process writes an exclusive store: once memory has merged
+	// what the store held for the user, the store holds nothing memory
+	// lacks, and the commit writes without reading the guard state back.
+	p.memoryHolds = !s.opts.SharedStore && e.synced.Load()
+	rec, stored, err := s.commit(ctx, p)
+	if err == nil && !s.opts.SharedStore {
+		e.synced.Store(true)
+	}
+	return rec, stored, err
 }
 
 // replay answers a retry from the answer given to its attempt.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
@@ -31,7 +32,9 @@ func BenchmarkDecide(b *testing.B) {
 	var seq atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(32) // 64 calls in flight on 2 cores, as pushback bench
+	cpu := bench.ProcessCPU()
 	b.ResetTimer()
+	defer func() { reportCPU(b, cpu) }()
 	b.RunParallel(func(pb *testing.PB) {
 		w := seq.Add(1)
 		r := rand.New(rand.NewPCG(uint64(w), 7))
@@ -77,7 +80,9 @@ func BenchmarkEcho(b *testing.B) {
 	payload := &testpb.Payload{Body: make([]byte, 160)}
 	b.ReportAllocs()
 	b.SetParallelism(32)
+	cpu := bench.ProcessCPU()
 	b.ResetTimer()
+	defer func() { reportCPU(b, cpu) }()
 	b.RunParallel(func(pb *testing.PB) {
 		c := clients[next.Add(1)%int64(len(clients))]
 		for pb.Next() {
@@ -87,6 +92,13 @@ func BenchmarkEcho(b *testing.B) {
 			}
 		}
 	})
+}
+
+// reportCPU reports the CPU time per call since cpu, client and mesh
+// together: steadier than the wall time on a shared machine.
+func reportCPU(b *testing.B, cpu time.Duration) {
+	b.StopTimer()
+	b.ReportMetric(float64(bench.ProcessCPU()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 // dialFour opens four client connections, as pushback bench does: one
