@@ -1,0 +1,168 @@
+package scoring
+
+import (
+	"hash/maphash"
+	"slices"
+	"sync"
+)
+
+// sourceCache keeps the recent users of the sources (IPs and ASNs) this
+// process has seen, for a store no other process writes: every mark on a
+// source is written by this process, which applies it here once its
+// transaction has committed, so a push reads its sources from memory
+// instead of scanning their marks in the store (a busy network's scan was
+// the largest single cost of an assessment).
+//
+// A source not in the cache is read from the store once; marks committed
+// while that read is under way are kept aside and merged into what it
+// returns, so none is lost. The cache holds at most about max sources,
+// dropping those idle longest first among a sample; a dropped source is
+// read from the store again when next seen.
+type sourceCache struct {
+	seed   maphash.Seed
+	shards [sourceShards]sourceShard
+	// perShard bounds each shard; keep is SprayConfig.MaxUsers and window
+	// its window in milliseconds.
+	perShard     int
+	keep         int
+	windowMillis int64
+}
+
+const sourceShards = 16
+
+type sourceShard struct {
+	mu sync.Mutex
+	m  map[string]*cachedSource
+}
+
+// cachedSource is one source's recent users, oldest first, or, while
+// loading, the marks committed since its read from the store began.
+type cachedSource struct {
+	users   []SourceUser
+	loading bool
+}
+
+func newSourceCache(maxSources int, sp SprayConfig) *sourceCache {
+	c := &sourceCache{seed: maphash.MakeSeed(), perShard: max(maxSources/sourceShards, 1), keep: max(sp.MaxUsers, 1), windowMillis: sp.Window.Milliseconds()}
+	for i := range c.shards {
+		c.shards[i].m = map[string]*cachedSource{}
+	}
+	return c
+}
+
+func (c *sourceCache) shard(key string) *sourceShard {
+	return &c.shards[maphash.String(c.seed, key)%sourceShards]
+}
+
+// get returns a copy of the source's users. Without them (ok false) the
+// caller reads the store and hands the result to fill; its own read is
+// then the one that loads the source.
+func (c *sourceCache) get(key string) (src *SourceState, ok bool) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, found := sh.m[key]; found {
+		if e.loading {
+			return nil, false
+		}
+		return &SourceState{Users: slices.Clone(e.users)}, true
+	}
+	if len(sh.m) >= c.perShard {
+		sh.evict()
+	}
+	sh.m[key] = &cachedSource{loading: true}
+	return nil, false
+}
+
+// fill keeps what a read of the store returned for a source that get did
+// not have, merged with the marks committed since. A source another read
+// has filled meanwhile keeps what it has (it already merged those marks).
+func (c *sourceCache) fill(key string, src *SourceState) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, found := sh.m[key]
+	if !found || !e.loading {
+		return
+	}
+	pending := e.users
+	e.users, e.loading = slices.Clone(src.Users), false
+	for _, m := range pending {
+		c.merge(e, m)
+	}
+}
+
+// forget drops a source whose read failed, so the next push reads again.
+func (c *sourceCache) forget(key string) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if e, found := sh.m[key]; found && e.loading {
+		delete(sh.m, key)
+	}
+}
+
+// apply merges the marks a committed transaction wrote on a source.
+func (c *sourceCache) apply(key string, marks []SourceUser) {
+	sh := c.shard(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e, found := sh.m[key]
+	if !found {
+		// Not cached: the next push reads the store, which holds the mark.
+		return
+	}
+	for _, m := range marks {
+		if e.loading {
+			e.users = append(e.users, m)
+			continue
+		}
+		c.merge(e, m)
+	}
+}
+
+// merge puts mark m in e (the user's mark replaced), keeps e in time
+// order, and drops what is outside the window of the newest mark or past
+// the users a source keeps, as NoteSource does.
+func (c *sourceCache) merge(e *cachedSource, m SourceUser) {
+	if i := slices.IndexFunc(e.users, func(u SourceUser) bool { return u.User == m.User }); i >= 0 {
+		e.users = slices.Delete(e.users, i, i+1)
+	}
+	i, _ := slices.BinarySearchFunc(e.users, m.At, func(u SourceUser, at int64) int {
+		if u.At <= at {
+			return -1
+		}
+		return 1
+	})
+	e.users = slices.Insert(e.users, i, m)
+	from := e.users[len(e.users)-1].At - c.windowMillis
+	drop := 0
+	for drop < len(e.users) && e.users[drop].At <= from {
+		drop++
+	}
+	drop = max(drop, len(e.users)-c.keep)
+	e.users = slices.Delete(e.users, 0, drop)
+}
+
+// evict drops, among a sample of the shard, the source whose newest mark
+// is oldest (one still loading is spared: its read would be lost).
+func (sh *sourceShard) evict() {
+	victim, oldest, seen := "", int64(1<<62), 0
+	for k, e := range sh.m {
+		if !e.loading {
+			newest := int64(0)
+			if len(e.users) > 0 {
+				newest = e.users[len(e.users)-1].At
+			}
+			if newest < oldest {
+				victim, oldest = k, newest
+			}
+		}
+		if seen++; seen >= 32 {
+			break
+		}
+	}
+	if victim != "" {
+		delete(sh.m, victim)
+	}
+}
