@@ -23,9 +23,6 @@ import (
 // at all, which credentials its own clients present, and which
 // configurations would expose a service without them.
 
-// decideRoute names POST /v1/decide in the guard's logs and metrics.
-const decideRoute = "POST /v1/decide"
-
 // Open reports whether the mesh answers every caller without credentials:
 // none of any kind is configured (no token, no mutual TLS) and nothing
 // listens or dials beyond loopback. That is the newcomer's `pushback
@@ -109,7 +106,7 @@ func newGuard(cfg Config, log *slog.Logger, meter metric.Meter, counters *decisi
 	decisionPrefix := "/" + decisionv1.DecisionService_ServiceDesc.ServiceName + "/"
 	g, err := auth.NewGuard(auth.Options{Config: cfg.Auth, Open: cfg.Open(), Logger: log.With("component", "auth"), Meter: meter,
 		OnReject: func(method string) {
-			if strings.HasPrefix(method, decisionPrefix) || method == decideRoute {
+			if strings.HasPrefix(method, decisionPrefix) || method == decision.DecideRoute {
 				counters.AuthFailures.Add(1)
 			}
 		}})
