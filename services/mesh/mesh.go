@@ -26,9 +26,6 @@ import (
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/decision/policy"
-	"github.com/pushbackhq/pushback/services/intake"
-	"github.com/pushbackhq/pushback/services/notify"
-	"github.com/pushbackhq/pushback/services/scoring"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -211,43 +208,6 @@ func setupTelemetry(ctx context.Context, cfg Config, opts Options, log *slog.Log
 	return tel, nil
 }
 
-// initServices builds every service this process runs, in an order where
-// what one quiets or closes at shutdown comes before what depends on it.
-func initServices(cfg Config, d component.Deps, counters *decision.Counters) (component.Parts, error) {
-	var all component.Parts
-	for _, s := range []struct {
-		name string
-		init func(component.Deps) (component.Parts, error)
-	}{
-		{Scoring, func(d component.Deps) (component.Parts, error) { return scoring.Init(cfg.Scoring, d) }},
-		{Notify, func(d component.Deps) (component.Parts, error) {
-			conns, err := cfg.Connectors.Responders()
-			if err != nil {
-				return component.Parts{}, err
-			}
-			return notify.Init(cfg.Notify, d, conns)
-		}},
-		{Decision, func(d component.Deps) (component.Parts, error) { return decision.Init(cfg.Decision, d, counters) }},
-		{Intake, func(d component.Deps) (component.Parts, error) {
-			sources, err := cfg.Connectors.LogSources()
-			if err != nil {
-				return component.Parts{}, err
-			}
-			return intake.Init(cfg.Intake, d, sources)
-		}},
-	} {
-		if !cfg.Runs(s.name) {
-			continue
-		}
-		p, err := s.init(d.With(s.name))
-		all.Add(p)
-		if err != nil {
-			return all, err
-		}
-	}
-	return all, nil
-}
-
 // register adds every service this process runs to r: the one place
 // where services meet a server.
 func register(r grpc.ServiceRegistrar, parts component.Parts) {
@@ -322,21 +282,11 @@ func newServer(cfg Config, log *slog.Logger, tel *telemetry.Providers, guard *au
 // gateway routes of every service it reaches, the RPCs as JSON, metrics
 // and probes.
 func newHTTPServer(cfg Config, d component.Deps, routes []component.Route, guard *auth.Guard, srv *rpc.Server, tel *telemetry.Providers) (*http.Server, error) {
-	for _, gw := range []struct {
-		name   string
-		routes func(component.Deps) ([]component.Route, error)
-	}{
-		{Decision, decision.Routes},
-		{Intake, func(d component.Deps) ([]component.Route, error) { return intake.Routes(cfg.Auth.IntakeToken, d) }},
-		{Scoring, scoring.Routes},
-		{Notify, func(d component.Deps) ([]component.Route, error) { return notify.Routes(cfg.Notify, d) }},
-	} {
-		rs, err := gw.routes(d.With(gw.name))
-		if err != nil {
-			return nil, err
-		}
-		routes = append(routes, rs...)
+	gw, err := gatewayRoutes(cfg, d)
+	if err != nil {
+		return nil, err
 	}
+	routes = append(routes, gw...)
 	mux := http.NewServeMux()
 	for _, r := range routes {
 		h := r.Handler
