@@ -94,17 +94,10 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		return err
 	}
 	cl.add(tel.Shutdown)
-	deps := component.Deps{Logger: log, Tracer: tel.Tracers.Tracer("github.com/pushbackhq/pushback"), Meter: tel.Meters.Meter("github.com/pushbackhq/pushback"),
-		Redactor: telemetry.NewRedactor([]byte(cfg.TelemetryHashKey), cfg.TelemetryRawIDs), SharedStore: cfg.StoreKind == "redis", DataDir: cfg.DataDir}
-	if deps.UserIDs, err = cfg.UserIDs.Rules(); err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg, log, deps.Meter)
+	deps, err := newDeps(ctx, cfg, log, tel, &cl)
 	if err != nil {
 		return err
 	}
-	cl.add(func(context.Context) error { return st.Close() })
-	deps.Store = telemetry.TraceStore(st, deps.Tracer, cfg.StoreKind)
 
 	counters := opts.DecisionCounters
 	if counters == nil {
@@ -135,29 +128,17 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	}
 	register(srv, parts)
 
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	ls, err := listen(cfg, deps, parts.Routes, guard, srv, tel)
 	if err != nil {
-		return fmt.Errorf("grpc listen: %w", err)
-	}
-	var httpSrv *http.Server
-	var httpLis net.Listener
-	if cfg.HTTPAddr != "" {
-		if httpSrv, err = newHTTPServer(cfg, deps, parts.Routes, guard, srv, tel); err != nil {
-			_ = lis.Close()
-			return err
-		}
-		if httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			_ = lis.Close()
-			return fmt.Errorf("http listen: %w", err)
-		}
+		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(lis) })
+	g.Go(func() error { return srv.Serve(ls.grpc) })
 	g.Go(func() error { return srv.Serve(peers.inproc.Listener()) })
-	if httpSrv != nil {
+	if ls.httpSrv != nil {
 		g.Go(func() error {
-			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			if err := ls.httpSrv.Serve(ls.http); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -172,18 +153,15 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		srv.Health.SetServingStatus(serviceName(s), healthpb.HealthCheckResponse_SERVING)
 	}
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	httpAddr := ""
-	if httpLis != nil {
-		httpAddr = httpLis.Addr().String()
-	}
-	log.Info("pushback serving", slog.Any("services", cfg.Services), slog.String("grpc_addr", lis.Addr().String()), slog.String("http_addr", httpAddr), slog.String("data_dir", cfg.DataDir))
+	grpcAddr, httpAddr := ls.addrs()
+	log.Info("pushback serving", slog.Any("services", cfg.Services), slog.String("grpc_addr", grpcAddr), slog.String("http_addr", httpAddr), slog.String("data_dir", cfg.DataDir))
 	if opts.Ready != nil {
-		opts.Ready(lis.Addr().String(), httpAddr)
+		opts.Ready(grpcAddr, httpAddr)
 	}
 
 	<-gctx.Done()
 	log.Info("shutting down")
-	stop(ctx, cfg.ShutdownTimeout, log, srv, httpSrv, parts)
+	stop(ctx, cfg.ShutdownTimeout, log, srv, ls.httpSrv, parts)
 	stopWorkers()
 	werr := wg.Wait()
 	serr := g.Wait()
@@ -206,6 +184,24 @@ func setupTelemetry(ctx context.Context, cfg Config, opts Options, log *slog.Log
 		log.Warn("telemetry-raw-ids is on: user ids and IPs are recorded in clear in spans and logs")
 	}
 	return tel, nil
+}
+
+// newDeps opens the store and makes what every service shares but its
+// peers (Run adds Peer once the server exists).
+func newDeps(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetry.Providers, cl *closers) (component.Deps, error) {
+	d := component.Deps{Logger: log, Tracer: tel.Tracers.Tracer("github.com/pushbackhq/pushback"), Meter: tel.Meters.Meter("github.com/pushbackhq/pushback"),
+		Redactor: telemetry.NewRedactor([]byte(cfg.TelemetryHashKey), cfg.TelemetryRawIDs), SharedStore: cfg.StoreKind == "redis", DataDir: cfg.DataDir}
+	var err error
+	if d.UserIDs, err = cfg.UserIDs.Rules(); err != nil {
+		return d, err
+	}
+	st, err := openStore(ctx, cfg, log, d.Meter)
+	if err != nil {
+		return d, err
+	}
+	cl.add(func(context.Context) error { return st.Close() })
+	d.Store = telemetry.TraceStore(st, d.Tracer, cfg.StoreKind)
+	return d, nil
 }
 
 // register adds every service this process runs to r: the one place
@@ -276,6 +272,42 @@ func newServer(cfg Config, log *slog.Logger, tel *telemetry.Providers, guard *au
 	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: p.rt, Creds: serverCreds,
 		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor()}})
 	return srv, p, nil
+}
+
+// listeners are where this process serves: gRPC always, HTTP when an
+// address is set.
+type listeners struct {
+	grpc, http net.Listener
+	httpSrv    *http.Server
+}
+
+// listen binds the listeners and builds the HTTP server.
+func listen(cfg Config, d component.Deps, routes []component.Route, guard *auth.Guard, srv *rpc.Server, tel *telemetry.Providers) (listeners, error) {
+	var ls listeners
+	var err error
+	if ls.grpc, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return ls, fmt.Errorf("grpc listen: %w", err)
+	}
+	if cfg.HTTPAddr == "" {
+		return ls, nil
+	}
+	if ls.httpSrv, err = newHTTPServer(cfg, d, routes, guard, srv, tel); err != nil {
+		_ = ls.grpc.Close()
+		return ls, err
+	}
+	if ls.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		_ = ls.grpc.Close()
+		return ls, fmt.Errorf("http listen: %w", err)
+	}
+	return ls, nil
+}
+
+// addrs are the bound addresses ("" for HTTP when it is off).
+func (ls listeners) addrs() (grpcAddr, httpAddr string) {
+	if ls.http != nil {
+		httpAddr = ls.http.Addr().String()
+	}
+	return ls.grpc.Addr().String(), httpAddr
 }
 
 // newHTTPServer serves the routes of the services this process runs, the
