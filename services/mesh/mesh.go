@@ -119,10 +119,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		}
 		return peers.peer(name, addr)
 	}
-	parts, err := initServices(cfg, deps, counters)
-	for _, c := range parts.Closers {
-		cl.add(c)
-	}
+	parts, err := initServices(cfg, deps, counters, &cl)
 	if err != nil {
 		return err
 	}

@@ -90,14 +90,18 @@ func Policy() map[string]auth.Rule {
 }
 
 // initServices builds every service this process runs, in the order of
-// services().
-func initServices(cfg Config, d component.Deps, counters *decision.Counters) (component.Parts, error) {
+// services(); each one's closers go on cl as it is built, after the peer
+// connections it dialled, so that they are released before those.
+func initServices(cfg Config, d component.Deps, counters *decision.Counters, cl *closers) (component.Parts, error) {
 	var all component.Parts
 	for _, s := range services() {
 		if !cfg.Runs(s.name) {
 			continue
 		}
 		p, err := s.init(cfg, d.With(s.name), counters)
+		for _, c := range p.Closers {
+			cl.add(c)
+		}
 		all.Add(p)
 		if err != nil {
 			return all, err
