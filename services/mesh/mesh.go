@@ -25,7 +25,6 @@ import (
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/services/decision"
-	"github.com/pushbackhq/pushback/services/decision/policy"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -62,9 +61,6 @@ func (c closers) close(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
-
-// LoadPolicy reads a policy file, or the built-in default when path is empty.
-func LoadPolicy(path string) (*policy.Policy, error) { return decision.LoadPolicy(path) }
 
 // Run serves until ctx ends, then shuts down: health NOT_SERVING, HTTP and
 // gRPC drained with a deadline, workers stopped, store closed, telemetry
