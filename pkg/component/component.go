@@ -31,7 +31,9 @@ type Deps struct {
 	Redactor *telemetry.Redactor
 	UserIDs  *userid.Rules
 	// Peer is a connection to the named service, in this process or in
-	// another: the service calling it cannot tell which.
+	// another: the service calling it cannot tell which. It is nil, with
+	// no error, when the process neither runs the service nor knows its
+	// address.
 	Peer func(name string) (grpc.ClientConnInterface, error)
 }
 
