@@ -77,7 +77,8 @@ type Config struct {
 	// Notify is the notification service's own configuration: its
 	// channels, report links and brake.
 	Notify notify.Config
-	// Connectors are the response connectors (docs/respond.md).
+	// Connectors are the identity providers' connectors: notify acts
+	// through them (docs/respond.md), intake polls their logs.
 	Connectors Connectors
 }
 
