@@ -54,11 +54,11 @@ func startMeshWith(t *testing.T, policyFile, shadowFile string, edit func(*mesh.
 	cfg.GRPCAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Auth.HookTokens = []string{hookToken}
 	cfg.Auth.OperatorTokens = []string{explainToken}
-	cfg.PolicyFile, cfg.ShadowPolicy = policyFile, shadowFile
-	cfg.PolicyPoll = 10 * time.Millisecond
+	cfg.Decision.PolicyFile, cfg.Decision.ShadowPolicy = policyFile, shadowFile
+	cfg.Decision.PolicyPoll = 10 * time.Millisecond
 	// These tests explain decisions, not deadlines: a loaded machine must
 	// not turn a burst into failure-mode answers.
-	cfg.DecideBudget = 5 * time.Second
+	cfg.Decision.Budget = 5 * time.Second
 	if edit != nil {
 		edit(&cfg)
 	}

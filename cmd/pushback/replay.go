@@ -14,9 +14,9 @@ import (
 
 	"github.com/pushbackhq/pushback/pkg/settings"
 	"github.com/pushbackhq/pushback/pkg/userid"
+	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/intake/formats"
 	"github.com/pushbackhq/pushback/services/intake/replay"
-	"github.com/pushbackhq/pushback/services/mesh"
 	"github.com/pushbackhq/pushback/services/scoring"
 )
 
@@ -82,7 +82,7 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pushback replay: %v\n", err)
 		return 2
 	}
-	pol, err := mesh.LoadPolicy(*policyFile)
+	pol, err := decision.LoadPolicy(*policyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback replay: %v\n", err)
 		return 1

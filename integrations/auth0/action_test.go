@@ -57,7 +57,7 @@ func startMesh(t *testing.T) *meshUnderTest {
 	cfg.Auth.OperatorTokens = []string{operatorToken}
 	// The burst is about counting pushes, not deadlines: a loaded machine
 	// must not turn it into failure-mode answers.
-	cfg.DecideBudget = 5 * time.Second
+	cfg.Decision.Budget = 5 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)

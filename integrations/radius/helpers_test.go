@@ -82,10 +82,10 @@ func startMesh(t testing.TB, policy string) *testMesh {
 	cfg.Auth.OperatorTokens = []string{operatorToken}
 	// These tests are not about deadlines: a loaded machine must not turn
 	// decisions into failure-mode answers.
-	cfg.DecideBudget = 5 * time.Second
+	cfg.Decision.Budget = 5 * time.Second
 	if policy != "" {
-		cfg.PolicyFile = filepath.Join(t.TempDir(), "policy.yaml")
-		if err := os.WriteFile(cfg.PolicyFile, []byte(policy), 0o600); err != nil {
+		cfg.Decision.PolicyFile = filepath.Join(t.TempDir(), "policy.yaml")
+		if err := os.WriteFile(cfg.Decision.PolicyFile, []byte(policy), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}

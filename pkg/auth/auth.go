@@ -2,8 +2,9 @@
 // caller by its credentials — the mesh's own in-process credential, a peer
 // service's mutual-TLS certificate, an outside caller's bearer token or
 // HMAC signature — as one or more roles, and a Guard enforces one
-// authorization table (Rules) in a gRPC server interceptor and an HTTP
-// middleware. Rejected calls never reach a handler.
+// authorization table (the rules each service declares for its methods,
+// and ServerRules) in a gRPC server interceptor and an HTTP middleware.
+// Rejected calls never reach a handler.
 package auth
 
 import (

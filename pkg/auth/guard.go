@@ -36,6 +36,9 @@ import (
 type Options struct {
 	// Config holds the outside callers' credentials.
 	Config Config
+	// Rules say who may call the services' methods, by full gRPC method
+	// name; the guard adds ServerRules.
+	Rules map[string]Rule
 	// Open lets every caller call every method in the table without
 	// credentials. The mesh sets it only when no credential of any kind is
 	// configured and nothing listens or dials beyond loopback: the
@@ -52,7 +55,8 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Guard authenticates every call and authorizes it by the table (Rules).
+// Guard authenticates every call and authorizes it by the table: the
+// services' rules (Options.Rules) and ServerRules.
 type Guard struct {
 	rules     map[string]rule
 	tokens    []token
@@ -86,8 +90,15 @@ func NewGuard(o Options) (*Guard, error) {
 	if _, err := rand.Read(secret); err != nil {
 		return nil, fmt.Errorf("auth: mesh credential: %w", err)
 	}
+	rules := ServerRules()
+	for m, r := range o.Rules {
+		if _, ok := rules[m]; ok {
+			return nil, fmt.Errorf("auth: two rules for %s", m)
+		}
+		rules[m] = r
+	}
 	g := &Guard{
-		rules: compile(Rules()), maxSkew: o.Config.MaxSkew, now: o.Now, open: o.Open,
+		rules: compile(rules), maxSkew: o.Config.MaxSkew, now: o.Now, open: o.Open,
 		anonymous: setOf(o.Config.Anonymous()...), log: o.Logger, onReject: o.OnReject,
 		mesh: base64.RawURLEncoding.EncodeToString(secret),
 	}

@@ -218,7 +218,7 @@ func expect(t *testing.T, what string, err error, want codes.Code) {
 }
 
 func TestGuardRefusesBeforeTheHandler(t *testing.T) {
-	h := newHarness(t, auth.Options{Config: fullConfig()}, nil)
+	h := newHarness(t, auth.Options{Rules: serviceRules(), Config: fullConfig()}, nil)
 	plain := h.dial(t, rpc.ClientOptions{})
 	mesh := h.dial(t, rpc.ClientOptions{PerRPC: h.guard.MeshCredentials()})
 	dc, sc, ic := decisionv1.NewDecisionServiceClient(plain), scoringv1.NewScoringServiceClient(plain), intakev1.NewIntakeServiceClient(plain)
@@ -385,7 +385,7 @@ func reflect(conn *grpc.ClientConn, ctx context.Context) error {
 // The newcomer's mesh answers every caller, credentials or not; a method
 // the table does not know stays refused.
 func TestOpenGuardAnswersEveryone(t *testing.T) {
-	h := newHarness(t, auth.Options{Config: auth.Default(), Open: true}, nil)
+	h := newHarness(t, auth.Options{Rules: serviceRules(), Config: auth.Default(), Open: true}, nil)
 	conn := h.dial(t, rpc.ClientOptions{})
 	for name, err := range map[string]error{
 		"Decide": func() error {
@@ -411,7 +411,7 @@ func TestOpenGuardAnswersEveryone(t *testing.T) {
 // or a log shipper, where that role has no credential; never further.
 func TestAllowUnauthenticatedOpensOnlyHooksAndShippers(t *testing.T) {
 	cfg := auth.Config{MaxSkew: auth.DefaultMaxSkew, OperatorTokens: []string{operatorToken}, AllowUnauthenticated: true}
-	h := newHarness(t, auth.Options{Config: cfg}, nil)
+	h := newHarness(t, auth.Options{Rules: serviceRules(), Config: cfg}, nil)
 	conn := h.dial(t, rpc.ClientOptions{})
 	dc, sc, ic := decisionv1.NewDecisionServiceClient(conn), scoringv1.NewScoringServiceClient(conn), intakev1.NewIntakeServiceClient(conn)
 	ctx := context.Background()
@@ -430,7 +430,7 @@ func TestAllowUnauthenticatedOpensOnlyHooksAndShippers(t *testing.T) {
 
 	// Once hooks have a credential, it is required.
 	cfg.HookTokens = []string{hookToken}
-	h = newHarness(t, auth.Options{Config: cfg}, nil)
+	h = newHarness(t, auth.Options{Rules: serviceRules(), Config: cfg}, nil)
 	conn = h.dial(t, rpc.ClientOptions{})
 	_, err = decisionv1.NewDecisionServiceClient(conn).Decide(ctx, &decisionv1.DecideRequest{})
 	expect(t, "anonymous Decide with hook tokens set", err, codes.Unauthenticated)
@@ -445,7 +445,7 @@ func TestSharedTokenHoldsEveryRoleItIsConfiguredFor(t *testing.T) {
 	if got := cfg.Shared(); len(got) != 1 || fmt.Sprint(got[0]) != "[hook operator]" {
 		t.Fatalf("Shared = %v", got)
 	}
-	h := newHarness(t, auth.Options{Config: cfg}, nil)
+	h := newHarness(t, auth.Options{Rules: serviceRules(), Config: cfg}, nil)
 	dc := decisionv1.NewDecisionServiceClient(h.dial(t, rpc.ClientOptions{}))
 	_, err := dc.Decide(bearer(hookToken), &decisionv1.DecideRequest{})
 	expect(t, "Decide", err, codes.OK)
@@ -464,7 +464,7 @@ func TestPeerServicesAreKnownByTheirCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, auth.Options{Config: fullConfig()}, server)
+	h := newHarness(t, auth.Options{Rules: serviceRules(), Config: fullConfig()}, server)
 	as := func(name string) scoringv1.ScoringServiceClient {
 		// The in-process client side verifies the server as localhost,
 		// the name every certificate here holds.
@@ -518,7 +518,7 @@ func TestGuardHTTP(t *testing.T) {
 		t.Cleanup(srv.Close)
 		return srv
 	}
-	srv := guard(auth.Options{Config: fullConfig()})
+	srv := guard(auth.Options{Rules: serviceRules(), Config: fullConfig()})
 	post := func(srv *httptest.Server, body string, sign func(*http.Request, []byte)) (int, string, http.Header) {
 		r, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/decide", strings.NewReader(body))
 		if sign != nil {
@@ -575,16 +575,16 @@ func TestGuardHTTP(t *testing.T) {
 			t.Errorf("%s: body %s", tc.name, body)
 		}
 	}
-	if code, _, _ := post(guard(auth.Options{Config: auth.Default(), Open: true}), `{}`, nil); code != 200 {
+	if code, _, _ := post(guard(auth.Options{Rules: serviceRules(), Config: auth.Default(), Open: true}), `{}`, nil); code != 200 {
 		t.Errorf("open guard: %d", code)
 	}
-	if code, _, _ := post(guard(auth.Options{Config: auth.Config{MaxSkew: time.Minute, AllowUnauthenticated: true}}), `{}`, nil); code != 200 {
+	if code, _, _ := post(guard(auth.Options{Rules: serviceRules(), Config: auth.Config{MaxSkew: time.Minute, AllowUnauthenticated: true}}), `{}`, nil); code != 200 {
 		t.Errorf("anonymous hook under allow-unauthenticated: %d", code)
 	}
 }
 
 func TestCredentialsNeverShowASecret(t *testing.T) {
-	g, err := auth.NewGuard(auth.Options{Config: fullConfig()})
+	g, err := auth.NewGuard(auth.Options{Rules: serviceRules(), Config: fullConfig()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -629,7 +629,7 @@ func TestConfigRefusesShortCredentials(t *testing.T) {
 		if len(errs) == 0 {
 			t.Errorf("%+v accepted", c)
 		}
-		if _, err := auth.NewGuard(auth.Options{Config: c}); err == nil {
+		if _, err := auth.NewGuard(auth.Options{Rules: serviceRules(), Config: c}); err == nil {
 			t.Errorf("NewGuard(%+v) accepted", c)
 		}
 		for _, err := range errs {
@@ -647,7 +647,7 @@ func TestConfigRefusesShortCredentials(t *testing.T) {
 // with an attempt id (whose replay is the same attempt) is answered, and a
 // token-authenticated call needs none.
 func TestSignedDecideWithoutAttemptIDIsRefused(t *testing.T) {
-	h := newHarness(t, auth.Options{Config: fullConfig()}, nil)
+	h := newHarness(t, auth.Options{Rules: serviceRules(), Config: fullConfig()}, nil)
 	dc := decisionv1.NewDecisionServiceClient(h.dial(t, rpc.ClientOptions{}))
 	decide := decisionv1.DecisionService_Decide_FullMethodName
 	now := time.Now()
@@ -676,7 +676,7 @@ func TestSignedDecideWithoutAttemptIDIsRefused(t *testing.T) {
 // any caller the guard knows.
 func TestGuardHTTPMethodAndAnyCaller(t *testing.T) {
 	var rejected []string
-	g, err := auth.NewGuard(auth.Options{Config: fullConfig(), OnReject: func(m string) { rejected = append(rejected, m) }})
+	g, err := auth.NewGuard(auth.Options{Rules: serviceRules(), Config: fullConfig(), OnReject: func(m string) { rejected = append(rejected, m) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -726,11 +726,39 @@ func TestGuardHTTPMethodAndAnyCaller(t *testing.T) {
 	if code := get(doc, ""); code != 401 {
 		t.Errorf("any caller, anonymous: %d, want 401", code)
 	}
-	open, err := auth.NewGuard(auth.Options{Config: auth.Default(), Open: true})
+	open, err := auth.NewGuard(auth.Options{Rules: serviceRules(), Config: auth.Default(), Open: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if get(open.HTTPMethod(decisionv1.DecisionService_GetDecision_FullMethodName, ok), "") != 200 || get(open.HTTPAnyCaller("doc", ok), "") != 200 {
 		t.Error("the open guard refused")
+	}
+}
+
+// serviceRules is a table of the services' methods for the guard to
+// enforce in these tests, as the services declare theirs.
+func serviceRules() map[string]auth.Rule {
+	return map[string]auth.Rule{
+		decisionv1.DecisionService_Decide_FullMethodName:        {Roles: []auth.Role{auth.Hook, auth.Mesh}},
+		decisionv1.DecisionService_GetDecision_FullMethodName:   {Roles: []auth.Role{auth.Operator}},
+		decisionv1.DecisionService_ListDecisions_FullMethodName: {Roles: []auth.Role{auth.Operator}},
+		decisionv1.DecisionService_ClearCooldown_FullMethodName: {Roles: []auth.Role{auth.Operator}},
+		intakev1.IntakeService_Ingest_FullMethodName:            {Roles: []auth.Role{auth.LogShipper, auth.Mesh}},
+		intakev1.IntakeService_IngestStream_FullMethodName:      {Roles: []auth.Role{auth.LogShipper}},
+		intakev1.IntakeService_ListEvents_FullMethodName:        {Roles: []auth.Role{auth.Operator}},
+		scoringv1.ScoringService_Assess_FullMethodName:          {Roles: []auth.Role{auth.Decision, auth.Mesh}},
+		scoringv1.ScoringService_Observe_FullMethodName:         {Roles: []auth.Role{auth.Decision, auth.Intake, auth.Mesh}},
+		scoringv1.ScoringService_GetRisk_FullMethodName:         {Roles: []auth.Role{auth.RiskReader, auth.Operator}},
+		scoringv1.ScoringService_WatchRisk_FullMethodName:       {Roles: []auth.Role{auth.RiskReader, auth.Operator, auth.Mesh}},
+		scoringv1.ScoringService_ListRiskChanges_FullMethodName: {Roles: []auth.Role{auth.Decision, auth.Mesh, auth.RiskReader}},
+	}
+}
+
+// A service cannot loosen a rule of the server's own methods.
+func TestTwoRulesForOneMethodAreRefused(t *testing.T) {
+	for m := range auth.ServerRules() {
+		if _, err := auth.NewGuard(auth.Options{Config: auth.Default(), Rules: map[string]auth.Rule{m: {Anyone: true}}}); err == nil {
+			t.Errorf("a second rule for %s was taken", m)
+		}
 	}
 }

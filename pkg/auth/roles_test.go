@@ -16,7 +16,7 @@ func TestEveryRoleHasItsOwnBit(t *testing.T) {
 	if Role("admin").bit() != 0 {
 		t.Error("an unknown role has a bit")
 	}
-	for m, r := range Rules() {
+	for m, r := range ServerRules() {
 		for _, role := range r.Roles {
 			if role.bit() == 0 {
 				t.Errorf("%s names the unknown role %q", m, role)

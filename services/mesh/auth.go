@@ -18,13 +18,10 @@ import (
 	"google.golang.org/grpc"
 )
 
-// Who may call which method is pkg/auth's table (docs/security.md). This
-// file decides, from the configuration, whether the mesh checks credentials
+// Who may call which method each service says (Policy, docs/security.md);
+// pkg/auth enforces it. This file decides, from the configuration, whether the mesh checks credentials
 // at all, which credentials its own clients present, and which
 // configurations would expose a service without them.
-
-// decideRoute names POST /v1/decide in the guard's logs and metrics.
-const decideRoute = "POST /v1/decide"
 
 // Open reports whether the mesh answers every caller without credentials:
 // none of any kind is configured (no token, no mutual TLS) and nothing
@@ -107,9 +104,9 @@ func (c Config) validateAuth() []error {
 // says at start-up what it lets through.
 func newGuard(cfg Config, log *slog.Logger, meter metric.Meter, counters *decision.Counters) (*auth.Guard, error) {
 	decisionPrefix := "/" + decisionv1.DecisionService_ServiceDesc.ServiceName + "/"
-	g, err := auth.NewGuard(auth.Options{Config: cfg.Auth, Open: cfg.Open(), Logger: log.With("component", "auth"), Meter: meter,
+	g, err := auth.NewGuard(auth.Options{Config: cfg.Auth, Rules: Policy(), Open: cfg.Open(), Logger: log.With("component", "auth"), Meter: meter,
 		OnReject: func(method string) {
-			if strings.HasPrefix(method, decisionPrefix) || method == decideRoute {
+			if strings.HasPrefix(method, decisionPrefix) || method == decision.DecideRoute {
 				counters.AuthFailures.Add(1)
 			}
 		}})
@@ -180,7 +177,7 @@ func warnCertificate(cfg Config, log *slog.Logger) {
 // methodsOf lists the methods the table opens to roles, as Service/Method.
 func methodsOf(roles ...auth.Role) []string {
 	var out []string
-	for m, r := range auth.Rules() {
+	for m, r := range Policy() {
 		for _, role := range roles {
 			if slices.Contains(r.Roles, role) {
 				out = append(out, m[strings.LastIndex(m, ".")+1:])

@@ -589,7 +589,7 @@ func TestScoringAcceptsAssessAndObserveOnlyFromDecisionAndIntakeCertificates(t *
 func runLogged(t *testing.T, cfg mesh.Config, counters *decision.Counters) (*running, *lockedBuffer) {
 	t.Helper()
 	logs := &lockedBuffer{}
-	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr, cfg.DecideBudget = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", 5*time.Second
+	cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr, cfg.Decision.Budget = t.TempDir(), "127.0.0.1:0", "127.0.0.1:0", 5*time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan [2]string, 1), make(chan error, 1)
 	go func() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/pushbackhq/pushback/connectors/poll"
 	"os"
 	"slices"
 	"strconv"
@@ -13,18 +12,21 @@ import (
 	"time"
 
 	"github.com/pushbackhq/pushback/pkg/auth"
+	"github.com/pushbackhq/pushback/pkg/component"
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/decision"
+	"github.com/pushbackhq/pushback/services/intake"
 	"github.com/pushbackhq/pushback/services/notify"
+	"github.com/pushbackhq/pushback/services/scoring"
 	"go.yaml.in/yaml/v3"
 )
 
 // Service names.
 const (
-	Intake   = "intake"
-	Scoring  = "scoring"
-	Decision = "decision"
-	Notify   = "notify"
+	Intake   = component.Intake
+	Scoring  = component.Scoring
+	Decision = component.Decision
+	Notify   = component.Notify
 )
 
 // AllServices is the default: every service in one process.
@@ -38,16 +40,10 @@ type Config struct {
 	GRPCAddr        string
 	HTTPAddr        string
 	DataDir         string
-	PolicyFile      string
-	ShadowPolicy    string
 	IntakeAddr      string
 	ScoringAddr     string
-	GeoIPDB         string
 	DecisionAddr    string
 	NotifyAddr      string
-	AlertWebhook    string
-	AlertSecret     string
-	DecideBudget    time.Duration
 	ShutdownTimeout time.Duration
 	SyncWrites      bool
 	StoreKind       string
@@ -59,30 +55,9 @@ type Config struct {
 	TLSCA           string
 	LogLevel        string
 	LogFormat       string
-	// Policy reload (see docs/decision.md).
-	PolicyPoll time.Duration
 	// Auth holds the credentials of the callers outside the mesh, by role
 	// (see docs/security.md); TLSCert, TLSKey and TLSCA identify services.
 	Auth auth.Config
-
-	// Notification channels (see docs/notify.md); the secrets among them
-	// are never printed or logged.
-	SlackWebhook      string
-	SMTPHost          string
-	SMTPPort          string
-	SMTPUser          string
-	SMTPPassword      string
-	SMTPFrom          string
-	SMTPTo            string
-	SMTPRequireTLS    bool
-	PushWebhook       string
-	PushWebhookSecret string
-	SETReceiver       string
-	SETReceiverToken  string
-	SETAudience       string
-	SETSigningKey     string
-	ReportLinkKey     string
-	PublicURL         string
 
 	// Telemetry identities (see docs/operators.md): user ids and IPs in
 	// spans and logs are HMAC hashes under TelemetryHashKey (a random key
@@ -90,17 +65,21 @@ type Config struct {
 	TelemetryHashKey string
 	TelemetryRawIDs  bool
 
-	// Decision is the decision service's own configuration.
+	// Scoring is the scoring service's own configuration.
+	Scoring scoring.ServiceConfig
+	// Intake is intake's own configuration, its pollers' pace included.
+	Intake intake.Config
+	// Decision is the decision service's own configuration: its policy
+	// files, budget, clock rule and admission control.
 	Decision decision.Config
 	// UserIDs is the rule that canonicalises user ids (see docs/decision.md).
 	UserIDs userid.Config
-	// Notify is the notification service's own configuration.
+	// Notify is the notification service's own configuration: its
+	// channels, report links and brake.
 	Notify notify.Config
-	// Connectors are the response connectors (docs/respond.md).
+	// Connectors are the identity providers' connectors: notify acts
+	// through them (docs/respond.md), intake polls their logs.
 	Connectors Connectors
-	// Poll paces the log pollers of the connectors that poll
-	// (docs/intake.md, Polling).
-	Poll poll.Config
 }
 
 // Default returns the defaults a newcomer gets.
@@ -110,18 +89,16 @@ func Default() Config {
 		GRPCAddr:        "127.0.0.1:50051",
 		HTTPAddr:        "127.0.0.1:8080",
 		DataDir:         "./data",
-		DecideBudget:    50 * time.Millisecond,
 		StoreKind:       "badger",
 		ShutdownTimeout: 8 * time.Second,
 		LogLevel:        "info",
 		LogFormat:       "json",
-		PolicyPoll:      2 * time.Second,
 		Decision:        decision.DefaultConfig(),
 		Auth:            auth.Default(),
 		UserIDs:         userid.DefaultConfig(),
 		Notify:          notify.DefaultConfig(),
 		Connectors:      DefaultConnectors(),
-		Poll:            poll.DefaultConfig(),
+		Intake:          intake.DefaultConfig(),
 	}
 }
 
@@ -194,10 +171,6 @@ func allSettings() []setting {
 	add(mk("http-addr", "HTTP listen address (empty disables HTTP)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.DataDir })
 	add(mk("data-dir", "directory of the embedded badger store", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.PolicyFile })
-	add(mk("policy", "decision policy file (the built-in deploy/policy/default.yaml when empty)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.ShadowPolicy })
-	add(mk("shadow-policy", "candidate policy evaluated beside the enforced one, never changing outcomes", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.IntakeAddr })
 	add(mk("intake-addr", "address of a remote intake service", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.ScoringAddr })
@@ -206,46 +179,6 @@ func allSettings() []setting {
 	add(mk("decision-addr", "address of a remote decision service", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.NotifyAddr })
 	add(mk("notify-addr", "address of a remote notification service", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.AlertWebhook })
-	add(mk("alert-webhook", "URL SOC alerts are posted to (alerts go to the log when empty)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.AlertSecret })
-	add(mk("alert-webhook-secret", "Standard Webhooks signing secret (whsec_...)", true, g, s))
-	g, s = str(func(c *Config) *string { return &c.SlackWebhook })
-	add(mk("slack-webhook", "Slack-compatible incoming-webhook URL for SOC alerts", true, g, s))
-	g, s = str(func(c *Config) *string { return &c.SMTPHost })
-	add(mk("smtp-host", "SMTP server for SOC alert and user notice email (STARTTLS when offered)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.SMTPPort })
-	add(mk("smtp-port", "SMTP port (587 when empty)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.SMTPUser })
-	add(mk("smtp-user", "SMTP user (PLAIN over TLS)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.SMTPPassword })
-	add(mk("smtp-password", "SMTP password", true, g, s))
-	g, s = str(func(c *Config) *string { return &c.SMTPFrom })
-	add(mk("smtp-from", "sender address of notification email", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.SMTPTo })
-	add(mk("smtp-to", "comma-separated SOC addresses that receive alerts by email", false, g, s))
-	g, s = boolean(func(c *Config) *bool { return &c.SMTPRequireTLS })
-	add(onOff(mk("smtp-require-tls", "refuse to send email to an SMTP server that does not offer STARTTLS", false, g, s)))
-	g, s = str(func(c *Config) *string { return &c.PushWebhook })
-	add(mk("push-webhook", "mobile backend URL that receives pushes and user notices (Standard Webhooks)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.PushWebhookSecret })
-	add(mk("push-webhook-secret", "Standard Webhooks signing secret of the push webhook (whsec_...)", true, g, s))
-	g, s = str(func(c *Config) *string { return &c.SETReceiver })
-	add(mk("set-receiver", "RFC 8935 push endpoint that receives CAEP security event tokens", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.SETReceiverToken })
-	add(mk("set-receiver-token", "bearer token the security event receiver requires", true, g, s))
-	g, s = str(func(c *Config) *string { return &c.SETAudience })
-	add(mk("set-audience", "audience (aud) of security event tokens", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.SETSigningKey })
-	add(mk("set-signing-key", "PEM P-256 key file that signs security event tokens (created in the data dir when empty)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.ReportLinkKey })
-	add(mk("report-link-key", "HMAC key of the one-click report links in user notices (at least 32 bytes, or whsec_...)", true, g, s))
-	g, s = str(func(c *Config) *string { return &c.PublicURL })
-	add(mk("public-url", "public base URL of this HTTP server (report links, security event issuer)", false, g, s))
-	g, s = str(func(c *Config) *string { return &c.GeoIPDB })
-	add(mk("geoip-db", "MaxMind-format .mmdb files, comma separated (City, ASN), that locate events arriving without geo", false, g, s))
-	g, s = dur(func(c *Config) *time.Duration { return &c.DecideBudget })
-	add(mk("decide-budget", "how long Decide waits for scoring before the failure mode applies", false, g, s))
 	g, s = dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })
 	add(mk("shutdown-timeout", "graceful shutdown deadline", false, g, s))
 	add(mk("services", "comma-separated services to run: intake,scoring,decision,notify", false,
@@ -288,8 +221,6 @@ func allSettings() []setting {
 	add(mk("log-level", "debug, info, warn or error", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.LogFormat })
 	add(mk("log-format", "json or text", false, g, s))
-	g, s = dur(func(c *Config) *time.Duration { return &c.PolicyPoll })
-	add(mk("policy-poll", "how often policy files are checked for changes (0 disables; SIGHUP always reloads)", false, g, s))
 	g, s = str(func(c *Config) *string { return &c.TelemetryHashKey })
 	add(mk("telemetry-hash-key", "HMAC key of the user and IP hashes in spans and logs (at least 16 bytes; share it across processes to correlate; random per process when empty)", true, g, s))
 	g, s = boolean(func(c *Config) *bool { return &c.TelemetryRawIDs })
@@ -406,9 +337,6 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data-dir: is required"))
 	}
-	if c.DecideBudget <= 0 || c.DecideBudget > 10*time.Second {
-		errs = append(errs, errors.New("decide-budget: must be between 0 and 10s"))
-	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown-timeout: must be positive"))
 	}
@@ -417,14 +345,10 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s-addr: %s runs without %s, so the address of a remote %s is required", peer, svc, peer, peer))
 		}
 	}
-	if c.PolicyPoll < 0 {
-		errs = append(errs, errors.New("policy-poll: must not be negative"))
-	}
 	errs = append(errs, c.validateAuth()...)
 	need(Decision, Scoring, c.ScoringAddr)
 	need(Decision, Notify, c.NotifyAddr)
 	need(Intake, Scoring, c.ScoringAddr)
-	errs = append(errs, c.validateNotify()...)
 	errs = append(errs, c.validateOwned()...)
 	if c.TelemetryHashKey != "" && len(c.TelemetryHashKey) < 16 {
 		errs = append(errs, errors.New("telemetry-hash-key: must be at least 16 bytes"))
@@ -458,6 +382,21 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("log-format: %q is not json or text", c.LogFormat))
 	}
 	return errors.Join(errs...)
+}
+
+// peerAddr is the address of a remote svc ("" when none is given).
+func (c Config) peerAddr(svc string) string {
+	switch svc {
+	case Intake:
+		return c.IntakeAddr
+	case Scoring:
+		return c.ScoringAddr
+	case Decision:
+		return c.DecisionAddr
+	case Notify:
+		return c.NotifyAddr
+	}
+	return ""
 }
 
 // Runs reports whether svc runs in this process.

@@ -8,14 +8,14 @@ import (
 	"github.com/pushbackhq/pushback/connectors/duo"
 	"github.com/pushbackhq/pushback/connectors/entra"
 	"github.com/pushbackhq/pushback/connectors/okta"
+	"github.com/pushbackhq/pushback/connectors/poll"
 	"github.com/pushbackhq/pushback/connectors/respond"
 	"github.com/pushbackhq/pushback/pkg/settings"
-	"github.com/pushbackhq/pushback/pkg/userid"
-	"github.com/pushbackhq/pushback/services/notify"
 )
 
-// Connectors are the response connectors: each acts at its identity
-// provider when a respond: rule asks (docs/respond.md). Each owns its
+// Connectors are the identity providers' connectors: each acts at its
+// identity provider when a respond: rule asks (docs/respond.md), through
+// notify, and the ones that poll read its logs for intake. Each owns its
 // settings; one is on when its URL (or tenant, domain) is set.
 type Connectors struct {
 	Okta  okta.Config
@@ -53,20 +53,9 @@ func (c Connectors) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Channels builds a notify channel for every connector that is on.
-func (c Connectors) Channels(aliases *userid.Aliases) ([]notify.Channel, error) {
-	var out []notify.Channel
-	add := func(on bool, name string, build func() (respond.Connector, error)) error {
-		if !on {
-			return nil
-		}
-		conn, err := build()
-		if err != nil {
-			return fmt.Errorf("%s connector: %w", name, err)
-		}
-		out = append(out, &notify.ActionChannel{Connector: conn, Aliases: aliases})
-		return nil
-	}
+// Responders builds the connectors that are on, for notify to act through.
+func (c Connectors) Responders() ([]respond.Connector, error) {
+	var out []respond.Connector
 	for _, step := range []struct {
 		on    bool
 		name  string
@@ -77,9 +66,42 @@ func (c Connectors) Channels(aliases *userid.Aliases) ([]notify.Channel, error) 
 		{c.Duo.Enabled(), "duo", func() (respond.Connector, error) { return duo.New(c.Duo) }},
 		{c.Auth0.Enabled(), "auth0", func() (respond.Connector, error) { return auth0.New(c.Auth0) }},
 	} {
-		if err := add(step.on, step.name, step.build); err != nil {
+		if !step.on {
+			continue
+		}
+		conn, err := step.build()
+		if err != nil {
+			return nil, fmt.Errorf("%s connector: %w", step.name, err)
+		}
+		out = append(out, conn)
+	}
+	return out, nil
+}
+
+// LogSources builds the log source of every connector that is on and
+// polls, for intake's pollers (docs/intake.md, Polling).
+func (c Connectors) LogSources() ([]poll.Source, error) {
+	var out []poll.Source
+	if c.Okta.Enabled() && c.Okta.Poll {
+		conn, err := okta.New(c.Okta)
+		if err != nil {
 			return nil, err
 		}
+		out = append(out, conn.LogSource())
+	}
+	if c.Entra.Enabled() && c.Entra.Poll {
+		conn, err := entra.New(c.Entra)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, conn.LogSource())
+	}
+	if c.Duo.Enabled() && c.Duo.Poll {
+		conn, err := duo.New(c.Duo)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, conn.LogSource())
 	}
 	return out, nil
 }

@@ -32,7 +32,7 @@ func TestHungRedisDoesNotHoldDecidePastItsBudget(t *testing.T) {
 	cfg.StoreKind, cfg.RedisAddrs = "redis", []string{redis.Addr}
 	reader := sdkmetric.NewManualReader()
 	logs := &lockedBuffer{}
-	cfg.DecideBudget = budget
+	cfg.Decision.Budget = budget
 	m := startWith(t, cfg, mesh.Options{MetricReader: reader, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	dc := decisionv1.NewDecisionServiceClient(m.conn)
 	metric := func(name string) int64 {

@@ -1,11 +1,11 @@
 // Package mesh is the only code that knows which services run where: it
-// wires the four services into one process (peers reached in memory through
-// the same gRPC server) or into any subset with remote peers, and runs them
-// until the context ends, then shuts down gracefully.
+// builds each service this process runs from its own Config (its Init),
+// reaches the others as peers (in memory when they run here, over the
+// network when not), serves everything on one gRPC server and one HTTP
+// server, and runs until the context ends, then shuts down gracefully.
 package mesh
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,24 +13,18 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
-	defaultpolicy "github.com/pushbackhq/pushback/deploy/policy"
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/auth"
+	"github.com/pushbackhq/pushback/pkg/component"
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/services/decision"
-	"github.com/pushbackhq/pushback/services/decision/policy"
-	"github.com/pushbackhq/pushback/services/intake"
-	"github.com/pushbackhq/pushback/services/notify"
-	"github.com/pushbackhq/pushback/services/scoring"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -68,23 +62,6 @@ func (c closers) close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// LoadPolicy reads a policy file, or the built-in default when path is empty.
-func LoadPolicy(path string) (*policy.Policy, error) {
-	if path == "" {
-		return policy.Parse(bytes.NewReader(defaultpolicy.Default))
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	p, err := policy.Parse(f)
-	if err != nil {
-		return nil, fmt.Errorf("policy %s: %w", path, err)
-	}
-	return p, nil
-}
-
 // Run serves until ctx ends, then shuts down: health NOT_SERVING, HTTP and
 // gRPC drained with a deadline, workers stopped, store closed, telemetry
 // flushed.
@@ -108,254 +85,52 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		}
 	}()
 
-	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "pushback", Getenv: opts.Getenv, Exporter: opts.SpanExporter, MetricReader: opts.MetricReader})
+	tel, err := setupTelemetry(ctx, cfg, opts, log)
 	if err != nil {
 		return err
 	}
 	cl.add(tel.Shutdown)
-	tracer := tel.Tracers.Tracer("github.com/pushbackhq/pushback")
-	meter := tel.Meters.Meter("github.com/pushbackhq/pushback")
-	redactor := telemetry.NewRedactor([]byte(cfg.TelemetryHashKey), cfg.TelemetryRawIDs)
-	if cfg.TelemetryRawIDs {
-		log.Warn("telemetry-raw-ids is on: user ids and IPs are recorded in clear in spans and logs")
-	}
-	rt := rpc.Telemetry{Tracers: tel.Tracers, Meters: tel.Meters, Propagator: tel.Propagator}
-	userIDs, err := cfg.UserIDs.Rules()
+	deps, err := newDeps(ctx, cfg, log, tel, &cl)
 	if err != nil {
 		return err
 	}
 
-	st, err := openStore(ctx, cfg, log, meter)
-	if err != nil {
-		return err
-	}
-	cl.add(func(context.Context) error { return st.Close() })
-	st = telemetry.TraceStore(st, tracer, cfg.StoreKind)
-
-	decCounters := opts.DecisionCounters
-	if decCounters == nil {
-		decCounters = &decision.Counters{}
+	counters := opts.DecisionCounters
+	if counters == nil {
+		counters = &decision.Counters{}
 	}
 	// Every call of every service passes the guard (docs/security.md).
-	guard, err := newGuard(cfg, log, meter, decCounters)
+	guard, err := newGuard(cfg, log, deps.Meter, counters)
 	if err != nil {
 		return err
 	}
-	var serverCreds, clientCreds credentials.TransportCredentials
-	if cfg.MutualTLS() {
-		if serverCreds, clientCreds, _, err = rpc.MutualTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
-			return err
-		}
-		serverCreds = rpc.LogHandshakeFailures(serverCreds, log)
-	}
-	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Creds: serverCreds,
-		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor()}})
-	// A peer this process runs is reached through the server's in-process
-	// channel (the same interceptors and handlers, no HTTP/2 round trip);
-	// a remote one through a small pool of connections: one HTTP/2
-	// connection serialises its calls through one writer and one reader
-	// goroutine per side.
-	const connsPerPeer = 4
-	conns := map[string]grpc.ClientConnInterface{}
-	peer := func(name, addr string) (grpc.ClientConnInterface, error) {
-		if c, ok := conns[name]; ok {
-			return c, nil
-		}
-		if cfg.Runs(name) {
-			// In memory the mesh presents its own credential.
-			c := srv.Channel.Client(rpc.ClientOptions{Telemetry: rt, PerRPC: guard.MeshCredentials()})
-			conns[name] = c
-			return c, nil
-		}
-		var list []*grpc.ClientConn
-		for i := 0; i < connsPerPeer; i++ {
-			// Over the network the mesh presents its certificate, and a
-			// gateway its outside credential.
-			c, err := rpc.Dial(addr, rpc.ClientOptions{Telemetry: rt, Unary: gatewayCredentials(cfg, name), Creds: clientCreds})
-			if err != nil {
-				return nil, fmt.Errorf("%s peer: %w", name, err)
-			}
-			list = append(list, c)
-		}
-		p := rpc.NewPool(list...)
-		conns[name] = p
-		cl.add(func(context.Context) error { return p.Close() })
-		return p, nil
-	}
-
-	var workers []func(context.Context) error
-	// drain, before the server stops, lets decision finish what follows its
-	// answers while its peers can still be reached.
-	drain := func(context.Context) error { return nil }
-	// quiet, at shutdown before the server stops, ends the long waits of
-	// the risk feed on both sides: decision's responder and scoring's
-	// answers to it.
-	var quiet []func()
-	if cfg.Runs(Scoring) {
-		sc, err := scoring.Open(scoring.Options{Store: st, Logger: log.With("service", Scoring), Tracer: tracer, GeoIPDB: cfg.GeoIPDB, Meter: meter, Redactor: redactor, UserIDs: userIDs})
-		if err != nil {
-			return err
-		}
-		cl.add(func(context.Context) error { return sc.Close() })
-		sc.Register(srv)
-		quiet = append(quiet, sc.StopWaiting)
-	}
-	var nw *notifyWiring
-	if cfg.Runs(Notify) {
-		var channels []notify.Channel
-		if cfg.AlertWebhook != "" {
-			secret, err := notify.DecodeSecret(cfg.AlertSecret)
-			if err != nil {
-				return fmt.Errorf("alert-webhook-secret: %w", err)
-			}
-			channels = append(channels, &notify.Webhook{URL: cfg.AlertWebhook, Secret: secret, Client: outboundClient()})
-		}
-		if nw, err = newNotifyWiring(cfg); err != nil {
-			return err
-		}
-		channels = append(channels, nw.channels...)
-		acts, err := cfg.Connectors.Channels(userIDs.Aliases())
-		if err != nil {
-			return err
-		}
-		channels = append(channels, acts...)
-		n, err := notify.New(notify.Options{Store: st, Channels: channels, Logger: log.With("service", Notify), Tracer: tracer, ReportLinks: nw.links, Meter: meter, Redactor: redactor,
-			Brake: cfg.Notify.Brake})
-		if err != nil {
-			return err
-		}
-		n.Register(srv)
-		workers = append(workers, n.Run)
-	}
-	if cfg.Runs(Decision) {
-		pol, err := LoadPolicy(cfg.PolicyFile)
-		if err != nil {
-			return err
-		}
-		var shadow *policy.Policy
-		if cfg.ShadowPolicy != "" {
-			if shadow, err = LoadPolicy(cfg.ShadowPolicy); err != nil {
-				return fmt.Errorf("shadow-policy: %w", err)
-			}
-		}
-		sc, err := peer(Scoring, cfg.ScoringAddr)
-		if err != nil {
-			return err
-		}
-		nc, err := peer(Notify, cfg.NotifyAddr)
-		if err != nil {
-			return err
-		}
-		d, err := decision.New(decision.Options{
-			Store: st, Scorer: scoringv1.NewScoringServiceClient(sc), Notifier: notifyv1.NewNotificationServiceClient(nc),
-			Policy: pol, Logger: log.With("service", Decision), Tracer: tracer, Budget: cfg.DecideBudget,
-			ShadowPolicy: shadow, Counters: decCounters, Meter: meter, Redactor: redactor, UserIDs: userIDs,
-			ClockSkew: cfg.Decision.ClockSkew, MaxInFlight: cfg.Decision.MaxInFlight, SharedStore: cfg.StoreKind == "redis",
-			Feed: scoringv1.NewScoringServiceClient(sc), RespondDryRun: cfg.Decision.RespondDryRun,
-		})
-		if err != nil {
-			return err
-		}
-		d.Register(srv)
-		drain = d.Drain
-		log.Info("policy loaded", slog.String("policy_version", pol.Version), slog.Int("rules", len(pol.Rules)))
-		if shadow != nil {
-			log.Info("shadow policy loaded", slog.String("policy_version", shadow.Version), slog.Int("rules", len(shadow.Rules)))
-		}
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		cl.add(func(context.Context) error { signal.Stop(hup); return nil })
-		rl := decision.NewReloader(d, decision.ReloaderOptions{PolicyFile: cfg.PolicyFile, ShadowFile: cfg.ShadowPolicy, Poll: cfg.PolicyPoll, Logger: log.With("service", Decision)})
-		workers = append(workers, func(ctx context.Context) error { return rl.Run(ctx, hup) })
-		rctx, stopResponder := context.WithCancel(context.Background())
-		responded := make(chan struct{})
-		quiet = append(quiet, func() { stopResponder(); <-responded })
-		workers = append(workers, func(ctx context.Context) error {
-			defer close(responded)
-			stop := context.AfterFunc(ctx, stopResponder)
-			defer stop()
-			return d.RunResponder(rctx)
-		})
-	}
-	if cfg.Runs(Intake) {
-		sc, err := peer(Scoring, cfg.ScoringAddr)
-		if err != nil {
-			return err
-		}
-		in, err := intake.New(intake.Options{Store: st, Observer: scoringv1.NewScoringServiceClient(sc), Logger: log.With("service", Intake), Tracer: tracer, Meter: meter, Redactor: redactor, UserIDs: userIDs})
-		if err != nil {
-			return err
-		}
-		in.Register(srv)
-		workers = append(workers, in.Run)
-		ps, err := pollers(cfg, st, in, log, meter)
-		if err != nil {
-			return err
-		}
-		workers = append(workers, ps...)
-	}
-
-	lis, err := net.Listen("tcp", cfg.GRPCAddr)
+	srv, peers, err := newServer(cfg, log, tel, guard, &cl)
 	if err != nil {
-		return fmt.Errorf("grpc listen: %w", err)
+		return err
 	}
-	var httpSrv *http.Server
-	var httpLis net.Listener
-	if cfg.HTTPAddr != "" {
-		mux := http.NewServeMux()
-		if cfg.Runs(Decision) || cfg.DecisionAddr != "" {
-			dc, err := peer(Decision, cfg.DecisionAddr)
-			if err != nil {
-				return err
-			}
-			mux.Handle("/v1/decide", guard.HTTP(decideRoute, auth.Hook, decision.HTTPHandler(decisionv1.NewDecisionServiceClient(dc))))
+	deps.Peer = func(name string) (grpc.ClientConnInterface, error) {
+		addr := cfg.peerAddr(name)
+		if !cfg.Runs(name) && addr == "" {
+			return nil, nil
 		}
-		if cfg.Runs(Intake) || cfg.IntakeAddr != "" {
-			ic, err := peer(Intake, cfg.IntakeAddr)
-			if err != nil {
-				return err
-			}
-			mux.Handle("/v1/ingest", guard.HTTP("/v1/ingest", auth.LogShipper, intake.NativeHandler(intakev1.NewIntakeServiceClient(ic), cfg.Auth.IntakeToken)))
-			mux.Handle(intake.AdapterPrefix, guard.HTTP(intake.AdapterPrefix+"{format}", auth.LogShipper,
-				intake.AdapterHandler(intakev1.NewIntakeServiceClient(ic), intake.AdapterOptions{Token: cfg.Auth.IntakeToken, Logger: log.With("service", Intake)})))
-		}
-		if cfg.Runs(Scoring) || cfg.ScoringAddr != "" {
-			sc, err := peer(Scoring, cfg.ScoringAddr)
-			if err != nil {
-				return err
-			}
-			// Risk readers follow a tenant's risk changes as Server-Sent Events.
-			mux.Handle(scoring.FeedPath, guard.HTTP(scoring.FeedPath, auth.RiskReader, scoring.FeedHandler(scoringv1.NewScoringServiceClient(sc))))
-		}
-		if err := notifyRoutes(mux, cfg, nw, peer, log); err != nil {
-			return err
-		}
-		// The RPCs operators and scripts call, as JSON over HTTP (rest.go).
-		if err := restRoutes(mux, srv.Server, guard); err != nil {
-			return err
-		}
-		mux.Handle("/metrics", tel.MetricsHandler())
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-			resp, err := srv.Health.Check(r.Context(), &healthpb.HealthCheckRequest{})
-			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-				http.Error(w, "not ready", http.StatusServiceUnavailable)
-				return
-			}
-			_, _ = w.Write([]byte("ready\n"))
-		})
-		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-		if httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
-			_ = lis.Close()
-			return fmt.Errorf("http listen: %w", err)
-		}
+		return peers.peer(name, addr)
+	}
+	parts, err := initServices(cfg, deps, counters, &cl)
+	if err != nil {
+		return err
+	}
+	register(srv, parts)
+
+	ls, err := listen(cfg, deps, parts.Routes, guard, srv, tel)
+	if err != nil {
+		return err
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return srv.Serve(lis) })
-	if httpSrv != nil {
+	g.Go(func() error { return srv.Serve(ls.grpc) })
+	if ls.httpSrv != nil {
 		g.Go(func() error {
-			if err := httpSrv.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
+			if err := ls.httpSrv.Serve(ls.http); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
@@ -363,43 +138,22 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	}
 	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
 	wg, _ := errgroup.WithContext(wctx)
-	for _, w := range workers {
+	for _, w := range parts.Workers {
 		wg.Go(func() error { return w(wctx) })
 	}
 	for _, s := range cfg.Services {
 		srv.Health.SetServingStatus(serviceName(s), healthpb.HealthCheckResponse_SERVING)
 	}
 	srv.Health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	httpAddr := ""
-	if httpLis != nil {
-		httpAddr = httpLis.Addr().String()
-	}
-	log.Info("pushback serving", slog.Any("services", cfg.Services), slog.String("grpc_addr", lis.Addr().String()), slog.String("http_addr", httpAddr), slog.String("data_dir", cfg.DataDir))
+	grpcAddr, httpAddr := ls.addrs()
+	log.Info("pushback serving", slog.Any("services", cfg.Services), slog.String("grpc_addr", grpcAddr), slog.String("http_addr", httpAddr), slog.String("data_dir", cfg.DataDir))
 	if opts.Ready != nil {
-		opts.Ready(lis.Addr().String(), httpAddr)
+		opts.Ready(grpcAddr, httpAddr)
 	}
 
 	<-gctx.Done()
 	log.Info("shutting down")
-	srv.Health.Shutdown()
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	if httpSrv != nil {
-		_ = httpSrv.Shutdown(sctx)
-	}
-	if err := drain(sctx); err != nil {
-		log.Warn("follow-ups of suppressed pushes still running at shutdown", slog.Any("error", err))
-	}
-	for _, q := range quiet {
-		q()
-	}
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-sctx.Done():
-		srv.Stop()
-	}
+	stop(ctx, cfg.ShutdownTimeout, log, srv, ls.httpSrv, parts)
 	stopWorkers()
 	werr := wg.Wait()
 	serr := g.Wait()
@@ -410,6 +164,210 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		return werr
 	}
 	return errors.Join(serr, werr)
+}
+
+// setupTelemetry starts the trace and metric providers from OTEL_*.
+func setupTelemetry(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (*telemetry.Providers, error) {
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "pushback", Getenv: opts.Getenv, Exporter: opts.SpanExporter, MetricReader: opts.MetricReader})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.TelemetryRawIDs {
+		log.Warn("telemetry-raw-ids is on: user ids and IPs are recorded in clear in spans and logs")
+	}
+	return tel, nil
+}
+
+// newDeps opens the store and makes what every service shares but its
+// peers (Run adds Peer once the server exists).
+func newDeps(ctx context.Context, cfg Config, log *slog.Logger, tel *telemetry.Providers, cl *closers) (component.Deps, error) {
+	d := component.Deps{Logger: log, Tracer: tel.Tracers.Tracer("github.com/pushbackhq/pushback"), Meter: tel.Meters.Meter("github.com/pushbackhq/pushback"),
+		Redactor: telemetry.NewRedactor([]byte(cfg.TelemetryHashKey), cfg.TelemetryRawIDs), SharedStore: cfg.StoreKind == "redis", DataDir: cfg.DataDir}
+	var err error
+	if d.UserIDs, err = cfg.UserIDs.Rules(); err != nil {
+		return d, err
+	}
+	st, err := openStore(ctx, cfg, log, d.Meter)
+	if err != nil {
+		return d, err
+	}
+	cl.add(func(context.Context) error { return st.Close() })
+	d.Store = telemetry.TraceStore(st, d.Tracer, cfg.StoreKind)
+	return d, nil
+}
+
+// register adds every service this process runs to r: the one place
+// where services meet a server.
+func register(r grpc.ServiceRegistrar, parts component.Parts) {
+	for _, reg := range parts.Register {
+		reg(r)
+	}
+}
+
+// peers reaches the services this process calls: one it runs through the
+// server's in-process channel (the same interceptors and handlers, no
+// HTTP/2 round trip), a remote one through a small pool of connections,
+// because one HTTP/2 connection serialises its calls through one writer
+// and one reader goroutine per side.
+type peers struct {
+	cfg         Config
+	srv         *rpc.Server
+	rt          rpc.Telemetry
+	guard       *auth.Guard
+	clientCreds credentials.TransportCredentials
+	conns       map[string]grpc.ClientConnInterface
+	cl          *closers
+}
+
+const connsPerPeer = 4
+
+// peer returns the connection to the named service: in memory when it
+// runs in this process, else at addr.
+func (p *peers) peer(name, addr string) (grpc.ClientConnInterface, error) {
+	if c, ok := p.conns[name]; ok {
+		return c, nil
+	}
+	if p.cfg.Runs(name) {
+		// In memory the mesh presents its own credential.
+		c := p.srv.Channel.Client(rpc.ClientOptions{Telemetry: p.rt, PerRPC: p.guard.MeshCredentials()})
+		p.conns[name] = c
+		return c, nil
+	}
+	var list []*grpc.ClientConn
+	for i := 0; i < connsPerPeer; i++ {
+		// Over the network the mesh presents its certificate, and a
+		// gateway its outside credential.
+		c, err := rpc.Dial(addr, rpc.ClientOptions{Telemetry: p.rt, Unary: gatewayCredentials(p.cfg, name), Creds: p.clientCreds})
+		if err != nil {
+			return nil, fmt.Errorf("%s peer: %w", name, err)
+		}
+		list = append(list, c)
+	}
+	pool := rpc.NewPool(list...)
+	p.conns[name] = pool
+	p.cl.add(func(context.Context) error { return pool.Close() })
+	return pool, nil
+}
+
+// newServer makes the gRPC server every call passes the guard on, and the
+// peers this process dials.
+func newServer(cfg Config, log *slog.Logger, tel *telemetry.Providers, guard *auth.Guard, cl *closers) (*rpc.Server, *peers, error) {
+	p := &peers{cfg: cfg, rt: rpc.Telemetry{Tracers: tel.Tracers, Meters: tel.Meters, Propagator: tel.Propagator},
+		guard: guard, conns: map[string]grpc.ClientConnInterface{}, cl: cl}
+	var serverCreds credentials.TransportCredentials
+	if cfg.MutualTLS() {
+		var err error
+		if serverCreds, p.clientCreds, _, err = rpc.MutualTLS(cfg.TLSCert, cfg.TLSKey, cfg.TLSCA); err != nil {
+			return nil, nil, err
+		}
+		serverCreds = rpc.LogHandshakeFailures(serverCreds, log)
+	}
+	p.srv = rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: p.rt, Creds: serverCreds,
+		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor()}})
+	return p.srv, p, nil
+}
+
+// listeners are where this process serves: gRPC always, HTTP when an
+// address is set.
+type listeners struct {
+	grpc, http net.Listener
+	httpSrv    *http.Server
+}
+
+// listen binds the listeners and builds the HTTP server.
+func listen(cfg Config, d component.Deps, routes []component.Route, guard *auth.Guard, srv *rpc.Server, tel *telemetry.Providers) (listeners, error) {
+	var ls listeners
+	var err error
+	if ls.grpc, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
+		return ls, fmt.Errorf("grpc listen: %w", err)
+	}
+	if cfg.HTTPAddr == "" {
+		return ls, nil
+	}
+	if ls.httpSrv, err = newHTTPServer(cfg, d, routes, guard, srv, tel); err != nil {
+		_ = ls.grpc.Close()
+		return ls, err
+	}
+	if ls.http, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		_ = ls.grpc.Close()
+		return ls, fmt.Errorf("http listen: %w", err)
+	}
+	return ls, nil
+}
+
+// addrs are the bound addresses ("" for HTTP when it is off).
+func (ls listeners) addrs() (grpcAddr, httpAddr string) {
+	if ls.http != nil {
+		httpAddr = ls.http.Addr().String()
+	}
+	return ls.grpc.Addr().String(), httpAddr
+}
+
+// newHTTPServer serves the routes of the services this process runs, the
+// gateway routes of every service it reaches, the RPCs as JSON, metrics
+// and probes.
+func newHTTPServer(cfg Config, d component.Deps, routes []component.Route, guard *auth.Guard, srv *rpc.Server, tel *telemetry.Providers) (*http.Server, error) {
+	gw, err := gatewayRoutes(cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	routes = append(routes, gw...)
+	mux := http.NewServeMux()
+	for _, r := range routes {
+		h := r.Handler
+		if r.Role != "" {
+			name := r.Name
+			if name == "" {
+				name = r.Pattern
+			}
+			h = guard.HTTP(name, r.Role, h)
+		}
+		mux.Handle(r.Pattern, h)
+	}
+	// The RPCs operators and scripts call, as JSON over HTTP (rest.go).
+	if err := restRoutes(mux, srv.Server, guard); err != nil {
+		return nil, err
+	}
+	mux.Handle("/metrics", tel.MetricsHandler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		resp, err := srv.Health.Check(r.Context(), &healthpb.HealthCheckRequest{})
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}, nil
+}
+
+// stop shuts the servers down in order, within timeout: health
+// NOT_SERVING; HTTP drained; decision's follow-ups finished while its
+// peers can still be reached; the risk feed's long waits ended on both
+// sides; gRPC stopped gracefully, or at once at the deadline. The workers
+// stop after it.
+func stop(ctx context.Context, timeout time.Duration, log *slog.Logger, srv *rpc.Server, httpSrv *http.Server, parts component.Parts) {
+	srv.Health.Shutdown()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if httpSrv != nil {
+		_ = httpSrv.Shutdown(sctx)
+	}
+	for _, drain := range parts.Drain {
+		if err := drain(sctx); err != nil {
+			log.Warn("follow-ups of suppressed pushes still running at shutdown", slog.Any("error", err))
+		}
+	}
+	for _, q := range parts.Quiet {
+		q()
+	}
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-sctx.Done():
+		srv.Stop()
+	}
 }
 
 func first(values []string) string {

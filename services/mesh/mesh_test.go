@@ -36,7 +36,7 @@ type running struct {
 func start(t testing.TB, cfg mesh.Config) *running {
 	t.Helper()
 	// These tests check outcomes; the budget is tested on its own.
-	cfg.DecideBudget = 5 * time.Second
+	cfg.Decision.Budget = 5 * time.Second
 	return startWith(t, cfg, mesh.Options{})
 }
 
@@ -412,14 +412,14 @@ func TestConfigFileIsStrict(t *testing.T) {
 	}
 	good := write("good.yaml", "grpc-addr: 127.0.0.1:7001\nservices: [scoring]\ndecide-budget: 80ms\n")
 	cfg, err := mesh.Load([]string{"--config=" + good}, func(string) string { return "" })
-	if err != nil || cfg.GRPCAddr != "127.0.0.1:7001" || len(cfg.Services) != 1 || cfg.DecideBudget != 80*time.Millisecond {
+	if err != nil || cfg.GRPCAddr != "127.0.0.1:7001" || len(cfg.Services) != 1 || cfg.Decision.Budget != 80*time.Millisecond {
 		t.Fatalf("file settings not applied: %+v, %v", cfg, err)
 	}
 	// Env overrides the file, flags override env.
 	cfg, err = mesh.Load([]string{"--config=" + good, "--decide-budget=90ms"}, func(k string) string {
 		return map[string]string{"PUSHBACK_GRPC_ADDR": "127.0.0.1:7002", "PUSHBACK_DECIDE_BUDGET": "70ms"}[k]
 	})
-	if err != nil || cfg.GRPCAddr != "127.0.0.1:7002" || cfg.DecideBudget != 90*time.Millisecond {
+	if err != nil || cfg.GRPCAddr != "127.0.0.1:7002" || cfg.Decision.Budget != 90*time.Millisecond {
 		t.Fatalf("precedence: %+v, %v", cfg, err)
 	}
 	for name, body := range map[string]string{

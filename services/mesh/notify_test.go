@@ -35,11 +35,11 @@ func TestReportLinkAndSecurityEventsOnTheMesh(t *testing.T) {
 
 	const key = "a report link key of at least 32 bytes"
 	cfg := mesh.Default()
-	cfg.ReportLinkKey = key
-	cfg.PublicURL = "https://pushback.example.com"
-	cfg.SETReceiver = receiver.URL
-	cfg.SETReceiverToken = "rcv-token"
-	cfg.SETAudience = "https://idp.example.com"
+	cfg.Notify.ReportLinkKey = key
+	cfg.Notify.PublicURL = "https://pushback.example.com"
+	cfg.Notify.SETReceiver = receiver.URL
+	cfg.Notify.SETReceiverToken = "rcv-token"
+	cfg.Notify.SETAudience = "https://idp.example.com"
 	m := start(t, cfg)
 	base := "http://" + m.httpAddr
 
@@ -82,7 +82,7 @@ func TestReportLinkAndSecurityEventsOnTheMesh(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the SET does not verify with the published key set: %v", err)
 	}
-	if _, ok := c.Events[notify.EventSessionRevoked]; !ok || c.Audience != cfg.SETAudience || c.Issuer != cfg.PublicURL || c.Subject.ID != "zoe" {
+	if _, ok := c.Events[notify.EventSessionRevoked]; !ok || c.Audience != cfg.Notify.SETAudience || c.Issuer != cfg.Notify.PublicURL || c.Subject.ID != "zoe" {
 		t.Fatalf("SET claims %+v", c)
 	}
 }
@@ -93,13 +93,17 @@ func TestNotifySettingsAreValidated(t *testing.T) {
 		set  func(c *mesh.Config)
 		want string
 	}{
-		{"short report key", func(c *mesh.Config) { c.ReportLinkKey, c.PublicURL = "short", "https://p.example.com" }, "report-link-key"},
-		{"report key without public url", func(c *mesh.Config) { c.ReportLinkKey = strings.Repeat("k", 32) }, "public-url"},
-		{"relative slack url", func(c *mesh.Config) { c.SlackWebhook = "/hooks/x" }, "slack-webhook"},
-		{"bad smtp port", func(c *mesh.Config) { c.SMTPHost, c.SMTPFrom, c.SMTPPort = "mail", "a@b.c", "smtp" }, "smtp-port"},
-		{"smtp without sender", func(c *mesh.Config) { c.SMTPHost = "mail" }, "smtp-from"},
-		{"sender with a display name", func(c *mesh.Config) { c.SMTPHost, c.SMTPFrom = "mail", "Pushback <alerts@example.com>" }, "smtp-from"},
-		{"recipient not an address", func(c *mesh.Config) { c.SMTPHost, c.SMTPFrom, c.SMTPTo = "mail", "a@b.c", "soc@example.com, nope" }, "smtp-to"},
+		{"short report key", func(c *mesh.Config) { c.Notify.ReportLinkKey, c.Notify.PublicURL = "short", "https://p.example.com" }, "report-link-key"},
+		{"report key without public url", func(c *mesh.Config) { c.Notify.ReportLinkKey = strings.Repeat("k", 32) }, "public-url"},
+		{"relative slack url", func(c *mesh.Config) { c.Notify.SlackWebhook = "/hooks/x" }, "slack-webhook"},
+		{"bad smtp port", func(c *mesh.Config) {
+			c.Notify.SMTPHost, c.Notify.SMTPFrom, c.Notify.SMTPPort = "mail", "a@b.c", "smtp"
+		}, "smtp-port"},
+		{"smtp without sender", func(c *mesh.Config) { c.Notify.SMTPHost = "mail" }, "smtp-from"},
+		{"sender with a display name", func(c *mesh.Config) { c.Notify.SMTPHost, c.Notify.SMTPFrom = "mail", "Pushback <alerts@example.com>" }, "smtp-from"},
+		{"recipient not an address", func(c *mesh.Config) {
+			c.Notify.SMTPHost, c.Notify.SMTPFrom, c.Notify.SMTPTo = "mail", "a@b.c", "soc@example.com, nope"
+		}, "smtp-to"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,12 +7,13 @@ import "github.com/pushbackhq/pushback/pkg/settings"
 // a new setting belongs to the part that uses it, added here as one line.
 func (c *Config) owned() []settings.Setting {
 	var out []settings.Setting
+	out = append(out, c.Scoring.Settings()...)
+	out = append(out, c.Intake.Settings()...)
 	out = append(out, c.Decision.Settings()...)
 	out = append(out, c.Auth.Settings()...)
 	out = append(out, c.UserIDs.Settings()...)
 	out = append(out, c.Notify.Settings()...)
 	out = append(out, c.Connectors.Settings()...)
-	out = append(out, c.Poll.Settings()...)
 	return out
 }
 
@@ -30,7 +31,10 @@ func (c Config) validateOwned() []error {
 	if err := c.Connectors.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.Poll.Validate(); err != nil {
+	if err := c.Scoring.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Intake.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errs

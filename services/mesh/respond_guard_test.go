@@ -75,7 +75,7 @@ func TestRespondDryRunAlertsWithoutRevoking(t *testing.T) {
 	defer org.Close()
 	org.AddUser("00u1ada9XyZ", "ada@example.com")
 	cfg := mesh.Default()
-	cfg.AlertWebhook = alerts.srv.URL
+	cfg.Notify.AlertWebhook = alerts.srv.URL
 	cfg.Connectors.Okta.URL = org.URL()
 	cfg.Connectors.Okta.Token = org.Token
 	cfg.Decision.RespondDryRun = true

@@ -135,7 +135,7 @@ func TestEntraFatigueSuccessIsAlertedAndRevoked(t *testing.T) {
 	defer tenant.Close()
 	tenant.AddUser(objectID, strings.ToLower(upn))
 	cfg := mesh.Default()
-	cfg.AlertWebhook = alerts.srv.URL
+	cfg.Notify.AlertWebhook = alerts.srv.URL
 	cfg.Connectors.Entra.Tenant = tenant.Tenant
 	cfg.Connectors.Entra.ClientID = tenant.ClientID
 	cfg.Connectors.Entra.ClientSecret = tenant.ClientSecret
@@ -260,8 +260,8 @@ func TestDuoFatigueSuccessIsAlertedAndDisabled(t *testing.T) {
 	other := account.AddUser("linus.torvalds")
 	id := account.AddUser(username, "ghopper")
 	cfg := mesh.Default()
-	cfg.AlertWebhook = alerts.srv.URL
-	cfg.PolicyFile = disablingPolicy(t)
+	cfg.Notify.AlertWebhook = alerts.srv.URL
+	cfg.Decision.PolicyFile = disablingPolicy(t)
 	cfg.Connectors.Duo.URL = account.URL
 	cfg.Connectors.Duo.IKey = account.IKey
 	cfg.Connectors.Duo.SKey = account.SKey
@@ -356,7 +356,7 @@ func TestAuth0FatigueSuccessIsAlertedAndRevoked(t *testing.T) {
 	tenant.AddUser(userID)
 	tenant.AddUser("auth0|65f0c0ffee0000000000beef")
 	cfg := mesh.Default()
-	cfg.AlertWebhook = alerts.srv.URL
+	cfg.Notify.AlertWebhook = alerts.srv.URL
 	cfg.Connectors.Auth0.Domain = tenant.URL()
 	cfg.Connectors.Auth0.ClientID = tenant.ClientID
 	cfg.Connectors.Auth0.ClientSecret = tenant.ClientSecret

@@ -134,7 +134,7 @@ func oktaFatigueSuccessIsAlertedAndRevoked(t *testing.T, cfg mesh.Config) {
 	org := oktatest.NewServer()
 	defer org.Close()
 	org.AddUser("00u1ada9XyZ", "ada@example.com")
-	cfg.AlertWebhook = alerts.srv.URL
+	cfg.Notify.AlertWebhook = alerts.srv.URL
 	cfg.Connectors.Okta.URL = org.URL()
 	cfg.Connectors.Okta.Token = org.Token
 	m := start(t, cfg)

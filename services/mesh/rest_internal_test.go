@@ -61,7 +61,7 @@ func TestHTTPRoutesAreTheOutsideCallersRPCs(t *testing.T) {
 		}
 	}
 	outside := []auth.Role{auth.Operator, auth.RiskReader, auth.Hook, auth.LogShipper}
-	rules := auth.Rules()
+	rules := Policy()
 	for m, p := range got {
 		if _, ok := want[m]; !ok {
 			t.Errorf("unexpected route %s for %s", p, m)

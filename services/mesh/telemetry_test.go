@@ -72,7 +72,7 @@ type meshProc struct {
 func run(t *testing.T, cfg mesh.Config, opts mesh.Options) *meshProc {
 	t.Helper()
 	cfg.DataDir = t.TempDir()
-	cfg.DecideBudget = 5 * time.Second
+	cfg.Decision.Budget = 5 * time.Second
 	cfg.TelemetryHashKey = hashKey
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)

@@ -1,4 +1,4 @@
-package mesh
+package intake
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	"github.com/pushbackhq/pushback/pkg/store/storetest"
-	"github.com/pushbackhq/pushback/services/intake"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -17,7 +16,7 @@ import (
 // (here one without a user) must not hold its source's cursor for ever:
 // the page's other events are stored and the page counts as saved.
 func TestPolledPageWithOneBadRecordStoresTheRest(t *testing.T) {
-	in, err := intake.New(intake.Options{Store: storetest.Memory(t)})
+	in, err := New(Options{Store: storetest.Memory(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package mesh
+package notify
 
 import (
 	"net/http"
