@@ -19,16 +19,15 @@ import (
 )
 
 // sim replays events through the pure engine the way the service does:
-// per-user state, and per-source spray state for the pushes SprayRole
-// counts and the successes it accepts as the user's own.
+// per-user state, and per-source spray state in memory.
 type sim struct {
 	cfg     engine.Config
 	users   map[string]*engine.UserState
-	sources map[string]*engine.SourceState
+	sources *engine.MemSources
 }
 
 func newSim() *sim {
-	return &sim{cfg: engine.DefaultConfig(), users: map[string]*engine.UserState{}, sources: map[string]*engine.SourceState{}}
+	return &sim{cfg: engine.DefaultConfig(), users: map[string]*engine.UserState{}, sources: engine.NewMemSources()}
 }
 
 func (s *sim) record(e scenario.Event) *scoringv1.RiskAssessment {
@@ -37,30 +36,7 @@ func (s *sim) record(e scenario.Event) *scoringv1.RiskAssessment {
 		st = &engine.UserState{}
 		s.users[e.User] = st
 	}
-	var spray []engine.SprayCount
-	o := e.Obs
-	role := s.cfg.SprayRole(st, o)
-	for _, k := range []struct {
-		key string
-		sc  engine.SprayCount // names the source
-	}{{"ip/" + o.Client.IP, engine.SprayCount{IP: o.Client.IP}}, {fmt.Sprint("asn/", o.Client.ASN), engine.SprayCount{ASN: o.Client.ASN}}} {
-		src := s.sources[k.key]
-		switch role {
-		case engine.SprayCounted, engine.SprayDormant:
-			if src == nil {
-				src = &engine.SourceState{}
-				s.sources[k.key] = src
-			}
-			sc := s.cfg.NoteSource(src, e.User, o.At, role == engine.SprayDormant)
-			sc.IP, sc.ASN = k.sc.IP, k.sc.ASN
-			spray = append(spray, sc)
-		case engine.SprayVouches:
-			if src != nil {
-				s.cfg.VouchSource(src, e.User)
-			}
-		}
-	}
-	ra, _ := s.cfg.Record(e.User, st, o, spray)
+	ra, _, _ := s.cfg.Observe(s.sources, "", e.User, st, e.Obs)
 	return ra
 }
 
