@@ -31,6 +31,18 @@ type sources struct {
 	s     *Service
 	tx    store.Txn
 	marks map[string][]engine.SourceUser
+	// last and lastKey remember the store key of the source asked about
+	// last: a push asks about each source three times in a row.
+	last    engine.SourceKey
+	lastKey []byte
+}
+
+// key returns the store key prefix of k.
+func (src *sources) key(k engine.SourceKey) []byte {
+	if src.lastKey == nil || k != src.last {
+		src.last, src.lastKey = k, sourceKey(k)
+	}
+	return src.lastKey
 }
 
 // sourceKey is the store key prefix of a source.
@@ -48,8 +60,8 @@ func markKey(source []byte, user uint64) []byte {
 
 // Recent implements engine.Sources.
 func (src *sources) Recent(k engine.SourceKey, limit int) ([]engine.SourceUser, error) {
-	source := sourceKey(k)
-	prefix := append(source, '/')
+	source := src.key(k)
+	prefix := append(source[:len(source):len(source)], '/')
 	items, err := src.s.store.Scan(src.ctx, store.ScanOptions{Prefix: prefix, Limit: limit})
 	if err != nil {
 		return nil, err
@@ -80,7 +92,7 @@ func (src *sources) Recent(k engine.SourceKey, limit int) ([]engine.SourceUser, 
 
 // Mark implements engine.Sources. A mark that cannot be decoded is none.
 func (src *sources) Mark(k engine.SourceKey, user uint64) (engine.SourceUser, bool, error) {
-	b, err := src.tx.Get(markKey(sourceKey(k), user))
+	b, err := src.tx.Get(markKey(src.key(k), user))
 	if errors.Is(err, store.ErrNotFound) {
 		return engine.SourceUser{}, false, nil
 	}
@@ -93,7 +105,7 @@ func (src *sources) Mark(k engine.SourceKey, user uint64) (engine.SourceUser, bo
 
 // SetMark implements engine.Sources.
 func (src *sources) SetMark(k engine.SourceKey, m engine.SourceUser, ttl time.Duration) error {
-	source := sourceKey(k)
+	source := src.key(k)
 	if err := src.tx.Set(markKey(source, m.User), engine.EncodeMark(m), ttl); err != nil {
 		return err
 	}
