@@ -7,9 +7,9 @@ import (
 	"github.com/pushbackhq/pushback/pkg/geo"
 )
 
-// KindOf maps an event type to the observation scoring makes of it; false
+// kindOf maps an event type to the observation scoring makes of it; false
 // for types scoring does not use.
-func KindOf(t eventv1.EventType) (ObservationKind, bool) {
+func kindOf(t eventv1.EventType) (ObservationKind, bool) {
 	switch t {
 	case eventv1.EventType_EVENT_TYPE_PUSH_SENT:
 		return ObsPushSent, true
@@ -43,7 +43,7 @@ func KindOf(t eventv1.EventType) (ObservationKind, bool) {
 // false for a type scoring does not use. Clients are taken as the event
 // carries them (the service adds GeoIP data on top).
 func ObservationOf(e *eventv1.AuthEvent) (Observation, bool) {
-	kind, ok := KindOf(e.GetType())
+	kind, ok := kindOf(e.GetType())
 	if !ok {
 		return Observation{}, false
 	}

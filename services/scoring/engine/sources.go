@@ -27,19 +27,16 @@ type Sources interface {
 	// with more marks may return any limit of them: its count is then a
 	// lower bound, which is past the threshold anyway.
 	Recent(src SourceKey, limit int) ([]SourceUser, error)
-	// Mark returns the mark of the user whose hash (UserHash) is user on
-	// src; ok is false when there is none.
+	// Mark returns the mark on src of the user whose hash is user (the
+	// hash every SourceUser carries); ok is false when there is none.
 	Mark(src SourceKey, user uint64) (m SourceUser, ok bool, err error)
 	// SetMark writes m (the mark of user m.User) on src, to live for ttl.
 	SetMark(src SourceKey, m SourceUser, ttl time.Duration) error
 }
 
-// UserHash is the hash a user is known by in the spray state.
-func UserHash(user string) uint64 { return hashID(user) }
-
-// SourceKeys are the sources of a client in a tenant: its IP, then its
+// sourceKeys are the sources of a client in a tenant: its IP, then its
 // ASN, each when known.
-func SourceKeys(tenant string, ci ClientInfo) []SourceKey {
+func sourceKeys(tenant string, ci ClientInfo) []SourceKey {
 	keys := make([]SourceKey, 0, 2)
 	if ci.IP != "" {
 		keys = append(keys, SourceKey{Tenant: tenant, IP: ci.IP})
@@ -90,7 +87,7 @@ func (c Config) Observe(src Sources, tenant, user string, s *UserState, o Observ
 func (c Config) Inspect(src Sources, tenant, user string, s *UserState, o Observation) (*scoringv1.RiskAssessment, error) {
 	var spray []SprayCount
 	if role := c.SprayRole(s, o); role == SprayCounted || role == SprayDormant {
-		for _, k := range SourceKeys(tenant, o.Client) {
+		for _, k := range sourceKeys(tenant, o.Client) {
 			users, err := src.Recent(k, c.sourceLimit())
 			if err != nil {
 				return nil, err
@@ -121,7 +118,7 @@ func (c Config) noteSources(src Sources, tenant, user string, o Observation, dor
 	}
 	h := hashID(user)
 	var out []SprayCount
-	for _, k := range SourceKeys(tenant, o.Client) {
+	for _, k := range sourceKeys(tenant, o.Client) {
 		users, err := src.Recent(k, c.sourceLimit())
 		if err != nil {
 			return nil, err
@@ -154,7 +151,7 @@ func (c Config) vouchSources(src Sources, tenant, user string, o Observation) er
 		return nil
 	}
 	h := hashID(user)
-	for _, k := range SourceKeys(tenant, o.Client) {
+	for _, k := range sourceKeys(tenant, o.Client) {
 		m, ok, err := src.Mark(k, h)
 		if err != nil {
 			return err

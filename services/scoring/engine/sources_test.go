@@ -63,7 +63,7 @@ func TestObserveCountsSpraysOverSources(t *testing.T) {
 		Responder: ClientInfo{DeviceID: "phone-0", IP: attacker.IP, ASN: attacker.ASN}}); err != nil {
 		t.Fatal(err)
 	}
-	m, ok, _ := src.Mark(SourceKey{Tenant: "acme", IP: attacker.IP}, UserHash("user0"))
+	m, ok, _ := src.Mark(SourceKey{Tenant: "acme", IP: attacker.IP}, hashID("user0"))
 	if !ok || !m.Vouched {
 		t.Fatalf("user0's mark after its approval: %+v, %v", m, ok)
 	}
