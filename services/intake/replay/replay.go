@@ -179,6 +179,11 @@ func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 		en.users[k] = u
 	}
 	at := e.GetTime().AsTime()
+	if en.cfg.Expired(&u.state, at) {
+		// The service drops the state of a user idle for longer than
+		// IdleTTL (so does its store), and the user starts afresh.
+		u.state = engine.UserState{}
+	}
 	prior := en.cfg.Count(&u.state, at, 10*time.Minute).GetPushes()
 	priorStreak := u.state.Streak
 	attempt := obs.Kind == engine.ObsPushSent || obs.Kind == engine.ObsAttempt

@@ -82,3 +82,33 @@ func TestReplaySprayShowsPushSpray(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayForgetsAnIdleUser: the service drops the state of a user idle
+// for longer than IdleTTL, so a backtest does too: a push on another
+// device forty days after the user's last sign-in finds no history to call
+// it new, where one a day later does.
+func TestReplayForgetsAnIdleUser(t *testing.T) {
+	cfg := engine.DefaultConfig()
+	t0 := time.Date(2024, 5, 1, 9, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name string
+		gap  time.Duration
+		want bool
+	}{
+		{"a day later", 24 * time.Hour, true},
+		{"past IdleTTL", cfg.IdleTTL + 10*24*time.Hour, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			en := New(Options{Scoring: cfg})
+			login := ev("login", "idle", eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, t0, "198.51.100.7")
+			login.Client.DeviceId = "laptop"
+			en.Process(login)
+			push := ev("push", "idle", eventv1.EventType_EVENT_TYPE_PUSH_SENT, t0.Add(tc.gap), "198.51.100.7")
+			push.Client.DeviceId = "tablet"
+			f, _ := en.Process(push)
+			if got := slices.Contains(f.Signals, engine.SignalNewDevice); got != tc.want {
+				t.Fatalf("NEW_DEVICE = %v, want %v (signals %v)", got, tc.want, f.Signals)
+			}
+		})
+	}
+}
