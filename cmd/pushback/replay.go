@@ -17,7 +17,7 @@ import (
 	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/intake/formats"
 	"github.com/pushbackhq/pushback/services/intake/replay"
-	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 )
 
 const replayUsage = `Usage: pushback replay --format=okta|entra|duo|auth0|pingid|ocsf|native [flags] FILE...
@@ -129,7 +129,7 @@ func replayCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "... and %d more malformed records\n", stats.Invalid-len(stats.Errors))
 	}
 
-	en := replay.New(replay.Options{Scoring: scoring.DefaultConfig(), Policy: pol})
+	en := replay.New(replay.Options{Scoring: engine.DefaultConfig(), Policy: pol})
 	// Writes to out are checked once, at the final Flush: a bufio.Writer
 	// keeps its first error.
 	out := bufio.NewWriterSize(stdout, 64<<10)

@@ -3,6 +3,7 @@ package scoring
 import (
 	"context"
 	"fmt"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 	"log/slog"
 	"strings"
 	"sync"
@@ -319,8 +320,8 @@ func (s *Service) watchTenant(req *scoringv1.WatchRiskRequest, stream grpc.Serve
 // knownSignal reports whether code is a public signal code.
 func knownSignal(code string) bool {
 	switch code {
-	case SignalPushBurst, SignalDenialStreak, SignalFraudReported, SignalApprovalAfterBurst, SignalImpossibleTravel,
-		SignalResponseMismatch, SignalNewDevice, SignalNewCountry, SignalNewASN, SignalPushSpray, SignalAnonymizer:
+	case engine.SignalPushBurst, engine.SignalDenialStreak, engine.SignalFraudReported, engine.SignalApprovalAfterBurst, engine.SignalImpossibleTravel,
+		engine.SignalResponseMismatch, engine.SignalNewDevice, engine.SignalNewCountry, engine.SignalNewASN, engine.SignalPushSpray, engine.SignalAnonymizer:
 		return true
 	}
 	return false

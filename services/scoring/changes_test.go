@@ -13,6 +13,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/store/redistest"
 	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -75,7 +76,7 @@ func TestRiskFeedHoldsIngestedChangesInOrder(t *testing.T) {
 		t.Fatalf("feed %v: want the signalled denials then the approval, no quiet login, no Decide attempt", got)
 	}
 	last := resp.GetChanges()[len(resp.GetChanges())-1]
-	if has(last.GetAssessment(), scoring.SignalApprovalAfterBurst) == nil {
+	if has(last.GetAssessment(), engine.SignalApprovalAfterBurst) == nil {
 		t.Fatalf("the approval's change lacks APPROVAL_AFTER_BURST: %v", last.GetAssessment().GetSignals())
 	}
 	// Paging from a cursor.
@@ -209,7 +210,7 @@ func TestTenantWatchStreamsChangesAndResumesFromItsCursor(t *testing.T) {
 func tenantWatch(t *testing.T, f, watcher fixture) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	watch, err := watcher.client.WatchRisk(ctx, &scoringv1.WatchRiskRequest{Tenant: "acme", MinScore: 1, Signals: []string{scoring.SignalPushBurst, scoring.SignalDenialStreak}})
+	watch, err := watcher.client.WatchRisk(ctx, &scoringv1.WatchRiskRequest{Tenant: "acme", MinScore: 1, Signals: []string{engine.SignalPushBurst, engine.SignalDenialStreak}})
 	if err != nil {
 		t.Fatal(err)
 	}

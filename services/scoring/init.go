@@ -30,7 +30,7 @@ func (c ServiceConfig) Validate() error { return nil }
 
 // Init opens the scoring service for a process that runs it.
 func Init(cfg ServiceConfig, d component.Deps) (component.Parts, error) {
-	sc, err := Open(Options{Store: d.Store, Logger: d.Logger, Tracer: d.Tracer, GeoIPDB: cfg.GeoIPDB, Meter: d.Meter, Redactor: d.Redactor, UserIDs: d.UserIDs})
+	sc, err := Open(Options{Store: d.Store, SharedStore: d.SharedStore, Logger: d.Logger, Tracer: d.Tracer, GeoIPDB: cfg.GeoIPDB, Meter: d.Meter, Redactor: d.Redactor, UserIDs: d.UserIDs})
 	if err != nil {
 		return component.Parts{}, err
 	}

@@ -1,18 +1,17 @@
-// Package scoring keeps per-user push and location state and turns a push
-// attempt into an explainable RiskAssessment: a score 0-100 and the signals,
-// each with its weight and evidence, that produced it.
+// Package scoring is the scoring service: it keeps per-user push and
+// location state and per-source spray state in the store and turns a push
+// attempt into an explainable RiskAssessment (a score 0-100 and the
+// signals, each with its weight and evidence, that produced it) with the
+// pure engine of package engine.
 package scoring
 
 import (
-	"cmp"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/pkg/validate"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
@@ -37,7 +37,7 @@ const MaxObserveBatch = 1000
 // Options configures the service.
 type Options struct {
 	Store  store.Store
-	Config Config
+	Config engine.Config
 	Logger *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now    func() time.Time
@@ -60,6 +60,10 @@ type Options struct {
 	// would otherwise make every real push look years old, and blind
 	// scoring to that user.
 	MaxFutureSkew time.Duration
+	// SharedStore is set when other processes write the store too
+	// (replicas on Redis). Otherwise the service keeps its sources' recent
+	// users in memory (see sourceCache).
+	SharedStore bool
 	// UserIDs canonicalises user ids (the default fold rule when nil).
 	// Decide and intake send canonical ids already; scoring applies the
 	// rule again (it is idempotent, and cheap for an id already canonical)
@@ -73,7 +77,7 @@ type Service struct {
 	scoringv1.UnimplementedScoringServiceServer
 	users  *userid.Rules
 	store  store.Store
-	cfg    Config
+	cfg    engine.Config
 	log    *slog.Logger
 	now    func() time.Time
 	skew   time.Duration
@@ -83,6 +87,9 @@ type Service struct {
 	feed   *feed
 	geo    *geo.DB
 	ownGeo bool
+	// sources keeps the sources' recent users in memory when no other
+	// process writes the store (nil otherwise).
+	sources *sourceCache
 	// failed counts the attempts that could not be assessed; failLogged is
 	// when that was last logged (unix ns): a flood or an outage fails
 	// thousands, and one line a second says as much.
@@ -134,13 +141,16 @@ func New(opts Options) *Service {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Config.Windows == nil {
-		opts.Config = DefaultConfig()
+		opts.Config = engine.DefaultConfig()
 	}
 	if opts.Tracer == nil {
 		opts.Tracer = noop.NewTracerProvider().Tracer("scoring")
 	}
 	svc := &Service{users: opts.UserIDs, store: opts.Store, cfg: opts.Config, log: opts.Logger, now: opts.Now, skew: opts.MaxFutureSkew, tracer: opts.Tracer, hub: newHub(), feed: newFeed(), geo: opts.GeoIP,
 		tel: newInstruments(opts.Meter, opts.Redactor)}
+	if !opts.SharedStore && opts.Config.Spray.Window > 0 {
+		svc.sources = newSourceCache(maxCachedSources, opts.Config.Spray)
+	}
 	if svc.geo == nil && opts.GeoIPDB != "" {
 		db, err := geo.Open(opts.GeoIPDB)
 		if err != nil {
@@ -157,17 +167,6 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { scoringv1.RegisterScoringS
 
 func userKey(tenant, user string) []byte {
 	return fmt.Appendf(nil, "scoring/user/%s/%s", store.KeyPart(tenant), store.KeyPart(user))
-}
-
-// sourceKeys are the spray state keys of a client: its IP and its ASN.
-func sourceKeys(tenant string, ci ClientInfo) (ip, asn []byte) {
-	if ci.IP != "" {
-		ip = fmt.Appendf(nil, "scoring/source/%s/ip/%s", store.KeyPart(tenant), ci.IP)
-	}
-	if ci.ASN != 0 {
-		asn = fmt.Appendf(nil, "scoring/source/%s/asn/%d", store.KeyPart(tenant), ci.ASN)
-	}
-	return ip, asn
 }
 
 // Assess implements the RPC.
@@ -196,13 +195,13 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 	ctx, span := s.tracer.Start(ctx, "scoring.assess")
 	defer span.End()
 
-	obs := Observation{ID: attemptID(a.GetAttemptId()), Kind: ObsAttempt, At: now, Client: s.clientInfo(a.GetClient())}
+	obs := engine.Observation{ID: attemptID(a.GetAttemptId()), Kind: engine.ObsAttempt, At: now, Client: s.clientInfo(a.GetClient())}
 	var ra *scoringv1.RiskAssessment
 	var err error
 	// A phishing-resistant factor sends no push: it is assessed, never
 	// counted as one (an attacker's burst must not turn the user's own way
 	// in into the burst's next push).
-	if req.GetRecord() && !phishingResistant(a.GetFactor()) {
+	if req.GetRecord() && !engine.PhishingResistant(a.GetFactor()) {
 		ra, _, err = s.record(ctx, a.GetTenant(), user, obs, func() *eventv1.AuthEvent { return attemptEvent(a, user, now) })
 	} else {
 		ra, err = s.preview(ctx, a.GetTenant(), user, obs)
@@ -220,16 +219,22 @@ func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*sc
 
 // record applies obs to the user's state and to the spray state of its
 // source in one transaction and publishes the new assessment.
-func (s *Service) record(ctx context.Context, tenant, user string, obs Observation, event func() *eventv1.AuthEvent) (*scoringv1.RiskAssessment, bool, error) {
+func (s *Service) record(ctx context.Context, tenant, user string, obs engine.Observation, event func() *eventv1.AuthEvent) (*scoringv1.RiskAssessment, bool, error) {
 	key := userKey(tenant, user)
 	var ra *scoringv1.RiskAssessment
 	var applied bool
+	var marks map[string][]engine.SourceUser
 	err := s.store.Update(ctx, func(tx store.Txn) error {
+		if s.sources != nil {
+			// The marks this transaction writes, for the cache once it
+			// has committed.
+			marks = map[string][]engine.SourceUser{}
+		}
 		st, err := s.decodeState(tx.Get(key))
 		if err != nil {
 			return err
 		}
-		if ra, applied, err = s.apply(ctx, tx, tenant, user, st, obs, nil); err != nil || !applied {
+		if ra, applied, err = s.apply(ctx, tx, tenant, user, st, obs, marks); err != nil || !applied {
 			return err
 		}
 		if err := s.noteChange(tx, tenant, ra, scoringv1.Origin_ORIGIN_DECIDE, event); err != nil {
@@ -240,6 +245,7 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 	if err != nil {
 		return nil, false, err
 	}
+	s.sources.committed(marks)
 	if applied {
 		s.hub.publish(tenant, user, ra)
 		if len(ra.GetSignals()) > 0 {
@@ -249,34 +255,14 @@ func (s *Service) record(ctx context.Context, tenant, user string, obs Observati
 	return ra, applied, nil
 }
 
-// apply folds obs into st inside tx. Spray counts are read with a plain
-// scan, outside the transaction's conflict tracking: every push of one
-// source would otherwise conflict with every other (one ASN carries many
-// users). Each user's mark on a source is its own key, so the transaction
-// only touches keys of this user.
+// apply folds obs into st inside tx, with the spray state of its source
+// kept in the store (see sources).
 //
 // marks, when set, holds the source marks this transaction wrote (pushes
 // and vouches) but the store's scan cannot see yet (a batch of several
 // events).
-func (s *Service) apply(ctx context.Context, tx store.Txn, tenant, user string, st *UserState, obs Observation, marks map[string][]SourceUser) (*scoringv1.RiskAssessment, bool, error) {
-	var spray []SprayCount
-	var err error
-	role := SprayIgnored
-	if !s.cfg.duplicate(st, obs) {
-		role = s.cfg.SprayRole(st, obs)
-	}
-	switch role {
-	case SprayCounted, SprayDormant:
-		if spray, err = s.noteSources(ctx, tx, tenant, user, obs, role == SprayDormant, marks); err != nil {
-			return nil, false, err
-		}
-	case SprayVouches:
-		if err := s.vouchSources(tx, tenant, user, obs, marks); err != nil {
-			return nil, false, err
-		}
-	}
-	ra, applied := s.cfg.Record(user, st, obs, spray)
-	return ra, applied, nil
+func (s *Service) apply(ctx context.Context, tx store.Txn, tenant, user string, st *engine.UserState, obs engine.Observation, marks map[string][]engine.SourceUser) (*scoringv1.RiskAssessment, bool, error) {
+	return s.cfg.Observe(&sources{ctx: ctx, s: s, tx: tx, marks: marks}, tenant, user, st, obs)
 }
 
 // observeChunk is how many events one Observe transaction folds in: one
@@ -286,7 +272,7 @@ const observeChunk = 100
 
 type observed struct {
 	tenant, user string
-	obs          Observation
+	obs          engine.Observation
 	// event is the ingested event, for the risk-change feed.
 	event *eventv1.AuthEvent
 }
@@ -302,10 +288,11 @@ func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error
 			ra           *scoringv1.RiskAssessment
 		}
 		var changes []change
+		var marks map[string][]engine.SourceUser
 		err := s.store.Update(ctx, func(tx store.Txn) error {
 			changes = changes[:0]
-			states := map[string]*UserState{}
-			marks := map[string][]SourceUser{}
+			states := map[string]*engine.UserState{}
+			marks = map[string][]engine.SourceUser{}
 			var dirty []string
 			for _, it := range chunk {
 				key := string(userKey(it.tenant, it.user))
@@ -341,6 +328,7 @@ func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error
 		if err != nil {
 			return total, err
 		}
+		s.sources.committed(marks)
 		for _, c := range changes {
 			s.hub.publish(c.tenant, c.user, c.ra)
 		}
@@ -350,163 +338,6 @@ func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error
 		total += len(changes)
 	}
 	return total, nil
-}
-
-// sourceUserKey is one user's mark on a source: source key + "/" + user hash.
-func sourceUserKey(source []byte, user string) []byte {
-	return fmt.Appendf(append(append([]byte(nil), source...), '/'), "%016x", hashID(user))
-}
-
-// loadSource reads the users a source recently pushed to. It reads at
-// most enough marks to decide the threshold with a margin (marks expire
-// soon after the window), so a busy source costs a bounded read and its
-// count of distinct users is a lower bound past that point.
-func (s *Service) loadSource(ctx context.Context, source []byte) (*SourceState, error) {
-	prefix := append(append([]byte(nil), source...), '/')
-	sp := s.cfg.Spray
-	limit := min(2*max(sp.IPThreshold, sp.ASNThreshold)+8, max(sp.MaxUsers, 1))
-	items, err := s.store.Scan(ctx, store.ScanOptions{Prefix: prefix, Limit: limit})
-	if err != nil {
-		return nil, err
-	}
-	src := &SourceState{Users: make([]SourceUser, 0, len(items))}
-	for _, it := range items {
-		h, err := strconv.ParseUint(string(it.Key[len(prefix):]), 16, 64)
-		if err != nil {
-			continue
-		}
-		at, flags, ok := decodeMark(it.Value)
-		if !ok {
-			continue
-		}
-		src.Users = append(src.Users, SourceUser{User: h, At: at, Vouched: flags&markVouched != 0, Dormant: flags&markDormant != 0})
-	}
-	slices.SortFunc(src.Users, func(a, b SourceUser) int { return cmp.Compare(a.At, b.At) })
-	return src, nil
-}
-
-// markTTL keeps a user's mark on a source a little longer than the window.
-func markTTL(sp SprayConfig) time.Duration { return sp.Window + sp.Window/10 + time.Second }
-
-// encodeMark writes a user's mark on a source: the time of the last push
-// and the flags (markVouched, markDormant).
-func encodeMark(at int64, flags byte) []byte {
-	return append(binary.AppendVarint(nil, at), flags)
-}
-
-func decodeMark(b []byte) (int64, byte, bool) {
-	at, n := binary.Varint(b)
-	if n <= 0 || len(b) != n+1 {
-		return 0, 0, false
-	}
-	return at, b[n], true
-}
-
-// noteSources marks user on the client's IP and ASN (dormant: the user has
-// no history) and returns the count of each in the window (see
-// Config.SourceUsers), this user included.
-func (s *Service) noteSources(ctx context.Context, tx store.Txn, tenant, user string, obs Observation, dormant bool, marks map[string][]SourceUser) ([]SprayCount, error) {
-	sp := s.cfg.Spray
-	if sp.Window <= 0 || (sp.IPThreshold <= 0 && sp.ASNThreshold <= 0) {
-		return nil, nil
-	}
-	ipKey, asnKey := sourceKeys(tenant, obs.Client)
-	var out []SprayCount
-	for _, k := range [][]byte{ipKey, asnKey} {
-		if k == nil {
-			continue
-		}
-		src, err := s.loadSource(ctx, k)
-		if err != nil {
-			return nil, err
-		}
-		if len(marks[string(k)]) > 0 {
-			// What this transaction wrote is newer than what the scan read.
-			for _, m := range marks[string(k)] {
-				if i := slices.IndexFunc(src.Users, func(u SourceUser) bool { return u.User == m.User }); i >= 0 {
-					src.Users[i] = m
-				} else {
-					src.Users = append(src.Users, m)
-				}
-			}
-			slices.SortFunc(src.Users, func(a, b SourceUser) int { return cmp.Compare(a.At, b.At) })
-		}
-		sc := s.cfg.NoteSource(src, user, obs.At, dormant)
-		mk := sourceUserKey(k, user)
-		at, vouched := obs.At.UnixMilli(), false
-		if b, err := tx.Get(mk); err == nil {
-			if prevAt, prevFlags, ok := decodeMark(b); ok {
-				at, vouched = max(at, prevAt), prevFlags&markVouched != 0
-			}
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
-		}
-		if err := tx.Set(mk, encodeMark(at, markFlags(vouched, dormant)), markTTL(sp)); err != nil {
-			return nil, err
-		}
-		wrote(marks, k, SourceUser{User: hashID(user), At: at, Vouched: vouched, Dormant: dormant})
-		out = append(out, s.sprayCount(obs.Client, k, ipKey, sc))
-	}
-	return out, nil
-}
-
-// wrote records in marks (when set) the mark this transaction wrote for a
-// user on source k, so the later events of a batch count with it: a class
-// of new hires in one IdP log export pushes and approves in one batch.
-func wrote(marks map[string][]SourceUser, k []byte, m SourceUser) {
-	if marks == nil {
-		return
-	}
-	list := marks[string(k)]
-	if i := slices.IndexFunc(list, func(u SourceUser) bool { return u.User == m.User }); i >= 0 {
-		list[i] = m
-		return
-	}
-	marks[string(k)] = append(list, m)
-}
-
-// vouchSources marks that user succeeded from the client's IP and ASN (a
-// success SprayRole accepts as the user's own), so the user no longer
-// counts toward their spray. Users without a mark on the source (the usual
-// case) cost one read each and no write.
-func (s *Service) vouchSources(tx store.Txn, tenant, user string, obs Observation, marks map[string][]SourceUser) error {
-	if s.cfg.Spray.Window <= 0 {
-		return nil
-	}
-	ipKey, asnKey := sourceKeys(tenant, obs.Client)
-	for _, k := range [][]byte{ipKey, asnKey} {
-		if k == nil {
-			continue
-		}
-		mk := sourceUserKey(k, user)
-		b, err := tx.Get(mk)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		at, flags, ok := decodeMark(b)
-		if !ok || flags&markVouched != 0 {
-			continue
-		}
-		if err := tx.Set(mk, encodeMark(at, flags|markVouched), markTTL(s.cfg.Spray)); err != nil {
-			return err
-		}
-		wrote(marks, k, SourceUser{User: hashID(user), At: at, Vouched: true, Dormant: flags&markDormant != 0})
-	}
-	return nil
-}
-
-// sprayCount names the source of sc: the client's IP when key is its IP
-// key, its ASN otherwise.
-func (s *Service) sprayCount(ci ClientInfo, key, ipKey []byte, sc SprayCount) SprayCount {
-	if ipKey != nil && string(key) == string(ipKey) {
-		sc.IP = ci.IP
-	} else {
-		sc.ASN = ci.ASN
-	}
-	return sc
 }
 
 func attemptID(id string) string {
@@ -540,7 +371,7 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 	resp := &scoringv1.ObserveResponse{}
 	items := make([]observed, 0, len(req.GetEvents()))
 	for i, e := range req.GetEvents() {
-		obs, ok := ObservationOf(e)
+		obs, ok := engine.ObservationOf(e)
 		if !ok {
 			resp.Skipped++
 			continue
@@ -633,7 +464,7 @@ func (s *Service) WatchRisk(req *scoringv1.WatchRiskRequest, stream grpc.ServerS
 	}
 }
 
-func (s *Service) load(ctx context.Context, key []byte) (*UserState, error) {
+func (s *Service) load(ctx context.Context, key []byte) (*engine.UserState, error) {
 	b, err := s.store.Get(ctx, key)
 	st, err := s.decodeState(b, err)
 	if err != nil {
@@ -643,7 +474,7 @@ func (s *Service) load(ctx context.Context, key []byte) (*UserState, error) {
 	return st, nil
 }
 
-func (s *Service) save(tx store.Txn, key []byte, st *UserState) error {
+func (s *Service) save(tx store.Txn, key []byte, st *engine.UserState) error {
 	b, err := st.MarshalBinary()
 	if err != nil {
 		return err
@@ -660,104 +491,34 @@ func (s *Service) save(tx store.Txn, key []byte, st *UserState) error {
 // instead would leave the user unprotected by every later decision (each
 // would fall to its failure mode) and stall every Observe that includes
 // the user.
-func (s *Service) decodeState(b []byte, err error) (*UserState, error) {
+func (s *Service) decodeState(b []byte, err error) (*engine.UserState, error) {
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	st := &UserState{}
+	st := &engine.UserState{}
 	if err == nil {
 		if derr := st.UnmarshalBinary(b); derr != nil {
 			s.log.Error("unreadable user state replaced by a new one", slog.Int("bytes", len(b)), slog.Any("error", derr))
 			s.tel.resetState()
-			return &UserState{}, nil
+			return &engine.UserState{}, nil
 		}
 	}
 	if s.cfg.Expired(st, s.now()) {
-		*st = UserState{}
+		*st = engine.UserState{}
 	}
 	return st, nil
-}
-
-// KindOf maps an event type to the observation scoring makes of it; false
-// for types scoring does not use.
-func KindOf(t eventv1.EventType) (ObservationKind, bool) {
-	switch t {
-	case eventv1.EventType_EVENT_TYPE_PUSH_SENT:
-		return ObsPushSent, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_APPROVED:
-		return ObsPushApproved, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_DENIED:
-		return ObsPushDenied, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT:
-		return ObsPushTimedOut, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_SUPPRESSED:
-		return ObsPushSuppressed, true
-	case eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED:
-		return ObsAttempt, true
-	case eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED:
-		return ObsFraudReported, true
-	case eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED:
-		return ObsLoginSucceeded, true
-	case eventv1.EventType_EVENT_TYPE_LOGIN_FAILED:
-		return ObsLoginFailed, true
-	case eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED:
-		return ObsNumberChallengeFailed, true
-	case eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED:
-		return ObsFactorEnrolled, true
-	case eventv1.EventType_EVENT_TYPE_PRIMARY_AUTH_SUCCEEDED:
-		return ObsPrimaryAuth, true
-	}
-	return 0, false
-}
-
-// ObservationOf converts an event into what the engine folds in; ok is
-// false for a type scoring does not use. Clients are taken as the event
-// carries them (the service adds GeoIP data on top).
-func ObservationOf(e *eventv1.AuthEvent) (Observation, bool) {
-	kind, ok := KindOf(e.GetType())
-	if !ok {
-		return Observation{}, false
-	}
-	return Observation{
-		ID: "event:" + e.GetEventId(), Kind: kind, At: e.GetTime().AsTime(),
-		Client: ClientInfoOf(e.GetClient()), Responder: ClientInfoOf(e.GetResponder()),
-		PhishingResistant: phishingResistant(e.GetFactor()),
-	}, true
-}
-
-// ClientInfoOf converts a contract client (nil is an unknown one).
-func ClientInfoOf(c *eventv1.Client) ClientInfo {
-	if c == nil {
-		return ClientInfo{}
-	}
-	ci := ClientInfo{IP: canonicalIP(c.GetIp()), DeviceID: c.GetDeviceId(), ASN: c.GetAsn(), ASOrg: c.GetAsOrg(), Anonymizer: c.GetAnonymizer()}
-	if g := c.GetGeo(); g != nil {
-		ci.Country, ci.City = g.GetCountry(), g.GetCity()
-		ci.Lat, ci.Lon, ci.AccuracyKm = g.GetLatitude(), g.GetLongitude(), g.GetAccuracyKm()
-		ci.HasGeo = geo.Known(ci.Lat, ci.Lon)
-	}
-	return ci
-}
-
-// canonicalIP writes an address one way whatever way it came
-// (::ffff:192.0.2.1 as 192.0.2.1, 2001:DB8::1 as 2001:db8::1), so that
-// spray counting and the same-IP check see one source; text that is not an
-// address is kept as it is.
-func canonicalIP(ip string) string {
-	if a, err := netip.ParseAddr(ip); err == nil {
-		return a.Unmap().WithZone("").String()
-	}
-	return ip
 }
 
 // clientInfo converts c and fills, from the GeoIP database, what the event
 // did not carry: location, country, city, ASN and AS organisation. What
 // the event carries always wins; an IP the database does not know stays
 // unknown.
-func (s *Service) clientInfo(c *eventv1.Client) ClientInfo { return s.enrich(ClientInfoOf(c)) }
+func (s *Service) clientInfo(c *eventv1.Client) engine.ClientInfo {
+	return s.enrich(engine.ClientInfoOf(c))
+}
 
 // enrich fills in what ci lacks from the GeoIP database.
-func (s *Service) enrich(ci ClientInfo) ClientInfo {
+func (s *Service) enrich(ci engine.ClientInfo) engine.ClientInfo {
 	if s.geo == nil || ci.IP == "" || (ci.HasGeo && ci.ASN != 0 && ci.Country != "") {
 		return ci
 	}
@@ -797,32 +558,13 @@ func clone(ra *scoringv1.RiskAssessment) *scoringv1.RiskAssessment {
 }
 
 // preview assesses obs without recording it.
-func (s *Service) preview(ctx context.Context, tenant, user string, obs Observation) (*scoringv1.RiskAssessment, error) {
+func (s *Service) preview(ctx context.Context, tenant, user string, obs engine.Observation) (*scoringv1.RiskAssessment, error) {
 	b, err := s.store.Get(ctx, userKey(tenant, user))
 	st, err := s.decodeState(b, err)
 	if err != nil {
 		return nil, err
 	}
-	var spray []SprayCount
-	if role := s.cfg.SprayRole(st, obs); role == SprayCounted || role == SprayDormant {
-		ipKey, asnKey := sourceKeys(tenant, obs.Client)
-		for _, k := range [][]byte{ipKey, asnKey} {
-			if k == nil {
-				continue
-			}
-			src, err := s.loadSource(ctx, k)
-			if err != nil {
-				return nil, err
-			}
-			spray = append(spray, s.sprayCount(obs.Client, k, ipKey, s.cfg.SourceUsers(src, obs.At)))
-		}
-	}
-	return s.cfg.Preview(user, st, obs, spray), nil
-}
-
-// phishingResistant reports whether f resists phishing (and sends no push).
-func phishingResistant(f eventv1.Factor) bool {
-	return f == eventv1.Factor_FACTOR_WEBAUTHN || f == eventv1.Factor_FACTOR_SMART_CARD
+	return s.cfg.Inspect(&sources{ctx: ctx, s: s}, tenant, user, st, obs)
 }
 
 // logFailure counts a failed call and logs it at most once a second.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -104,12 +106,12 @@ func TestServiceFatigueSuccessShowsInGetRisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	ra := got.GetAssessment()
-	for _, code := range []string{scoring.SignalApprovalAfterBurst, scoring.SignalImpossibleTravel, scoring.SignalResponseMismatch} {
+	for _, code := range []string{engine.SignalApprovalAfterBurst, engine.SignalImpossibleTravel, engine.SignalResponseMismatch} {
 		if has(ra, code) == nil {
 			t.Errorf("GetRisk lacks %s: %v", code, ra.GetSignals())
 		}
 	}
-	if ra.GetSignals()[0].GetCode() != scoring.SignalApprovalAfterBurst || ra.GetScore() < 90 {
+	if ra.GetSignals()[0].GetCode() != engine.SignalApprovalAfterBurst || ra.GetScore() < 90 {
 		t.Fatalf("fatigue success does not stand out: score %d %v", ra.GetScore(), ra.GetSignals())
 	}
 	// Another tenant's user of the same name is someone else.
@@ -140,7 +142,7 @@ func TestServiceBurstInline(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fired := has(resp.GetAssessment(), scoring.SignalPushBurst) != nil; fired != (i >= 3) {
+		if fired := has(resp.GetAssessment(), engine.SignalPushBurst) != nil; fired != (i >= 3) {
 			t.Fatalf("push %d: PUSH_BURST = %v", i, fired)
 		}
 	}
@@ -185,7 +187,7 @@ func TestServiceSpray(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if has(resp.GetAssessment(), scoring.SignalPushSpray) != nil {
+		if has(resp.GetAssessment(), engine.SignalPushSpray) != nil {
 			t.Fatalf("office push %d flagged as spray", i)
 		}
 	}
@@ -195,7 +197,7 @@ func TestServiceSpray(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sig := has(resp.GetAssessment(), scoring.SignalPushSpray)
+		sig := has(resp.GetAssessment(), engine.SignalPushSpray)
 		if (sig != nil) != (i+1 >= 5) {
 			t.Fatalf("attacker push to user %d: PUSH_SPRAY = %v", i+1, sig)
 		}
@@ -232,7 +234,7 @@ func TestServiceGeoIPEnrichment(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sig := has(resp.GetAssessment(), scoring.SignalImpossibleTravel)
+		sig := has(resp.GetAssessment(), engine.SignalImpossibleTravel)
 		if (sig != nil) != tt.travel || (sig != nil && sig.GetConfidence() != tt.conf) {
 			t.Fatalf("%s: travel %v", tt.ip, sig)
 		}
@@ -270,7 +272,7 @@ func TestServiceWatchRisk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if has(next.GetAssessment(), scoring.SignalFraudReported) == nil {
+	if has(next.GetAssessment(), engine.SignalFraudReported) == nil {
 		t.Fatalf("update lacks FRAUD_REPORTED: %v", next)
 	}
 }
@@ -317,7 +319,7 @@ func TestServiceSprayWithinOneObserveBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sig := has(update.GetAssessment(), scoring.SignalPushSpray); sig == nil || sig.GetSpray().GetDistinctUsers() != 5 {
+	if sig := has(update.GetAssessment(), engine.SignalPushSpray); sig == nil || sig.GetSpray().GetDistinctUsers() != 5 {
 		t.Fatalf("PUSH_SPRAY of the fifth user in the batch: %v", update.GetAssessment().GetSignals())
 	}
 	// The sixth user's push from the same source is the sixth distinct user.
@@ -326,7 +328,7 @@ func TestServiceSprayWithinOneObserveBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig := has(resp.GetAssessment(), scoring.SignalPushSpray)
+	sig := has(resp.GetAssessment(), engine.SignalPushSpray)
 	if sig == nil || sig.GetSpray().GetDistinctUsers() != 6 {
 		t.Fatalf("PUSH_SPRAY after a batched spray: %v", sig)
 	}
@@ -346,7 +348,7 @@ func TestServiceTrustsTheIdPsAnonymizerFlag(t *testing.T) {
 		user, anonymizer string
 		discounted       bool
 	}{
-		{"flagged", scoring.AnonProxy, true},
+		{"flagged", engine.AnonProxy, true},
 		{"plain", "", false},
 	}
 	for _, tt := range tests {
@@ -358,15 +360,15 @@ func TestServiceTrustsTheIdPsAnonymizerFlag(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		travel := has(resp.GetAssessment(), scoring.SignalImpossibleTravel)
+		travel := has(resp.GetAssessment(), engine.SignalImpossibleTravel)
 		if travel == nil {
 			t.Fatalf("%s: no travel signal for New York to Amsterdam in ten minutes", tt.user)
 		}
 		if got := travel.GetConfidence() < 1; got != tt.discounted {
 			t.Fatalf("%s: travel confidence %v, discounted %v, want %v", tt.user, travel.GetConfidence(), got, tt.discounted)
 		}
-		anon := has(resp.GetAssessment(), scoring.SignalAnonymizer)
-		if (anon != nil) != tt.discounted || (anon != nil && anon.GetAnonymizer().GetKind() != scoring.AnonProxy) {
+		anon := has(resp.GetAssessment(), engine.SignalAnonymizer)
+		if (anon != nil) != tt.discounted || (anon != nil && anon.GetAnonymizer().GetKind() != engine.AnonProxy) {
 			t.Fatalf("%s: anonymizer signal %v", tt.user, anon)
 		}
 	}
@@ -392,7 +394,7 @@ func TestServiceEventFromTheFutureDoesNotBlindAUser(t *testing.T) {
 		}
 		last = resp.GetAssessment()
 	}
-	if has(last, scoring.SignalPushBurst) == nil {
+	if has(last, engine.SignalPushBurst) == nil {
 		t.Fatalf("six pushes in a minute after a future-dated event: %v (score %d)", last.GetSignals(), last.GetScore())
 	}
 	if at := last.GetTime().AsTime(); at.Year() > base.Year()+1 {
@@ -418,7 +420,7 @@ func TestPushSprayAgainstDormantAccounts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sig := has(resp.GetAssessment(), scoring.SignalPushSpray)
+		sig := has(resp.GetAssessment(), engine.SignalPushSpray)
 		if (sig != nil) != (i+1 >= 5) {
 			t.Fatalf("push to dormant account %d: PUSH_SPRAY = %v", i+1, sig)
 		}
@@ -444,7 +446,7 @@ func TestPushSprayAgainstDormantAccounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sig := has(next.GetAssessment(), scoring.SignalPushSpray); sig.GetSpray().GetDistinctUsers() != 12 || sig.GetSpray().GetDormantUsers() != 12 {
+	if sig := has(next.GetAssessment(), engine.SignalPushSpray); sig.GetSpray().GetDistinctUsers() != 12 || sig.GetSpray().GetDormantUsers() != 12 {
 		t.Fatalf("after a logged spray of dormant accounts: %v", next.GetAssessment().GetSignals())
 	}
 }
@@ -493,7 +495,7 @@ func TestServiceSharedOfficeOfNewHiresStaysQuiet(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sig := has(resp.GetAssessment(), scoring.SignalPushSpray); sig != nil {
+			if sig := has(resp.GetAssessment(), engine.SignalPushSpray); sig != nil {
 				t.Fatalf("hire %d: %s", i, sig.GetSummary())
 			}
 		}
@@ -547,7 +549,7 @@ func TestServiceSharedOfficeOfNewHiresStaysQuiet(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sig := has(up.GetAssessment(), scoring.SignalPushSpray); sig != nil {
+			if sig := has(up.GetAssessment(), engine.SignalPushSpray); sig != nil {
 				t.Fatalf("hire %d: %s", 5+i, sig.GetSummary())
 			}
 		}
@@ -558,8 +560,59 @@ func TestServiceSharedOfficeOfNewHiresStaysQuiet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sig := has(late.GetAssessment(), scoring.SignalPushSpray); sig != nil {
+		if sig := has(late.GetAssessment(), engine.SignalPushSpray); sig != nil {
 			t.Fatalf("a late hire after the class: %s", sig.GetSummary())
 		}
 	})
+}
+
+// TestSprayCountsEveryConcurrentPushAndSurvivesRestart plays a sprayer who
+// pushes to many users at once, so that their marks on the source commit
+// while others read it: with the sources kept in memory (a store only this
+// process writes) no mark may be lost, a process started on the same
+// store must count the marks already there, and both must count as a
+// service reading the store every time does.
+func TestSprayCountsEveryConcurrentPushAndSurvivesRestart(t *testing.T) {
+	attacker := geoClient("45.9.9.9", 52.37, 4.89, "NL", 50000)
+	home := geoClient("198.51.100.1", 40.71, -74.0, "US", 7922)
+	const burst = 12
+	for _, shared := range []bool{false, true} {
+		t.Run(fmt.Sprint("shared=", shared), func(t *testing.T) {
+			st := storetest.Memory(t)
+			opts := scoring.Options{SharedStore: shared, Now: func() time.Time { return base.Add(3 * time.Hour) }}
+			f := serve(t, st, opts)
+			ctx := context.Background()
+			for i := range burst + 2 {
+				u := fmt.Sprint("user", i)
+				if _, err := f.client.Observe(ctx, &scoringv1.ObserveRequest{Events: []*eventv1.AuthEvent{
+					event("login-"+u, u, eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, 0, home)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			push := func(f fixture, i int) *scoringv1.Signal {
+				u := fmt.Sprint("user", i)
+				resp, err := f.client.Assess(ctx, &scoringv1.AssessRequest{Record: true, Attempt: &scoringv1.Attempt{
+					AttemptId: "evil-" + u, Tenant: "acme", UserId: u, Time: ts(2*time.Hour + time.Duration(i)*time.Second), Client: attacker}})
+				if err != nil {
+					t.Error(err)
+					return nil
+				}
+				return has(resp.GetAssessment(), engine.SignalPushSpray)
+			}
+			var wg sync.WaitGroup
+			for i := range burst {
+				wg.Add(1)
+				go func() { defer wg.Done(); push(f, i) }()
+			}
+			wg.Wait()
+			if sig := push(f, burst); sig.GetSpray().GetDistinctUsers() != burst+1 {
+				t.Fatalf("after %d concurrent pushes the next counts %d users, want %d", burst, sig.GetSpray().GetDistinctUsers(), burst+1)
+			}
+			// A new process on the same store (a restart) counts them all.
+			g := serve(t, st, opts)
+			if sig := push(g, burst+1); sig.GetSpray().GetDistinctUsers() != burst+2 {
+				t.Fatalf("after a restart the next push counts %d users, want %d", sig.GetSpray().GetDistinctUsers(), burst+2)
+			}
+		})
+	}
 }

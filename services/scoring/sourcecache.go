@@ -4,6 +4,8 @@ import (
 	"hash/maphash"
 	"slices"
 	"sync"
+
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 )
 
 // sourceCache keeps the recent users of the sources (IPs and ASNs) this
@@ -21,7 +23,7 @@ import (
 type sourceCache struct {
 	seed   maphash.Seed
 	shards [sourceShards]sourceShard
-	// perShard bounds each shard; keep is SprayConfig.MaxUsers and window
+	// perShard bounds each shard; keep is engine.SprayConfig.MaxUsers and window
 	// its window in milliseconds.
 	perShard     int
 	keep         int
@@ -29,6 +31,11 @@ type sourceCache struct {
 }
 
 const sourceShards = 16
+
+// maxCachedSources bounds the sources a scoring service keeps in memory:
+// at most MaxUsers marks of 32 bytes each, far fewer for most (one user's
+// IP), so a few tens of MB at worst.
+const maxCachedSources = 1 << 16
 
 type sourceShard struct {
 	mu sync.Mutex
@@ -38,11 +45,11 @@ type sourceShard struct {
 // cachedSource is one source's recent users, oldest first, or, while
 // loading, the marks committed since its read from the store began.
 type cachedSource struct {
-	users   []SourceUser
+	users   []engine.SourceUser
 	loading bool
 }
 
-func newSourceCache(maxSources int, sp SprayConfig) *sourceCache {
+func newSourceCache(maxSources int, sp engine.SprayConfig) *sourceCache {
 	c := &sourceCache{seed: maphash.MakeSeed(), perShard: max(maxSources/sourceShards, 1), keep: max(sp.MaxUsers, 1), windowMillis: sp.Window.Milliseconds()}
 	for i := range c.shards {
 		c.shards[i].m = map[string]*cachedSource{}
@@ -57,7 +64,7 @@ func (c *sourceCache) shard(key string) *sourceShard {
 // get returns a copy of the source's users. Without them (ok false) the
 // caller reads the store and hands the result to fill; its own read is
 // then the one that loads the source.
-func (c *sourceCache) get(key string) (src *SourceState, ok bool) {
+func (c *sourceCache) get(key string) (src *engine.SourceState, ok bool) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -65,7 +72,7 @@ func (c *sourceCache) get(key string) (src *SourceState, ok bool) {
 		if e.loading {
 			return nil, false
 		}
-		return &SourceState{Users: slices.Clone(e.users)}, true
+		return &engine.SourceState{Users: slices.Clone(e.users)}, true
 	}
 	if len(sh.m) >= c.perShard {
 		sh.evict()
@@ -77,7 +84,7 @@ func (c *sourceCache) get(key string) (src *SourceState, ok bool) {
 // fill keeps what a read of the store returned for a source that get did
 // not have, merged with the marks committed since. A source another read
 // has filled meanwhile keeps what it has (it already merged those marks).
-func (c *sourceCache) fill(key string, src *SourceState) {
+func (c *sourceCache) fill(key string, src *engine.SourceState) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -103,7 +110,7 @@ func (c *sourceCache) forget(key string) {
 }
 
 // apply merges the marks a committed transaction wrote on a source.
-func (c *sourceCache) apply(key string, marks []SourceUser) {
+func (c *sourceCache) apply(key string, marks []engine.SourceUser) {
 	sh := c.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -121,14 +128,25 @@ func (c *sourceCache) apply(key string, marks []SourceUser) {
 	}
 }
 
+// committed applies the marks of a committed transaction, by source key
+// (c nil: no cache, nothing to do).
+func (c *sourceCache) committed(marks map[string][]engine.SourceUser) {
+	if c == nil {
+		return
+	}
+	for k, ms := range marks {
+		c.apply(k, ms)
+	}
+}
+
 // merge puts mark m in e (the user's mark replaced), keeps e in time
 // order, and drops what is outside the window of the newest mark or past
-// the users a source keeps, as NoteSource does.
-func (c *sourceCache) merge(e *cachedSource, m SourceUser) {
-	if i := slices.IndexFunc(e.users, func(u SourceUser) bool { return u.User == m.User }); i >= 0 {
+// the users a source keeps, as the engine does.
+func (c *sourceCache) merge(e *cachedSource, m engine.SourceUser) {
+	if i := slices.IndexFunc(e.users, func(u engine.SourceUser) bool { return u.User == m.User }); i >= 0 {
 		e.users = slices.Delete(e.users, i, i+1)
 	}
-	i, _ := slices.BinarySearchFunc(e.users, m.At, func(u SourceUser, at int64) int {
+	i, _ := slices.BinarySearchFunc(e.users, m.At, func(u engine.SourceUser, at int64) int {
 		if u.At <= at {
 			return -1
 		}

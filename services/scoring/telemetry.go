@@ -2,6 +2,7 @@ package scoring
 
 import (
 	"context"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -16,9 +17,9 @@ import (
 
 // signalCodes are the public codes; any other is counted as "other" so the
 // code label stays bounded.
-var signalCodes = []string{SignalPushBurst, SignalDenialStreak, SignalFraudReported, SignalApprovalAfterBurst,
-	SignalImpossibleTravel, SignalResponseMismatch, SignalNewDevice, SignalNewCountry, SignalNewASN,
-	SignalPushSpray, SignalAnonymizer}
+var signalCodes = []string{engine.SignalPushBurst, engine.SignalDenialStreak, engine.SignalFraudReported, engine.SignalApprovalAfterBurst,
+	engine.SignalImpossibleTravel, engine.SignalResponseMismatch, engine.SignalNewDevice, engine.SignalNewCountry, engine.SignalNewASN,
+	engine.SignalPushSpray, engine.SignalAnonymizer}
 
 // instruments are the scoring service's metrics, with attribute sets built
 // once so that recording on the Assess path allocates nothing.
@@ -122,7 +123,7 @@ func (in *instruments) evidence(s *scoringv1.Signal) []attribute.KeyValue {
 		}
 	case *scoringv1.Signal_Novelty:
 		v := e.Novelty.GetValue()
-		if s.GetCode() == SignalNewDevice {
+		if s.GetCode() == engine.SignalNewDevice {
 			v = in.redact.Device(v)
 		}
 		kv = append(kv, attribute.String("pushback.evidence.value", v), attribute.Int("pushback.evidence.known", int(e.Novelty.GetKnown())))

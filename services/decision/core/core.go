@@ -18,9 +18,9 @@ import (
 	"github.com/pushbackhq/pushback/services/decision/policy"
 )
 
-// DefaultWindows are the burst windows the guard counts in when scoring did
+// defaultWindows are the burst windows the guard counts in when scoring did
 // not answer: scoring's defaults, which the default policy's rules name.
-var DefaultWindows = []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, time.Hour}
+var defaultWindows = []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute, time.Hour}
 
 // Signals that come from the user's push counts: a phishing-resistant
 // attempt, and the user's own context during a cooldown, are judged
@@ -82,9 +82,9 @@ func familiar(ra *scoringv1.RiskAssessment) bool {
 	return f.GetHistory() && f.GetKnownDevice() && (f.GetKnownIp() || f.GetKnownAsn())
 }
 
-// FamiliarWindow is the window over which the user's familiar context is
+// familiarWindow is the window over which the user's familiar context is
 // allowed policy.Cooldown.FamiliarPushes pushes during a cooldown.
-const FamiliarWindow = 10 * time.Minute
+const familiarWindow = 10 * time.Minute
 
 func contextOf(c *eventv1.Client) guard.Context {
 	ip := c.GetIp()
@@ -127,7 +127,7 @@ func Judge(st *guard.State, in Input) Verdict {
 	// burst source shares, is judged on its own pushes only.
 	own := active && !strong && scope == policy.ScopeSource && fam && boundBy == ""
 
-	input := PolicyInput(req, in.Assessment, st, now, strong || own, own)
+	input := policyInput(req, in.Assessment, st, now, strong || own, own)
 	res, err := pol.Evaluate(input)
 	v.RuleError = err
 	var shadow *policy.Result
@@ -140,7 +140,7 @@ func Judge(st *guard.State, in Input) Verdict {
 			if fo := FailureOutcome(t.FailureMode); policy.Stricter(fo, r.Outcome) {
 				r.Outcome = fo
 			}
-			r.Reasons = append([]string{FailureReason(in.Cause, in.Budget, t)}, r.Reasons...)
+			r.Reasons = append([]string{failureReason(in.Cause, in.Budget, t)}, r.Reasons...)
 		}
 		failed(&res, in.Tier)
 		if shadow != nil {
@@ -165,14 +165,14 @@ func Judge(st *guard.State, in Input) Verdict {
 		// Few pushes, each number-matched: whoever reproduces the user's
 		// device and network still gets only FamiliarPushes of them, and
 		// cannot approve one blindly.
-		sent := st.Count(now, FamiliarWindow, true)
+		sent := st.Count(now, familiarWindow, true)
 		reason := fmt.Sprintf("cooldown until %s holds back pushes from the sources that drove it; this attempt comes from the user's familiar context (%s), which none of them shares: number matching (push %d of the %d it allows in %s)",
-			until(), familiarEvidence(in.Assessment.GetFamiliarity()), sent, pol.Cooldown.FamiliarPushes, FormatWindow(FamiliarWindow))
+			until(), familiarEvidence(in.Assessment.GetFamiliarity()), sent, pol.Cooldown.FamiliarPushes, formatWindow(familiarWindow))
 		outcome := decisionv1.Outcome_OUTCOME_REQUIRE_NUMBER_MATCH
 		if sent > pol.Cooldown.FamiliarPushes {
 			outcome = decisionv1.Outcome_OUTCOME_DENY
 			reason = fmt.Sprintf("cooldown until %s: the user's familiar context (%s) already had the %d number-matched pushes it allows in %s",
-				until(), familiarEvidence(in.Assessment.GetFamiliarity()), pol.Cooldown.FamiliarPushes, FormatWindow(FamiliarWindow))
+				until(), familiarEvidence(in.Assessment.GetFamiliarity()), pol.Cooldown.FamiliarPushes, formatWindow(familiarWindow))
 		}
 		both(func(r *policy.Result) {
 			if policy.Stricter(outcome, r.Outcome) {
@@ -252,12 +252,12 @@ func familiarEvidence(f *scoringv1.Familiarity) string {
 	return strings.Join(parts, ", ")
 }
 
-// PolicyInput is what the rules see. Push counts are the larger of
+// policyInput is what the rules see. Push counts are the larger of
 // scoring's and the guard's own, so a flood scoring did not see in time
 // still meets the burst rules. pushless drops what comes from push counts
 // (a phishing-resistant attempt sends no push); ownOnly counts the familiar
 // attempts only.
-func PolicyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st *guard.State, now int64, pushless, ownOnly bool) policy.Input {
+func policyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st *guard.State, now int64, pushless, ownOnly bool) policy.Input {
 	in := policy.Input{
 		User:    req.GetUserId(),
 		App:     req.GetAppId(),
@@ -265,9 +265,9 @@ func PolicyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 		Groups:  req.GetGroups(),
 		Score:   int(ra.GetScore()),
 		Signals: make(map[string]int, len(ra.GetSignals())),
-		Pushes:  make(map[string]int, len(DefaultWindows)),
-		Denied:  make(map[string]int, len(DefaultWindows)),
-		Client:  ClientVars(req.GetClient()),
+		Pushes:  make(map[string]int, len(defaultWindows)),
+		Denied:  make(map[string]int, len(defaultWindows)),
+		Client:  clientVars(req.GetClient()),
 	}
 	rest := 1.0
 	for _, sig := range ra.GetSignals() {
@@ -282,7 +282,7 @@ func PolicyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 		// (a noisy OR of the weights).
 		in.Score = int(math.Round(100 * (1 - rest)))
 	}
-	windows := DefaultWindows
+	windows := defaultWindows
 	if ws := ra.GetWindows(); len(ws) > 0 {
 		windows = make([]time.Duration, 0, len(ws))
 		for _, w := range ws {
@@ -290,7 +290,7 @@ func PolicyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 		}
 	}
 	for i, w := range windows {
-		name := FormatWindow(w)
+		name := formatWindow(w)
 		in.Pushes[name], in.Denied[name] = 0, 0
 		if pushless && !ownOnly {
 			continue
@@ -306,8 +306,8 @@ func PolicyInput(req *decisionv1.DecideRequest, ra *scoringv1.RiskAssessment, st
 	return in
 }
 
-// FailureReason says why the failure mode answered.
-func FailureReason(cause decisionv1.FailureCause, budget time.Duration, tier policy.Tier) string {
+// failureReason says why the failure mode answered.
+func failureReason(cause decisionv1.FailureCause, budget time.Duration, tier policy.Tier) string {
 	if cause == decisionv1.FailureCause_FAILURE_CAUSE_SHED {
 		return fmt.Sprintf("mesh saturated: scoring not asked, the answer comes from this user's own attempt counts; %s tier fails %s", tier.Name, FailureName(tier.FailureMode))
 	}
@@ -325,8 +325,8 @@ func ClampTime(t, now time.Time, skew time.Duration) time.Time {
 	return t
 }
 
-// ClientVars is the client as rules see it.
-func ClientVars(c *eventv1.Client) map[string]any {
+// clientVars is the client as rules see it.
+func clientVars(c *eventv1.Client) map[string]any {
 	return map[string]any{
 		"ip":        c.GetIp(),
 		"country":   c.GetGeo().GetCountry(),
@@ -360,8 +360,8 @@ func FailureName(fm decisionv1.FailureMode) string {
 	}
 }
 
-// FormatWindow names a window as rules see it: 5m, 1h, 30s.
-func FormatWindow(d time.Duration) string {
+// formatWindow names a window as rules see it: 5m, 1h, 30s.
+func formatWindow(d time.Duration) string {
 	switch {
 	case d%time.Hour == 0:
 		return fmt.Sprintf("%dh", d/time.Hour)

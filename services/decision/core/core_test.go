@@ -32,7 +32,7 @@ func push(user string, f eventv1.Factor) *decisionv1.DecideRequest {
 // burst is an assessment in which scoring saw n pushes in every window.
 func burst(n int32) *scoringv1.RiskAssessment {
 	ra := &scoringv1.RiskAssessment{Signals: []*scoringv1.Signal{{Code: "PUSH_BURST", Weight: 50}, {Code: "DENIAL_STREAK", Weight: 30}}}
-	for _, w := range DefaultWindows {
+	for _, w := range defaultWindows {
 		ra.Windows = append(ra.Windows, &scoringv1.WindowCount{Window: durationpb.New(w), Pushes: n})
 	}
 	return ra
@@ -50,15 +50,15 @@ func TestPolicyInputTakesTheLargerCount(t *testing.T) {
 	for i := range 6 {
 		st.Record(guard.Attempt{ID: guard.AttemptID("", "u", fmt.Sprint(i), ""), At: 1000}, guard.Context{}, 1000)
 	}
-	in := PolicyInput(push("u", eventv1.Factor_FACTOR_PUSH), burst(2), &st, 1000, false, false)
+	in := policyInput(push("u", eventv1.Factor_FACTOR_PUSH), burst(2), &st, 1000, false, false)
 	if in.Pushes["10m"] != 6 {
 		t.Fatalf("pushes[10m] = %d, want the guard's 6 over scoring's 2", in.Pushes["10m"])
 	}
-	in = PolicyInput(push("u", eventv1.Factor_FACTOR_PUSH), burst(9), &st, 1000, false, false)
+	in = policyInput(push("u", eventv1.Factor_FACTOR_PUSH), burst(9), &st, 1000, false, false)
 	if in.Pushes["10m"] != 9 {
 		t.Fatalf("pushes[10m] = %d, want scoring's 9 over the guard's 6", in.Pushes["10m"])
 	}
-	in = PolicyInput(push("u", eventv1.Factor_FACTOR_WEBAUTHN), burst(9), &st, 1000, true, false)
+	in = policyInput(push("u", eventv1.Factor_FACTOR_WEBAUTHN), burst(9), &st, 1000, true, false)
 	if in.Pushes["10m"] != 0 || in.Signals["PUSH_BURST"] != 0 || in.Signals["DENIAL_STREAK"] != 0 {
 		t.Fatalf("a pushless input still carries push counts: %+v", in)
 	}

@@ -9,12 +9,12 @@ import (
 	"github.com/pushbackhq/pushback/services/decision/policy"
 )
 
-// SignalCause names the cause of a signal that points at one act (an
+// signalCause names the cause of a signal that points at one act (an
 // approval after a burst, a journey, a fraud report), so that a signal
 // lingering in the user's risk after its cause is told from a new one. ok
 // is false for signals that measure a rate (a burst, a streak, a spray):
 // those are never fresh, their rules act on counts.
-func SignalCause(sig *scoringv1.Signal) (cause string, ok bool) {
+func signalCause(sig *scoringv1.Signal) (cause string, ok bool) {
 	switch sig.GetCode() {
 	case "APPROVAL_AFTER_BURST":
 		if t := sig.GetBurst().GetApprovedAt(); t != nil {
@@ -36,16 +36,16 @@ func SignalCause(sig *scoringv1.Signal) (cause string, ok bool) {
 func Causes(ra *scoringv1.RiskAssessment) []string {
 	var out []string
 	for _, sig := range ra.GetSignals() {
-		if c, ok := SignalCause(sig); ok {
+		if c, ok := signalCause(sig); ok {
 			out = append(out, c)
 		}
 	}
 	return out
 }
 
-// EventSuccess reports whether an event completed a sign-in: a login
+// eventSuccess reports whether an event completed a sign-in: a login
 // succeeded or a push was approved.
-func EventSuccess(t eventv1.EventType) bool {
+func eventSuccess(t eventv1.EventType) bool {
 	return t == eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED || t == eventv1.EventType_EVENT_TYPE_PUSH_APPROVED
 }
 
@@ -63,13 +63,13 @@ func RespondInput(c *scoringv1.RiskChange, known map[string]bool) policy.Respond
 			Signals: make(map[string]int, len(ra.GetSignals())),
 			Pushes:  make(map[string]int, len(ra.GetWindows())),
 			Denied:  make(map[string]int, len(ra.GetWindows())),
-			Client:  ClientVars(e.GetClient()),
+			Client:  clientVars(e.GetClient()),
 		},
 		Tenant:     c.GetTenant(),
 		Confidence: make(map[string]float64, len(ra.GetSignals())),
 		Event: map[string]any{
 			"type":    strings.TrimPrefix(e.GetType().String(), "EVENT_TYPE_"),
-			"success": EventSuccess(e.GetType()),
+			"success": eventSuccess(e.GetType()),
 			"factor":  e.GetFactor().String(),
 			"app":     e.GetAppId(),
 			"source":  e.GetSource().GetIdp(),
@@ -78,12 +78,12 @@ func RespondInput(c *scoringv1.RiskChange, known map[string]bool) policy.Respond
 	for _, sig := range ra.GetSignals() {
 		in.Signals[sig.GetCode()] = int(sig.GetWeight())
 		in.Confidence[sig.GetCode()] = sig.GetConfidence()
-		if cause, ok := SignalCause(sig); ok && !known[cause] {
+		if cause, ok := signalCause(sig); ok && !known[cause] {
 			in.Fresh = append(in.Fresh, sig.GetCode())
 		}
 	}
 	for _, w := range ra.GetWindows() {
-		name := FormatWindow(w.GetWindow().AsDuration())
+		name := formatWindow(w.GetWindow().AsDuration())
 		in.Pushes[name] = int(w.GetPushes())
 		in.Denied[name] = int(w.GetDenied() + w.GetTimedOut())
 	}

@@ -9,22 +9,22 @@ import (
 	defaultpolicy "github.com/pushbackhq/pushback/deploy/policy"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	"github.com/pushbackhq/pushback/services/decision/policy"
-	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 	"github.com/pushbackhq/pushback/services/scoring/scenario"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
-var obsTypes = map[scoring.ObservationKind]eventv1.EventType{
-	scoring.ObsAttempt:               eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED,
-	scoring.ObsPushSent:              eventv1.EventType_EVENT_TYPE_PUSH_SENT,
-	scoring.ObsPushApproved:          eventv1.EventType_EVENT_TYPE_PUSH_APPROVED,
-	scoring.ObsPushDenied:            eventv1.EventType_EVENT_TYPE_PUSH_DENIED,
-	scoring.ObsPushTimedOut:          eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT,
-	scoring.ObsFraudReported:         eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED,
-	scoring.ObsLoginSucceeded:        eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED,
-	scoring.ObsLoginFailed:           eventv1.EventType_EVENT_TYPE_LOGIN_FAILED,
-	scoring.ObsNumberChallengeFailed: eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED,
-	scoring.ObsFactorEnrolled:        eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED,
+var obsTypes = map[engine.ObservationKind]eventv1.EventType{
+	engine.ObsAttempt:               eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED,
+	engine.ObsPushSent:              eventv1.EventType_EVENT_TYPE_PUSH_SENT,
+	engine.ObsPushApproved:          eventv1.EventType_EVENT_TYPE_PUSH_APPROVED,
+	engine.ObsPushDenied:            eventv1.EventType_EVENT_TYPE_PUSH_DENIED,
+	engine.ObsPushTimedOut:          eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT,
+	engine.ObsFraudReported:         eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED,
+	engine.ObsLoginSucceeded:        eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED,
+	engine.ObsLoginFailed:           eventv1.EventType_EVENT_TYPE_LOGIN_FAILED,
+	engine.ObsNumberChallengeFailed: eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED,
+	engine.ObsFactorEnrolled:        eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED,
 }
 
 // TestDefaultPolicyOnBenignPopulation runs the simulated benign population
@@ -44,15 +44,15 @@ func TestDefaultPolicyOnBenignPopulation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	en := New(Options{Scoring: scoring.DefaultConfig(), Policy: pol})
+	en := New(Options{Scoring: engine.DefaultConfig(), Policy: pol})
 	type tally struct {
 		attempts int
 		outcomes map[string]int
 		rules    map[string]int
 	}
 	usual, habits := tally{outcomes: map[string]int{}, rules: map[string]int{}}, tally{outcomes: map[string]int{}, rules: map[string]int{}}
-	client := func(c scoring.ClientInfo) *eventv1.Client {
-		if c == (scoring.ClientInfo{}) {
+	client := func(c engine.ClientInfo) *eventv1.Client {
+		if c == (engine.ClientInfo{}) {
 			return nil
 		}
 		out := &eventv1.Client{Ip: c.IP, DeviceId: c.DeviceID, Asn: c.ASN, AsOrg: c.ASOrg}

@@ -23,7 +23,7 @@ import (
 	"github.com/pushbackhq/pushback/services/decision/guard"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"github.com/pushbackhq/pushback/services/intake/formats"
-	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 )
 
 // Input is one source of events.
@@ -127,20 +127,19 @@ type Finding struct {
 
 // Options configures an Engine.
 type Options struct {
-	Scoring scoring.Config
+	Scoring engine.Config
 	Policy  *policy.Policy
 }
 
 // Engine replays events. It is not safe for concurrent use.
 type Engine struct {
-	cfg    scoring.Config
-	pol    *policy.Policy
-	users  map[userKey]*user
-	report *reporter
-	// in is the policy input reused for every attempt (Evaluate keeps none
-	// of its maps), and windows caches the names of scoring windows.
-	in      policy.Input
-	windows map[time.Duration]string
+	cfg engine.Config
+	pol *policy.Policy
+	// sources is the spray state of every source, as scoring keeps it in
+	// its store.
+	sources *engine.MemSources
+	users   map[userKey]*user
+	report  *reporter
 	// PolicyErrors counts rule evaluations that failed (the rule did not match).
 	PolicyErrors int
 }
@@ -148,27 +147,28 @@ type Engine struct {
 type userKey struct{ tenant, user string }
 
 type user struct {
-	state scoring.UserState
+	state engine.UserState
 	// guard is the decision service's per-user attempt and cooldown state.
 	guard guard.State
 }
 
 // New returns an engine with empty state.
 func New(o Options) *Engine {
-	return &Engine{
-		cfg: o.Scoring, pol: o.Policy, users: map[userKey]*user{}, report: newReporter(),
-		in: policy.Input{
-			Signals: map[string]int{}, Pushes: map[string]int{}, Denied: map[string]int{}, Client: map[string]any{},
-		},
-		windows: map[time.Duration]string{},
-	}
+	return &Engine{cfg: o.Scoring, pol: o.Policy, sources: engine.NewMemSources(), users: map[userKey]*user{}, report: newReporter()}
 }
 
 // Process applies one event (events must come in event-time order, with
 // user ids canonical as Load returns them) and returns the finding it
 // produced, if any.
+//
+// The clock is the event's time. Scoring applies the event as the scoring
+// service does, spray counts included. A push the IdP sent or was asked to
+// send is the attempt Decide would have been asked about: scoring records
+// it as Decide has it recorded (a phishing-resistant factor, which sends
+// no push, is assessed without being recorded), and the decision core
+// judges it over the user's guard state.
 func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
-	obs, ok := scoring.ObservationOf(e)
+	obs, ok := engine.ObservationOf(e)
 	if !ok {
 		return Finding{}, false
 	}
@@ -179,18 +179,27 @@ func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 		en.users[k] = u
 	}
 	at := e.GetTime().AsTime()
+	if en.cfg.Expired(&u.state, at) {
+		// The service drops the state of a user idle for longer than
+		// IdleTTL (so does its store), and the user starts afresh.
+		u.state = engine.UserState{}
+	}
 	prior := en.cfg.Count(&u.state, at, 10*time.Minute).GetPushes()
 	priorStreak := u.state.Streak
-	fam := en.cfg.Familiarity(&u.state, obs.Client)
-	if !en.cfg.Apply(&u.state, obs) {
-		return Finding{}, false
+	attempt := obs.Kind == engine.ObsPushSent || obs.Kind == engine.ObsAttempt
+	var ra *scoringv1.RiskAssessment
+	if attempt && obs.PhishingResistant {
+		// The in-memory spray state never fails.
+		ra, _ = en.cfg.Inspect(en.sources, e.GetTenant(), e.GetUserId(), &u.state, obs)
+	} else {
+		var applied bool
+		if ra, applied, _ = en.cfg.Observe(en.sources, e.GetTenant(), e.GetUserId(), &u.state, obs); !applied {
+			return Finding{}, false
+		}
 	}
-	ra := en.cfg.Assess(e.GetUserId(), &u.state, at)
-	attempt := obs.Kind == scoring.ObsPushSent || obs.Kind == scoring.ObsAttempt
 	var res policy.Result
 	outcome := decisionv1.Outcome_OUTCOME_UNSPECIFIED
 	if attempt && en.pol != nil {
-		ra.Familiarity = fam
 		res = en.judge(u, e, ra)
 		outcome = res.Outcome
 		en.report.countRules(res.Matched)
@@ -214,16 +223,15 @@ func (en *Engine) Process(e *eventv1.AuthEvent) (Finding, bool) {
 	return f, true
 }
 
-// judge decides the attempt e exactly as the decision service does for a
-// Decide request: the same core, over the user's guard state, on the
-// event's clock.
+// judge decides the attempt e as the decision service decides a Decide
+// request: the same core over the user's guard state, the request as
+// Decide passes it on (factor included: an unspecified factor stays
+// unspecified), on a clock that is the event's time. Decide clamps an
+// attempt's time to its clock; here the two are one, so the clamp leaves
+// it as it is.
 func (en *Engine) judge(u *user, e *eventv1.AuthEvent, ra *scoringv1.RiskAssessment) policy.Result {
-	factor := e.GetFactor()
-	if factor == eventv1.Factor_FACTOR_UNSPECIFIED {
-		factor = eventv1.Factor_FACTOR_PUSH
-	}
 	req := &decisionv1.DecideRequest{
-		UserId: e.GetUserId(), AppId: e.GetAppId(), Factor: factor, Tenant: e.GetTenant(),
+		UserId: e.GetUserId(), AppId: e.GetAppId(), Factor: e.GetFactor(), Tenant: e.GetTenant(),
 		Client: e.GetClient(), Time: e.GetTime(), SessionId: e.GetSessionId(),
 	}
 	v := core.Judge(&u.guard, core.Input{

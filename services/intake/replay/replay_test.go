@@ -13,7 +13,7 @@ import (
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"github.com/pushbackhq/pushback/services/intake/formats"
-	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -67,7 +67,7 @@ func attack() []*eventv1.AuthEvent {
 }
 
 func TestReplayAttack(t *testing.T) {
-	en := New(Options{Scoring: scoring.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
+	en := New(Options{Scoring: engine.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
 	var findings []Finding
 	for _, e := range attack() {
 		if f, ok := en.Process(e); ok {
@@ -97,7 +97,7 @@ func TestReplayAttack(t *testing.T) {
 	}
 	var burst bool
 	for _, f := range findings {
-		if f.EventID == "p2" && slices.Contains(f.Signals, scoring.SignalPushBurst) {
+		if f.EventID == "p2" && slices.Contains(f.Signals, engine.SignalPushBurst) {
 			burst = true
 		}
 	}
@@ -145,7 +145,7 @@ rules:
     outcome: DENY
     cooldown: false
 `)
-	en := New(Options{Scoring: scoring.DefaultConfig(), Policy: strict})
+	en := New(Options{Scoring: engine.DefaultConfig(), Policy: strict})
 	for _, e := range attack() {
 		en.Process(e)
 	}
@@ -215,7 +215,7 @@ func BenchmarkReplay(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		en := New(Options{Scoring: scoring.DefaultConfig(), Policy: pol})
+		en := New(Options{Scoring: engine.DefaultConfig(), Policy: pol})
 		for _, e := range evs {
 			en.Process(e)
 		}
@@ -234,7 +234,7 @@ func BenchmarkEngine(b *testing.B) {
 	pol := mustPolicy(b, testPolicy)
 	b.ResetTimer()
 	for range b.N {
-		en := New(Options{Scoring: scoring.DefaultConfig(), Policy: pol})
+		en := New(Options{Scoring: engine.DefaultConfig(), Policy: pol})
 		for _, e := range evs {
 			en.Process(e)
 		}
@@ -263,8 +263,8 @@ func TestReplayReadsClientsAsTheServiceDoes(t *testing.T) {
 	t0 := time.Date(2024, 5, 1, 9, 0, 0, 0, time.UTC)
 	home := &eventv1.Client{Ip: "198.51.100.7", Asn: 7922, Geo: &eventv1.Geo{Latitude: 40.71, Longitude: -74.0, AccuracyKm: 20, Country: "US"}}
 	score := map[string]int{}
-	for _, anonymizer := range []string{"", scoring.AnonProxy} {
-		en := New(Options{Scoring: scoring.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
+	for _, anonymizer := range []string{"", engine.AnonProxy} {
+		en := New(Options{Scoring: engine.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
 		login := ev("login", "dana", eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, t0, "")
 		login.Client = home
 		en.Process(login)
@@ -272,13 +272,13 @@ func TestReplayReadsClientsAsTheServiceDoes(t *testing.T) {
 		push.Client = &eventv1.Client{Ip: "203.0.113.77", Asn: 64496, Anonymizer: anonymizer,
 			Geo: &eventv1.Geo{Latitude: 52.37, Longitude: 4.89, AccuracyKm: 20, Country: "NL"}}
 		f, ok := en.Process(push)
-		if !ok || !slices.Contains(f.Signals, scoring.SignalImpossibleTravel) {
+		if !ok || !slices.Contains(f.Signals, engine.SignalImpossibleTravel) {
 			t.Fatalf("anonymizer %q: finding %+v, want impossible travel", anonymizer, f)
 		}
 		score[anonymizer] = f.Score
 	}
-	if score[scoring.AnonProxy] >= score[""] {
-		t.Fatalf("travel behind a flagged proxy scored %d, plain travel %d: the flag was not applied", score[scoring.AnonProxy], score[""])
+	if score[engine.AnonProxy] >= score[""] {
+		t.Fatalf("travel behind a flagged proxy scored %d, plain travel %d: the flag was not applied", score[engine.AnonProxy], score[""])
 	}
 }
 
@@ -286,7 +286,7 @@ func TestReplayReadsClientsAsTheServiceDoes(t *testing.T) {
 // cooldown started ends it in the backtest as it does live.
 func TestReplayCooldownAsTheService(t *testing.T) {
 	t0 := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
-	en := New(Options{Scoring: scoring.DefaultConfig(), Policy: mustPolicy(t, testPolicy+"cooldown: {base: 1h, max: 4h, factor: 2}\n")})
+	en := New(Options{Scoring: engine.DefaultConfig(), Policy: mustPolicy(t, testPolicy+"cooldown: {base: 1h, max: 4h, factor: 2}\n")})
 	var last Finding
 	for i := range 5 {
 		last, _ = en.Process(ev(fmt.Sprint("p", i), "vic", eventv1.EventType_EVENT_TYPE_PUSH_SENT, t0.Add(time.Duration(i)*30*time.Second), "203.0.113.66"))

@@ -6,7 +6,7 @@ import (
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
-	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 )
 
 // Thresholds of the posture summary.
@@ -131,7 +131,7 @@ func (r *reporter) observe(e *eventv1.AuthEvent, ra *scoringv1.RiskAssessment, o
 		}
 	}
 	for _, s := range ra.GetSignals() {
-		if s.GetCode() == scoring.SignalPushBurst {
+		if s.GetCode() == engine.SignalPushBurst {
 			if last, ok := r.lastBurst[u]; !ok || at.Sub(last) > burstGap {
 				r.bursts[u]++
 			}

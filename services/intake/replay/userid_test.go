@@ -8,7 +8,7 @@ import (
 
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/services/intake/formats"
-	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 )
 
 // spelledLog is an Okta System Log export in which one user's five pushes
@@ -30,7 +30,7 @@ func TestReplayCountsEverySpellingAsOneUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	en := New(Options{Scoring: scoring.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
+	en := New(Options{Scoring: engine.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
 	var last Finding
 	for _, e := range evs {
 		if f, ok := en.Process(e); ok {
@@ -54,7 +54,7 @@ func TestReplayAppliesTheTenantsRule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	en := New(Options{Scoring: scoring.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
+	en := New(Options{Scoring: engine.DefaultConfig(), Policy: mustPolicy(t, testPolicy)})
 	for _, e := range evs {
 		if f, ok := en.Process(e); ok && f.Outcome == "DENY" {
 			t.Fatalf("acme's distinct users were counted as one: %+v", f)

@@ -16,13 +16,13 @@ import (
 	"time"
 
 	"github.com/pushbackhq/pushback/pkg/geo"
-	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 )
 
 // Event is one observation for one user, with its label.
 type Event struct {
 	User string
-	Obs  scoring.Observation
+	Obs  engine.Observation
 	// Attack names the attack the event belongs to ("" when benign).
 	Attack string
 	// Push numbers the attack's pushes from 1 (0 for other events).
@@ -125,7 +125,7 @@ type Benign struct {
 // network reaches the identity provider from.
 var (
 	HQ    = Cities[0]
-	HQNAT = scoring.ClientInfo{IP: "172.16.200.1", ASN: 64512, Lat: 40.7506, Lon: -73.9935, AccuracyKm: 5, HasGeo: true, Country: "US", City: "New York"}
+	HQNAT = engine.ClientInfo{IP: "172.16.200.1", ASN: 64512, Lat: 40.7506, Lon: -73.9935, AccuracyKm: 5, HasGeo: true, Country: "US", City: "New York"}
 )
 
 // DefaultBenign is the population the tests run: 10,000 users for a week,
@@ -188,21 +188,21 @@ func (b Benign) generate(more func(people []*person) []Event) []Event {
 	out := make([]Event, 0, (b.Users+b.NewHires)*b.Days*13)
 	seq := 0
 	habit := ""
-	emit := func(p *person, kind scoring.ObservationKind, at time.Time, ci scoring.ClientInfo, responder scoring.ClientInfo) {
+	emit := func(p *person, kind engine.ObservationKind, at time.Time, ci engine.ClientInfo, responder engine.ClientInfo) {
 		seq++
-		out = append(out, Event{User: p.id, Habit: habit, Obs: scoring.Observation{ID: fmt.Sprint("b", seq), Kind: kind, At: at, Client: ci, Responder: responder}})
+		out = append(out, Event{User: p.id, Habit: habit, Obs: engine.Observation{ID: fmt.Sprint("b", seq), Kind: kind, At: at, Client: ci, Responder: responder}})
 	}
 	// A push login: misses pushes first (misses of them, which the phone
 	// never shows and which time out after 5 minutes, as Okta's do), then
 	// the attempt, the push, and its answer from the phone.
-	login := func(p *person, at time.Time, ci, phone scoring.ClientInfo, misses int) {
+	login := func(p *person, at time.Time, ci, phone engine.ClientInfo, misses int) {
 		if at.Before(p.free) {
 			return // still travelling
 		}
 		for range misses {
-			emit(p, scoring.ObsAttempt, at, ci, scoring.ClientInfo{})
-			emit(p, scoring.ObsPushSent, at.Add(time.Second), ci, scoring.ClientInfo{})
-			emit(p, scoring.ObsPushTimedOut, at.Add(5*time.Minute+time.Second), ci, scoring.ClientInfo{})
+			emit(p, engine.ObsAttempt, at, ci, engine.ClientInfo{})
+			emit(p, engine.ObsPushSent, at.Add(time.Second), ci, engine.ClientInfo{})
+			emit(p, engine.ObsPushTimedOut, at.Add(5*time.Minute+time.Second), ci, engine.ClientInfo{})
 			if p.own.IntN(2) == 0 {
 				// The user waits for the push to expire, then asks again.
 				at = at.Add(5*time.Minute + time.Duration(10+p.own.IntN(110))*time.Second)
@@ -211,8 +211,8 @@ func (b Benign) generate(more func(people []*person) []Event) []Event {
 				at = at.Add(time.Duration(30+p.own.IntN(120)) * time.Second)
 			}
 		}
-		emit(p, scoring.ObsAttempt, at, ci, scoring.ClientInfo{})
-		emit(p, scoring.ObsPushSent, at.Add(time.Second), ci, scoring.ClientInfo{})
+		emit(p, engine.ObsAttempt, at, ci, engine.ClientInfo{})
+		emit(p, engine.ObsPushSent, at.Add(time.Second), ci, engine.ClientInfo{})
 		late, answer, slowest := 0.02, 5, 40
 		if p.novice {
 			late, answer, slowest = 0.1, 10, 50
@@ -220,21 +220,21 @@ func (b Benign) generate(more func(people []*person) []Event) []Event {
 		if r.Float64() < late {
 			// The phone was in another room: the push times out and the
 			// user asks for another one.
-			emit(p, scoring.ObsPushTimedOut, at.Add(5*time.Minute), ci, scoring.ClientInfo{})
+			emit(p, engine.ObsPushTimedOut, at.Add(5*time.Minute), ci, engine.ClientInfo{})
 			at = at.Add(5*time.Minute + time.Duration(r.IntN(120))*time.Second)
-			emit(p, scoring.ObsAttempt, at, ci, scoring.ClientInfo{})
-			emit(p, scoring.ObsPushSent, at.Add(time.Second), ci, scoring.ClientInfo{})
+			emit(p, engine.ObsAttempt, at, ci, engine.ClientInfo{})
+			emit(p, engine.ObsPushSent, at.Add(time.Second), ci, engine.ClientInfo{})
 		}
 		answered := at.Add(time.Duration(answer+r.IntN(slowest)) * time.Second)
-		emit(p, scoring.ObsPushApproved, answered, ci, phone)
-		emit(p, scoring.ObsLoginSucceeded, answered.Add(time.Second), ci, scoring.ClientInfo{})
+		emit(p, engine.ObsPushApproved, answered, ci, phone)
+		emit(p, engine.ObsLoginSucceeded, answered.Add(time.Second), ci, engine.ClientInfo{})
 		p.free = answered.Add(time.Second)
 		p.novice, p.signedIn = false, true
 	}
 	// where says whether the sign-in is from home or the office: once the
 	// person signed in from there, it is their usual context (the laptop
 	// on a network they use), where the phone may miss pushes.
-	pushLogin := func(p *person, at time.Time, ci, phone scoring.ClientInfo, where int) {
+	pushLogin := func(p *person, at time.Time, ci, phone engine.ClientInfo, where int) {
 		usual := where == atHome && p.signedInHome || where == atOffice && p.signedInOffice
 		misses := 0
 		if usual && !at.Before(p.free) && b.Retries > 0 && p.own.Float64() < b.Retries {
@@ -249,13 +249,13 @@ func (b Benign) generate(more func(people []*person) []Event) []Event {
 	}
 	// switchPhone: the user enrols a new phone on the laptop at home, then
 	// signs in; the first pushes still go to the old phone and time out.
-	switchPhone := func(p *person, at time.Time, ci, phone scoring.ClientInfo) {
+	switchPhone := func(p *person, at time.Time, ci, phone engine.ClientInfo) {
 		if at.Before(p.free) {
 			return
 		}
 		habit = HabitNewPhone
 		phone.DeviceID = p.newPhone
-		emit(p, scoring.ObsFactorEnrolled, at.Add(-time.Duration(5+p.own.IntN(15))*time.Minute), ci, phone)
+		emit(p, engine.ObsFactorEnrolled, at.Add(-time.Duration(5+p.own.IntN(15))*time.Minute), ci, phone)
 		login(p, at, ci, phone, 1+p.own.IntN(2))
 		p.phone, p.switchDay = p.newPhone, -1
 		habit = ""
@@ -314,19 +314,19 @@ func (b Benign) generate(more func(people []*person) []Event) []Event {
 				// Hours in the city's own time, roughly from its longitude.
 				return midnight.Add(time.Duration((h - c.Lon/15) * float64(time.Hour))).Add(time.Duration(r.IntN(1800)) * time.Second)
 			}
-			homeCI := scoring.ClientInfo{IP: p.homeIP, DeviceID: p.laptop, ASN: c.ISP, Lat: jitter(r, c.Lat), Lon: jitter(r, c.Lon), AccuracyKm: 10 + float64(r.IntN(40)), HasGeo: true, Country: c.Country, City: c.Name}
+			homeCI := engine.ClientInfo{IP: p.homeIP, DeviceID: p.laptop, ASN: c.ISP, Lat: jitter(r, c.Lat), Lon: jitter(r, c.Lon), AccuracyKm: 10 + float64(r.IntN(40)), HasGeo: true, Country: c.Country, City: c.Name}
 			if c != p.home {
 				homeCI.IP = fmt.Sprintf("192.0.2.%d", r.IntN(250)) // hotel
 			}
 			phone := p.phoneAt(r, c)
-			office := scoring.ClientInfo{IP: p.officeIP, DeviceID: p.laptop, ASN: 64512, Lat: p.officeLat, Lon: p.officeLon, AccuracyKm: 5, HasGeo: true, Country: c.Country, City: c.Name}
+			office := engine.ClientInfo{IP: p.officeIP, DeviceID: p.laptop, ASN: 64512, Lat: p.officeLat, Lon: p.officeLon, AccuracyKm: 5, HasGeo: true, Country: c.Country, City: c.Name}
 			if p.hire && day == 0 {
 				// The first day: IT hands over the laptop, the hire enrols
 				// the authenticator app and signs in for the first time,
 				// all through the office NAT; again after lunch.
 				arrive := midnight.Add(time.Duration((8.5 - c.Lon/15) * float64(time.Hour))).Add(time.Duration(r.Int64N(int64(b.HireArrivals) + 1)))
 				enrolled := arrive.Add(time.Duration(60+r.IntN(120)) * time.Second)
-				emit(p, scoring.ObsFactorEnrolled, enrolled, office, phone)
+				emit(p, engine.ObsFactorEnrolled, enrolled, office, phone)
 				pushLogin(p, enrolled.Add(time.Duration(30+r.IntN(90))*time.Second), office, phone, atOffice)
 				pushLogin(p, local(13.5), office, phone, atOffice)
 			} else {
@@ -348,7 +348,7 @@ func (b Benign) generate(more func(people []*person) []Event) []Event {
 			}
 			if p.vpn && r.Float64() < 0.5 {
 				exit := vpnExits[r.IntN(len(vpnExits))]
-				vpnCI := scoring.ClientInfo{IP: fmt.Sprintf("185.%d.%d.%d", exit.ASN%250, r.IntN(4), r.IntN(250)), DeviceID: p.laptop, ASN: exit.ASN, ASOrg: exit.Org,
+				vpnCI := engine.ClientInfo{IP: fmt.Sprintf("185.%d.%d.%d", exit.ASN%250, r.IntN(4), r.IntN(250)), DeviceID: p.laptop, ASN: exit.ASN, ASOrg: exit.Org,
 					Lat: exit.City.Lat, Lon: exit.City.Lon, AccuracyKm: 100, HasGeo: true, Country: exit.City.Country, City: exit.City.Name}
 				pushLogin(p, local(15), vpnCI, phone, elsewhere)
 			}
@@ -381,14 +381,14 @@ func (b Benign) generate(more func(people []*person) []Event) []Event {
 			flight := time.Duration(km/850*float64(time.Hour)) + 30*time.Minute
 			if flight > 3*time.Hour && r.Float64() < 0.5 {
 				// In-flight wifi: egress at a satellite ground station.
-				sat := scoring.ClientInfo{IP: "164.86.38.26", DeviceID: p.laptop, ASN: 22351, ASOrg: "INTELSAT GLOBAL SERVICE CORPORATION",
+				sat := engine.ClientInfo{IP: "164.86.38.26", DeviceID: p.laptop, ASN: 22351, ASOrg: "INTELSAT GLOBAL SERVICE CORPORATION",
 					Lat: 38.953, Lon: -77.2295, HasGeo: true, Country: "US", City: "Tysons Corner"}
 				pushLogin(p, depart.Add(2*time.Hour+flight/2), sat, sat, elsewhere)
 			}
 			land := depart.Add(2*time.Hour + flight + 45*time.Minute)
 			// No login from the destination before landing.
 			p.at, p.free, p.landed = dest, land, land
-			arr := scoring.ClientInfo{IP: fmt.Sprintf("198.18.%d.%d", r.IntN(250), r.IntN(250)), DeviceID: p.laptop, ASN: dest.Carrier,
+			arr := engine.ClientInfo{IP: fmt.Sprintf("198.18.%d.%d", r.IntN(250), r.IntN(250)), DeviceID: p.laptop, ASN: dest.Carrier,
 				Lat: jitter(r, dest.Lat), Lon: jitter(r, dest.Lon), AccuracyKm: 50, HasGeo: true, Country: dest.Country, City: dest.Name}
 			pushLogin(p, land, arr, p.phoneAt(r, dest), elsewhere)
 		}
@@ -444,17 +444,17 @@ func (p *person) from(c City) int {
 
 // phoneAs is ci as the person's phone: the one enrolled now (ci may have
 // been drawn before a switch).
-func (p *person) phoneAs(ci scoring.ClientInfo) scoring.ClientInfo {
+func (p *person) phoneAs(ci engine.ClientInfo) engine.ClientInfo {
 	ci.DeviceID = p.phone
 	return ci
 }
 
-func (p *person) phoneAt(r *rand.Rand, c City) scoring.ClientInfo {
+func (p *person) phoneAt(r *rand.Rand, c City) engine.ClientInfo {
 	lat, lon := p.carrierLat, p.carrierLon
 	if c != p.home {
 		lat, lon = offset(r, c.Lat, c.Lon, r.Float64()*400)
 	}
-	return scoring.ClientInfo{IP: fmt.Sprintf("100.64.%d.%d", r.IntN(250), r.IntN(250)), DeviceID: p.phone, ASN: c.Carrier,
+	return engine.ClientInfo{IP: fmt.Sprintf("100.64.%d.%d", r.IntN(250), r.IntN(250)), DeviceID: p.phone, ASN: c.Carrier,
 		Lat: lat, Lon: lon, AccuracyKm: 100 + float64(r.IntN(400)), HasGeo: true, Country: c.Country, City: c.Name}
 }
 
@@ -472,7 +472,7 @@ func offset(r *rand.Rand, lat, lon, km float64) (float64, float64) {
 // Fatigue is a push-bombing attack: n pushes spaced by spacing from an
 // attacker, each denied or left to time out, then (when approve is set)
 // the tired user approves.
-func Fatigue(user string, start time.Time, n int, spacing time.Duration, approve bool, attacker scoring.ClientInfo) []Event {
+func Fatigue(user string, start time.Time, n int, spacing time.Duration, approve bool, attacker engine.ClientInfo) []Event {
 	return FatigueAttack{User: user, Start: start, Pushes: n, Spacing: spacing, Approve: approve, Attacker: attacker}.Events()
 }
 
@@ -486,10 +486,10 @@ type FatigueAttack struct {
 	Start    time.Time
 	Pushes   int
 	Spacing  time.Duration
-	Attacker scoring.ClientInfo
+	Attacker engine.ClientInfo
 	// Phone is the victim's phone, which answers (the approval's
 	// responder); zero when the identity provider does not report it.
-	Phone          scoring.ClientInfo
+	Phone          engine.ClientInfo
 	Approve, Fraud bool
 }
 
@@ -503,31 +503,31 @@ func (f FatigueAttack) Events() []Event {
 	for i := range n {
 		at := f.Start.Add(time.Duration(i) * f.Spacing)
 		out = append(out,
-			Event{User: user, Attack: name, Push: i + 1, Obs: scoring.Observation{ID: fmt.Sprint(user, "-fa-", i), Kind: scoring.ObsAttempt, At: at, Client: attacker}},
-			Event{User: user, Attack: name, Obs: scoring.Observation{ID: fmt.Sprint(user, "-fs-", i), Kind: scoring.ObsPushSent, At: at.Add(time.Second), Client: attacker}})
-		answer := scoring.ObsPushTimedOut
+			Event{User: user, Attack: name, Push: i + 1, Obs: engine.Observation{ID: fmt.Sprint(user, "-fa-", i), Kind: engine.ObsAttempt, At: at, Client: attacker}},
+			Event{User: user, Attack: name, Obs: engine.Observation{ID: fmt.Sprint(user, "-fs-", i), Kind: engine.ObsPushSent, At: at.Add(time.Second), Client: attacker}})
+		answer := engine.ObsPushTimedOut
 		if i%3 == 1 {
-			answer = scoring.ObsPushDenied
+			answer = engine.ObsPushDenied
 		}
 		if i < n-1 || !f.Approve {
-			out = append(out, Event{User: user, Attack: name, Obs: scoring.Observation{ID: fmt.Sprint(user, "-fr-", i), Kind: answer, At: at.Add(min(f.Spacing-time.Second, 20*time.Second)), Client: attacker}})
+			out = append(out, Event{User: user, Attack: name, Obs: engine.Observation{ID: fmt.Sprint(user, "-fr-", i), Kind: answer, At: at.Add(min(f.Spacing-time.Second, 20*time.Second)), Client: attacker}})
 		}
 	}
 	last := f.Start.Add(time.Duration(n-1) * f.Spacing)
 	if f.Approve {
-		out = append(out, Event{User: user, Attack: name, Obs: scoring.Observation{ID: user + "-fok", Kind: scoring.ObsPushApproved, At: last.Add(15 * time.Second), Client: attacker, Responder: f.Phone}})
+		out = append(out, Event{User: user, Attack: name, Obs: engine.Observation{ID: user + "-fok", Kind: engine.ObsPushApproved, At: last.Add(15 * time.Second), Client: attacker, Responder: f.Phone}})
 	}
 	if f.Fraud {
-		out = append(out, Event{User: user, Attack: name, Obs: scoring.Observation{ID: user + "-ffraud", Kind: scoring.ObsFraudReported, At: last.Add(30 * time.Second), Client: attacker, Responder: f.Phone}})
+		out = append(out, Event{User: user, Attack: name, Obs: engine.Observation{ID: user + "-ffraud", Kind: engine.ObsFraudReported, At: last.Add(30 * time.Second), Client: attacker, Responder: f.Phone}})
 	}
 	return out
 }
 
 // Spray is one attacker pushing to many users from one IP.
-func Spray(users []string, start time.Time, spacing time.Duration, attacker scoring.ClientInfo) []Event {
+func Spray(users []string, start time.Time, spacing time.Duration, attacker engine.ClientInfo) []Event {
 	var out []Event
 	for i, u := range users {
-		out = append(out, Event{User: u, Attack: "spray", Push: i + 1, Obs: scoring.Observation{ID: fmt.Sprint(u, "-spray"), Kind: scoring.ObsAttempt, At: start.Add(time.Duration(i) * spacing), Client: attacker}})
+		out = append(out, Event{User: u, Attack: "spray", Push: i + 1, Obs: engine.Observation{ID: fmt.Sprint(u, "-spray"), Kind: engine.ObsAttempt, At: start.Add(time.Duration(i) * spacing), Client: attacker}})
 	}
 	return out
 }
@@ -537,7 +537,7 @@ func Spray(users []string, start time.Time, spacing time.Duration, attacker scor
 // history to compare the source with: one push each, sent and left to
 // time out. The sprayer rotates through ips, all on attacker's network
 // (none: attacker.IP alone).
-func DormantSpray(users []string, start time.Time, spacing time.Duration, attacker scoring.ClientInfo, ips ...string) []Event {
+func DormantSpray(users []string, start time.Time, spacing time.Duration, attacker engine.ClientInfo, ips ...string) []Event {
 	if len(ips) == 0 {
 		ips = []string{attacker.IP}
 	}
@@ -547,9 +547,9 @@ func DormantSpray(users []string, start time.Time, spacing time.Duration, attack
 		ci.IP = ips[i%len(ips)]
 		at := start.Add(time.Duration(i) * spacing)
 		out = append(out,
-			Event{User: u, Attack: "dormant-spray", Push: i + 1, Obs: scoring.Observation{ID: fmt.Sprint(u, "-da"), Kind: scoring.ObsAttempt, At: at, Client: ci}},
-			Event{User: u, Attack: "dormant-spray", Obs: scoring.Observation{ID: fmt.Sprint(u, "-ds"), Kind: scoring.ObsPushSent, At: at.Add(time.Second), Client: ci}},
-			Event{User: u, Attack: "dormant-spray", Obs: scoring.Observation{ID: fmt.Sprint(u, "-dt"), Kind: scoring.ObsPushTimedOut, At: at.Add(5 * time.Minute), Client: ci}})
+			Event{User: u, Attack: "dormant-spray", Push: i + 1, Obs: engine.Observation{ID: fmt.Sprint(u, "-da"), Kind: engine.ObsAttempt, At: at, Client: ci}},
+			Event{User: u, Attack: "dormant-spray", Obs: engine.Observation{ID: fmt.Sprint(u, "-ds"), Kind: engine.ObsPushSent, At: at.Add(time.Second), Client: ci}},
+			Event{User: u, Attack: "dormant-spray", Obs: engine.Observation{ID: fmt.Sprint(u, "-dt"), Kind: engine.ObsPushTimedOut, At: at.Add(5 * time.Minute), Client: ci}})
 	}
 	slices.SortStableFunc(out, func(a, b Event) int { return a.Obs.At.Compare(b.Obs.At) })
 	return out
@@ -557,10 +557,10 @@ func DormantSpray(users []string, start time.Time, spacing time.Duration, attack
 
 // Travel is a victim's login at home followed, after gap, by the
 // attacker's push attempt from far away.
-func Travel(user string, start time.Time, gap time.Duration, home, attacker scoring.ClientInfo) []Event {
+func Travel(user string, start time.Time, gap time.Duration, home, attacker engine.ClientInfo) []Event {
 	return []Event{
-		{User: user, Obs: scoring.Observation{ID: user + "-home", Kind: scoring.ObsLoginSucceeded, At: start, Client: home}},
-		{User: user, Attack: "travel", Push: 1, Obs: scoring.Observation{ID: user + "-far", Kind: scoring.ObsAttempt, At: start.Add(gap), Client: attacker}},
+		{User: user, Obs: engine.Observation{ID: user + "-home", Kind: engine.ObsLoginSucceeded, At: start, Client: home}},
+		{User: user, Attack: "travel", Push: 1, Obs: engine.Observation{ID: user + "-far", Kind: engine.ObsAttempt, At: start.Add(gap), Client: attacker}},
 	}
 }
 
@@ -568,15 +568,15 @@ func Travel(user string, start time.Time, gap time.Duration, home, attacker scor
 // attacker's sign-in from far away, whose one push the victim approves on
 // their phone at home: no burst, but a place the victim cannot have
 // reached.
-func TravelSuccess(user string, start time.Time, gap time.Duration, home, attacker, phone scoring.ClientInfo) []Event {
+func TravelSuccess(user string, start time.Time, gap time.Duration, home, attacker, phone engine.ClientInfo) []Event {
 	at := start.Add(gap)
 	const name = "travel-success"
 	return []Event{
-		{User: user, Obs: scoring.Observation{ID: user + "-home", Kind: scoring.ObsLoginSucceeded, At: start, Client: home}},
-		{User: user, Attack: name, Push: 1, Obs: scoring.Observation{ID: user + "-ts-a", Kind: scoring.ObsAttempt, At: at, Client: attacker}},
-		{User: user, Attack: name, Obs: scoring.Observation{ID: user + "-ts-s", Kind: scoring.ObsPushSent, At: at.Add(time.Second), Client: attacker}},
-		{User: user, Attack: name, Obs: scoring.Observation{ID: user + "-ts-ok", Kind: scoring.ObsPushApproved, At: at.Add(20 * time.Second), Client: attacker, Responder: phone}},
-		{User: user, Attack: name, Obs: scoring.Observation{ID: user + "-ts-in", Kind: scoring.ObsLoginSucceeded, At: at.Add(21 * time.Second), Client: attacker}},
+		{User: user, Obs: engine.Observation{ID: user + "-home", Kind: engine.ObsLoginSucceeded, At: start, Client: home}},
+		{User: user, Attack: name, Push: 1, Obs: engine.Observation{ID: user + "-ts-a", Kind: engine.ObsAttempt, At: at, Client: attacker}},
+		{User: user, Attack: name, Obs: engine.Observation{ID: user + "-ts-s", Kind: engine.ObsPushSent, At: at.Add(time.Second), Client: attacker}},
+		{User: user, Attack: name, Obs: engine.Observation{ID: user + "-ts-ok", Kind: engine.ObsPushApproved, At: at.Add(20 * time.Second), Client: attacker, Responder: phone}},
+		{User: user, Attack: name, Obs: engine.Observation{ID: user + "-ts-in", Kind: engine.ObsLoginSucceeded, At: at.Add(21 * time.Second), Client: attacker}},
 	}
 }
 
@@ -652,21 +652,21 @@ func (b Benign) attack(people []*person) ([]Event, []Attack) {
 		// Thursday, h hours local time at home.
 		return b.Start.Add(time.Duration(min(3, b.Days-1)) * 24 * time.Hour).Add(time.Duration((h - p.home.Lon/15) * float64(time.Hour)))
 	}
-	home := func(p *person) scoring.ClientInfo {
+	home := func(p *person) engine.ClientInfo {
 		c := p.home
-		return scoring.ClientInfo{IP: p.homeIP, DeviceID: p.laptop, ASN: c.ISP, Lat: jitter(r, c.Lat), Lon: jitter(r, c.Lon), AccuracyKm: 20, HasGeo: true, Country: c.Country, City: c.Name}
+		return engine.ClientInfo{IP: p.homeIP, DeviceID: p.laptop, ASN: c.ISP, Lat: jitter(r, c.Lat), Lon: jitter(r, c.Lon), AccuracyKm: 20, HasGeo: true, Country: c.Country, City: c.Name}
 	}
-	abroad := scoring.ClientInfo{IP: "45.9.9.9", DeviceID: "kali", ASN: 50000, Lat: 55.75, Lon: 37.62, AccuracyKm: 20, HasGeo: true, Country: "RU", City: "Moscow"}
-	ownISP := func(p *person, device string) scoring.ClientInfo {
+	abroad := engine.ClientInfo{IP: "45.9.9.9", DeviceID: "kali", ASN: 50000, Lat: 55.75, Lon: 37.62, AccuracyKm: 20, HasGeo: true, Country: "RU", City: "Moscow"}
+	ownISP := func(p *person, device string) engine.ClientInfo {
 		c := p.home
-		return scoring.ClientInfo{IP: fmt.Sprintf("198.51.100.%d", 1+r.IntN(250)), DeviceID: device, ASN: c.ISP, Lat: jitter(r, c.Lat), Lon: jitter(r, c.Lon), AccuracyKm: 20, HasGeo: true, Country: c.Country, City: c.Name}
+		return engine.ClientInfo{IP: fmt.Sprintf("198.51.100.%d", 1+r.IntN(250)), DeviceID: device, ASN: c.ISP, Lat: jitter(r, c.Lat), Lon: jitter(r, c.Lon), AccuracyKm: 20, HasGeo: true, Country: c.Country, City: c.Name}
 	}
-	farFrom := func(p *person) scoring.ClientInfo {
+	farFrom := func(p *person) engine.ClientInfo {
 		far := Cities[19] // Sydney
 		if p.home.Country == "AU" || p.home.Country == "NZ" {
 			far = Cities[8] // London
 		}
-		return scoring.ClientInfo{IP: "203.0.113.66", DeviceID: "kali", ASN: far.ISP, Lat: far.Lat, Lon: far.Lon, AccuracyKm: 20, HasGeo: true, Country: far.Country, City: far.Name}
+		return engine.ClientInfo{IP: "203.0.113.66", DeviceID: "kali", ASN: far.ISP, Lat: far.Lat, Lon: far.Lon, AccuracyKm: 20, HasGeo: true, Country: far.Country, City: far.Name}
 	}
 	var attacks []Attack
 	next := 0
@@ -689,7 +689,7 @@ func (b Benign) attack(people []*person) ([]Event, []Attack) {
 		attacks = append(attacks, Attack{Name: name, Users: []string{p.id}, Want: want})
 	}
 	// The phone of the victim about to be chosen.
-	phone := func() scoring.ClientInfo {
+	phone := func() engine.ClientInfo {
 		p := victims[next]
 		return p.phoneAt(r, p.home)
 	}
@@ -714,7 +714,7 @@ func (b Benign) attack(people []*person) ([]Event, []Attack) {
 	tr := Travel(p.id, night(p, 1), 40*time.Minute, home(p), farFrom(p))
 	tr[1].Attack = "travel attempt"
 	out = append(out, tr...)
-	attacks = append(attacks, Attack{Name: tr[1].Attack, Users: []string{p.id}, Want: Inline, Signal: scoring.SignalImpossibleTravel})
+	attacks = append(attacks, Attack{Name: tr[1].Attack, Users: []string{p.id}, Want: Inline, Signal: engine.SignalImpossibleTravel})
 
 	var sprayed []string
 	for range 12 {
@@ -724,16 +724,16 @@ func (b Benign) attack(people []*person) ([]Event, []Attack) {
 	sprayer.IP = "45.9.9.200"
 	sp := Spray(sprayed, night(victims[next-1], 3), 20*time.Second, sprayer)
 	out = append(out, sp...)
-	attacks = append(attacks, Attack{Name: sp[0].Attack, Users: sprayed, Want: Inline, Signal: scoring.SignalPushSpray})
+	attacks = append(attacks, Attack{Name: sp[0].Attack, Users: sprayed, Want: Inline, Signal: engine.SignalPushSpray})
 
 	var dormant []string
 	for i := range 12 {
 		dormant = append(dormant, fmt.Sprintf("dormant%02d", i))
 	}
-	hosting := scoring.ClientInfo{IP: "45.9.9.100", DeviceID: "kali", ASN: 50000, ASOrg: "Bulletproof Hosting", Lat: 52.37, Lon: 4.89, AccuracyKm: 20, HasGeo: true, Country: "NL", City: "Amsterdam"}
+	hosting := engine.ClientInfo{IP: "45.9.9.100", DeviceID: "kali", ASN: 50000, ASOrg: "Bulletproof Hosting", Lat: 52.37, Lon: 4.89, AccuracyKm: 20, HasGeo: true, Country: "NL", City: "Amsterdam"}
 	ds := DormantSpray(dormant, b.Start.Add(3*24*time.Hour+2*time.Hour), 20*time.Second, hosting)
 	out = append(out, ds...)
-	attacks = append(attacks, Attack{Name: ds[0].Attack, Users: dormant, Want: Inline, Signal: scoring.SignalPushSpray})
+	attacks = append(attacks, Attack{Name: ds[0].Attack, Users: dormant, Want: Inline, Signal: engine.SignalPushSpray})
 
 	return out, attacks
 }

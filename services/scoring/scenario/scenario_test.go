@@ -14,53 +14,29 @@ import (
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/services/decision/core"
 	"github.com/pushbackhq/pushback/services/decision/policy"
-	"github.com/pushbackhq/pushback/services/scoring"
+	"github.com/pushbackhq/pushback/services/scoring/engine"
 	"github.com/pushbackhq/pushback/services/scoring/scenario"
 )
 
 // sim replays events through the pure engine the way the service does:
-// per-user state, and per-source spray state for the pushes SprayRole
-// counts and the successes it accepts as the user's own.
+// per-user state, and per-source spray state in memory.
 type sim struct {
-	cfg     scoring.Config
-	users   map[string]*scoring.UserState
-	sources map[string]*scoring.SourceState
+	cfg     engine.Config
+	users   map[string]*engine.UserState
+	sources *engine.MemSources
 }
 
 func newSim() *sim {
-	return &sim{cfg: scoring.DefaultConfig(), users: map[string]*scoring.UserState{}, sources: map[string]*scoring.SourceState{}}
+	return &sim{cfg: engine.DefaultConfig(), users: map[string]*engine.UserState{}, sources: engine.NewMemSources()}
 }
 
 func (s *sim) record(e scenario.Event) *scoringv1.RiskAssessment {
 	st := s.users[e.User]
 	if st == nil {
-		st = &scoring.UserState{}
+		st = &engine.UserState{}
 		s.users[e.User] = st
 	}
-	var spray []scoring.SprayCount
-	o := e.Obs
-	role := s.cfg.SprayRole(st, o)
-	for _, k := range []struct {
-		key string
-		sc  scoring.SprayCount // names the source
-	}{{"ip/" + o.Client.IP, scoring.SprayCount{IP: o.Client.IP}}, {fmt.Sprint("asn/", o.Client.ASN), scoring.SprayCount{ASN: o.Client.ASN}}} {
-		src := s.sources[k.key]
-		switch role {
-		case scoring.SprayCounted, scoring.SprayDormant:
-			if src == nil {
-				src = &scoring.SourceState{}
-				s.sources[k.key] = src
-			}
-			sc := s.cfg.NoteSource(src, e.User, o.At, role == scoring.SprayDormant)
-			sc.IP, sc.ASN = k.sc.IP, k.sc.ASN
-			spray = append(spray, sc)
-		case scoring.SprayVouches:
-			if src != nil {
-				s.cfg.VouchSource(src, e.User)
-			}
-		}
-	}
-	ra, _ := s.cfg.Record(e.User, st, o, spray)
+	ra, _, _ := s.cfg.Observe(s.sources, "", e.User, st, e.Obs)
 	return ra
 }
 
@@ -131,7 +107,7 @@ var replayWeek = sync.OnceValue(func() *week {
 		// attempts a hook asks Decide about.
 		var rules []respondMatch
 		var shipped []string
-		if e.Obs.Kind != scoring.ObsAttempt {
+		if e.Obs.Kind != engine.ObsAttempt {
 			shipped = shippedRules.match(e, ra)
 			for _, r := range shipped {
 				rules = append(rules, respondMatch{r, r != "push-burst"})
@@ -162,7 +138,7 @@ var replayWeek = sync.OnceValue(func() *week {
 		for _, r := range shipped {
 			w.shipped[r][e.User] = true
 		}
-		if sig := find(ra, scoring.SignalApprovalAfterBurst); sig != nil && !seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] {
+		if sig := find(ra, engine.SignalApprovalAfterBurst); sig != nil && !seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] {
 			seenAfterBurst[e.User+sig.GetBurst().GetApprovedAt().String()] = true
 			w.afterBurst[sig.GetBurst().GetContext()]++
 			w.afterBurstUsers[e.User] = true
@@ -171,30 +147,30 @@ var replayWeek = sync.OnceValue(func() *week {
 			w.habitUsers[e.User] = true
 		}
 		switch e.Obs.Kind {
-		case scoring.ObsPushApproved:
+		case engine.ObsPushApproved:
 			w.signIns++
 			if e.Habit != "" {
 				w.habits[e.Habit]++
 			}
-		case scoring.ObsAttempt:
+		case engine.ObsAttempt:
 			w.attempts++
 			hit := false
 			for _, sig := range ra.GetSignals() {
 				code := sig.GetCode()
 				switch code {
-				case scoring.SignalImpossibleTravel, scoring.SignalResponseMismatch:
+				case engine.SignalImpossibleTravel, engine.SignalResponseMismatch:
 					if sig.GetConfidence() < 0.5 {
 						code += "(low confidence)"
 					} else {
 						hit = true
 					}
-				case scoring.SignalPushBurst:
+				case engine.SignalPushBurst:
 					if sig.GetConfidence() < 0.8 {
 						code += "(" + sig.GetBurst().GetContext() + ")"
 					} else {
 						hit = true
 					}
-				case scoring.SignalPushSpray:
+				case engine.SignalPushSpray:
 					hit = true
 				}
 				w.counts[code]++
@@ -268,17 +244,17 @@ func newShippedRespond() *shippedRespond {
 	return &shippedRespond{pol: pol, known: map[string]map[string]bool{}}
 }
 
-var eventTypes = map[scoring.ObservationKind]eventv1.EventType{
-	scoring.ObsAttempt:               eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED,
-	scoring.ObsPushSent:              eventv1.EventType_EVENT_TYPE_PUSH_SENT,
-	scoring.ObsPushApproved:          eventv1.EventType_EVENT_TYPE_PUSH_APPROVED,
-	scoring.ObsPushDenied:            eventv1.EventType_EVENT_TYPE_PUSH_DENIED,
-	scoring.ObsPushTimedOut:          eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT,
-	scoring.ObsFraudReported:         eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED,
-	scoring.ObsLoginSucceeded:        eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED,
-	scoring.ObsLoginFailed:           eventv1.EventType_EVENT_TYPE_LOGIN_FAILED,
-	scoring.ObsNumberChallengeFailed: eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED,
-	scoring.ObsFactorEnrolled:        eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED,
+var eventTypes = map[engine.ObservationKind]eventv1.EventType{
+	engine.ObsAttempt:               eventv1.EventType_EVENT_TYPE_PUSH_REQUESTED,
+	engine.ObsPushSent:              eventv1.EventType_EVENT_TYPE_PUSH_SENT,
+	engine.ObsPushApproved:          eventv1.EventType_EVENT_TYPE_PUSH_APPROVED,
+	engine.ObsPushDenied:            eventv1.EventType_EVENT_TYPE_PUSH_DENIED,
+	engine.ObsPushTimedOut:          eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT,
+	engine.ObsFraudReported:         eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED,
+	engine.ObsLoginSucceeded:        eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED,
+	engine.ObsLoginFailed:           eventv1.EventType_EVENT_TYPE_LOGIN_FAILED,
+	engine.ObsNumberChallengeFailed: eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED,
+	engine.ObsFactorEnrolled:        eventv1.EventType_EVENT_TYPE_FACTOR_ENROLLED,
 }
 
 // match returns the names of the shipped rules that match. An assessment
@@ -286,7 +262,7 @@ var eventTypes = map[scoring.ObservationKind]eventv1.EventType{
 // act on risk (and evaluating them on the most of a million events that
 // carry none would treble the test's time).
 func (r *shippedRespond) match(e scenario.Event, ra *scoringv1.RiskAssessment) []string {
-	if len(ra.GetSignals()) == 0 && e.Obs.Kind != scoring.ObsFraudReported {
+	if len(ra.GetSignals()) == 0 && e.Obs.Kind != engine.ObsFraudReported {
 		return nil
 	}
 	known := r.known[e.User]
@@ -364,7 +340,7 @@ func TestResponseActions(t *testing.T) {
 
 // expectedBurstPush is the first push at which a configured window holds
 // its threshold: where an inline scorer must fire, with no lag.
-func expectedBurstPush(cfg scoring.Config, times []time.Time) int {
+func expectedBurstPush(cfg engine.Config, times []time.Time) int {
 	for k := range times {
 		for w, th := range cfg.BurstThresholds {
 			n := 0
@@ -383,8 +359,8 @@ func expectedBurstPush(cfg scoring.Config, times []time.Time) int {
 
 func TestAttacks(t *testing.T) {
 	start := time.Date(2026, 11, 4, 3, 0, 0, 0, time.UTC)
-	home := scoring.ClientInfo{IP: "198.51.100.7", DeviceID: "laptop", ASN: 7922, Lat: 40.71, Lon: -74.0, AccuracyKm: 20, HasGeo: true, Country: "US", City: "New York"}
-	attacker := scoring.ClientInfo{IP: "45.9.9.9", DeviceID: "kali", ASN: 50000, Lat: 55.75, Lon: 37.62, AccuracyKm: 20, HasGeo: true, Country: "RU", City: "Moscow"}
+	home := engine.ClientInfo{IP: "198.51.100.7", DeviceID: "laptop", ASN: 7922, Lat: 40.71, Lon: -74.0, AccuracyKm: 20, HasGeo: true, Country: "US", City: "New York"}
+	attacker := engine.ClientInfo{IP: "45.9.9.9", DeviceID: "kali", ASN: 50000, Lat: 55.75, Lon: 37.62, AccuracyKm: 20, HasGeo: true, Country: "RU", City: "Moscow"}
 
 	t.Run("fatigue", func(t *testing.T) {
 		for _, n := range []int{3, 5, 10, 25} {
@@ -393,7 +369,7 @@ func TestAttacks(t *testing.T) {
 				t.Run(name, func(t *testing.T) {
 					s := newSim()
 					user := "victim"
-					s.record(scenario.Event{User: user, Obs: scoring.Observation{ID: "home", Kind: scoring.ObsLoginSucceeded, At: start.Add(-24 * time.Hour), Client: home}})
+					s.record(scenario.Event{User: user, Obs: engine.Observation{ID: "home", Kind: engine.ObsLoginSucceeded, At: start.Add(-24 * time.Hour), Client: home}})
 					events := scenario.Fatigue(user, start, n, spacing, true, attacker)
 					var times []time.Time
 					for _, e := range events {
@@ -407,7 +383,7 @@ func TestAttacks(t *testing.T) {
 					for _, e := range events {
 						ra := s.record(e)
 						last = ra
-						if e.Push > 0 && firstBurst == 0 && find(ra, scoring.SignalPushBurst) != nil {
+						if e.Push > 0 && firstBurst == 0 && find(ra, engine.SignalPushBurst) != nil {
 							firstBurst = e.Push
 						}
 					}
@@ -415,7 +391,7 @@ func TestAttacks(t *testing.T) {
 						t.Fatalf("PUSH_BURST first at push %d, configured line crossed at push %d", firstBurst, want)
 					}
 					if want > 0 || n >= s.cfg.StreakThreshold+1 {
-						if sig := find(last, scoring.SignalApprovalAfterBurst); sig == nil || last.GetSignals()[0] != sig {
+						if sig := find(last, engine.SignalApprovalAfterBurst); sig == nil || last.GetSignals()[0] != sig {
 							t.Fatalf("approval after the burst does not stand out: %v", last.GetSignals())
 						}
 					}
@@ -430,11 +406,11 @@ func TestAttacks(t *testing.T) {
 		for i := range 12 {
 			u := fmt.Sprint("employee", i)
 			users = append(users, u)
-			s.record(scenario.Event{User: u, Obs: scoring.Observation{ID: u + "-home", Kind: scoring.ObsLoginSucceeded, At: start.Add(-time.Hour), Client: home}})
+			s.record(scenario.Event{User: u, Obs: engine.Observation{ID: u + "-home", Kind: engine.ObsLoginSucceeded, At: start.Add(-time.Hour), Client: home}})
 		}
 		first := 0
 		for _, e := range scenario.Spray(users, start, 20*time.Second, attacker) {
-			if sig := find(s.record(e), scoring.SignalPushSpray); sig != nil && first == 0 {
+			if sig := find(s.record(e), engine.SignalPushSpray); sig != nil && first == 0 {
 				first = e.Push
 			}
 		}
@@ -444,12 +420,12 @@ func TestAttacks(t *testing.T) {
 	})
 
 	t.Run("dormant spray", func(t *testing.T) {
-		hosting := scoring.ClientInfo{IP: "45.9.9.9", DeviceID: "kali", ASN: 50000, ASOrg: "Bulletproof Hosting", Lat: 52.37, Lon: 4.89, AccuracyKm: 20, HasGeo: true, Country: "NL", City: "Amsterdam"}
+		hosting := engine.ClientInfo{IP: "45.9.9.9", DeviceID: "kali", ASN: 50000, ASOrg: "Bulletproof Hosting", Lat: 52.37, Lon: 4.89, AccuracyKm: 20, HasGeo: true, Country: "NL", City: "Amsterdam"}
 		var rotation []string
 		for i := range 10 {
 			rotation = append(rotation, fmt.Sprint("45.9.9.", 10+i))
 		}
-		cfg := scoring.DefaultConfig()
+		cfg := engine.DefaultConfig()
 		tests := []struct {
 			name     string
 			accounts int
@@ -475,13 +451,13 @@ func TestAttacks(t *testing.T) {
 					u := fmt.Sprint("dormant", i)
 					if i%2 == 1 && tt.active > 0 && i/2 < tt.active {
 						u = fmt.Sprint("active", i)
-						s.record(scenario.Event{User: u, Obs: scoring.Observation{ID: u + "-home", Kind: scoring.ObsPushApproved, At: start.Add(-24 * time.Hour), Client: home}})
+						s.record(scenario.Event{User: u, Obs: engine.Observation{ID: u + "-home", Kind: engine.ObsPushApproved, At: start.Add(-24 * time.Hour), Client: home}})
 					}
 					users = append(users, u)
 				}
 				first, caught, pushes := 0, 0, 0
 				for _, e := range scenario.DormantSpray(users, start, tt.spacing, hosting, tt.ips...) {
-					sig := find(s.record(e), scoring.SignalPushSpray)
+					sig := find(s.record(e), engine.SignalPushSpray)
 					if e.Push == 0 {
 						continue
 					}
@@ -510,7 +486,7 @@ func TestAttacks(t *testing.T) {
 		for _, e := range scenario.Travel("victim", start, 40*time.Minute, home, attacker) {
 			ra = s.record(e)
 		}
-		if sig := find(ra, scoring.SignalImpossibleTravel); sig == nil || sig.GetConfidence() != 1 {
+		if sig := find(ra, engine.SignalImpossibleTravel); sig == nil || sig.GetConfidence() != 1 {
 			t.Fatalf("IMPOSSIBLE_TRAVEL: %v", ra.GetSignals())
 		}
 	})
@@ -529,7 +505,7 @@ func onboarding(t *testing.T, hires int, arrivals time.Duration, mornings int) (
 		pushed := map[string]bool{}
 		for _, e := range b.Generate() {
 			ra := s.record(e)
-			if e.Obs.Kind != scoring.ObsAttempt {
+			if e.Obs.Kind != engine.ObsAttempt {
 				continue
 			}
 			attempts++
@@ -537,7 +513,7 @@ func onboarding(t *testing.T, hires int, arrivals time.Duration, mornings int) (
 				first++
 			}
 			pushed[e.User] = true
-			if find(ra, scoring.SignalPushSpray) != nil {
+			if find(ra, engine.SignalPushSpray) != nil {
 				flagged++
 			}
 		}

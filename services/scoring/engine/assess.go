@@ -1,4 +1,4 @@
-package scoring
+package engine
 
 import (
 	"fmt"
@@ -406,10 +406,4 @@ func fmtWindow(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%ds", d/time.Second)
 	}
-}
-
-// Familiarity compares a client with what s remembers of the user, as
-// Assess reports it for an attempt (replay asks before applying one).
-func (c Config) Familiarity(s *UserState, ci ClientInfo) *scoringv1.Familiarity {
-	return familiarity(s, ci)
 }

@@ -1,4 +1,4 @@
-package scoring
+package engine
 
 import (
 	"encoding/binary"

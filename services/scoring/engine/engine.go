@@ -1,4 +1,9 @@
-package scoring
+// Package engine is scoring's pure core: per-user state and its codec,
+// the observations folded into it, the per-source spray counts, and the
+// assessment of a user's risk with every signal's evidence. Time is passed
+// in; it reads no clock and holds no store. The scoring service persists
+// around it, and replay runs it over recorded events.
+package engine
 
 import (
 	"hash/fnv"
