@@ -618,7 +618,8 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 			}
 		}
 		v, st := p.verdict, p.after.Clone()
-		if !covers(p.after, held, p.in.Now) {
+		rejudged := !covers(p.after, held, p.in.Now)
+		if rejudged {
 			// Attempts or a cooldown this process has not seen: judge
 			// again on everything known.
 			s.count.GuardConflicts.Add(1)
@@ -627,10 +628,15 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 			v = core.Judge(&st, p.in)
 		}
 		st.Merge(held, p.in.Now)
-		r := proto.CloneOf(p.resp)
-		applyVerdict(r, v)
-		if p.resp.GetOutcome() == r.GetOutcome() {
-			r.NumberChallenge = p.resp.GetNumberChallenge()
+		// The answer as judged in memory, unless the store's state made
+		// the commit judge it again.
+		r := p.resp
+		if rejudged {
+			r = proto.CloneOf(p.resp)
+			applyVerdict(r, v)
+			if p.resp.GetOutcome() == r.GetOutcome() {
+				r.NumberChallenge = p.resp.GetNumberChallenge()
+			}
 		}
 		rec := s.record(p, r, v)
 		if err := s.write(tx, p, rec, st); err != nil {
