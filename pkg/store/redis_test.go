@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -14,11 +15,11 @@ import (
 func TestRedisConformance(t *testing.T) {
 	srv := redistest.Start(t)
 	var n atomic.Int64
-	storetest.Run(t, func(t *testing.T) store.Store {
+	storetest.Run(t, func(t *testing.T, ks []store.Keyspace) store.Store {
 		s, err := store.OpenRedis(context.Background(), store.RedisOptions{
-			Addrs:          []string{srv.Addr},
-			KeyPrefix:      fmt.Sprintf("t%d:", n.Add(1)),
-			ScanNamespaces: []string{"scan/", "scam/", "scao/", "scaz/"},
+			Addrs:     []string{srv.Addr},
+			KeyPrefix: fmt.Sprintf("t%d:", n.Add(1)),
+			Keyspaces: ks,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -28,14 +29,108 @@ func TestRedisConformance(t *testing.T) {
 	})
 }
 
-func TestRedisScanOutsideNamespaceIsAnError(t *testing.T) {
+func TestOpenRedisRefuses(t *testing.T) {
 	srv := redistest.Start(t)
-	s, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
-	if err != nil {
+	for name, opts := range map[string]store.RedisOptions{
+		"no keyspace":      {Addrs: []string{srv.Addr}},
+		"nested keyspaces": {Addrs: []string{srv.Addr}, Keyspaces: []store.Keyspace{{Prefix: "a/"}, {Prefix: "a/b/"}}},
+		"a cluster":        {Addrs: []string{srv.Addr, srv.Addr}, Keyspaces: storetest.Keyspaces()},
+	} {
+		if s, err := store.OpenRedis(context.Background(), opts); err == nil {
+			_ = s.Close()
+			t.Errorf("OpenRedis with %s succeeded", name)
+		}
+	}
+}
+
+// TestRedisReplicasSeeEachOthersWrites plays two replicas on one Redis:
+// each remembers the values it read and wrote, and the other changes them
+// behind its back. Every transaction still decides on current values: its
+// writes, its error and its reads alike.
+func TestRedisReplicasSeeEachOthersWrites(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	open := func() store.Store {
+		s, err := store.OpenRedis(ctx, store.RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: storetest.Keyspaces()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	k := []byte("ctr/n")
+	set := func(s store.Store, v string) {
+		t.Helper()
+		if err := s.Update(ctx, func(tx store.Txn) error { return tx.Set(k, []byte(v), 0) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(s store.Store) (v string, calls int) {
+		t.Helper()
+		err := s.Update(ctx, func(tx store.Txn) error {
+			calls++
+			b, err := tx.Get(k)
+			v = string(b)
+			if errors.Is(err, store.ErrNotFound) {
+				v = "absent"
+				return nil
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v, calls
+	}
+
+	set(a, "1") // a remembers 1
+	set(b, "2")
+	if v, _ := read(a); v != "2" {
+		t.Fatalf("a read-only transaction on a replica read %q, want the other replica's 2", v)
+	}
+
+	// A decision taken on a remembered value that another replica changed
+	// is taken again.
+	set(b, "3")
+	stale := errors.New("refused on 2")
+	calls := 0
+	err := a.Update(ctx, func(tx store.Txn) error {
+		calls++
+		v, err := tx.Get(k)
+		if err != nil {
+			return err
+		}
+		if string(v) == "2" {
+			return stale
+		}
+		return nil
+	})
+	if err != nil || calls != 2 {
+		t.Fatalf("an error decided on a stale value: %v after %d calls; want nil after 2", err, calls)
+	}
+
+	// A remembered absence.
+	if err := b.Update(ctx, func(tx store.Txn) error { return tx.Delete(k) }); err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
-	if _, err := s.Scan(context.Background(), store.ScanOptions{Prefix: []byte("scoring/user/")}); err == nil {
-		t.Fatal("scan of a prefix that is not indexed succeeded; it would silently return nothing")
+	if v, _ := read(a); v != "absent" {
+		t.Fatalf("read %q after the other replica deleted the key", v)
+	}
+	set(b, "4")
+	if err := a.Update(ctx, func(tx store.Txn) error {
+		v, err := tx.Get(k)
+		if err == nil {
+			return tx.Set(k, append(v, '+'), 0)
+		}
+		if errors.Is(err, store.ErrNotFound) {
+			return tx.Set(k, []byte("new"), 0)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := b.Get(ctx, k); err != nil || string(v) != "4+" {
+		t.Fatalf("after a write on a remembered absence: %q, %v; want 4+", v, err)
 	}
 }
