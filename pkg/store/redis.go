@@ -423,13 +423,11 @@ func (r *Redis) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
 		batch = int64(opts.Limit)
 	}
 	for {
-		by := &redis.ZRangeBy{Min: lo, Max: hi, Count: batch}
-		var keys []string
+		args := redis.ZRangeArgs{Key: idx, Start: lo, Stop: hi, ByLex: true, Count: batch}
 		if opts.Reverse {
-			keys, err = r.c.ZRevRangeByLex(ctx, idx, &redis.ZRangeBy{Min: lo, Max: hi, Count: batch}).Result()
-		} else {
-			keys, err = r.c.ZRangeByLex(ctx, idx, by).Result()
+			args.Start, args.Stop, args.Rev = hi, lo, true
 		}
+		keys, err := r.c.ZRangeArgs(ctx, args).Result()
 		if err != nil {
 			return nil, err
 		}
