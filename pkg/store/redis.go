@@ -139,7 +139,7 @@ func (r *Redis) Get(ctx context.Context, key []byte) ([]byte, error) {
 		return nil, ErrNotFound
 	}
 	if err == nil {
-		r.cache.put(string(key), v, true, time.Time{})
+		r.cache.put(string(key), bytes.Clone(v), true, time.Time{})
 	}
 	return v, err
 }
@@ -410,10 +410,13 @@ func (r *Redis) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
 	if end := PrefixEnd(opts.Prefix); end != nil {
 		hi = "(" + string(end)
 	}
+	// A cursor outside the prefix skips nothing: the index holds the whole
+	// keyspace, and the range must not leave the prefix.
 	if opts.After != nil {
-		if opts.Reverse {
+		end := PrefixEnd(opts.Prefix)
+		if opts.Reverse && (end == nil || bytes.Compare(opts.After, end) < 0) {
 			hi = "(" + string(opts.After)
-		} else {
+		} else if !opts.Reverse && bytes.Compare(opts.After, opts.Prefix) >= 0 {
 			lo = "(" + string(opts.After)
 		}
 	}
