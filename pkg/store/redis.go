@@ -252,7 +252,15 @@ func (r *Redis) Update(ctx context.Context, fn func(tx Txn) error) error {
 		}
 		t := &redisTxn{ctx: ctx, r: r, reads: map[string]redisRead{}, pending: map[string]int{}}
 		ferr := fn(t)
-		if t.failed != nil || errors.Is(ferr, ErrKeyspace) {
+		if t.failed != nil {
+			// A read the store failed: fn's writes may rest on what it
+			// did instead, and are not committed.
+			if ferr == nil {
+				ferr = t.failed
+			}
+			return ferr
+		}
+		if errors.Is(ferr, ErrKeyspace) {
 			return ferr
 		}
 		if ferr != nil || len(t.writes) == 0 {

@@ -13,23 +13,36 @@ import (
 )
 
 // roundTrips counts the calls a client makes to the server: one per
-// command, one per pipeline.
+// command, one per pipeline. The handshake of a new connection (which the
+// pool also makes in the background) is not a call.
 type roundTrips struct{ n atomic.Int64 }
 
 func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
+		if !handshake(cmd) {
+			h.n.Add(1)
+		}
 		return next(ctx, cmd)
 	}
 }
 
 func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
+		if len(cmds) > 0 && !handshake(cmds[0]) {
+			h.n.Add(1)
+		}
 		return next(ctx, cmds)
 	}
+}
+
+func handshake(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "client", "auth", "select", "ping":
+		return true
+	}
+	return false
 }
 
 // benchKeyspaces are shaped like the services' own.
