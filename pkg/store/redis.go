@@ -239,12 +239,12 @@ func (t *redisTxn) Delete(key []byte) error {
 // Update implements Store.
 //
 // fn's outcome is returned only once every value it read is known to be
-// current at one instant: a transaction that wrote commits through the
-// script's check; one that read from the cache and wrote nothing, or
-// returned an error, is checked by the same script with no writes (a value
-// remembered from before another replica's write must not decide). A
-// transaction that read only from the server and wrote nothing returns at
-// once, as a sequence of Gets would.
+// current at one instant. A transaction that wrote commits through the
+// script's check. One that read from the cache but wrote nothing or
+// returned an error is checked by the same script, with no writes: a value
+// remembered from before another replica's write must not decide. One that
+// read only from the server and wrote nothing or returned an error returns
+// at once, as a sequence of Gets would.
 func (r *Redis) Update(ctx context.Context, fn func(tx Txn) error) error {
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -293,9 +293,10 @@ func (r *Redis) Update(ctx context.Context, fn func(tx Txn) error) error {
 //
 // It returns nothing when it applied the writes, otherwise position and
 // current value (nil when absent) of every read key that changed, having
-// written nothing. Every check precedes the first write, and Redis refuses a
-// writing script at its start when memory is full, so a script that
-// changes anything changes everything.
+// written nothing. Every check precedes the first write, and Redis decides
+// on memory at a script's first write and lets the later ones through, so
+// a script that changes anything changes everything (short of an index key
+// that something else turned into another type).
 const commitScript = `
 local nr, nw = tonumber(ARGV[1]), tonumber(ARGV[2])
 local changed = {}
