@@ -60,9 +60,6 @@ func NewKeyspaces(decl ...Keyspace) (Keyspaces, error) {
 	return Keyspaces{ks: ks}, nil
 }
 
-// All returns the declarations in prefix order.
-func (s Keyspaces) All() []Keyspace { return slices.Clone(s.ks) }
-
 // Len is the number of keyspaces.
 func (s Keyspaces) Len() int { return len(s.ks) }
 
