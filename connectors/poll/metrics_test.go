@@ -16,7 +16,7 @@ import (
 func TestRunnerMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	meter := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)).Meter("test")
-	st := storetest.Memory(t)
+	st := storetest.Memory(t, poll.Keyspaces()...)
 	src := &fakeSource{last: 2, errs: []error{errors.New("HTTP 500")}}
 	sk := &sink{}
 	r, err := poll.New(poll.Options{Source: src, Store: st, Parse: parse, Save: sk.Save, Owner: "a", Meter: meter,

@@ -142,7 +142,7 @@ func cursorOf(t *testing.T, st store.Store) string {
 }
 
 func TestRunnerStoreFailureDoesNotAdvanceCursor(t *testing.T) {
-	st := storetest.Memory(t)
+	st := storetest.Memory(t, poll.Keyspaces()...)
 	src := &fakeSource{last: 3}
 	sk := &sink{fail: 2}
 	stop := start(newRunner(t, st, src, sk, "a"))
@@ -168,7 +168,7 @@ func TestRunnerStoreFailureDoesNotAdvanceCursor(t *testing.T) {
 }
 
 func TestRunnerResumesFromStoredCursor(t *testing.T) {
-	st := storetest.Memory(t)
+	st := storetest.Memory(t, poll.Keyspaces()...)
 	src := &fakeSource{last: 2}
 	sk := &sink{}
 	stop := start(newRunner(t, st, src, sk, "a"))
@@ -186,7 +186,7 @@ func TestRunnerResumesFromStoredCursor(t *testing.T) {
 }
 
 func TestRunnerHonoursRetryAfter(t *testing.T) {
-	st := storetest.Memory(t)
+	st := storetest.Memory(t, poll.Keyspaces()...)
 	src := &fakeSource{last: 1, errs: []error{&respond.RetryAfter{Wait: 400 * time.Millisecond, Err: errors.New("HTTP 429")}}}
 	sk := &sink{}
 	stop := start(newRunner(t, st, src, sk, "a"))
@@ -199,7 +199,7 @@ func TestRunnerHonoursRetryAfter(t *testing.T) {
 }
 
 func TestRunnerBacksOffOnErrors(t *testing.T) {
-	st := storetest.Memory(t)
+	st := storetest.Memory(t, poll.Keyspaces()...)
 	src := &fakeSource{last: 1, errs: []error{errors.New("boom"), errors.New("boom"), errors.New("boom")}}
 	sk := &sink{}
 	stop := start(newRunner(t, st, src, sk, "a"))
@@ -213,7 +213,7 @@ func TestRunnerBacksOffOnErrors(t *testing.T) {
 }
 
 func TestRunnerLeaseOnlyOnePolls(t *testing.T) {
-	st := storetest.Memory(t)
+	st := storetest.Memory(t, poll.Keyspaces()...)
 	srcA, srcB := &fakeSource{last: 50}, &fakeSource{last: 50}
 	sk := &sink{}
 	stopA := start(newRunner(t, st, srcA, sk, "a"))
@@ -249,7 +249,7 @@ func TestConfigValidate(t *testing.T) {
 func TestRunnerLeaseOnRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	open := func() store.Store {
-		st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+		st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: poll.Keyspaces()})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -25,11 +25,17 @@ type BadgerOptions struct {
 	SyncWrites bool
 	// Logger receives badger's own log lines at debug level.
 	Logger *slog.Logger
+	// Keyspaces, when given, are the declarations of the services that use
+	// the store, checked as Redis checks them: a key outside them, or a
+	// scan outside a scannable one, is an ErrKeyspace. Without them any
+	// key goes (badger needs no index or hash tag).
+	Keyspaces []Keyspace
 }
 
 // Badger is the embedded default store.
 type Badger struct {
 	db   *badger.DB
+	ks   Keyspaces
 	stop chan struct{}
 	done chan struct{}
 	// life orders Close after the calls in progress: a write that a
@@ -56,11 +62,15 @@ func OpenBadger(opts BadgerOptions) (*Badger, error) {
 		WithBlockCacheSize(128 << 20).
 		WithIndexCacheSize(64 << 20).
 		WithNumCompactors(2)
+	ks, err := NewKeyspaces(opts.Keyspaces...)
+	if err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("open badger at %q: %w", opts.Dir, err)
 	}
-	b := &Badger{db: db, stop: make(chan struct{}), done: make(chan struct{})}
+	b := &Badger{db: db, ks: ks, stop: make(chan struct{}), done: make(chan struct{})}
 	go b.gcLoop()
 	return b, nil
 }
@@ -86,6 +96,9 @@ func (b *Badger) gcLoop() {
 // Get implements Store.
 func (b *Badger) Get(ctx context.Context, key []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := b.check(key); err != nil {
 		return nil, err
 	}
 	b.life.RLock()
@@ -148,7 +161,7 @@ func (b *Badger) begin(fn func(tx Txn) error, wait bool) (done chan error, err e
 	}
 	txn := b.db.NewTransaction(true)
 	defer txn.Discard()
-	t := &badgerTxn{txn: txn}
+	t := &badgerTxn{b: b, txn: txn}
 	if err := fn(t); err != nil {
 		return nil, err
 	}
@@ -165,6 +178,11 @@ func (b *Badger) begin(fn func(tx Txn) error, wait bool) (done chan error, err e
 
 // Scan implements Store.
 func (b *Badger) Scan(ctx context.Context, opts ScanOptions) ([]Item, error) {
+	if b.ks.Len() > 0 {
+		if _, err := b.ks.checkScan(opts.Prefix); err != nil {
+			return nil, err
+		}
+	}
 	b.life.RLock()
 	defer b.life.RUnlock()
 	if b.closed {
@@ -229,14 +247,23 @@ func (b *Badger) Close() error {
 func (b *Badger) DB() *badger.DB { return b.db }
 
 type badgerTxn struct {
+	b   *Badger
 	txn *badger.Txn
 	// wrote: a read-only transaction has nothing to commit.
 	wrote bool
 }
 
-func (t *badgerTxn) Get(key []byte) ([]byte, error) { return badgerGet(t.txn, key) }
+func (t *badgerTxn) Get(key []byte) ([]byte, error) {
+	if err := t.b.check(key); err != nil {
+		return nil, err
+	}
+	return badgerGet(t.txn, key)
+}
 
 func (t *badgerTxn) Set(key, value []byte, ttl time.Duration) error {
+	if err := t.b.check(key); err != nil {
+		return err
+	}
 	e := badger.NewEntry(key, value)
 	if ttl > 0 {
 		e = e.WithTTL(ttl)
@@ -246,8 +273,20 @@ func (t *badgerTxn) Set(key, value []byte, ttl time.Duration) error {
 }
 
 func (t *badgerTxn) Delete(key []byte) error {
+	if err := t.b.check(key); err != nil {
+		return err
+	}
 	t.wrote = true
 	return t.txn.Delete(key)
+}
+
+// check refuses a key outside the declared keyspaces, when there are any.
+func (b *Badger) check(key []byte) error {
+	if b.ks.Len() == 0 {
+		return nil
+	}
+	_, err := b.ks.check(key)
+	return err
 }
 
 func badgerGet(txn *badger.Txn, key []byte) ([]byte, error) {

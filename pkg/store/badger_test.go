@@ -8,8 +8,8 @@ import (
 )
 
 func TestBadgerConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := store.OpenBadger(store.BadgerOptions{Dir: t.TempDir()})
+	storetest.Run(t, func(t *testing.T, ks []store.Keyspace) store.Store {
+		s, err := store.OpenBadger(store.BadgerOptions{Dir: t.TempDir(), Keyspaces: ks})
 		if err != nil {
 			t.Fatal(err)
 		}

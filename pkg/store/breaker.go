@@ -104,7 +104,7 @@ type BreakerStats struct {
 // circuit closes; if not, it opens for another CoolOff.
 //
 // Only the store's own failures count: ErrNotFound, ErrConflict (the store
-// answered; writers contended) and an error returned by an Update's
+// answered; writers contended), ErrKeyspace (the caller's mistake) and an error returned by an Update's
 // function are answers, not failures. A deadline that passed while the
 // store was working is a failure: that is what a hung store looks like
 // from here. So is a call its caller canceled after the store had kept it
@@ -257,7 +257,7 @@ func (b *Breaker) admit(ctx context.Context) (ticket, error) {
 // caller's own.
 func (b *Breaker) record(ctx context.Context, tk ticket, err error, callers bool) {
 	switch {
-	case err == nil, callers, errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict):
+	case err == nil, callers, errors.Is(err, ErrNotFound), errors.Is(err, ErrConflict), errors.Is(err, ErrKeyspace):
 		b.succeeded(tk)
 	case errors.Is(ctx.Err(), context.Canceled) && b.now().Sub(tk.start) < b.slowCall:
 		// The caller went away; the store may have been about to answer.

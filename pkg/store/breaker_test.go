@@ -384,8 +384,8 @@ func TestBreakerCanceledProbeFreesTheProbe(t *testing.T) {
 
 // TestBreakerConformance: the breaker changes nothing a healthy store does.
 func TestBreakerConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) store.Store {
-		return store.WithBreaker(storetest.Memory(t), store.BreakerOptions{})
+	storetest.Run(t, func(t *testing.T, ks []store.Keyspace) store.Store {
+		return store.WithBreaker(storetest.Memory(t, ks...), store.BreakerOptions{})
 	})
 }
 

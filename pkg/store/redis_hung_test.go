@@ -8,6 +8,7 @@ import (
 
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/store/redistest"
+	"github.com/pushbackhq/pushback/pkg/store/storetest"
 )
 
 // TestHungRedisCallsEndAtTheirDeadline plays a Redis that hangs (SIGSTOP:
@@ -18,7 +19,7 @@ import (
 // a probe.
 func TestHungRedisCallsEndAtTheirDeadline(t *testing.T) {
 	srv := redistest.Start(t)
-	r, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}, ScanNamespaces: []string{"scan/"}})
+	r, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: storetest.Keyspaces()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func TestHungRedisCallsEndAtTheirDeadline(t *testing.T) {
 			_, err := s.Get(ctx, []byte("scan/a"))
 			return err
 		}},
-		{"update: watched read, then MULTI/EXEC", func(ctx context.Context, s store.Store) error {
+		{"update: a read, then the commit script", func(ctx context.Context, s store.Store) error {
 			return s.Update(ctx, func(tx store.Txn) error {
 				v, err := tx.Get([]byte("scan/a"))
 				if err != nil {
@@ -43,7 +44,7 @@ func TestHungRedisCallsEndAtTheirDeadline(t *testing.T) {
 				return tx.Set([]byte("scan/a"), append(v, '1'), 0)
 			})
 		}},
-		{"update: MULTI/EXEC pipeline only", func(ctx context.Context, s store.Store) error {
+		{"update: the commit script only", func(ctx context.Context, s store.Store) error {
 			return s.Update(ctx, func(tx store.Txn) error { return tx.Set([]byte("scan/b"), []byte("1"), time.Hour) })
 		}},
 		{"scan: index range, then a pipeline of reads", func(ctx context.Context, s store.Store) error {
@@ -111,7 +112,7 @@ func TestHungRedisCallsEndAtTheirDeadline(t *testing.T) {
 // until its deadline (the client's default is five dials 100ms apart).
 func TestStoppedRedisFailsCallsAtOnce(t *testing.T) {
 	srv := redistest.Start(t)
-	r, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+	r, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: storetest.Keyspaces()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +122,7 @@ func TestStoppedRedisFailsCallsAtOnce(t *testing.T) {
 	for i := range 8 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		start := time.Now()
-		_, err := r.Get(ctx, []byte("k/1"))
+		_, err := r.Get(ctx, []byte("plain/1"))
 		took := time.Since(start)
 		cancel()
 		if err == nil {

@@ -14,7 +14,7 @@ import (
 func TestRedisDropStaleKeepsAKeyWrittenAgain(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
-	r, err := OpenRedis(ctx, RedisOptions{Addrs: []string{srv.Addr}, ScanNamespaces: []string{"scan/"}})
+	r, err := OpenRedis(ctx, RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: []Keyspace{{Prefix: "scan/", Scannable: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,10 +25,11 @@ func TestRedisDropStaleKeepsAKeyWrittenAgain(t *testing.T) {
 		}
 	}
 	// Both looked expired to a scan; "scan/back" was written again since.
-	if err := r.c.Del(ctx, r.rkey([]byte("scan/gone"))).Err(); err != nil {
+	ks, _ := r.ks.Lookup([]byte("scan/"))
+	if err := r.c.Del(ctx, r.rkey(ks, []byte("scan/gone"))).Err(); err != nil {
 		t.Fatal(err)
 	}
-	r.dropStale(ctx, r.indexKey("scan/"), []any{"scan/back", "scan/gone"})
+	r.dropStale(ctx, ks, []any{"scan/back", "scan/gone"})
 	items, err := r.Scan(ctx, ScanOptions{Prefix: []byte("scan/")})
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +37,7 @@ func TestRedisDropStaleKeepsAKeyWrittenAgain(t *testing.T) {
 	if len(items) != 1 || string(items[0].Key) != "scan/back" {
 		t.Fatalf("scan after dropping stale entries: %v, want scan/back alone", items)
 	}
-	left, err := r.c.ZRange(ctx, r.indexKey("scan/"), 0, -1).Result()
+	left, err := r.c.ZRange(ctx, r.indexKey(ks), 0, -1).Result()
 	if err != nil || len(left) != 1 || left[0] != "scan/back" {
 		t.Fatalf("index %v, %v; want only scan/back", left, err)
 	}

@@ -1,6 +1,12 @@
-// Package store is the storage interface every Pushback service uses, with an
-// embedded badger implementation. All keys are byte strings ordered
-// lexicographically; values are opaque bytes.
+// Package store is the storage interface every Pushback service uses, with
+// an embedded badger implementation and a Redis one shared by replicas. All
+// keys are byte strings ordered lexicographically; values are opaque bytes.
+//
+// Every key belongs to a keyspace that the service writing it declares
+// (Keyspace); a process opens its store with the declarations of the
+// services it runs. A key outside them, or a scan outside a scannable one,
+// is ErrKeyspace on every implementation. The package knows no service's
+// keys.
 package store
 
 import (
@@ -56,9 +62,12 @@ type Store interface {
 	Get(ctx context.Context, key []byte) ([]byte, error)
 	// Update runs fn in a serialisable read-write transaction and commits it
 	// durably before returning. fn may be called more than once when
-	// concurrent writers conflict, so it must not have side effects beyond tx.
+	// concurrent writers conflict, each time on fresh values, so it must
+	// not have side effects beyond tx; only the writes of the run that
+	// commits are applied, and none when fn returns an error.
 	Update(ctx context.Context, fn func(tx Txn) error) error
-	// Scan returns the items of a key range in key order.
+	// Scan returns the items of a key range in key order; opts.Prefix must
+	// be inside a scannable keyspace. Expired keys are left out.
 	Scan(ctx context.Context, opts ScanOptions) ([]Item, error)
 	// Close releases the store.
 	Close() error

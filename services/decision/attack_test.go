@@ -97,7 +97,7 @@ func TestConcurrentAttemptsForOneUserAreOrdered(t *testing.T) {
 		t.Run(kind, func(t *testing.T) {
 			var st store.Store
 			if kind == "redis" {
-				rs, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{redistest.Start(t).Addr}})
+				rs, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{redistest.Start(t).Addr}, Keyspaces: decision.Keyspaces()})
 				if err != nil {
 					t.Fatal(err)
 				}

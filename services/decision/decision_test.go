@@ -177,7 +177,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 	t.Helper()
 	st := o.store
 	if st == nil {
-		st = storetest.Memory(t)
+		st = storetest.Memory(t, storeKeyspaces()...)
 	}
 	counters := &decision.Counters{}
 	srv := rpc.NewServer(rpc.ServerOptions{})

@@ -80,7 +80,7 @@ type responderEnv struct {
 func newResponderEnv(t *testing.T, st store.Store, o decision.Options) *responderEnv {
 	t.Helper()
 	if st == nil {
-		st = storetest.Memory(t)
+		st = storetest.Memory(t, storeKeyspaces()...)
 	}
 	sc, err := scoring.Open(scoring.Options{Store: st})
 	if err != nil {

@@ -94,10 +94,10 @@ func TestForwardingQueueSurvivesAScoringOutage(t *testing.T) {
 		name string
 		open func(t *testing.T) store.Store
 	}{
-		{"badger", func(t *testing.T) store.Store { return storetest.Memory(t) }},
+		{"badger", func(t *testing.T) store.Store { return storetest.Memory(t, Keyspaces()...) }},
 		{"redis", func(t *testing.T) store.Store {
 			srv := redistest.Start(t)
-			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: Keyspaces()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -235,7 +235,7 @@ func TestForwardingRecordEncoding(t *testing.T) {
 func TestRefusedRecordDoesNotBlockTheQueue(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	st := storetest.Memory(t)
+	st := storetest.Memory(t, Keyspaces()...)
 	obs := &flakyObserver{down: true}
 	clock := now
 	s, err := New(Options{Store: st, Observer: obs, Now: func() time.Time { return clock }})

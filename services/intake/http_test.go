@@ -42,7 +42,7 @@ func (f *flaky) Update(ctx context.Context, fn func(tx store.Txn) error) error {
 
 func newTestService(t *testing.T) (*Service, *flaky) {
 	t.Helper()
-	fs := &flaky{Store: storetest.Memory(t)}
+	fs := &flaky{Store: storetest.Memory(t, Keyspaces()...)}
 	s, err := New(Options{Store: fs})
 	if err != nil {
 		t.Fatal(err)

@@ -41,7 +41,7 @@ func pushTo(id, tenant, user string, at time.Time) *eventv1.AuthEvent {
 // the identity provider logged. De-duplication is by event id alone.
 func TestIngestedSpellingsLandOnOneUser(t *testing.T) {
 	obs := &userObserver{}
-	s, err := New(Options{Store: storetest.Memory(t), Observer: obs,
+	s, err := New(Options{Store: storetest.Memory(t, Keyspaces()...), Observer: obs,
 		UserIDs: userid.NewRules(userid.Fold, map[string]userid.Rule{"acme": userid.Exact})})
 	if err != nil {
 		t.Fatal(err)

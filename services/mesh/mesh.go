@@ -398,7 +398,7 @@ func serviceName(s string) string {
 func openStore(ctx context.Context, cfg Config, log *slog.Logger, meter metric.Meter) (store.Store, error) {
 	var st store.Store
 	if cfg.StoreKind == "redis" {
-		r, err := store.OpenRedis(ctx, store.RedisOptions{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, KeyPrefix: cfg.RedisPrefix})
+		r, err := store.OpenRedis(ctx, store.RedisOptions{Addrs: cfg.RedisAddrs, Password: cfg.RedisPassword, KeyPrefix: cfg.RedisPrefix, Keyspaces: keyspaces(cfg)})
 		if err != nil {
 			return nil, err
 		}
@@ -407,7 +407,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger, meter metric.M
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
-		b, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.DataDir, SyncWrites: cfg.SyncWrites, Logger: log})
+		b, err := store.OpenBadger(store.BadgerOptions{Dir: cfg.DataDir, SyncWrites: cfg.SyncWrites, Logger: log, Keyspaces: keyspaces(cfg)})
 		if err != nil {
 			return nil, err
 		}

@@ -36,7 +36,7 @@ func (c *pushChannel) Deliver(ctx context.Context, _ *notifyv1.Delivery) error {
 
 func claimService(t *testing.T, ch Channel, now time.Time) (*Service, store.Store) {
 	t.Helper()
-	st := storetest.Memory(t)
+	st := storetest.Memory(t, Keyspaces()...)
 	s, err := New(Options{Store: st, Channels: []Channel{ch}, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)

@@ -161,7 +161,7 @@ func TestAlertFloodDoesNotDelayAVictimsFirstAlert(t *testing.T) {
 // the distributed store, whose ordered indexes differ from badger's.
 func TestAlertFloodOnRedisDoesNotDelayAVictimsFirstAlert(t *testing.T) {
 	srv := redistest.Start(t)
-	st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+	st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: notify.Keyspaces()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,7 +64,7 @@ func (c *clock) Set(t time.Time) {
 
 func newStore(t testing.TB) store.Store {
 	t.Helper()
-	return storetest.Memory(t)
+	return storetest.Memory(t, notify.Keyspaces()...)
 }
 
 // newService builds the service on the clock with small backoffs.

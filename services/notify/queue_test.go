@@ -262,10 +262,10 @@ func (c *alertChannel) Accepts(k notifyv1.Kind) bool { return k == notifyv1.Kind
 // badger and on Redis, whose ordered indexes differ.
 func TestScanDueReadsWhatIsDue(t *testing.T) {
 	stores := map[string]func(t *testing.T) store.Store{
-		"badger": func(t *testing.T) store.Store { return storetest.Memory(t) },
+		"badger": func(t *testing.T) store.Store { return storetest.Memory(t, Keyspaces()...) },
 		"redis": func(t *testing.T) store.Store {
 			srv := redistest.Start(t)
-			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: Keyspaces()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,6 +18,7 @@ import (
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
+	"github.com/pushbackhq/pushback/pkg/store/storetest"
 	"github.com/pushbackhq/pushback/services/intake"
 	"github.com/pushbackhq/pushback/services/notify"
 	"google.golang.org/grpc"
@@ -40,7 +41,7 @@ func (o *observed) Observe(_ context.Context, in *scoringv1.ObserveRequest, _ ..
 // startIntake serves the real intake service over gRPC on 127.0.0.1.
 func startIntake(t *testing.T) intakev1.IntakeServiceClient {
 	t.Helper()
-	in, err := intake.New(intake.Options{Store: newStore(t), Observer: &observed{}})
+	in, err := intake.New(intake.Options{Store: storetest.Memory(t, intake.Keyspaces()...), Observer: &observed{}})
 	if err != nil {
 		t.Fatal(err)
 	}

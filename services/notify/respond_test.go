@@ -165,7 +165,7 @@ func TestDryRunActionIsRecordedNotTaken(t *testing.T) {
 func TestBrakeHoldsRevocationsPastTheLimit(t *testing.T) {
 	t.Run("badger", func(t *testing.T) { brakeHoldsRevocations(t, newStore(t)) })
 	t.Run("redis", func(t *testing.T) {
-		st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{redistest.Start(t).Addr}})
+		st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{redistest.Start(t).Addr}, Keyspaces: notify.Keyspaces()})
 		if err != nil {
 			t.Fatal(err)
 		}

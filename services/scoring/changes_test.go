@@ -196,7 +196,7 @@ func TestTenantWatchStreamsChangesAndResumesFromItsCursor(t *testing.T) {
 	t.Run("redis", func(t *testing.T) {
 		srv := redistest.Start(t)
 		open := func() store.Store {
-			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}})
+			st, err := store.OpenRedis(context.Background(), store.RedisOptions{Addrs: []string{srv.Addr}, Keyspaces: scoring.Keyspaces()})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,9 +7,11 @@ import (
 )
 
 // Memory returns an in-memory badger store closed when the test ends.
-func Memory(t testing.TB) *store.Badger {
+// With keyspaces it refuses keys outside them, as every store the services
+// run on does.
+func Memory(t testing.TB, keyspaces ...store.Keyspace) *store.Badger {
 	t.Helper()
-	st, err := store.OpenBadger(store.BadgerOptions{InMemory: true})
+	st, err := store.OpenBadger(store.BadgerOptions{InMemory: true, Keyspaces: keyspaces})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,9 +13,24 @@ import (
 	"github.com/pushbackhq/pushback/pkg/store"
 )
 
-// Run exercises the stores newStore returns.
-func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+// Keyspaces are the declarations of the keys the suite uses; a store under
+// test is opened with them.
+func Keyspaces() []store.Keyspace {
+	ks := []store.Keyspace{
+		{Prefix: "missing/"}, {Prefix: "sgd/"}, {Prefix: "ryw/"}, {Prefix: "fail/"}, {Prefix: "ctr/"}, {Prefix: "retry/"},
+		{Prefix: "plain/", HashTagParts: 1},
+		{Prefix: "ttl/", Scannable: true},
+	}
+	for _, p := range []string{"scan/", "scam/", "scao/", "scaz/"} {
+		ks = append(ks, store.Keyspace{Prefix: p, Scannable: true})
+	}
+	return ks
+}
+
+// Run exercises the stores newStore returns, opened with Keyspaces.
+func Run(t *testing.T, open func(t *testing.T, ks []store.Keyspace) store.Store) {
 	ctx := context.Background()
+	newStore := func(t *testing.T) store.Store { return open(t, Keyspaces()) }
 	t.Run("GetMissing", func(t *testing.T) {
 		s := newStore(t)
 		if _, err := s.Get(ctx, []byte("missing/key")); !errors.Is(err, store.ErrNotFound) {
@@ -66,20 +81,45 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	})
 	t.Run("TTLExpires", func(t *testing.T) {
 		s := newStore(t)
-		mustUpdate(t, s, func(tx store.Txn) error { return tx.Set([]byte("ttl/a"), []byte("x"), time.Second) })
+		mustUpdate(t, s, func(tx store.Txn) error {
+			if err := tx.Set([]byte("ttl/a"), []byte("x"), time.Second); err != nil {
+				return err
+			}
+			return tx.Set([]byte("ttl/b"), []byte("y"), 0)
+		})
 		if _, err := s.Get(ctx, []byte("ttl/a")); err != nil {
 			t.Fatalf("fresh key: %v", err)
+		}
+		if got := fmt.Sprint(keys(t, s, store.ScanOptions{Prefix: []byte("ttl/")})); got != "[ttl/a ttl/b]" {
+			t.Fatalf("scan before expiry = %v", got)
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			_, err := s.Get(ctx, []byte("ttl/a"))
 			if errors.Is(err, store.ErrNotFound) {
-				return
+				break
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("key with 1s TTL still present after 5s: %v", err)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+		// Expired keys are gone from transactions and scans too, and
+		// can be written again.
+		mustUpdate(t, s, func(tx store.Txn) error {
+			if v, err := tx.Get([]byte("ttl/a")); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("expired key in a transaction: %q, %v", v, err)
+			}
+			return nil
+		})
+		for _, reverse := range []bool{false, true} {
+			if got := fmt.Sprint(keys(t, s, store.ScanOptions{Prefix: []byte("ttl/"), Reverse: reverse})); got != "[ttl/b]" {
+				t.Fatalf("scan (reverse %v) after expiry = %v, want [ttl/b]", reverse, got)
+			}
+		}
+		mustUpdate(t, s, func(tx store.Txn) error { return tx.Set([]byte("ttl/a"), []byte("again"), 0) })
+		if got := fmt.Sprint(keys(t, s, store.ScanOptions{Prefix: []byte("ttl/")})); got != "[ttl/a ttl/b]" {
+			t.Fatalf("scan after writing the expired key again = %v", got)
 		}
 	})
 	t.Run("ScanOrderPrefixCursorReverse", func(t *testing.T) {
@@ -101,12 +141,84 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			{"after a, limit 1", store.ScanOptions{Prefix: []byte("scan/"), After: []byte("scan/a"), Limit: 1}, "[scan/b]"},
 			{"reverse", store.ScanOptions{Prefix: []byte("scan/"), Reverse: true}, "[scan/c scan/b scan/a]"},
 			{"reverse after c", store.ScanOptions{Prefix: []byte("scan/"), Reverse: true, After: []byte("scan/c")}, "[scan/b scan/a]"},
+			{"reverse after c, limit 1", store.ScanOptions{Prefix: []byte("scan/"), Reverse: true, After: []byte("scan/c"), Limit: 1}, "[scan/b]"},
+			{"reverse after a", store.ScanOptions{Prefix: []byte("scan/"), Reverse: true, After: []byte("scan/a")}, "[]"},
+			{"reverse after an absent key", store.ScanOptions{Prefix: []byte("scan/"), Reverse: true, After: []byte("scan/bb")}, "[scan/b scan/a]"},
+			{"reverse after a key past the range", store.ScanOptions{Prefix: []byte("scan/"), Reverse: true, After: []byte("scan/z")}, "[scan/c scan/b scan/a]"},
+			{"after an absent key", store.ScanOptions{Prefix: []byte("scan/"), After: []byte("scan/bb")}, "[scan/c]"},
+			{"after c", store.ScanOptions{Prefix: []byte("scan/"), After: []byte("scan/c")}, "[]"},
+			{"narrower prefix", store.ScanOptions{Prefix: []byte("scan/b")}, "[scan/b]"},
 			{"no match", store.ScanOptions{Prefix: []byte("scaz/")}, "[]"},
 		}
 		for _, tc := range cases {
 			if got := fmt.Sprint(keys(t, s, tc.opts)); got != tc.want {
 				t.Errorf("%s: scan = %v, want %v", tc.name, got, tc.want)
 			}
+		}
+	})
+	t.Run("ConflictRunsFnAgainOnFreshValues", func(t *testing.T) {
+		s := newStore(t)
+		k, side := []byte("retry/n"), []byte("retry/side")
+		mustUpdate(t, s, func(tx store.Txn) error { return tx.Set(k, []byte("1"), 0) })
+		var seen []string
+		calls := 0
+		mustUpdate(t, s, func(tx store.Txn) error {
+			calls++
+			v, err := tx.Get(k)
+			if err != nil {
+				return err
+			}
+			seen = append(seen, string(v))
+			if calls == 1 {
+				// Only the first run writes side; a concurrent writer
+				// changes k under it, so this run must not commit.
+				if err := tx.Set(side, []byte("leak"), 0); err != nil {
+					return err
+				}
+				if err := s.Update(ctx, func(tx store.Txn) error { return tx.Set(k, []byte("10"), 0) }); err != nil {
+					return err
+				}
+			}
+			return tx.Set(k, append(v, '+'), 0)
+		})
+		if got := fmt.Sprint(seen); calls != 2 || got != "[1 10]" {
+			t.Fatalf("fn ran %d times and saw %v; want twice, the second time the concurrent write: [1 10]", calls, got)
+		}
+		if v, err := s.Get(ctx, k); err != nil || string(v) != "10+" {
+			t.Fatalf("after the retry = %q, %v; want 10+", v, err)
+		}
+		if v, err := s.Get(ctx, side); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("a write of the conflicting run leaked: %q, %v", v, err)
+		}
+	})
+	t.Run("KeyspacesAreEnforced", func(t *testing.T) {
+		s := newStore(t)
+		mustUpdate(t, s, func(tx store.Txn) error { return tx.Set([]byte("plain/a"), []byte("x"), 0) })
+		for _, p := range []string{"plain/", "plain/a", "nowhere/", "sca", ""} {
+			if items, err := s.Scan(ctx, store.ScanOptions{Prefix: []byte(p)}); !errors.Is(err, store.ErrKeyspace) {
+				t.Errorf("scan of %q outside every scannable keyspace = %v, %v; want ErrKeyspace", p, items, err)
+			}
+		}
+		if _, err := s.Get(ctx, []byte("nowhere/a")); !errors.Is(err, store.ErrKeyspace) {
+			t.Errorf("Get outside every keyspace = %v, want ErrKeyspace", err)
+		}
+		for name, write := range map[string]func(tx store.Txn) error{
+			"set":    func(tx store.Txn) error { return tx.Set([]byte("nowhere/a"), []byte("x"), 0) },
+			"delete": func(tx store.Txn) error { return tx.Delete([]byte("nowhere/a")) },
+			"get":    func(tx store.Txn) error { _, err := tx.Get([]byte("nowhere/a")); return err },
+		} {
+			err := s.Update(ctx, func(tx store.Txn) error {
+				if err := tx.Set([]byte("plain/b"), []byte("x"), 0); err != nil {
+					return err
+				}
+				return write(tx)
+			})
+			if !errors.Is(err, store.ErrKeyspace) {
+				t.Errorf("%s outside every keyspace in a transaction = %v, want ErrKeyspace", name, err)
+			}
+		}
+		if _, err := s.Get(ctx, []byte("plain/b")); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("a transaction that went outside the keyspaces wrote: %v", err)
 		}
 	})
 	t.Run("ConcurrentIncrementsAreAtomic", func(t *testing.T) {

@@ -1,0 +1,192 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// roundTrips counts the calls a client makes to the server: one per
+// command, one per pipeline. The handshake of a new connection (which the
+// pool also makes in the background) is not a call.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if !handshake(cmd) {
+			h.n.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && !handshake(cmds[0]) {
+			h.n.Add(1)
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func handshake(cmd redis.Cmder) bool {
+	switch cmd.Name() {
+	case "hello", "client", "auth", "select", "ping":
+		return true
+	}
+	return false
+}
+
+// benchKeyspaces are shaped like the services' own.
+func benchKeyspaces() []Keyspace {
+	return []Keyspace{
+		{Prefix: "user/", HashTagParts: 2},
+		{Prefix: "attempt/", HashTagParts: 2},
+		{Prefix: "record/", HashTagParts: 2},
+		{Prefix: "index/", Scannable: true, HashTagParts: 2},
+	}
+}
+
+func openCounted(t testing.TB, addr string, cacheBytes int64) (*Redis, *roundTrips) {
+	t.Helper()
+	r, err := OpenRedis(context.Background(), RedisOptions{Addrs: []string{addr}, Keyspaces: benchKeyspaces(), CacheBytes: cacheBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	h := &roundTrips{}
+	r.c.AddHook(h)
+	return r, h
+}
+
+// increment is the typical Update: read one user's state, write it back
+// with a TTL.
+func increment(key []byte) func(tx Txn) error {
+	return func(tx Txn) error {
+		n := 0
+		v, err := tx.Get(key)
+		switch {
+		case err == nil:
+			_, _ = fmt.Sscan(string(v), &n)
+		case !errors.Is(err, ErrNotFound):
+			return err
+		}
+		return tx.Set(key, fmt.Append(nil, n+1), time.Hour)
+	}
+}
+
+// TestRedisUpdateRoundTrips counts what an Update costs: one round trip
+// when what it reads is cached, one more per read that is not, one more
+// when another replica changed what it read.
+func TestRedisUpdateRoundTrips(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	a, ha := openCounted(t, srv.Addr, 0)
+	b, _ := openCounted(t, srv.Addr, 0)
+	k := []byte("user/acme/alice")
+	if err := a.Update(ctx, increment(k)); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	cost := func(s *Redis, h *roundTrips, fn func(Txn) error) int64 {
+		t.Helper()
+		before := h.n.Load()
+		if err := s.Update(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+		return h.n.Load() - before
+	}
+	for i := range 5 {
+		if n := cost(a, ha, increment(k)); n != 1 {
+			t.Fatalf("warm update %d: %d round trips, want 1", i, n)
+		}
+	}
+	if n := cost(a, ha, increment([]byte("user/acme/bob"))); n != 2 {
+		t.Fatalf("update of a key never read: %d round trips, want 2 (a read, the commit)", n)
+	}
+	if err := b.Update(ctx, increment(k)); err != nil {
+		t.Fatal(err)
+	}
+	if n := cost(a, ha, increment(k)); n != 2 {
+		t.Fatalf("update after another replica's write: %d round trips, want 2 (a refused commit, the commit)", n)
+	}
+	if v, err := a.Get(ctx, k); err != nil || string(v) != "8" {
+		t.Fatalf("counter = %q, %v; want 8", v, err)
+	}
+	readOnly := func(tx Txn) error { _, err := tx.Get(k); return err }
+	if n := cost(a, ha, readOnly); n != 1 {
+		t.Fatalf("read-only update of a cached key: %d round trips, want 1 (the check)", n)
+	}
+
+	off, hoff := openCounted(t, srv.Addr, -1)
+	for i := range 3 {
+		if n := cost(off, hoff, increment(k)); n != 2 {
+			t.Fatalf("update %d without a cache: %d round trips, want 2", i, n)
+		}
+	}
+}
+
+// BenchmarkRedisUpdate prices Updates against a local redis-server:
+//
+//	counter: read one key, write it back with a TTL (a user's state)
+//	decision: read two keys (one absent), write four, one indexed
+func BenchmarkRedisUpdate(b *testing.B) {
+	srv := redistest.Start(b)
+	ctx := context.Background()
+	const users = 256
+	for _, cache := range []struct {
+		name  string
+		bytes int64
+	}{{"cached", 0}, {"uncached", -1}} {
+		r, h := openCounted(b, srv.Addr, cache.bytes)
+		b.Run("counter/"+cache.name, func(b *testing.B) {
+			start := h.n.Load()
+			i := 0
+			for b.Loop() {
+				if err := r.Update(ctx, increment(fmt.Appendf(nil, "user/acme/u%d", i%users))); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(h.n.Load()-start)/float64(i), "roundtrips/op")
+		})
+		b.Run("decision/"+cache.name, func(b *testing.B) {
+			start := h.n.Load()
+			state := make([]byte, 512)
+			i := 0
+			for b.Loop() {
+				u := fmt.Sprintf("%s/u%d", cache.name, i%users)
+				err := r.Update(ctx, func(tx Txn) error {
+					if _, err := tx.Get([]byte("attempt/" + u + fmt.Sprintf("/a%d", i))); !errors.Is(err, ErrNotFound) {
+						return fmt.Errorf("attempt: %w", err)
+					}
+					if _, err := tx.Get([]byte("user/" + u)); err != nil && !errors.Is(err, ErrNotFound) {
+						return err
+					}
+					id := fmt.Sprintf("%020d", i)
+					for _, w := range []struct {
+						key string
+						v   []byte
+					}{{"user/" + u, state}, {"attempt/" + u + fmt.Sprintf("/a%d", i), []byte(id)}, {"record/" + id, state}, {"index/" + u + "/" + id, []byte(id)}} {
+						if err := tx.Set([]byte(w.key), w.v, time.Hour); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			b.ReportMetric(float64(h.n.Load()-start)/float64(i), "roundtrips/op")
+		})
+	}
+}
