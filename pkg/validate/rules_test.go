@@ -54,8 +54,12 @@ func TestContractRules(t *testing.T) {
 		{"C1 control", decide(func(r *decisionv1.DecideRequest) { r.SessionId = "s\u0085" }), []string{"session_id"}, ""},
 		{"bidi override", decide(func(r *decisionv1.DecideRequest) { r.Tenant = "acme\u202e" }), []string{"tenant"}, ""},
 		{"unknown factor", decide(func(r *decisionv1.DecideRequest) { r.Factor = 99 }), []string{"factor"}, ""},
-		{"ancient time", decide(func(r *decisionv1.DecideRequest) { r.Time = timestamppb.New(time.Date(1999, 12, 31, 0, 0, 0, 0, time.UTC)) }), []string{"time"}, ""},
-		{"far future", decide(func(r *decisionv1.DecideRequest) { r.Time = timestamppb.New(time.Date(2201, 1, 1, 0, 0, 0, 0, time.UTC)) }), []string{"time"}, ""},
+		{"ancient time", decide(func(r *decisionv1.DecideRequest) {
+			r.Time = timestamppb.New(time.Date(1999, 12, 31, 0, 0, 0, 0, time.UTC))
+		}), []string{"time"}, ""},
+		{"far future", decide(func(r *decisionv1.DecideRequest) {
+			r.Time = timestamppb.New(time.Date(2201, 1, 1, 0, 0, 0, 0, time.UTC))
+		}), []string{"time"}, ""},
 		{"bad ip", decide(func(r *decisionv1.DecideRequest) { r.Client.Ip = "300.1.2.3" }), []string{"client.ip"}, ""},
 		{"ip with a zone", decide(func(r *decisionv1.DecideRequest) { r.Client.Ip = "fe80::1%eth0" }), []string{"client.ip"}, ""},
 		{"ipv6", decide(func(r *decisionv1.DecideRequest) { r.Client.Ip = "2001:db8::1" }), nil, ""},
