@@ -26,6 +26,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
+	"github.com/pushbackhq/pushback/pkg/validate"
 	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/decision/policy"
 	"github.com/pushbackhq/pushback/services/intake"
@@ -149,7 +150,7 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 		serverCreds = rpc.LogHandshakeFailures(serverCreds, log)
 	}
 	srv := rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: rt, Creds: serverCreds,
-		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor()}})
+		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor(), validate.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor(), validate.StreamServerInterceptor()}})
 	inproc := rpc.NewInProcess()
 	// Each peer is a small pool of connections, in memory or over the
 	// network: one HTTP/2 connection serialises its calls through one
