@@ -180,30 +180,16 @@ func idemKey(k string) []byte { return []byte("notify/key/" + k) }
 // Notify implements the RPC: one delivery per channel that accepts the kind,
 // written durably before the reply.
 func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*notifyv1.NotifyResponse, error) {
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
+	}
 	var v apierr.Violations
-	validate.Enum(&v, "kind", int32(req.GetKind()), notifyv1.Kind_name, true)
-	validate.ID(&v, "idempotency_key", req.GetIdempotencyKey(), true)
-	validate.ID(&v, "user_id", req.GetUserId(), false)
-	validate.ID(&v, "decision_id", req.GetDecisionId(), false)
-	validate.Text(&v, "title", req.GetTitle())
-	if len(req.GetMessage()) > 16<<10 {
-		v.Add("message", "longer than 16 KiB")
-	}
-	if len(req.GetAttributes()) > 64 {
-		v.Add("attributes", "more than 64 attributes")
-	}
-	validate.Time(&v, "time", req.GetTime())
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	validate.ID(&v, "session_id", req.GetSessionId(), false)
-	validate.ID(&v, "device_id", req.GetDeviceId(), false)
-	validate.ID(&v, "trace_id", req.GetTraceId(), false)
+	// An address as net/mail reads it ("Name <a@example.com>" too), which
+	// the contract's email rule does not accept.
 	if e := req.GetUserEmail(); e != "" {
 		if _, err := mail.ParseAddress(e); err != nil || len(e) > validate.MaxIDBytes {
 			v.Add("user_email", "is not an email address")
 		}
-	}
-	if nc := req.GetNumberChallenge(); nc != "" && !isDigits(nc, 1, 8) {
-		v.Add("number_challenge", "must be 1 to 8 digits")
 	}
 	validateSecurityEvent(&v, req)
 	validateActions(&v, req)
@@ -316,18 +302,6 @@ func getDelivery(tx store.Reader, id string) (*notifyv1.Delivery, error) {
 
 func unmarshalDelivery(b []byte, d *notifyv1.Delivery) error { return proto.Unmarshal(b, d) }
 
-func isDigits(s string, lo, hi int) bool {
-	if len(s) < lo || len(s) > hi {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 func validateSecurityEvent(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 	se := req.GetSecurityEvent()
 	if req.GetKind() != notifyv1.Kind_KIND_SECURITY_EVENT {
@@ -359,11 +333,10 @@ func validateSecurityEvent(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 
 // ListDeliveries implements the RPC: oldest first, optionally by status.
 func (s *Service) ListDeliveries(ctx context.Context, req *notifyv1.ListDeliveriesRequest) (*notifyv1.ListDeliveriesResponse, error) {
-	var v apierr.Violations
-	validate.Enum(&v, "status", int32(req.GetStatus()), notifyv1.Status_name, false)
-	if req.GetPageSize() < 0 || req.GetPageSize() > 1000 {
-		v.Add("page_size", "must be between 0 and 1000")
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
 	}
+	var v apierr.Violations
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
 		b, ok := store.ParseCursor(tok, []byte("notify/delivery/"))
