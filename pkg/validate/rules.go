@@ -106,10 +106,28 @@ func statusOf(err error) error {
 // decode, which the codec's check, later in the chain, answers for.
 func deferred(msg proto.Message) bool { return len(msg.ProtoReflect().GetUnknown()) > 0 }
 
+// SelfChecked is a service that holds the requests of some of its methods
+// to their contract's rules itself, and that the interceptor leaves them
+// to: intake, whose batches also arrive in-process from the pollers, and
+// which counts the events it refuses.
+type SelfChecked interface {
+	// ChecksItself reports whether the service checks the requests of
+	// the method (its full name, "/package.Service/Method").
+	ChecksItself(fullMethod string) bool
+}
+
+func checksItself(srv any, fullMethod string) bool {
+	sc, ok := srv.(SelfChecked)
+	return ok && sc.ChecksItself(fullMethod)
+}
+
 // UnaryServerInterceptor checks every request against the rules of its
 // contract. Chain it after authentication.
 func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if checksItself(info.Server, info.FullMethod) {
+			return handler(ctx, req)
+		}
 		if m, ok := req.(proto.Message); ok && !deferred(m) {
 			if err := Check(m); err != nil {
 				return nil, err
@@ -123,7 +141,10 @@ func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 // StreamServerInterceptor checks every message a client sends on a stream
 // against the rules of its contract. Chain it after authentication.
 func StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if checksItself(srv, info.FullMethod) {
+			return handler(srv, ss)
+		}
 		c := &checked{}
 		return handler(srv, &checkedStream{ServerStream: ss, ctx: context.WithValue(ss.Context(), checkedKey{}, c), checked: c})
 	}

@@ -165,6 +165,14 @@ func decodeKeys(b []byte) ([][]byte, error) {
 	return keys, nil
 }
 
+var _ validate.SelfChecked = (*Service)(nil)
+
+// ChecksItself implements validate.SelfChecked: Store checks every batch,
+// whoever hands it over, and counts the events it refuses.
+func (s *Service) ChecksItself(fullMethod string) bool {
+	return fullMethod == intakev1.IntakeService_Ingest_FullMethodName || fullMethod == intakev1.IntakeService_IngestStream_FullMethodName
+}
+
 // Validate checks a batch and returns an InvalidArgument naming every bad field.
 // It holds the batch to the rules IngestRequest states, by hand: the
 // pollers call Store in-process, where no interceptor checks the batch,
