@@ -129,7 +129,6 @@ func validateActions(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 		if !respond.Action(a.GetAction()).Valid() {
 			v.Add(f+".action", "%q is not a response action", a.GetAction())
 		}
-		validate.ID(v, f+".rule", a.GetRule(), false)
 		switch {
 		case a.GetAction() == string(respond.SetUserStatus) && a.GetUserStatus() != "disabled":
 			v.Add(f+".user_status", "must be disabled for set_user_status (Duo sets no other status an API client may use to lock a user out)")

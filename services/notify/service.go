@@ -310,21 +310,11 @@ func validateSecurityEvent(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 		}
 		return
 	}
-	validate.Enum(v, "security_event.type", int32(se.GetType()), notifyv1.SecurityEventType_name, true)
+	if se.GetType() == notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_UNSPECIFIED {
+		v.Add("security_event.type", "is required")
+	}
 	if req.GetUserId() == "" && req.GetUserEmail() == "" {
 		v.Add("user_id", "is required for a security event (or user_email)")
-	}
-	for _, f := range []struct{ name, val string }{
-		{"namespace", se.GetNamespace()}, {"current_level", se.GetCurrentLevel()}, {"previous_level", se.GetPreviousLevel()},
-	} {
-		validate.ID(v, "security_event."+f.name, f.val, false)
-	}
-	validate.Text(v, "security_event.reason_admin", se.GetReasonAdmin())
-	validate.Text(v, "security_event.reason_user", se.GetReasonUser())
-	switch se.GetChangeDirection() {
-	case "", "increase", "decrease":
-	default:
-		v.Add("security_event.change_direction", "must be increase or decrease")
 	}
 	if se.GetType() == notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE && (se.GetNamespace() == "" || se.GetCurrentLevel() == "") {
 		v.Add("security_event.current_level", "namespace and current_level are required for assurance-level-change")

@@ -1348,21 +1348,21 @@ var File_pushback_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n" +
+	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
 	"\x0eResponseAction\x12\x16\n" +
-	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
-	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x17\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12d\n" +
+	"\x04rule\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x04rule\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x1f\n" +
 	"\vuser_status\x18\x04 \x01(\tR\n" +
-	"userStatus\"\xa3\x02\n" +
-	"\rSecurityEvent\x129\n" +
-	"\x04type\x18\x01 \x01(\x0e2%.pushback.notify.v1.SecurityEventTypeR\x04type\x12\x1c\n" +
-	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
-	"\rcurrent_level\x18\x03 \x01(\tR\fcurrentLevel\x12%\n" +
-	"\x0eprevious_level\x18\x04 \x01(\tR\rpreviousLevel\x12)\n" +
-	"\x10change_direction\x18\x05 \x01(\tR\x0fchangeDirection\x12!\n" +
-	"\freason_admin\x18\x06 \x01(\tR\vreasonAdmin\x12\x1f\n" +
-	"\vreason_user\x18\a \x01(\tR\n" +
+	"userStatus\"\xd5\x04\n" +
+	"\rSecurityEvent\x12C\n" +
+	"\x04type\x18\x01 \x01(\x0e2%.pushback.notify.v1.SecurityEventTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04type\x12n\n" +
+	"\tnamespace\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tnamespace\x12u\n" +
+	"\rcurrent_level\x18\x03 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\fcurrentLevel\x12w\n" +
+	"\x0eprevious_level\x18\x04 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\rpreviousLevel\x12G\n" +
+	"\x10change_direction\x18\x05 \x01(\tB\x1c\xbaH\x19\xd8\x01\x01r\x14R\bincreaseR\bdecreaseR\x0fchangeDirection\x12+\n" +
+	"\freason_admin\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\vreasonAdmin\x12)\n" +
+	"\vreason_user\x18\a \x01(\tB\b\xbaH\x05r\x03(\x80\bR\n" +
 	"reasonUser\"\xb9\x02\n" +
 	"\bIncident\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
