@@ -43,190 +43,285 @@ type benchReport struct {
 	Ratio    float64              `json:"ratio"`
 }
 
+// benchFlags are the settings of one bench run.
+type benchFlags struct {
+	addr, spawn, mode      string
+	client                 *clientFlags
+	opts                   bench.Options
+	batch                  int
+	asJSON, history        bool
+	cpuProfile, memProfile string
+}
+
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	f, code := parseBenchFlags(args, stderr, getenv)
+	if code != 0 {
+		return code
+	}
+	f.opts.Seed = uint64(time.Now().UnixNano())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	t, code := benchTargetOf(ctx, f, stderr)
+	if code != 0 {
+		return code
+	}
+	defer t.stop()
+	meshConns, echoConns, code := dialBench(ctx, f, t.addr, stderr)
+	if code != 0 {
+		return code
+	}
+	if f.memProfile != "" {
+		defer writeMemProfile(f.memProfile, stderr)
+	}
+	rep := benchReport{Machine: bench.ThisMachine(), Mode: f.mode, Topology: t.topology, Options: f.opts}
+	if code := measureBench(ctx, f, &rep, t.scoringDir, meshConns, echoConns, stderr); code != 0 {
+		return code
+	}
+	return reportBench(stdout, stderr, rep, f)
+}
+
+// parseBenchFlags reads and checks the flags; code is the exit code when
+// they are wrong, 0 otherwise.
+func parseBenchFlags(args []string, stderr io.Writer, getenv func(string) string) (f benchFlags, code int) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, benchUsage); fs.PrintDefaults() }
-	addr := fs.String("addr", "127.0.0.1:50051", "gRPC address of a running mesh (ignored with --spawn)")
-	spawn := fs.String("spawn", "", "start the mesh here: one (all services in one process) or split (one mesh per service over loopback)")
-	mode := fs.String("mode", "decide", "decide, ingest or users")
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:50051", "gRPC address of a running mesh (ignored with --spawn)")
+	fs.StringVar(&f.spawn, "spawn", "", "start the mesh here: one (all services in one process) or split (one mesh per service over loopback)")
+	fs.StringVar(&f.mode, "mode", "decide", "decide, ingest or users")
 	// A mesh with credentials takes Decide from hooks and IngestStream from
 	// log shippers (the meshes --spawn starts have none, on loopback).
-	cf := addClientFlags(fs, getenv, "a hook's (--mode=decide) or the intake token (--mode=ingest) of a mesh that requires credentials", true)
-	o := bench.Options{}
+	f.client = addClientFlags(fs, getenv, "a hook's (--mode=decide) or the intake token (--mode=ingest) of a mesh that requires credentials", true)
+	o := &f.opts
 	fs.IntVar(&o.Concurrency, "concurrency", 64, "calls in flight")
 	fs.IntVar(&o.Connections, "connections", 4, "client connections")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time per target")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured time before each target")
 	fs.IntVar(&o.Users, "users", 1000000, "distinct benign users (each pushes rarely, as real users do)")
 	fs.Float64Var(&o.AttackShare, "attack-share", 0.05, "share of calls that push-bomb a few users")
-	batch := fs.Int("batch", 100, "events per IngestStream message (ingest mode)")
-	asJSON := fs.Bool("json", false, "print one JSON report")
-	history := fs.Bool("history", true, "with --spawn=one and --mode=decide, give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
-	memProfile := fs.String("memprofile", "", "write an allocation profile to FILE at the end")
+	fs.IntVar(&f.batch, "batch", 100, "events per IngestStream message (ingest mode)")
+	fs.BoolVar(&f.asJSON, "json", false, "print one JSON report")
+	fs.BoolVar(&f.history, "history", true, "with --spawn=one and --mode=decide, give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
+	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to FILE at the end")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return f, 2
 	}
-	if o.Concurrency < 1 || o.Connections < 1 || o.Duration <= 0 || o.Users < 1 || o.AttackShare < 0 || o.AttackShare > 1 || *batch < 1 || *batch > 1000 {
+	return f, f.check(stderr)
+}
+
+// check reports what is wrong with the flags on stderr and returns the
+// exit code, or 0 when nothing is.
+func (f benchFlags) check(stderr io.Writer) int {
+	o := f.opts
+	if o.Concurrency < 1 || o.Connections < 1 || o.Duration <= 0 || o.Users < 1 || o.AttackShare < 0 || o.AttackShare > 1 || f.batch < 1 || f.batch > 1000 {
 		fmt.Fprintln(stderr, "pushback bench: concurrency, connections, duration, users must be positive; attack-share in 0..1; batch in 1..1000")
 		return 2
 	}
-	switch *mode {
+	switch f.mode {
 	case "decide", "ingest", "users":
 	default:
-		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide, ingest or users\n", *mode)
+		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide, ingest or users\n", f.mode)
 		return 2
 	}
-	if *spawn == "" && !rpc.Loopback(*addr) {
+	if f.spawn == "" && !rpc.Loopback(f.addr) {
 		// The load is real: attack traffic writes users, denials and SOC
 		// alerts into whatever mesh answers.
-		fmt.Fprintf(stderr, "pushback bench: --addr=%s is not a loopback address; bench loads a mesh on this machine only\n", *addr)
+		fmt.Fprintf(stderr, "pushback bench: --addr=%s is not a loopback address; bench loads a mesh on this machine only\n", f.addr)
 		return 2
 	}
-	o.Seed = uint64(time.Now().UnixNano())
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	topology := "external " + *addr
-	scoringDir := ""
-	if *mode == "users" && *spawn != "one" {
+	return 0
+}
+
+// benchTarget is the mesh a run loads: the address of the service the mode
+// calls, and the meshes it started, if any.
+type benchTarget struct {
+	addr, topology, scoringDir string
+	stop                       func()
+}
+
+// benchTargetOf starts the meshes --spawn asks for, or names the running
+// one --addr gives; code is the exit code when that fails.
+func benchTargetOf(ctx context.Context, f benchFlags, stderr io.Writer) (t benchTarget, code int) {
+	t = benchTarget{addr: f.addr, topology: "external " + f.addr, stop: func() {}}
+	if f.mode == "users" && f.spawn != "one" {
 		fmt.Fprintln(stderr, "pushback bench: --mode=users measures this process, so it needs --spawn=one")
-		return 2
+		return t, 2
 	}
-	if *spawn != "" {
-		addrs, dirs, stop, err := spawnMesh(ctx, *spawn, stderr)
-		if err != nil {
-			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-			return 1
-		}
-		defer stop()
-		*addr, topology = addrs[mesh.Decision], *spawn
-		switch *mode {
-		case "ingest":
-			*addr = addrs[mesh.Intake]
-		case "users":
-			*addr, scoringDir = addrs[mesh.Scoring], dirs[mesh.Scoring]
-		}
+	if f.spawn == "" {
+		return t, 0
 	}
+	addrs, dirs, stop, err := spawnMesh(ctx, f.spawn, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return t, 1
+	}
+	t.addr, t.topology, t.stop = addrs[mesh.Decision], f.spawn, stop
+	switch f.mode {
+	case "ingest":
+		t.addr = addrs[mesh.Intake]
+	case "users":
+		t.addr, t.scoringDir = addrs[mesh.Scoring], dirs[mesh.Scoring]
+	}
+	return t, 0
+}
+
+// dialBench starts the echo baseline and opens the connections to it and
+// to the mesh at addr; code is the exit code when that fails.
+func dialBench(ctx context.Context, f benchFlags, addr string, stderr io.Writer) (meshConns, echoConns []*grpc.ClientConn, code int) {
 	echoAddr, err := bench.StartEcho(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-		return 1
+		return nil, nil, 1
 	}
-	creds, tlsCreds, err := cf.resolve()
+	creds, tlsCreds, err := f.client.resolve()
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-		return 2
+		return nil, nil, 2
 	}
 	dialOpts := creds.DialOptions()
 	if tlsCreds != nil {
 		dialOpts = append(dialOpts, grpc.WithTransportCredentials(tlsCreds))
 	}
-	meshConns, err := bench.Dial(*addr, o.Connections, dialOpts...)
+	if meshConns, err = bench.Dial(addr, f.opts.Connections, dialOpts...); err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return nil, nil, 1
+	}
+	if echoConns, err = bench.Dial(echoAddr, f.opts.Connections); err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return nil, nil, 1
+	}
+	return meshConns, echoConns, 0
+}
+
+// startCPUProfile starts a CPU profile to path, when one is asked for, and
+// returns what stops it. It covers only the mesh measurement, not the echo
+// baseline.
+func startCPUProfile(path string, stderr io.Writer) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-		return 1
+		return func() {}
 	}
-	echoConns, err := bench.Dial(echoAddr, o.Connections)
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// writeMemProfile writes the allocation profile to path.
+func writeMemProfile(path string, stderr io.Writer) {
+	f, err := os.Create(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-		return 1
+		return
 	}
-	// The CPU profile covers only the mesh measurement, not the echo baseline.
-	startProfile := func() func() {
-		if *cpuProfile == "" {
-			return func() {}
-		}
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-			return func() {}
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-			f.Close()
-			return func() {}
-		}
-		return func() { pprof.StopCPUProfile(); f.Close() }
-	}
-	if *memProfile != "" {
-		defer func() {
-			f, err := os.Create(*memProfile)
-			if err != nil {
-				fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-				return
-			}
-			defer f.Close()
-			_ = pprof.Lookup("allocs").WriteTo(f, 0)
-		}()
-	}
-	rep := benchReport{Machine: bench.ThisMachine(), Mode: *mode, Topology: topology, Options: o}
-	switch *mode {
+	defer f.Close()
+	_ = pprof.Lookup("allocs").WriteTo(f, 0)
+}
+
+// measureBench runs the measurement of f.mode into rep; code is the exit
+// code when it fails.
+func measureBench(ctx context.Context, f benchFlags, rep *benchReport, scoringDir string, meshConns, echoConns []*grpc.ClientConn, stderr io.Writer) (code int) {
+	switch f.mode {
 	case "decide":
-		if *history && *spawn == "one" {
-			fmt.Fprintf(stderr, "giving %d users a history...\n", o.Users)
-			if _, err := bench.Users(ctx, meshConns, o.Users, o.Concurrency, scoringDir, nil); err != nil {
-				fmt.Fprintf(stderr, "pushback bench: history: %v\n", err)
-				return 1
-			}
-		}
-		fmt.Fprintf(stderr, "measuring echo for %s...\n", o.Duration)
-		echo := bench.Echo(ctx, echoConns, o)
-		fmt.Fprintf(stderr, "measuring Decide for %s...\n", o.Duration)
-		stopProfile := startProfile()
-		dec := bench.Decide(ctx, meshConns, o)
-		stopProfile()
-		rep.Results = []bench.Result{echo, dec}
-		if echo.RPS > 0 {
-			rep.Ratio = dec.RPS / echo.RPS
-		}
+		return measureDecide(ctx, f, rep, scoringDir, meshConns, echoConns, stderr)
 	case "ingest":
-		dir, err := os.MkdirTemp("", "pushback-bench-badger-")
-		if err != nil {
-			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		fmt.Fprintf(stderr, "measuring raw badger batch writes for %s...\n", o.Duration)
-		raw, err := bench.RawBadger(ctx, dir, o, *batch)
-		if err != nil {
-			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-			return 1
-		}
-		fmt.Fprintf(stderr, "measuring IngestStream for %s...\n", o.Duration)
-		stopProfile := startProfile()
-		in := bench.IngestStream(ctx, meshConns, o, *batch)
-		stopProfile()
-		rep.Ingest = []bench.IngestResult{raw, in}
-		if raw.EventsPerSec > 0 {
-			rep.Ratio = in.EventsPerSec / raw.EventsPerSec
-		}
+		return measureIngest(ctx, f, rep, meshConns, stderr)
 	case "users":
-		fmt.Fprintf(stderr, "giving %d users a history...\n", o.Users)
-		last := time.Now()
-		res, err := bench.Users(ctx, meshConns, o.Users, o.Concurrency, scoringDir, func(done int) {
-			if time.Since(last) > 5*time.Second {
-				last = time.Now()
-				fmt.Fprintf(stderr, "  %d/%d users\n", done, o.Users)
-			}
-		})
-		if err != nil {
-			fmt.Fprintf(stderr, "pushback bench: %v\n", err)
-			return 1
-		}
-		rep.Users = &res
+		return measureUsers(ctx, f, rep, scoringDir, meshConns, stderr)
 	default:
-		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide, ingest or users\n", *mode)
+		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide, ingest or users\n", f.mode)
 		return 2
 	}
-	if *asJSON {
+}
+
+// measureDecide measures Decide beside the echo baseline, after giving the
+// benign users a history when the mesh runs here.
+func measureDecide(ctx context.Context, f benchFlags, rep *benchReport, scoringDir string, meshConns, echoConns []*grpc.ClientConn, stderr io.Writer) int {
+	o := f.opts
+	if f.history && f.spawn == "one" {
+		fmt.Fprintf(stderr, "giving %d users a history...\n", o.Users)
+		if _, err := bench.Users(ctx, meshConns, o.Users, o.Concurrency, scoringDir, nil); err != nil {
+			fmt.Fprintf(stderr, "pushback bench: history: %v\n", err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "measuring echo for %s...\n", o.Duration)
+	echo := bench.Echo(ctx, echoConns, o)
+	fmt.Fprintf(stderr, "measuring Decide for %s...\n", o.Duration)
+	stopProfile := startCPUProfile(f.cpuProfile, stderr)
+	dec := bench.Decide(ctx, meshConns, o)
+	stopProfile()
+	rep.Results = []bench.Result{echo, dec}
+	if echo.RPS > 0 {
+		rep.Ratio = dec.RPS / echo.RPS
+	}
+	return 0
+}
+
+// measureIngest measures IngestStream beside raw badger batch writes.
+func measureIngest(ctx context.Context, f benchFlags, rep *benchReport, meshConns []*grpc.ClientConn, stderr io.Writer) int {
+	o := f.opts
+	dir, err := os.MkdirTemp("", "pushback-bench-badger-")
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	fmt.Fprintf(stderr, "measuring raw badger batch writes for %s...\n", o.Duration)
+	raw, err := bench.RawBadger(ctx, dir, o, f.batch)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stderr, "measuring IngestStream for %s...\n", o.Duration)
+	stopProfile := startCPUProfile(f.cpuProfile, stderr)
+	in := bench.IngestStream(ctx, meshConns, o, f.batch)
+	stopProfile()
+	rep.Ingest = []bench.IngestResult{raw, in}
+	if raw.EventsPerSec > 0 {
+		rep.Ratio = in.EventsPerSec / raw.EventsPerSec
+	}
+	return 0
+}
+
+// measureUsers gives the benign users a history and measures what their
+// state costs this process.
+func measureUsers(ctx context.Context, f benchFlags, rep *benchReport, scoringDir string, meshConns []*grpc.ClientConn, stderr io.Writer) int {
+	o := f.opts
+	fmt.Fprintf(stderr, "giving %d users a history...\n", o.Users)
+	last := time.Now()
+	res, err := bench.Users(ctx, meshConns, o.Users, o.Concurrency, scoringDir, func(done int) {
+		if time.Since(last) > 5*time.Second {
+			last = time.Now()
+			fmt.Fprintf(stderr, "  %d/%d users\n", done, o.Users)
+		}
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return 1
+	}
+	rep.Users = &res
+	return 0
+}
+
+// reportBench prints rep and returns the exit code: 1 when more than one
+// call in a hundred failed, for then the numbers do not measure the mesh.
+func reportBench(stdout, stderr io.Writer, rep benchReport, f benchFlags) int {
+	if f.asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(rep)
 	} else {
 		printBench(stdout, rep)
 	}
-	if failed, calls := rep.failures(*batch); failed > 0 && failed*100 > calls {
+	if failed, calls := rep.failures(f.batch); failed > 0 && failed*100 > calls {
 		fmt.Fprintf(stderr, "pushback bench: %d of %d calls failed; the numbers do not measure the mesh\n", failed, calls)
 		return 1
 	}

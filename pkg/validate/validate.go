@@ -1,5 +1,8 @@
-// Package validate checks the shared contract types (clients, geo, events)
-// and reports every problem as a field violation with its full field path.
+// Package validate checks requests against the rules their contracts
+// declare (buf.validate options, checked with protovalidate by one server
+// interceptor), and holds by hand the shared contract types (clients, geo,
+// events) to the same rules where no interceptor runs: the formats and the
+// pollers. Every problem is a field violation with its full field path.
 package validate
 
 import (

@@ -54,9 +54,7 @@ func (s *Service) load(ctx context.Context, id string) (*decisionv1.DecisionReco
 
 // GetDecision implements the RPC.
 func (s *Service) GetDecision(ctx context.Context, req *decisionv1.GetDecisionRequest) (*decisionv1.GetDecisionResponse, error) {
-	var v apierr.Violations
-	validate.ID(&v, "decision_id", req.GetDecisionId(), true)
-	if err := v.Err(); err != nil {
+	if err := validate.Request(ctx, req); err != nil {
 		return nil, err
 	}
 	rec, err := s.load(ctx, req.GetDecisionId())
@@ -79,14 +77,10 @@ const (
 // ListDecisions implements the RPC: newest first, by user and time range.
 // The page token is the opaque index key of the last decision returned.
 func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisionsRequest) (*decisionv1.ListDecisionsResponse, error) {
-	var v apierr.Violations
-	validate.ID(&v, "user_id", req.GetUserId(), true)
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	validate.Time(&v, "start_time", req.GetStartTime())
-	validate.Time(&v, "end_time", req.GetEndTime())
-	if req.GetPageSize() < 0 || req.GetPageSize() > MaxPageSize {
-		v.Add("page_size", "must be between 0 and %d", MaxPageSize)
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
 	}
+	var v apierr.Violations
 	prefix := userPrefix(req.GetTenant(), s.userOf(&v, "user_id", req.GetTenant(), req.GetUserId()))
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
@@ -141,10 +135,10 @@ func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisio
 
 // ClearCooldown implements the RPC.
 func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldownRequest) (*decisionv1.ClearCooldownResponse, error) {
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
+	}
 	var v apierr.Violations
-	validate.ID(&v, "user_id", req.GetUserId(), true)
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	validate.Text(&v, "reason", req.GetReason())
 	if strings.TrimSpace(req.GetReason()) == "" {
 		v.Add("reason", "is required: say why the cooldown ends (it is kept in the audit log)")
 	}

@@ -204,28 +204,9 @@ func (s *Service) ShadowPolicy() *policy.Policy { return s.shadow.Load() }
 // Counters returns the service's counts.
 func (s *Service) Counters() *Counters { return s.count }
 
-func validateDecide(req *decisionv1.DecideRequest) error {
-	var v apierr.Violations
-	validate.ID(&v, "user_id", req.GetUserId(), true)
-	validate.ID(&v, "app_id", req.GetAppId(), false)
-	validate.ID(&v, "attempt_id", req.GetAttemptId(), false)
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	validate.ID(&v, "session_id", req.GetSessionId(), false)
-	validate.Enum(&v, "factor", int32(req.GetFactor()), eventv1.Factor_name, false)
-	validate.Time(&v, "time", req.GetTime())
-	validate.Client(&v, "client", req.GetClient())
-	if len(req.GetGroups()) > 64 {
-		v.Add("groups", "more than 64 groups")
-	}
-	for i, g := range req.GetGroups() {
-		validate.ID(&v, fmt.Sprintf("groups[%d]", i), g, true)
-	}
-	return v.Err()
-}
-
 // Decide implements the RPC.
 func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*decisionv1.DecideResponse, error) {
-	if err := validateDecide(req); err != nil {
+	if err := validate.Request(ctx, req); err != nil {
 		return nil, err
 	}
 	// From here on every step (scoring, the cooldown, attempt and index

@@ -3,7 +3,6 @@ package decision
 import (
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
-	"github.com/pushbackhq/pushback/pkg/validate"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -26,14 +25,9 @@ func (s *Service) canonicalUser(req *decisionv1.DecideRequest) (*decisionv1.Deci
 
 // userOf returns the canonical form of a user id an operator or a reader
 // named (ListDecisions, ClearCooldown), so that any spelling finds the
-// user. An id its caller's validation refuses is returned as it is (that
-// validation reports it); one whose canonical form is not an id records a
-// violation of field.
+// user. user has passed the contract's rules; one whose canonical form is
+// not an id records a violation of field.
 func (s *Service) userOf(v *apierr.Violations, field, tenant, user string) string {
-	var raw apierr.Violations
-	if validate.ID(&raw, field, user, true); raw.Len() > 0 {
-		return user
-	}
 	return s.opts.UserIDs.Check(v, field, tenant, user)
 }
 

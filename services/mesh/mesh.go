@@ -24,6 +24,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/rpc"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
+	"github.com/pushbackhq/pushback/pkg/validate"
 	"github.com/pushbackhq/pushback/services/decision"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -263,7 +264,7 @@ func newServer(cfg Config, log *slog.Logger, tel *telemetry.Providers, guard *au
 		serverCreds = rpc.LogHandshakeFailures(serverCreds, log)
 	}
 	p.srv = rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: p.rt, Creds: serverCreds,
-		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor()}})
+		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor(), validate.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor(), validate.StreamServerInterceptor()}})
 	return p.srv, p, nil
 }
 

@@ -16,14 +16,12 @@ import (
 // ListIncidents implements the RPC: newest first, optionally of one
 // tenant or user.
 func (s *Service) ListIncidents(ctx context.Context, req *notifyv1.ListIncidentsRequest) (*notifyv1.ListIncidentsResponse, error) {
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
+	}
 	var v apierr.Violations
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	validate.ID(&v, "user_id", req.GetUserId(), false)
 	if req.GetUserId() != "" && req.GetTenant() == "" {
 		v.Add("tenant", "is required with user_id")
-	}
-	if req.GetPageSize() < 0 || req.GetPageSize() > 500 {
-		v.Add("page_size", "must be between 0 and 500")
 	}
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
@@ -72,9 +70,11 @@ func (s *Service) ListIncidents(ctx context.Context, req *notifyv1.ListIncidents
 // GetIncident implements the RPC: the incident and every delivery it
 // raised, with their status and results.
 func (s *Service) GetIncident(ctx context.Context, req *notifyv1.GetIncidentRequest) (*notifyv1.GetIncidentResponse, error) {
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
+	}
 	var v apierr.Violations
-	validate.ID(&v, "incident_id", req.GetIncidentId(), true)
-	if _, ok := ids.Time(req.GetIncidentId()); req.GetIncidentId() != "" && !ok {
+	if _, ok := ids.Time(req.GetIncidentId()); !ok {
 		v.Add("incident_id", "is not an incident id")
 	}
 	if err := v.Err(); err != nil {

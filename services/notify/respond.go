@@ -129,7 +129,6 @@ func validateActions(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 		if !respond.Action(a.GetAction()).Valid() {
 			v.Add(f+".action", "%q is not a response action", a.GetAction())
 		}
-		validate.ID(v, f+".rule", a.GetRule(), false)
 		switch {
 		case a.GetAction() == string(respond.SetUserStatus) && a.GetUserStatus() != "disabled":
 			v.Add(f+".user_status", "must be disabled for set_user_status (Duo sets no other status an API client may use to lock a user out)")
@@ -366,11 +365,10 @@ func (s *Service) actionFailed(tx store.Txn, d *notifyv1.Delivery, now time.Time
 // ReleaseActions implements the RPC: held actions go back to the queue,
 // due now, marked released so that the brake lets them through.
 func (s *Service) ReleaseActions(ctx context.Context, req *notifyv1.ReleaseActionsRequest) (*notifyv1.ReleaseActionsResponse, error) {
-	var v apierr.Violations
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	if len(req.GetDeliveryIds()) > 1000 {
-		v.Add("delivery_ids", "more than 1000 ids")
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
 	}
+	var v apierr.Violations
 	for i, id := range req.GetDeliveryIds() {
 		if _, ok := ids.Time(id); !ok {
 			v.Add(fmt.Sprintf("delivery_ids[%d]", i), "is not a delivery id")

@@ -180,30 +180,16 @@ func idemKey(k string) []byte { return []byte("notify/key/" + k) }
 // Notify implements the RPC: one delivery per channel that accepts the kind,
 // written durably before the reply.
 func (s *Service) Notify(ctx context.Context, req *notifyv1.NotifyRequest) (*notifyv1.NotifyResponse, error) {
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
+	}
 	var v apierr.Violations
-	validate.Enum(&v, "kind", int32(req.GetKind()), notifyv1.Kind_name, true)
-	validate.ID(&v, "idempotency_key", req.GetIdempotencyKey(), true)
-	validate.ID(&v, "user_id", req.GetUserId(), false)
-	validate.ID(&v, "decision_id", req.GetDecisionId(), false)
-	validate.Text(&v, "title", req.GetTitle())
-	if len(req.GetMessage()) > 16<<10 {
-		v.Add("message", "longer than 16 KiB")
-	}
-	if len(req.GetAttributes()) > 64 {
-		v.Add("attributes", "more than 64 attributes")
-	}
-	validate.Time(&v, "time", req.GetTime())
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	validate.ID(&v, "session_id", req.GetSessionId(), false)
-	validate.ID(&v, "device_id", req.GetDeviceId(), false)
-	validate.ID(&v, "trace_id", req.GetTraceId(), false)
+	// An address as net/mail reads it ("Name <a@example.com>" too), which
+	// the contract's email rule does not accept.
 	if e := req.GetUserEmail(); e != "" {
 		if _, err := mail.ParseAddress(e); err != nil || len(e) > validate.MaxIDBytes {
 			v.Add("user_email", "is not an email address")
 		}
-	}
-	if nc := req.GetNumberChallenge(); nc != "" && !isDigits(nc, 1, 8) {
-		v.Add("number_challenge", "must be 1 to 8 digits")
 	}
 	validateSecurityEvent(&v, req)
 	validateActions(&v, req)
@@ -316,18 +302,6 @@ func getDelivery(tx store.Reader, id string) (*notifyv1.Delivery, error) {
 
 func unmarshalDelivery(b []byte, d *notifyv1.Delivery) error { return proto.Unmarshal(b, d) }
 
-func isDigits(s string, lo, hi int) bool {
-	if len(s) < lo || len(s) > hi {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 func validateSecurityEvent(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 	se := req.GetSecurityEvent()
 	if req.GetKind() != notifyv1.Kind_KIND_SECURITY_EVENT {
@@ -336,21 +310,11 @@ func validateSecurityEvent(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 		}
 		return
 	}
-	validate.Enum(v, "security_event.type", int32(se.GetType()), notifyv1.SecurityEventType_name, true)
+	if se.GetType() == notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_UNSPECIFIED {
+		v.Add("security_event.type", "is required")
+	}
 	if req.GetUserId() == "" && req.GetUserEmail() == "" {
 		v.Add("user_id", "is required for a security event (or user_email)")
-	}
-	for _, f := range []struct{ name, val string }{
-		{"namespace", se.GetNamespace()}, {"current_level", se.GetCurrentLevel()}, {"previous_level", se.GetPreviousLevel()},
-	} {
-		validate.ID(v, "security_event."+f.name, f.val, false)
-	}
-	validate.Text(v, "security_event.reason_admin", se.GetReasonAdmin())
-	validate.Text(v, "security_event.reason_user", se.GetReasonUser())
-	switch se.GetChangeDirection() {
-	case "", "increase", "decrease":
-	default:
-		v.Add("security_event.change_direction", "must be increase or decrease")
 	}
 	if se.GetType() == notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE && (se.GetNamespace() == "" || se.GetCurrentLevel() == "") {
 		v.Add("security_event.current_level", "namespace and current_level are required for assurance-level-change")
@@ -359,11 +323,10 @@ func validateSecurityEvent(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 
 // ListDeliveries implements the RPC: oldest first, optionally by status.
 func (s *Service) ListDeliveries(ctx context.Context, req *notifyv1.ListDeliveriesRequest) (*notifyv1.ListDeliveriesResponse, error) {
-	var v apierr.Violations
-	validate.Enum(&v, "status", int32(req.GetStatus()), notifyv1.Status_name, false)
-	if req.GetPageSize() < 0 || req.GetPageSize() > 1000 {
-		v.Add("page_size", "must be between 0 and 1000")
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
 	}
+	var v apierr.Violations
 	var after []byte
 	if tok := req.GetPageToken(); tok != "" {
 		b, ok := store.ParseCursor(tok, []byte("notify/delivery/"))
@@ -576,46 +539,12 @@ type claimed struct {
 
 // deliver makes one attempt of a claimed delivery and records its result.
 func (s *Service) deliver(ctx context.Context, c *claimed) error {
-	d, due, id := c.d, c.lease, c.d.GetDeliveryId()
-	ch := s.channel(d.GetChannel())
-	ctx, span := s.opts.Tracer.Start(ctx, "notify.deliver", append(decisionLink(d.GetNotification()), trace.WithAttributes(
-		attribute.String("pushback.channel", d.GetChannel()), attribute.String("pushback.decision_id", d.GetNotification().GetDecisionId()),
-		attribute.String("pushback.kind", d.GetNotification().GetKind().String()),
-		s.opts.Redactor.UserAttr(d.GetNotification().GetUserId())))...)
+	d := c.d
+	ctx, span := s.startDeliverSpan(ctx, d)
 	defer span.End()
-	var deliverErr error
-	var result string
-	n := d.GetNotification()
-	switch {
-	case ch == nil:
-		deliverErr = fmt.Errorf("channel %q is no longer configured", d.GetChannel())
-	case isAction(n) && dryRun(n):
-		// Recorded with what it would have done, not taken.
-		result = "dry run: would " + actionOf(n) + " at " + d.GetChannel()
-		if a, ok := ch.(*ActionChannel); ok {
-			result += " for " + a.Target(n)
-		}
-	default:
-		if braked(n) {
-			held, err := s.hold(ctx, c)
-			if err != nil || held {
-				if err != nil {
-					// The brake is a safety boundary: without it, nothing goes.
-					s.log.WarnContext(ctx, "brake unavailable; the action waits", slog.String("delivery_id", id), slog.Any("error", err))
-					rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeliveryTimeout)
-					defer cancel()
-					return s.release(rctx, c)
-				}
-				return nil
-			}
-		}
-		dctx, cancel := context.WithTimeout(ctx, s.opts.DeliveryTimeout)
-		if actor, ok := ch.(Actor); ok {
-			result, deliverErr = actor.Act(dctx, s.outgoing(d))
-		} else {
-			deliverErr = ch.Deliver(dctx, s.outgoing(d))
-		}
-		cancel()
+	result, deliverErr, done, err := s.attempt(ctx, c)
+	if done {
+		return err
 	}
 	// The attempt happened: record it even when shutdown has begun, or it
 	// would be made again after the restart.
@@ -627,8 +556,68 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 		return s.release(rctx, c)
 	}
 	now := s.opts.Now()
-	res := &notifyv1.Delivery{Attempts: d.GetAttempts() + 1}
-	var next time.Time
+	res, next := s.outcome(ctx, d, deliverErr, now)
+	res.Result = result
+	s.observeAttempt(ctx, span, d, res)
+	return s.opts.Store.Update(rctx, func(tx store.Txn) error { return s.recordAttempt(tx, c, res, next, now) })
+}
+
+// startDeliverSpan starts the span of one delivery attempt, linked to the
+// decision that caused it.
+func (s *Service) startDeliverSpan(ctx context.Context, d *notifyv1.Delivery) (context.Context, trace.Span) {
+	n := d.GetNotification()
+	return s.opts.Tracer.Start(ctx, "notify.deliver", append(decisionLink(n), trace.WithAttributes(
+		attribute.String("pushback.channel", d.GetChannel()), attribute.String("pushback.decision_id", n.GetDecisionId()),
+		attribute.String("pushback.kind", n.GetKind().String()),
+		s.opts.Redactor.UserAttr(n.GetUserId())))...)
+}
+
+// attempt hands the delivery to its channel (or records what a dry run
+// would have done) and returns what the channel reported and its error.
+// When the brake holds the action back, or cannot be read, nothing was
+// attempted: done is set and err is what deliver returns.
+func (s *Service) attempt(ctx context.Context, c *claimed) (result string, deliverErr error, done bool, err error) {
+	d, n := c.d, c.d.GetNotification()
+	ch := s.channel(d.GetChannel())
+	switch {
+	case ch == nil:
+		return "", fmt.Errorf("channel %q is no longer configured", d.GetChannel()), false, nil
+	case isAction(n) && dryRun(n):
+		// Recorded with what it would have done, not taken.
+		result = "dry run: would " + actionOf(n) + " at " + d.GetChannel()
+		if a, ok := ch.(*ActionChannel); ok {
+			result += " for " + a.Target(n)
+		}
+		return result, nil, false, nil
+	}
+	if braked(n) {
+		held, err := s.hold(ctx, c)
+		if err != nil {
+			// The brake is a safety boundary: without it, nothing goes.
+			s.log.WarnContext(ctx, "brake unavailable; the action waits", slog.String("delivery_id", d.GetDeliveryId()), slog.Any("error", err))
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.DeliveryTimeout)
+			defer cancel()
+			return "", nil, true, s.release(rctx, c)
+		}
+		if held {
+			return "", nil, true, nil
+		}
+	}
+	dctx, cancel := context.WithTimeout(ctx, s.opts.DeliveryTimeout)
+	defer cancel()
+	if actor, ok := ch.(Actor); ok {
+		result, deliverErr = actor.Act(dctx, s.outgoing(d))
+		return result, deliverErr, false, nil
+	}
+	return "", ch.Deliver(dctx, s.outgoing(d)), false, nil
+}
+
+// outcome is the delivery's state after an attempt that ended with
+// deliverErr: delivered, dead (out of attempts, or refused for good) or
+// pending again after a backoff, due at next.
+func (s *Service) outcome(ctx context.Context, d *notifyv1.Delivery, deliverErr error, now time.Time) (res *notifyv1.Delivery, next time.Time) {
+	id := d.GetDeliveryId()
+	res = &notifyv1.Delivery{Attempts: d.GetAttempts() + 1}
 	switch {
 	case deliverErr == nil:
 		res.Status = notifyv1.Status_STATUS_DELIVERED
@@ -650,64 +639,75 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 		s.log.WarnContext(ctx, "delivery failed; will retry", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()),
 			slog.Int("attempt", int(res.GetAttempts())), slog.Any("error", deliverErr))
 	}
-	res.Result = result
+	return res, next
+}
+
+// observeAttempt puts the attempt's outcome on its span and in the
+// metrics, and logs a response action taken.
+func (s *Service) observeAttempt(ctx context.Context, span trace.Span, d *notifyv1.Delivery, res *notifyv1.Delivery) {
+	n := d.GetNotification()
 	span.SetAttributes(attribute.String("pushback.status", res.GetStatus().String()), attribute.Int("pushback.attempt", int(res.GetAttempts())))
 	s.tel.attempted(ctx, d.GetChannel(), res.GetStatus())
-	if isAction(n) {
-		s.tel.action(ctx, d.GetChannel(), actionOf(n), actionResult(res.GetStatus(), dryRun(n)))
-		if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
-			s.log.InfoContext(ctx, "response action taken", slog.String("delivery_id", id), slog.String("channel", d.GetChannel()),
-				slog.String("action", actionOf(n)), slog.String("incident_id", d.GetIncident().GetIncidentId()), slog.String("result", result))
+	if !isAction(n) {
+		return
+	}
+	s.tel.action(ctx, d.GetChannel(), actionOf(n), actionResult(res.GetStatus(), dryRun(n)))
+	if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
+		s.log.InfoContext(ctx, "response action taken", slog.String("delivery_id", d.GetDeliveryId()), slog.String("channel", d.GetChannel()),
+			slog.String("action", actionOf(n)), slog.String("incident_id", d.GetIncident().GetIncidentId()), slog.String("result", res.GetResult()))
+	}
+}
+
+// recordAttempt stores the outcome res of an attempt of the claimed
+// delivery, due again at next when it is pending, and lets go of the lease.
+func (s *Service) recordAttempt(tx store.Txn, c *claimed, res *notifyv1.Delivery, next, now time.Time) error {
+	d, due, id := c.d, c.lease, c.d.GetDeliveryId()
+	// Notify may have folded more denials into this delivery while it was
+	// in flight: a retry carries the newest state, a delivered one keeps
+	// what was sent and hands the rest to a follow-up.
+	cur, err := getDelivery(tx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return tx.Delete(due)
+	} else if err != nil {
+		return err
+	}
+	if !bytes.Equal(due, dueKey(cur)) {
+		// The lease ran out and another process claimed the delivery: its
+		// record, not this one, decides what happens next.
+		return nil
+	}
+	// A denial folded in meanwhile may have raised the rank.
+	r := leaseRank(tx, due, c.rank)
+	out := cur
+	if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
+		out = proto.Clone(d).(*notifyv1.Delivery)
+	}
+	out.Status, out.Attempts, out.LastError, out.Result = res.GetStatus(), res.GetAttempts(), res.GetLastError(), res.GetResult()
+	out.NextAttemptTime, out.DeliverTime = res.GetNextAttemptTime(), res.GetDeliverTime()
+	ttl := time.Duration(0)
+	if out.GetStatus() != notifyv1.Status_STATUS_PENDING {
+		ttl = s.opts.Retention
+	}
+	if err := putDelivery(tx, out, ttl); err != nil {
+		return err
+	}
+	if err := tx.Delete(due); err != nil {
+		return err
+	}
+	if !next.IsZero() {
+		if err := tx.Set(dueKey(out), dueValue(r, id, out.GetChannel()), 0); err != nil {
+			return err
 		}
 	}
-	return s.opts.Store.Update(rctx, func(tx store.Txn) error {
-		// Notify may have folded more denials into this delivery while it
-		// was in flight: a retry carries the newest state, a delivered one
-		// keeps what was sent and hands the rest to a follow-up.
-		cur, err := getDelivery(tx, id)
-		if errors.Is(err, store.ErrNotFound) {
-			return tx.Delete(due)
-		} else if err != nil {
+	if out.GetStatus() == notifyv1.Status_STATUS_DEAD && isAction(d.GetNotification()) {
+		if err := s.actionFailed(tx, out, now); err != nil {
 			return err
 		}
-		if !bytes.Equal(due, dueKey(cur)) {
-			// The lease ran out and another process claimed the delivery:
-			// its record, not this one, decides what happens next.
-			return nil
-		}
-		// A denial folded in meanwhile may have raised the rank.
-		r := leaseRank(tx, due, c.rank)
-		out := cur
-		if res.GetStatus() == notifyv1.Status_STATUS_DELIVERED {
-			out = proto.Clone(d).(*notifyv1.Delivery)
-		}
-		out.Status, out.Attempts, out.LastError, out.Result = res.GetStatus(), res.GetAttempts(), res.GetLastError(), res.GetResult()
-		out.NextAttemptTime, out.DeliverTime = res.GetNextAttemptTime(), res.GetDeliverTime()
-		ttl := time.Duration(0)
-		if out.GetStatus() != notifyv1.Status_STATUS_PENDING {
-			ttl = s.opts.Retention
-		}
-		if err := putDelivery(tx, out, ttl); err != nil {
-			return err
-		}
-		if err := tx.Delete(due); err != nil {
-			return err
-		}
-		if !next.IsZero() {
-			if err := tx.Set(dueKey(out), dueValue(r, id, out.GetChannel()), 0); err != nil {
-				return err
-			}
-		}
-		if out.GetStatus() == notifyv1.Status_STATUS_DEAD && isAction(n) {
-			if err := s.actionFailed(tx, out, now); err != nil {
-				return err
-			}
-		}
-		if d.GetIncident() != nil && d.GetNotification().GetKind() == notifyv1.Kind_KIND_SOC_ALERT {
-			return s.afterIncidentAttempt(tx, d, cur, out, now, r)
-		}
-		return nil
-	})
+	}
+	if d.GetIncident() != nil && d.GetNotification().GetKind() == notifyv1.Kind_KIND_SOC_ALERT {
+		return s.afterIncidentAttempt(tx, d, cur, out, now, r)
+	}
+	return nil
 }
 
 // leaseRank is the rank a lease entry holds now, or r when it cannot be

@@ -31,9 +31,6 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// MaxObserveBatch caps the events of one Observe call.
-const MaxObserveBatch = 1000
-
 // Options configures the service.
 type Options struct {
 	Store  store.Store
@@ -171,22 +168,11 @@ func userKey(tenant, user string) []byte {
 
 // Assess implements the RPC.
 func (s *Service) Assess(ctx context.Context, req *scoringv1.AssessRequest) (*scoringv1.AssessResponse, error) {
-	a := req.GetAttempt()
-	var v apierr.Violations
-	if a == nil {
-		v.Add("attempt", "is required")
-		return nil, v.Err()
-	}
-	validate.ID(&v, "attempt.user_id", a.GetUserId(), true)
-	validate.ID(&v, "attempt.tenant", a.GetTenant(), false)
-	validate.ID(&v, "attempt.attempt_id", a.GetAttemptId(), false)
-	validate.ID(&v, "attempt.app_id", a.GetAppId(), false)
-	validate.Enum(&v, "attempt.factor", int32(a.GetFactor()), eventv1.Factor_name, false)
-	validate.Time(&v, "attempt.time", a.GetTime())
-	validate.Client(&v, "attempt.client", a.GetClient())
-	if err := v.Err(); err != nil {
+	if err := validate.Request(ctx, req); err != nil {
 		return nil, err
 	}
+	a := req.GetAttempt()
+	var v apierr.Violations
 	user := s.users.Check(&v, "attempt.user_id", a.GetTenant(), a.GetUserId())
 	if err := v.Err(); err != nil {
 		return nil, err
@@ -349,16 +335,10 @@ func attemptID(id string) string {
 
 // Observe implements the RPC.
 func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*scoringv1.ObserveResponse, error) {
-	if n := len(req.GetEvents()); n > MaxObserveBatch {
-		return nil, apierr.TooLarge("events", n, MaxObserveBatch)
-	}
-	var v apierr.Violations
-	for i, e := range req.GetEvents() {
-		validate.Event(&v, fmt.Sprintf("events[%d]", i), e)
-	}
-	if err := v.Err(); err != nil {
+	if err := validate.Request(ctx, req); err != nil {
 		return nil, err
 	}
+	var v apierr.Violations
 	users := make([]string, len(req.GetEvents()))
 	for i, e := range req.GetEvents() {
 		if users[i] = s.users.Canonical(e.GetTenant(), e.GetUserId()); users[i] != e.GetUserId() {
@@ -392,16 +372,10 @@ func (s *Service) Observe(ctx context.Context, req *scoringv1.ObserveRequest) (*
 
 // GetRisk implements the RPC.
 func (s *Service) GetRisk(ctx context.Context, req *scoringv1.GetRiskRequest) (*scoringv1.GetRiskResponse, error) {
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
+	}
 	var v apierr.Violations
-	validate.ID(&v, "user_id", req.GetUserId(), true)
-	validate.Time(&v, "time", req.GetTime())
-	if err := v.Err(); err != nil {
-		return nil, err
-	}
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	if err := v.Err(); err != nil {
-		return nil, err
-	}
 	user := s.users.Check(&v, "user_id", req.GetTenant(), req.GetUserId())
 	if err := v.Err(); err != nil {
 		return nil, err
@@ -418,6 +392,10 @@ func (s *Service) GetRisk(ctx context.Context, req *scoringv1.GetRiskRequest) (*
 // A subscriber that falls behind loses intermediate updates and receives the
 // newest assessment marked resync, never blocking scoring.
 func (s *Service) WatchRisk(req *scoringv1.WatchRiskRequest, stream grpc.ServerStreamingServer[scoringv1.WatchRiskResponse]) error {
+	ctx := stream.Context()
+	if err := validate.Request(ctx, req); err != nil {
+		return err
+	}
 	if req.GetUserId() == "" {
 		return s.watchTenant(req, stream)
 	}
@@ -425,15 +403,6 @@ func (s *Service) WatchRisk(req *scoringv1.WatchRiskRequest, stream grpc.ServerS
 	if req.GetAfter() != "" || req.GetMinScore() != 0 || len(req.GetSignals()) > 0 {
 		v.Add("user_id", "after, min_score and signals are for a tenant-wide watch: leave user_id empty")
 		return v.Err()
-	}
-	validate.ID(&v, "user_id", req.GetUserId(), true)
-	if err := v.Err(); err != nil {
-		return err
-	}
-	ctx := stream.Context()
-	validate.ID(&v, "tenant", req.GetTenant(), false)
-	if err := v.Err(); err != nil {
-		return err
 	}
 	user := s.users.Check(&v, "user_id", req.GetTenant(), req.GetUserId())
 	if err := v.Err(); err != nil {

@@ -91,16 +91,7 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 	if rec.Value != nil {
 		return mapped{}, rec.Value, "value", nil
 	}
-	p := rec.Properties
-	prefix := "properties."
-	if p == nil && rec.Category == "" {
-		// A Graph signIn resource itself: what a record holds under
-		// properties.
-		var s entraSignIn
-		if err := json.Unmarshal(raw, &s); err == nil && (s.ID != "" || s.CreatedDateTime != "") {
-			p, prefix = &s, ""
-		}
-	}
+	p, prefix := entraSignInOf(&rec, raw)
 	if p == nil {
 		return mapped{skip: skipName(rec.Category, "entra record without category")}, nil, "", nil
 	}
@@ -110,97 +101,25 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 		// Service principal and managed identity sign-ins have no user.
 		return mapped{skip: rec.Category}, nil, "", nil
 	}
-	user := p.UserPrincipalName
-	if user == "" {
-		user = p.UserID
-	}
+	user := firstNonEmpty(p.UserPrincipalName, p.UserID)
 	if user == "" {
 		return mapped{}, nil, "", errField(prefix+"userPrincipalName", "the user is missing")
 	}
-	ts := p.CreatedDateTime
-	field := prefix + "createdDateTime"
-	if ts == "" && prefix != "" {
-		ts, field = rec.Time, "time"
-	}
-	at, err := parseTime(field, ts)
+	at, err := entraTime(&rec, p, prefix)
 	if err != nil {
 		return mapped{}, nil, "", err
 	}
-	code := strings.TrimSpace(string(p.Status.ErrorCode))
-	if code == "" {
-		code = strings.TrimSpace(string(rec.ResultType))
-	}
-	if code == "" {
-		return mapped{}, nil, "", errField(prefix+"status.errorCode", "the result is missing")
-	}
-	rawType := rec.Category + ":" + code
-	if rec.Category == "" {
-		rawType = "signIn:" + code
+	code, rawType, err := entraResult(&rec, p, prefix)
+	if err != nil {
+		return mapped{}, nil, "", err
 	}
 	if entraInterrupts[code] {
 		return mapped{skip: rawType}, nil, "", nil
 	}
-
-	// The MFA step: on a success the step that succeeded (a user who
-	// declined a push and then passed with a text message did not approve
-	// the push), otherwise the first non-password step; else mfaDetail.
-	method, detail := "", p.Status.AdditionalDetails
-	stepAt := at
-	stepTime := func(raw flexString) time.Time {
-		if t, err := parseTime("", raw); err == nil && t.Year() >= 2000 && !t.Before(at.Add(-time.Hour)) {
-			return t
-		}
-		return at
-	}
-	var mfa []int // indexes of the non-password steps
-	for i, s := range p.AuthenticationDetails {
-		if s.Method == "" || strings.EqualFold(s.Method, "Password") || strings.EqualFold(s.Method, "Previously satisfied") {
-			continue
-		}
-		mfa = append(mfa, i)
-	}
-	chosen := -1
-	if code == "0" {
-		for _, i := range mfa {
-			if ok := p.AuthenticationDetails[i].Succeeded; ok != nil && *ok {
-				chosen = i
-				break
-			}
-		}
-	}
-	if chosen < 0 && len(mfa) > 0 {
-		chosen = mfa[0]
-	}
-	if chosen >= 0 {
-		st := p.AuthenticationDetails[chosen]
-		method, stepAt = st.Method, stepTime(st.StepDateTime)
-		if st.ResultDetail != "" {
-			detail = st.ResultDetail
-		}
-	}
-	if method == "" && p.MfaDetail != nil {
-		method, detail = p.MfaDetail.AuthMethod, firstNonEmpty(p.MfaDetail.AuthDetail, detail)
-	}
-	factor := entraFactor(method)
-	why := strings.ToLower(detail + " " + p.Status.FailureReason)
-
-	var typ eventv1.EventType
-	switch {
-	case code == "0" && isPushFactor(factor):
-		typ = eventv1.EventType_EVENT_TYPE_PUSH_APPROVED
-	case code == "0":
-		typ = eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED
-	case containsAny(why, "fraud"):
-		typ = eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED
-	case isPushFactor(factor) && containsAny(why, "did not respond", "timed out", "timeout", "no response"):
-		typ = eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT
-	case isPushFactor(factor) && containsAny(why, "correct number", "wrong number", "number match"):
-		typ, factor = eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED, eventv1.Factor_FACTOR_PUSH_NUMBER_MATCH
-	case isPushFactor(factor) && containsAny(why, "declined", "denied", "rejected"):
-		typ = eventv1.EventType_EVENT_TYPE_PUSH_DENIED
-	default:
-		typ = eventv1.EventType_EVENT_TYPE_LOGIN_FAILED
-	}
+	mfa := p.mfaSteps()
+	step := p.mfaStep(mfa, code, at)
+	factor := entraFactor(step.method)
+	typ, factor := entraType(code, factor, strings.ToLower(step.detail+" "+p.Status.FailureReason))
 	id := p.ID
 	if id == "" {
 		id = syntheticID(raw)
@@ -209,6 +128,141 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 	e.Factor = factor
 	e.AppId = p.AppID
 	e.SessionId = p.SessionID
+	e.Client = entraClient(&rec, p)
+	out := p.declinedPushes(e, mfa, step.index, code, at)
+	if isPushFactor(factor) && typ != eventv1.EventType_EVENT_TYPE_LOGIN_FAILED && typ != eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED {
+		e.Time = timestamppb.New(step.at)
+		return mapped{events: append(out, pushPair(e)...)}, nil, "", nil
+	}
+	return mapped{events: append(out, e)}, nil, "", nil
+}
+
+// entraSignInOf returns the sign-in a record carries and the path prefix
+// of its fields ("properties." in a diagnostic record), or nil when it
+// carries none.
+func entraSignInOf(rec *entraRecord, raw []byte) (*entraSignIn, string) {
+	if rec.Properties != nil {
+		return rec.Properties, "properties."
+	}
+	if rec.Category == "" {
+		// A Graph signIn resource itself: what a record holds under
+		// properties.
+		var s entraSignIn
+		if err := json.Unmarshal(raw, &s); err == nil && (s.ID != "" || s.CreatedDateTime != "") {
+			return &s, ""
+		}
+	}
+	return nil, "properties."
+}
+
+// entraTime is when the sign-in happened: its createdDateTime, else the
+// diagnostic record's time.
+func entraTime(rec *entraRecord, p *entraSignIn, prefix string) (time.Time, error) {
+	ts := p.CreatedDateTime
+	field := prefix + "createdDateTime"
+	if ts == "" && prefix != "" {
+		ts, field = rec.Time, "time"
+	}
+	return parseTime(field, ts)
+}
+
+// entraResult is the sign-in's error code ("0" for a success) and the raw
+// event type it makes.
+func entraResult(rec *entraRecord, p *entraSignIn, prefix string) (code, rawType string, err error) {
+	code = strings.TrimSpace(string(p.Status.ErrorCode))
+	if code == "" {
+		code = strings.TrimSpace(string(rec.ResultType))
+	}
+	if code == "" {
+		return "", "", errField(prefix+"status.errorCode", "the result is missing")
+	}
+	if rec.Category == "" {
+		return code, "signIn:" + code, nil
+	}
+	return code, rec.Category + ":" + code, nil
+}
+
+// mfaSteps returns the indexes of the authentication steps that are not
+// the password.
+func (p *entraSignIn) mfaSteps() []int {
+	var mfa []int
+	for i, s := range p.AuthenticationDetails {
+		if s.Method == "" || strings.EqualFold(s.Method, "Password") || strings.EqualFold(s.Method, "Previously satisfied") {
+			continue
+		}
+		mfa = append(mfa, i)
+	}
+	return mfa
+}
+
+// entraStep is the MFA step a sign-in is mapped by.
+type entraStep struct {
+	index          int // in AuthenticationDetails; -1 when none
+	method, detail string
+	at             time.Time
+}
+
+// mfaStep picks the MFA step: on a success the step that succeeded (a user
+// who declined a push and then passed with a text message did not approve
+// the push), otherwise the first non-password step; else mfaDetail.
+func (p *entraSignIn) mfaStep(mfa []int, code string, at time.Time) entraStep {
+	step := entraStep{index: -1, detail: p.Status.AdditionalDetails, at: at}
+	if code == "0" {
+		for _, i := range mfa {
+			if ok := p.AuthenticationDetails[i].Succeeded; ok != nil && *ok {
+				step.index = i
+				break
+			}
+		}
+	}
+	if step.index < 0 && len(mfa) > 0 {
+		step.index = mfa[0]
+	}
+	if step.index >= 0 {
+		st := p.AuthenticationDetails[step.index]
+		step.method, step.at = st.Method, entraStepTime(st.StepDateTime, at)
+		if st.ResultDetail != "" {
+			step.detail = st.ResultDetail
+		}
+	}
+	if step.method == "" && p.MfaDetail != nil {
+		step.method, step.detail = p.MfaDetail.AuthMethod, firstNonEmpty(p.MfaDetail.AuthDetail, step.detail)
+	}
+	return step
+}
+
+// entraStepTime is when a step happened, or at, the sign-in's time, when
+// the step's time is missing, absurd or more than an hour before it.
+func entraStepTime(raw flexString, at time.Time) time.Time {
+	if t, err := parseTime("", raw); err == nil && t.Year() >= 2000 && !t.Before(at.Add(-time.Hour)) {
+		return t
+	}
+	return at
+}
+
+// entraType maps the result code, the factor and why the sign-in failed
+// (lower case) to an event type; a failed number match changes the factor.
+func entraType(code string, factor eventv1.Factor, why string) (eventv1.EventType, eventv1.Factor) {
+	switch {
+	case code == "0" && isPushFactor(factor):
+		return eventv1.EventType_EVENT_TYPE_PUSH_APPROVED, factor
+	case code == "0":
+		return eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED, factor
+	case containsAny(why, "fraud"):
+		return eventv1.EventType_EVENT_TYPE_FRAUD_REPORTED, factor
+	case isPushFactor(factor) && containsAny(why, "did not respond", "timed out", "timeout", "no response"):
+		return eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT, factor
+	case isPushFactor(factor) && containsAny(why, "correct number", "wrong number", "number match"):
+		return eventv1.EventType_EVENT_TYPE_NUMBER_CHALLENGE_FAILED, eventv1.Factor_FACTOR_PUSH_NUMBER_MATCH
+	case isPushFactor(factor) && containsAny(why, "declined", "denied", "rejected"):
+		return eventv1.EventType_EVENT_TYPE_PUSH_DENIED, factor
+	default:
+		return eventv1.EventType_EVENT_TYPE_LOGIN_FAILED, factor
+	}
+}
+
+// entraClient is where the sign-in came from.
+func entraClient(rec *entraRecord, p *entraSignIn) *eventv1.Client {
 	c := &eventv1.Client{Ip: firstNonEmpty(p.IPAddress, rec.CallerIPAddress), UserAgent: p.UserAgent, DeviceId: p.DeviceDetail.DeviceID}
 	if p.ASN > 0 && p.ASN < 1<<32 {
 		c.Asn = uint32(p.ASN)
@@ -219,9 +273,13 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 			c.Geo.Latitude, c.Geo.Longitude = float64(l.GeoCoordinates.Latitude), float64(l.GeoCoordinates.Longitude)
 		}
 	}
-	e.Client = c
-	// Push steps that failed before the step that succeeded are pushes the
-	// user declined or let time out: they count toward bursts and streaks.
+	return c
+}
+
+// declinedPushes returns, for a successful sign-in e, the push steps that
+// failed before the step that succeeded (chosen): pushes the user declined
+// or let time out, which count toward bursts and streaks.
+func (p *entraSignIn) declinedPushes(e *eventv1.AuthEvent, mfa []int, chosen int, code string, at time.Time) []*eventv1.AuthEvent {
 	var out []*eventv1.AuthEvent
 	for _, i := range mfa {
 		st := p.AuthenticationDetails[i]
@@ -229,20 +287,16 @@ func entraCodec(raw []byte, _ Options) (mapped, []json.RawMessage, string, error
 			continue
 		}
 		failed := proto.CloneOf(e)
-		failed.EventId = fmt.Sprintf("%s#step%d", id, i)
+		failed.EventId = fmt.Sprintf("%s#step%d", e.GetEventId(), i)
 		failed.Factor = entraFactor(st.Method)
-		failed.Time = timestamppb.New(stepTime(st.StepDateTime))
+		failed.Time = timestamppb.New(entraStepTime(st.StepDateTime, at))
 		failed.Type = eventv1.EventType_EVENT_TYPE_PUSH_DENIED
 		if containsAny(strings.ToLower(st.ResultDetail), "did not respond", "timed out", "timeout", "no response") {
 			failed.Type = eventv1.EventType_EVENT_TYPE_PUSH_TIMED_OUT
 		}
 		out = append(out, pushPair(failed)...)
 	}
-	if isPushFactor(factor) && typ != eventv1.EventType_EVENT_TYPE_LOGIN_FAILED && typ != eventv1.EventType_EVENT_TYPE_LOGIN_SUCCEEDED {
-		e.Time = timestamppb.New(stepAt)
-		return mapped{events: append(out, pushPair(e)...)}, nil, "", nil
-	}
-	return mapped{events: append(out, e)}, nil, "", nil
+	return out
 }
 
 // entraFactor maps an authenticationMethod to a factor.

@@ -10,6 +10,7 @@
 package decisionv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	v11 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
@@ -1080,19 +1081,19 @@ var File_pushback_decision_v1_decision_proto protoreflect.FileDescriptor
 
 const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\n" +
-	"#pushback/decision/v1/decision.proto\x12\x14pushback.decision.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\x1a!pushback/scoring/v1/scoring.proto\"\xc3\x02\n" +
-	"\rDecideRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x15\n" +
-	"\x06app_id\x18\x02 \x01(\tR\x05appId\x121\n" +
-	"\x06factor\x18\x03 \x01(\x0e2\x19.pushback.event.v1.FactorR\x06factor\x12\x1d\n" +
+	"#pushback/decision/v1/decision.proto\x12\x14pushback.decision.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\x1a!pushback/scoring/v1/scoring.proto\"\xdd\x06\n" +
+	"\rDecideRequest\x12l\n" +
+	"\auser_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12g\n" +
+	"\x06app_id\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x05appId\x12;\n" +
+	"\x06factor\x18\x03 \x01(\x0e2\x19.pushback.event.v1.FactorB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06factor\x12o\n" +
 	"\n" +
-	"attempt_id\x18\x04 \x01(\tR\tattemptId\x12.\n" +
-	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x121\n" +
-	"\x06client\x18\x06 \x01(\v2\x19.pushback.event.v1.ClientR\x06client\x12\x16\n" +
-	"\x06tenant\x18\a \x01(\tR\x06tenant\x12\x1d\n" +
+	"attempt_id\x18\x04 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tattemptId\x12F\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x16\xbaH\x13\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\x04time\x121\n" +
+	"\x06client\x18\x06 \x01(\v2\x19.pushback.event.v1.ClientR\x06client\x12h\n" +
+	"\x06tenant\x18\a \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\x12o\n" +
 	"\n" +
-	"session_id\x18\b \x01(\tR\tsessionId\x12\x16\n" +
-	"\x06groups\x18\t \x03(\tR\x06groups\"\x83\x05\n" +
+	"session_id\x18\b \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tsessionId\x12q\n" +
+	"\x06groups\x18\t \x03(\tBY\xbaHV\x92\x01S\x10@\"OrM\x10\x01(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06groups\"\x83\x05\n" +
 	"\x0eDecideResponse\x127\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x1d.pushback.decision.v1.OutcomeR\aoutcome\x127\n" +
 	"\x04risk\x18\x02 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\x04risk\x12\x18\n" +
@@ -1131,28 +1132,29 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\rscoring_error\x18\v \x01(\tR\fscoringError\x12)\n" +
 	"\x10cooldown_cleared\x18\f \x01(\bR\x0fcooldownCleared\x12\x16\n" +
 	"\x06groups\x18\r \x03(\tR\x06groups\x12\x1e\n" +
-	"\vraw_user_id\x18\x0e \x01(\tR\trawUserId\"5\n" +
-	"\x12GetDecisionRequest\x12\x1f\n" +
-	"\vdecision_id\x18\x01 \x01(\tR\n" +
+	"\vraw_user_id\x18\x0e \x01(\tR\trawUserId\"\x8a\x01\n" +
+	"\x12GetDecisionRequest\x12t\n" +
+	"\vdecision_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\n" +
 	"decisionId\"W\n" +
 	"\x13GetDecisionResponse\x12@\n" +
-	"\bdecision\x18\x01 \x01(\v2$.pushback.decision.v1.DecisionRecordR\bdecision\"\xf5\x01\n" +
-	"\x14ListDecisionsRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\x129\n" +
+	"\bdecision\x18\x01 \x01(\v2$.pushback.decision.v1.DecisionRecordR\bdecision\"\xd8\x03\n" +
+	"\x14ListDecisionsRequest\x12l\n" +
+	"\auser_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12Q\n" +
 	"\n" +
-	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
-	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x16\xbaH\x13\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\tstartTime\x12M\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x16\xbaH\x13\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\aendTime\x12'\n" +
+	"\tpage_size\x18\x04 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x16\n" +
-	"\x06tenant\x18\x06 \x01(\tR\x06tenant\"\x83\x01\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12h\n" +
+	"\x06tenant\x18\x06 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\"\x83\x01\n" +
 	"\x15ListDecisionsResponse\x12B\n" +
 	"\tdecisions\x18\x01 \x03(\v2$.pushback.decision.v1.DecisionRecordR\tdecisions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
-	"\x14ClearCooldownRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"1\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x90\x02\n" +
+	"\x14ClearCooldownRequest\x12l\n" +
+	"\auser_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12 \n" +
+	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\x06reason\x12h\n" +
+	"\x06tenant\x18\x03 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\"1\n" +
 	"\x15ClearCooldownResponse\x12\x18\n" +
 	"\acleared\x18\x01 \x01(\bR\acleared*\x91\x01\n" +
 	"\aOutcome\x12\x17\n" +

@@ -11,6 +11,7 @@
 package eventv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -691,44 +692,44 @@ var File_pushback_event_v1_event_proto protoreflect.FileDescriptor
 
 const file_pushback_event_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x1dpushback/event/v1/event.proto\x12\x11pushback.event.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x01\n" +
-	"\x03Geo\x12\x1a\n" +
-	"\blatitude\x18\x01 \x01(\x01R\blatitude\x12\x1c\n" +
-	"\tlongitude\x18\x02 \x01(\x01R\tlongitude\x12\x1f\n" +
-	"\vaccuracy_km\x18\x03 \x01(\x01R\n" +
-	"accuracyKm\x12\x18\n" +
-	"\acountry\x18\x04 \x01(\tR\acountry\x12\x16\n" +
-	"\x06region\x18\x05 \x01(\tR\x06region\x12\x12\n" +
-	"\x04city\x18\x06 \x01(\tR\x04city\"\xc7\x01\n" +
-	"\x06Client\x12\x0e\n" +
-	"\x02ip\x18\x01 \x01(\tR\x02ip\x12\x1d\n" +
+	"\x1dpushback/event/v1/event.proto\x12\x11pushback.event.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x02\n" +
+	"\x03Geo\x123\n" +
+	"\blatitude\x18\x01 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x80V@)\x00\x00\x00\x00\x00\x80V\xc0R\blatitude\x125\n" +
+	"\tlongitude\x18\x02 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x80f@)\x00\x00\x00\x00\x00\x80f\xc0R\tlongitude\x128\n" +
+	"\vaccuracy_km\x18\x03 \x01(\x01B\x17\xbaH\x14\x12\x12\x19\x00\x00\x00\x00\x00\x88\xd3@)\x00\x00\x00\x00\x00\x00\x00\x00R\n" +
+	"accuracyKm\x12\"\n" +
+	"\acountry\x18\x04 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\acountry\x12 \n" +
+	"\x06region\x18\x05 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\x06region\x12\x1c\n" +
+	"\x04city\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\x04city\"\xf5\x02\n" +
+	"\x06Client\x12 \n" +
+	"\x02ip\x18\x01 \x01(\tB\x10\xbaH\r\xd8\x01\x01r\b(@\xba\x01\x01%p\x01R\x02ip\x12'\n" +
 	"\n" +
-	"user_agent\x18\x02 \x01(\tR\tuserAgent\x12\x1b\n" +
-	"\tdevice_id\x18\x03 \x01(\tR\bdeviceId\x12\x10\n" +
+	"user_agent\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\tuserAgent\x12m\n" +
+	"\tdevice_id\x18\x03 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\bdeviceId\x12\x10\n" +
 	"\x03asn\x18\x04 \x01(\rR\x03asn\x12(\n" +
-	"\x03geo\x18\x05 \x01(\v2\x16.pushback.event.v1.GeoR\x03geo\x12\x15\n" +
-	"\x06as_org\x18\x06 \x01(\tR\x05asOrg\x12\x1e\n" +
+	"\x03geo\x18\x05 \x01(\v2\x16.pushback.event.v1.GeoR\x03geo\x12\x1f\n" +
+	"\x06as_org\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\x05asOrg\x12T\n" +
 	"\n" +
-	"anonymizer\x18\a \x01(\tR\n" +
+	"anonymizer\x18\a \x01(\tB4\xbaH1\xd8\x01\x01r,R\x05proxyR\x03vpnR\x03torR\x05relayR\ahostingR\tsatelliteR\n" +
 	"anonymizer\"@\n" +
 	"\x06Source\x12\x10\n" +
 	"\x03idp\x18\x01 \x01(\tR\x03idp\x12$\n" +
-	"\x0eraw_event_type\x18\x02 \x01(\tR\frawEventType\"\xe1\x03\n" +
-	"\tAuthEvent\x12\x19\n" +
-	"\bevent_id\x18\x01 \x01(\tR\aeventId\x12\x16\n" +
-	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\x120\n" +
-	"\x04type\x18\x04 \x01(\x0e2\x1c.pushback.event.v1.EventTypeR\x04type\x12.\n" +
-	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x15\n" +
-	"\x06app_id\x18\x06 \x01(\tR\x05appId\x121\n" +
-	"\x06factor\x18\a \x01(\x0e2\x19.pushback.event.v1.FactorR\x06factor\x12\x1d\n" +
+	"\x0eraw_event_type\x18\x02 \x01(\tR\frawEventType\"\x85\b\n" +
+	"\tAuthEvent\x12n\n" +
+	"\bevent_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\aeventId\x12h\n" +
+	"\x06tenant\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\x12l\n" +
+	"\auser_id\x18\x03 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12=\n" +
+	"\x04type\x18\x04 \x01(\x0e2\x1c.pushback.event.v1.EventTypeB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x04type\x12I\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampB\x19\xbaH\x16\xc8\x01\x01\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\x04time\x12g\n" +
+	"\x06app_id\x18\x06 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x05appId\x12;\n" +
+	"\x06factor\x18\a \x01(\x0e2\x19.pushback.event.v1.FactorB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06factor\x12o\n" +
 	"\n" +
-	"session_id\x18\b \x01(\tR\tsessionId\x121\n" +
+	"session_id\x18\b \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tsessionId\x121\n" +
 	"\x06client\x18\t \x01(\v2\x19.pushback.event.v1.ClientR\x06client\x121\n" +
 	"\x06source\x18\n" +
 	" \x01(\v2\x19.pushback.event.v1.SourceR\x06source\x127\n" +
-	"\tresponder\x18\v \x01(\v2\x19.pushback.event.v1.ClientR\tresponder\x12\x1e\n" +
-	"\vraw_user_id\x18\f \x01(\tR\trawUserId*\xa4\x03\n" +
+	"\tresponder\x18\v \x01(\v2\x19.pushback.event.v1.ClientR\tresponder\x12p\n" +
+	"\vraw_user_id\x18\f \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\trawUserId*\xa4\x03\n" +
 	"\tEventType\x12\x1a\n" +
 	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14EVENT_TYPE_PUSH_SENT\x10\x01\x12\x1c\n" +

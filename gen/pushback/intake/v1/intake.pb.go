@@ -10,6 +10,7 @@
 package intakev1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -389,31 +390,32 @@ var File_pushback_intake_v1_intake_proto protoreflect.FileDescriptor
 
 const file_pushback_intake_v1_intake_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpushback/intake/v1/intake.proto\x12\x12pushback.intake.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\"E\n" +
-	"\rIngestRequest\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventR\x06events\"L\n" +
+	"\x1fpushback/intake/v1/intake.proto\x12\x12pushback.intake.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\"P\n" +
+	"\rIngestRequest\x12?\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\x06events\"L\n" +
 	"\x0eIngestResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x05R\baccepted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x05R\n" +
-	"duplicates\"K\n" +
-	"\x13IngestStreamRequest\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventR\x06events\"l\n" +
+	"duplicates\"V\n" +
+	"\x13IngestStreamRequest\x12?\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\x06events\"l\n" +
 	"\x14IngestStreamResponse\x12\x1a\n" +
 	"\baccepted\x18\x01 \x01(\x03R\baccepted\x12\x1e\n" +
 	"\n" +
 	"duplicates\x18\x02 \x01(\x03R\n" +
 	"duplicates\x12\x18\n" +
-	"\abatches\x18\x03 \x01(\x03R\abatches\"\xf2\x01\n" +
-	"\x11ListEventsRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\x129\n" +
+	"\abatches\x18\x03 \x01(\x03R\abatches\"\xd5\x03\n" +
+	"\x11ListEventsRequest\x12l\n" +
+	"\auser_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12Q\n" +
 	"\n" +
-	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
-	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12\x1b\n" +
-	"\tpage_size\x18\x04 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x16\xbaH\x13\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\tstartTime\x12M\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x16\xbaH\x13\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\aendTime\x12'\n" +
+	"\tpage_size\x18\x04 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x05 \x01(\tR\tpageToken\x12\x16\n" +
-	"\x06tenant\x18\x06 \x01(\tR\x06tenant\"r\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\x12h\n" +
+	"\x06tenant\x18\x06 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\"r\n" +
 	"\x12ListEventsResponse\x124\n" +
 	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xb6\x02\n" +

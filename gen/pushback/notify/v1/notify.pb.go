@@ -10,6 +10,7 @@
 package notifyv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -1347,21 +1348,21 @@ var File_pushback_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"v\n" +
+	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
 	"\x0eResponseAction\x12\x16\n" +
-	"\x06action\x18\x01 \x01(\tR\x06action\x12\x12\n" +
-	"\x04rule\x18\x02 \x01(\tR\x04rule\x12\x17\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12d\n" +
+	"\x04rule\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x04rule\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x1f\n" +
 	"\vuser_status\x18\x04 \x01(\tR\n" +
-	"userStatus\"\xa3\x02\n" +
-	"\rSecurityEvent\x129\n" +
-	"\x04type\x18\x01 \x01(\x0e2%.pushback.notify.v1.SecurityEventTypeR\x04type\x12\x1c\n" +
-	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12#\n" +
-	"\rcurrent_level\x18\x03 \x01(\tR\fcurrentLevel\x12%\n" +
-	"\x0eprevious_level\x18\x04 \x01(\tR\rpreviousLevel\x12)\n" +
-	"\x10change_direction\x18\x05 \x01(\tR\x0fchangeDirection\x12!\n" +
-	"\freason_admin\x18\x06 \x01(\tR\vreasonAdmin\x12\x1f\n" +
-	"\vreason_user\x18\a \x01(\tR\n" +
+	"userStatus\"\xd5\x04\n" +
+	"\rSecurityEvent\x12C\n" +
+	"\x04type\x18\x01 \x01(\x0e2%.pushback.notify.v1.SecurityEventTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04type\x12n\n" +
+	"\tnamespace\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tnamespace\x12u\n" +
+	"\rcurrent_level\x18\x03 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\fcurrentLevel\x12w\n" +
+	"\x0eprevious_level\x18\x04 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\rpreviousLevel\x12G\n" +
+	"\x10change_direction\x18\x05 \x01(\tB\x1c\xbaH\x19\xd8\x01\x01r\x14R\bincreaseR\bdecreaseR\x0fchangeDirection\x12+\n" +
+	"\freason_admin\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\vreasonAdmin\x12)\n" +
+	"\vreason_user\x18\a \x01(\tB\b\xbaH\x05r\x03(\x80\bR\n" +
 	"reasonUser\"\xb9\x02\n" +
 	"\bIncident\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
@@ -1374,30 +1375,30 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\auser_id\x18\x06 \x01(\tR\x06userId\x12\x14\n" +
 	"\x05rules\x18\a \x03(\tR\x05rules\x12\x18\n" +
 	"\asignals\x18\b \x03(\tR\asignals\x12!\n" +
-	"\fdelivery_ids\x18\t \x03(\tR\vdeliveryIds\"\xe4\x05\n" +
-	"\rNotifyRequest\x12,\n" +
-	"\x04kind\x18\x01 \x01(\x0e2\x18.pushback.notify.v1.KindR\x04kind\x12'\n" +
-	"\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x1f\n" +
-	"\vdecision_id\x18\x04 \x01(\tR\n" +
-	"decisionId\x12\x14\n" +
-	"\x05title\x18\x05 \x01(\tR\x05title\x12\x18\n" +
-	"\amessage\x18\x06 \x01(\tR\amessage\x12Q\n" +
+	"\fdelivery_ids\x18\t \x03(\tR\vdeliveryIds\"\x8b\v\n" +
+	"\rNotifyRequest\x129\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x18.pushback.notify.v1.KindB\v\xbaH\b\xc8\x01\x01\x82\x01\x02\x10\x01R\x04kind\x12|\n" +
+	"\x0fidempotency_key\x18\x02 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x0eidempotencyKey\x12i\n" +
+	"\auser_id\x18\x03 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12q\n" +
+	"\vdecision_id\x18\x04 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\n" +
+	"decisionId\x12\x1e\n" +
+	"\x05title\x18\x05 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\x05title\x12#\n" +
+	"\amessage\x18\x06 \x01(\tB\t\xbaH\x06r\x04(\x80\x80\x01R\amessage\x12[\n" +
 	"\n" +
-	"attributes\x18\a \x03(\v21.pushback.notify.v1.NotifyRequest.AttributesEntryR\n" +
-	"attributes\x12.\n" +
-	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x19\n" +
-	"\btrace_id\x18\t \x01(\tR\atraceId\x12\x16\n" +
+	"attributes\x18\a \x03(\v21.pushback.notify.v1.NotifyRequest.AttributesEntryB\b\xbaH\x05\x9a\x01\x02\x10@R\n" +
+	"attributes\x12F\n" +
+	"\x04time\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x16\xbaH\x13\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\x04time\x12k\n" +
+	"\btrace_id\x18\t \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\atraceId\x12h\n" +
 	"\x06tenant\x18\n" +
-	" \x01(\tR\x06tenant\x12)\n" +
-	"\x10number_challenge\x18\v \x01(\tR\x0fnumberChallenge\x12\x1d\n" +
+	" \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\x12A\n" +
+	"\x10number_challenge\x18\v \x01(\tB\x16\xbaH\x13\xd8\x01\x01r\x0e2\f^[0-9]{1,8}$R\x0fnumberChallenge\x12o\n" +
 	"\n" +
-	"session_id\x18\f \x01(\tR\tsessionId\x12\x1d\n" +
+	"session_id\x18\f \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tsessionId\x12\x1d\n" +
 	"\n" +
-	"user_email\x18\r \x01(\tR\tuserEmail\x12\x1b\n" +
-	"\tdevice_id\x18\x0e \x01(\tR\bdeviceId\x12H\n" +
-	"\x0esecurity_event\x18\x0f \x01(\v2!.pushback.notify.v1.SecurityEventR\rsecurityEvent\x12M\n" +
-	"\x10response_actions\x18\x10 \x03(\v2\".pushback.notify.v1.ResponseActionR\x0fresponseActions\x1a=\n" +
+	"user_email\x18\r \x01(\tR\tuserEmail\x12m\n" +
+	"\tdevice_id\x18\x0e \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\bdeviceId\x12H\n" +
+	"\x0esecurity_event\x18\x0f \x01(\v2!.pushback.notify.v1.SecurityEventR\rsecurityEvent\x12W\n" +
+	"\x10response_actions\x18\x10 \x03(\v2\".pushback.notify.v1.ResponseActionB\b\xbaH\x05\x92\x01\x02\x10\x10R\x0fresponseActions\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x90\x01\n" +
@@ -1422,37 +1423,39 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\fnotification\x18\t \x01(\v2!.pushback.notify.v1.NotifyRequestR\fnotification\x128\n" +
 	"\bincident\x18\n" +
 	" \x01(\v2\x1c.pushback.notify.v1.IncidentR\bincident\x12\x16\n" +
-	"\x06result\x18\v \x01(\tR\x06result\"\x87\x01\n" +
-	"\x15ListDeliveriesRequest\x122\n" +
-	"\x06status\x18\x01 \x01(\x0e2\x1a.pushback.notify.v1.StatusR\x06status\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x06result\x18\v \x01(\tR\x06result\"\x9d\x01\n" +
+	"\x15ListDeliveriesRequest\x12<\n" +
+	"\x06status\x18\x01 \x01(\x0e2\x1a.pushback.notify.v1.StatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12'\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"~\n" +
 	"\x16ListDeliveriesResponse\x12<\n" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1c.pushback.notify.v1.DeliveryR\n" +
 	"deliveries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x83\x01\n" +
-	"\x14ListIncidentsRequest\x12\x16\n" +
-	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12\x17\n" +
-	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1b\n" +
-	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb3\x02\n" +
+	"\x14ListIncidentsRequest\x12h\n" +
+	"\x06tenant\x18\x01 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\x12i\n" +
+	"\auser_id\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12'\n" +
+	"\tpage_size\x18\x03 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xf4\x03(\x00R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x04 \x01(\tR\tpageToken\"{\n" +
 	"\x15ListIncidentsResponse\x12:\n" +
 	"\tincidents\x18\x01 \x03(\v2\x1c.pushback.notify.v1.IncidentR\tincidents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"5\n" +
-	"\x12GetIncidentRequest\x12\x1f\n" +
-	"\vincident_id\x18\x01 \x01(\tR\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x01\n" +
+	"\x12GetIncidentRequest\x12t\n" +
+	"\vincident_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\n" +
 	"incidentId\"\x8d\x01\n" +
 	"\x13GetIncidentResponse\x128\n" +
 	"\bincident\x18\x01 \x01(\v2\x1c.pushback.notify.v1.IncidentR\bincident\x12<\n" +
 	"\n" +
 	"deliveries\x18\x02 \x03(\v2\x1c.pushback.notify.v1.DeliveryR\n" +
-	"deliveries\"R\n" +
-	"\x15ReleaseActionsRequest\x12\x16\n" +
-	"\x06tenant\x18\x01 \x01(\tR\x06tenant\x12!\n" +
-	"\fdelivery_ids\x18\x02 \x03(\tR\vdeliveryIds\";\n" +
+	"deliveries\"\xaf\x01\n" +
+	"\x15ReleaseActionsRequest\x12h\n" +
+	"\x06tenant\x18\x01 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\x12,\n" +
+	"\fdelivery_ids\x18\x02 \x03(\tB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\vdeliveryIds\";\n" +
 	"\x16ReleaseActionsResponse\x12!\n" +
 	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds*\x88\x01\n" +
 	"\x04Kind\x12\x14\n" +

@@ -10,6 +10,7 @@
 package scoringv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	v1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
@@ -2050,55 +2051,56 @@ var File_pushback_scoring_v1_scoring_proto protoreflect.FileDescriptor
 
 const file_pushback_scoring_v1_scoring_proto_rawDesc = "" +
 	"\n" +
-	"!pushback/scoring/v1/scoring.proto\x12\x13pushback.scoring.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\"\xa5\x02\n" +
-	"\aAttempt\x12\x1d\n" +
+	"!pushback/scoring/v1/scoring.proto\x12\x13pushback.scoring.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dpushback/event/v1/event.proto\"\xe4\x05\n" +
+	"\aAttempt\x12o\n" +
 	"\n" +
-	"attempt_id\x18\x01 \x01(\tR\tattemptId\x12\x16\n" +
-	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x15\n" +
-	"\x06app_id\x18\x04 \x01(\tR\x05appId\x121\n" +
-	"\x06factor\x18\x05 \x01(\x0e2\x19.pushback.event.v1.FactorR\x06factor\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x121\n" +
-	"\x06client\x18\a \x01(\v2\x19.pushback.event.v1.ClientR\x06client\x12\x1d\n" +
+	"attempt_id\x18\x01 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tattemptId\x12h\n" +
+	"\x06tenant\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\x12l\n" +
+	"\auser_id\x18\x03 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12g\n" +
+	"\x06app_id\x18\x04 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x05appId\x12;\n" +
+	"\x06factor\x18\x05 \x01(\x0e2\x19.pushback.event.v1.FactorB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06factor\x12F\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampB\x16\xbaH\x13\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\x04time\x121\n" +
+	"\x06client\x18\a \x01(\v2\x19.pushback.event.v1.ClientR\x06client\x12o\n" +
 	"\n" +
-	"session_id\x18\b \x01(\tR\tsessionId\"_\n" +
-	"\rAssessRequest\x126\n" +
-	"\aattempt\x18\x01 \x01(\v2\x1c.pushback.scoring.v1.AttemptR\aattempt\x12\x16\n" +
+	"session_id\x18\b \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tsessionId\"g\n" +
+	"\rAssessRequest\x12>\n" +
+	"\aattempt\x18\x01 \x01(\v2\x1c.pushback.scoring.v1.AttemptB\x06\xbaH\x03\xc8\x01\x01R\aattempt\x12\x16\n" +
 	"\x06record\x18\x02 \x01(\bR\x06record\"U\n" +
 	"\x0eAssessResponse\x12C\n" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
-	"assessment\"F\n" +
-	"\x0eObserveRequest\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventR\x06events\"E\n" +
+	"assessment\"Q\n" +
+	"\x0eObserveRequest\x12?\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.pushback.event.v1.AuthEventB\t\xbaH\x06\x92\x01\x03\x10\xe8\aR\x06events\"E\n" +
 	"\x0fObserveResponse\x12\x18\n" +
 	"\aapplied\x18\x01 \x01(\x05R\aapplied\x12\x18\n" +
-	"\askipped\x18\x02 \x01(\x05R\askipped\"q\n" +
-	"\x0eGetRiskRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x16\n" +
-	"\x06tenant\x18\x03 \x01(\tR\x06tenant\"V\n" +
+	"\askipped\x18\x02 \x01(\x05R\askipped\"\xb0\x02\n" +
+	"\x0eGetRiskRequest\x12l\n" +
+	"\auser_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12F\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x16\xbaH\x13\xb2\x01\x10\x1a\x06\b\x80\x99\xfd\x93\x1b2\x06\b\x80\x87\xb5\xc3\x03R\x04time\x12h\n" +
+	"\x06tenant\x18\x03 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\"V\n" +
 	"\x0fGetRiskResponse\x12C\n" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
-	"assessment\"\x90\x01\n" +
-	"\x10WatchRiskRequest\x12\x17\n" +
-	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
-	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x14\n" +
-	"\x05after\x18\x03 \x01(\tR\x05after\x12\x1b\n" +
-	"\tmin_score\x18\x04 \x01(\x05R\bminScore\x12\x18\n" +
-	"\asignals\x18\x05 \x03(\tR\asignals\"\xc1\x01\n" +
+	"assessment\"\xc9\x02\n" +
+	"\x10WatchRiskRequest\x12i\n" +
+	"\auser_id\x18\x01 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12h\n" +
+	"\x06tenant\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\x12\x14\n" +
+	"\x05after\x18\x03 \x01(\tR\x05after\x12&\n" +
+	"\tmin_score\x18\x04 \x01(\x05B\t\xbaH\x06\x1a\x04\x18d(\x00R\bminScore\x12\"\n" +
+	"\asignals\x18\x05 \x03(\tB\b\xbaH\x05\x92\x01\x02\x10\x10R\asignals\"\xc1\x01\n" +
 	"\x11WatchRiskResponse\x12C\n" +
 	"\n" +
 	"assessment\x18\x01 \x01(\v2#.pushback.scoring.v1.RiskAssessmentR\n" +
 	"assessment\x12\x16\n" +
 	"\x06resync\x18\x02 \x01(\bR\x06resync\x12\x1b\n" +
 	"\tchange_id\x18\x03 \x01(\tR\bchangeId\x122\n" +
-	"\x05event\x18\x04 \x01(\v2\x1c.pushback.event.v1.AuthEventR\x05event\"\xa2\x01\n" +
+	"\x05event\x18\x04 \x01(\v2\x1c.pushback.event.v1.AuthEventR\x05event\"\xbc\x01\n" +
 	"\x16ListRiskChangesRequest\x12\x14\n" +
-	"\x05after\x18\x01 \x01(\tR\x05after\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x124\n" +
-	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x12\x1f\n" +
+	"\x05after\x18\x01 \x01(\tR\x05after\x12'\n" +
+	"\tpage_size\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xe8\a(\x00R\bpageSize\x12B\n" +
+	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\f\xbaH\t\xaa\x01\x06\"\x02\b\x1e2\x00R\amaxWait\x12\x1f\n" +
 	"\vlogged_only\x18\x04 \x01(\bR\n" +
 	"loggedOnly\"z\n" +
 	"\x17ListRiskChangesResponse\x129\n" +
