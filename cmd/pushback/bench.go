@@ -73,6 +73,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if f.memProfile != "" {
 		defer writeMemProfile(f.memProfile, stderr)
 	}
+	f.opts.DataDirs = t.dataDirs
 	rep := benchReport{Machine: bench.ThisMachine(), Mode: f.mode, Topology: t.topology, Options: f.opts}
 	if code := measureBench(ctx, f, &rep, t.scoringDir, meshConns, echoConns, stderr); code != 0 {
 		return code
@@ -100,6 +101,7 @@ func parseBenchFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.IntVar(&o.Users, "users", 1000000, "distinct benign users (each pushes rarely, as real users do)")
 	fs.Float64Var(&o.AttackShare, "attack-share", 0.05, "share of calls that push-bomb a few users")
 	fs.IntVar(&f.batch, "batch", 100, "events per IngestStream message (ingest mode)")
+	fs.DurationVar(&o.Interval, "interval", 0, "with --mode=decide, also report each interval of this length: calls per second, p99, resident memory and data on disk (a long run shows whether they level off)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON report")
 	fs.BoolVar(&f.history, "history", true, "with --spawn=one and --mode=decide, give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
@@ -137,6 +139,8 @@ func (f benchFlags) check(stderr io.Writer) int {
 // calls, and the meshes it started, if any.
 type benchTarget struct {
 	addr, topology, scoringDir string
+	// dataDirs are the spawned meshes' data directories.
+	dataDirs []string
 	stop                       func()
 }
 
@@ -157,6 +161,9 @@ func benchTargetOf(ctx context.Context, f benchFlags, stderr io.Writer) (t bench
 		return t, 1
 	}
 	t.addr, t.topology, t.stop = addrs[mesh.Decision], f.spawn, stop
+	for _, d := range dirs {
+		t.dataDirs = append(t.dataDirs, d)
+	}
 	switch f.mode {
 	case "ingest":
 		t.addr = addrs[mesh.Intake]
@@ -252,8 +259,14 @@ func measureDecide(ctx context.Context, f benchFlags, rep *benchReport, scoringD
 			return 1
 		}
 	}
-	fmt.Fprintf(stderr, "measuring echo for %s...\n", o.Duration)
-	echo := bench.Echo(ctx, echoConns, o)
+	eo := o
+	if o.Interval > 0 {
+		// A long run is about Decide over time; the ceiling needs no more
+		// than half a minute.
+		eo.Interval, eo.Duration = 0, min(o.Duration, 30*time.Second)
+	}
+	fmt.Fprintf(stderr, "measuring echo for %s...\n", eo.Duration)
+	echo := bench.Echo(ctx, echoConns, eo)
 	fmt.Fprintf(stderr, "measuring Decide for %s...\n", o.Duration)
 	stopProfile := startCPUProfile(f.cpuProfile, stderr)
 	dec := bench.Decide(ctx, meshConns, o)
@@ -371,7 +384,11 @@ func printBench(w io.Writer, rep benchReport) {
 			if len(r.ErrorCodes) > 0 {
 				fmt.Fprintf(w, "%s errors by code: %v\n", r.Target, r.ErrorCodes)
 			}
+			if r.CPUPerCall > 0 {
+				fmt.Fprintf(w, "%s CPU per call (this process): %.0fµs\n", r.Target, float64(r.CPUPerCall)/float64(time.Microsecond))
+			}
 		}
+		printIntervals(w, rep.Results)
 		return
 	}
 	fmt.Fprintln(tw, "target\tevents\terrors\tevents/s\t")
@@ -380,6 +397,22 @@ func printBench(w io.Writer, rep benchReport) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nIngestStream events/s / raw badger events/s = %.2f\n", rep.Ratio)
+}
+
+// printIntervals prints the intervals of a long run.
+func printIntervals(w io.Writer, results []bench.Result) {
+	for _, r := range results {
+		if len(r.Intervals) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s by interval:\n", r.Target)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "until\tcalls\tRPS\tp99\tRSS\tdisk\t")
+		for _, iv := range r.Intervals {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f MiB\t%.0f MiB\t\n", iv.End, iv.Calls, iv.RPS, ms(iv.P99), mib(iv.RSS), mib(iv.Disk))
+		}
+		tw.Flush()
+	}
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }

@@ -33,6 +33,22 @@ type Options struct {
 	Users       int           // distinct users of benign traffic
 	AttackShare float64       // share of calls that are push bombing a few users
 	Seed        uint64
+	// Interval, when set, also reports each interval of the run on its
+	// own (calls per second, p99, resident memory, data on disk), so a
+	// long run shows whether latency and memory level off.
+	Interval time.Duration
+	// DataDirs are measured for the data on disk in each interval.
+	DataDirs []string
+}
+
+// Interval is one interval of a run (Options.Interval).
+type Interval struct {
+	End   time.Duration `json:"end_ns"`
+	Calls int64         `json:"calls"`
+	RPS   float64       `json:"rps"`
+	P99   time.Duration `json:"p99_ns"`
+	RSS   int64         `json:"rss_bytes"`
+	Disk  int64         `json:"disk_bytes"`
 }
 
 // Result is one target's measurement.
@@ -49,6 +65,8 @@ type Result struct {
 	Outcomes map[string]int64 `json:"outcomes,omitempty"`
 	// ErrorCodes counts failed calls by gRPC code.
 	ErrorCodes map[string]int64 `json:"error_codes,omitempty"`
+	// Intervals are the run's intervals, with Options.Interval.
+	Intervals []Interval `json:"intervals,omitempty"`
 	// CPUPerCall is the CPU time this process spent per call (user and
 	// system), the client's share included and, when the mesh runs in this
 	// process, the mesh's: on a shared machine it moves far less than the
@@ -67,9 +85,14 @@ func closedLoop(ctx context.Context, o Options, target string, call func(ctx con
 	defer cancel()
 	rec := &recorder{outcomes: map[string]int64{}}
 	start, cpu := time.Now(), ProcessCPU()
+	rec.start = start
+	samples := sampleIntervals(mctx, o, start)
 	runWorkers(ctx, mctx, o.Concurrency, call, rec)
 	elapsed, used := time.Since(start), ProcessCPU()-cpu
 	res := rec.result(target, elapsed)
+	if o.Interval > 0 {
+		res.Intervals = rec.intervals(o.Interval, <-samples)
+	}
 	if res.Calls > 0 {
 		res.CPUPerCall = used / time.Duration(res.Calls)
 	}
@@ -86,14 +109,19 @@ func ProcessCPU() time.Duration {
 }
 
 type recorder struct {
-	mu       sync.Mutex
-	lat      []time.Duration
-	errors   int64
-	outcomes map[string]int64
-	codes    map[string]int64
+	mu    sync.Mutex
+	start time.Time
+	lat   []time.Duration
+	// ends are when each call of lat ended, since start; unsorted is lat
+	// in the same order, before result sorts it.
+	ends, unsorted []time.Duration
+	errors         int64
+	outcomes       map[string]int64
+	codes          map[string]int64
 }
 
 func (r *recorder) result(target string, elapsed time.Duration) Result {
+	r.unsorted = slices.Clone(r.lat) // paired with ends, for intervals
 	slices.Sort(r.lat)
 	q := func(p float64) time.Duration {
 		if len(r.lat) == 0 {
@@ -127,6 +155,7 @@ func runWorkers(ctx, window context.Context, n int, call func(ctx context.Contex
 		go func() {
 			defer wg.Done()
 			lat := make([]time.Duration, 0, 1<<14)
+			var ends []time.Duration
 			var errs int64
 			outcomes := map[string]int64{}
 			codes := map[string]int64{}
@@ -143,6 +172,9 @@ func runWorkers(ctx, window context.Context, n int, call func(ctx context.Contex
 					continue
 				}
 				lat = append(lat, d)
+				if rec != nil {
+					ends = append(ends, time.Since(rec.start))
+				}
 				if out != "" {
 					outcomes[out]++
 				}
@@ -150,6 +182,7 @@ func runWorkers(ctx, window context.Context, n int, call func(ctx context.Contex
 			if rec != nil {
 				rec.mu.Lock()
 				rec.lat = append(rec.lat, lat...)
+				rec.ends = append(rec.ends, ends...)
 				rec.errors += errs
 				for k, v := range outcomes {
 					rec.outcomes[k] += v
@@ -263,4 +296,54 @@ type Machine struct {
 // ThisMachine returns the machine description.
 func ThisMachine() Machine {
 	return Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
+}
+
+// sampleIntervals samples resident memory and the data on disk at the end
+// of each interval until ctx ends, and then delivers the samples.
+func sampleIntervals(ctx context.Context, o Options, start time.Time) <-chan []Interval {
+	out := make(chan []Interval, 1)
+	if o.Interval <= 0 {
+		out <- nil
+		return out
+	}
+	go func() {
+		var samples []Interval
+		t := time.NewTicker(o.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				out <- samples
+				return
+			case <-t.C:
+				rss, _ := RSS()
+				var disk int64
+				for _, d := range o.DataDirs {
+					disk += dirSize(d)
+				}
+				samples = append(samples, Interval{End: time.Since(start).Round(time.Second), RSS: rss, Disk: disk})
+			}
+		}
+	}()
+	return out
+}
+
+// intervals fills the samples with the calls that ended in each.
+func (r *recorder) intervals(every time.Duration, samples []Interval) []Interval {
+	for i := range samples {
+		from, to := samples[i].End-every, samples[i].End
+		var lat []time.Duration
+		for j, e := range r.ends {
+			if e > from && e <= to {
+				lat = append(lat, r.unsorted[j])
+			}
+		}
+		slices.Sort(lat)
+		samples[i].Calls = int64(len(lat))
+		samples[i].RPS = float64(len(lat)) / every.Seconds()
+		if len(lat) > 0 {
+			samples[i].P99 = lat[int(0.99*float64(len(lat)-1))]
+		}
+	}
+	return samples
 }

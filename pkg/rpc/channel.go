@@ -10,6 +10,8 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
 
@@ -54,6 +56,23 @@ func (c *Channel) Client(opts ClientOptions) grpc.ClientConnInterface {
 	ch := cp.WithClientStatsHandler(otelgrpc.NewClientHandler(opts.Telemetry.otelOptions()...))
 	var conn grpc.ClientConnInterface = statusConn{ch}
 	unary := opts.Unary
+	// A trusted client marks its calls; any other clears the mark, whatever
+	// its caller put in the metadata.
+	mark := func(ctx context.Context) context.Context {
+		md, _ := metadata.FromOutgoingContext(ctx)
+		md = md.Copy()
+		md.Delete(trustedHeader)
+		if opts.Trusted {
+			md.Set(trustedHeader, "1")
+		}
+		return metadata.NewOutgoingContext(ctx, md)
+	}
+	unary = append([]grpc.UnaryClientInterceptor{func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
+		return invoker(mark(ctx), method, req, reply, cc, o...)
+	}}, unary...)
+	conn = grpchan.InterceptClientConnStream(conn, func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+		return streamer(mark(ctx), desc, cc, method, o...)
+	})
 	if opts.PerRPC != nil {
 		creds := grpc.PerRPCCredentials(opts.PerRPC)
 		unary = append([]grpc.UnaryClientInterceptor{func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
@@ -65,6 +84,24 @@ func (c *Channel) Client(opts ClientOptions) grpc.ClientConnInterface {
 	}
 	return grpchan.InterceptClientConnUnary(conn, unary...)
 }
+
+// trustedHeader carries ClientOptions.Trusted to the server side of the
+// channel.
+const trustedHeader = "x-pushback-trusted-peer"
+
+// FromTrustedPeer reports whether the call in ctx came through the
+// in-process channel from a client marked Trusted: a service of this
+// process. A call from the network is never one, whatever it sends.
+func FromTrustedPeer(ctx context.Context) bool {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil || p.Addr.Network() != inprocNetwork {
+		return false
+	}
+	return len(metadata.ValueFromIncomingContext(ctx, trustedHeader)) > 0
+}
+
+// inprocNetwork is the network of the channel's peer address.
+const inprocNetwork = "inproc"
 
 // statusConn turns what a handler returned into what a network caller
 // receives: a gRPC status (a plain error is Unknown, a context error its

@@ -227,3 +227,48 @@ func TestChannelClonesMessages(t *testing.T) {
 		t.Fatalf("response %q", resp.GetPayload().GetBody())
 	}
 }
+
+// TestOnlyTheProcessItselfIsTrusted: a call is from a trusted peer only
+// when it came through the channel from a client marked Trusted; an
+// outside caller who sends the marker over the network is not one, and
+// neither is an in-process client that relays outside callers.
+func TestOnlyTheProcessItselfIsTrusted(t *testing.T) {
+	trusted := make(chan bool, 1)
+	srv := rpc.NewServer(rpc.ServerOptions{Unary: []grpc.UnaryServerInterceptor{
+		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			trusted <- rpc.FromTrustedPeer(ctx)
+			return handler(ctx, req)
+		}}})
+	testpb.RegisterTestServiceServer(srv, behaving{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	tcp, err := rpc.Dial(lis.Addr().String(), rpc.ClientOptions{Trusted: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tcp.Close() })
+	forged := metadata.AppendToOutgoingContext(context.Background(), "x-pushback-trusted-peer", "1")
+	for _, c := range []struct {
+		name string
+		conn grpc.ClientConnInterface
+		ctx  context.Context
+		want bool
+	}{
+		{"a trusted in-process client", srv.Channel.Client(rpc.ClientOptions{Trusted: true}), context.Background(), true},
+		{"an in-process client for outside callers", srv.Channel.Client(rpc.ClientOptions{}), context.Background(), false},
+		{"the same with the marker forged", srv.Channel.Client(rpc.ClientOptions{}), forged, false},
+		{"a network caller marked trusted", tcp, context.Background(), false},
+		{"a network caller with the marker forged", tcp, forged, false},
+	} {
+		if _, err := testpb.NewTestServiceClient(c.conn).UnaryCall(c.ctx, &testpb.SimpleRequest{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := <-trusted; got != c.want {
+			t.Errorf("%s: trusted %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -162,6 +162,11 @@ type ClientOptions struct {
 	PerRPC credentials.PerRPCCredentials
 	// Unary interceptors, for example a default deadline.
 	Unary []grpc.UnaryClientInterceptor
+	// Trusted marks the calls of an in-process client as made by a
+	// service of the process itself, with requests it built (not an
+	// outside caller's, as the HTTP routes relay): FromTrustedPeer
+	// reports them. It means nothing over the network.
+	Trusted bool
 }
 
 func (o ClientOptions) dialOptions() []grpc.DialOption {

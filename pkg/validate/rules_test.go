@@ -109,7 +109,7 @@ func TestContractRules(t *testing.T) {
 // handler's own check passes the message the interceptor checked without
 // checking it again, but checks any other.
 func TestInterceptor(t *testing.T) {
-	intercept := validate.UnaryServerInterceptor()
+	intercept := validate.UnaryServerInterceptor(nil)
 	var ran bool
 	handler := func(ctx context.Context, req any) (any, error) {
 		ran = true

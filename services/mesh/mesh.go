@@ -109,20 +109,18 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 	if err != nil {
 		return err
 	}
-	deps.Peer = func(name string) (grpc.ClientConnInterface, error) {
-		addr := cfg.peerAddr(name)
-		if !cfg.Runs(name) && addr == "" {
-			return nil, nil
-		}
-		return peers.peer(name, addr)
-	}
+	// Services call their peers as trusted code; the HTTP routes call
+	// them with what outside callers sent (see rpc.ClientOptions.Trusted).
+	deps.Peer = peers.reach(true)
 	parts, err := initServices(cfg, deps, counters, &cl)
 	if err != nil {
 		return err
 	}
 	register(srv, parts)
+	edge := deps
+	edge.Peer = peers.reach(false)
 
-	ls, err := listen(cfg, deps, parts.Routes, guard, srv, tel)
+	ls, err := listen(cfg, edge, parts.Routes, guard, srv, tel)
 	if err != nil {
 		return err
 	}
@@ -222,16 +220,34 @@ type peers struct {
 
 const connsPerPeer = 4
 
+// reach returns the function that gives a service's connection, nil when
+// the service is neither run here nor given an address. trusted marks the
+// in-process calls of the services themselves, not those the HTTP routes
+// make for outside callers.
+func (p *peers) reach(trusted bool) func(name string) (grpc.ClientConnInterface, error) {
+	return func(name string) (grpc.ClientConnInterface, error) {
+		addr := p.cfg.peerAddr(name)
+		if !p.cfg.Runs(name) && addr == "" {
+			return nil, nil
+		}
+		return p.peer(name, addr, trusted)
+	}
+}
+
 // peer returns the connection to the named service: in memory when it
 // runs in this process, else at addr.
-func (p *peers) peer(name, addr string) (grpc.ClientConnInterface, error) {
-	if c, ok := p.conns[name]; ok {
+func (p *peers) peer(name, addr string, trusted bool) (grpc.ClientConnInterface, error) {
+	if p.cfg.Runs(name) {
+		key := fmt.Sprint(name, "/trusted=", trusted)
+		if c, ok := p.conns[key]; ok {
+			return c, nil
+		}
+		// In memory the mesh presents its own credential.
+		c := p.srv.Channel.Client(rpc.ClientOptions{Telemetry: p.rt, PerRPC: p.guard.MeshCredentials(), Trusted: trusted})
+		p.conns[key] = c
 		return c, nil
 	}
-	if p.cfg.Runs(name) {
-		// In memory the mesh presents its own credential.
-		c := p.srv.Channel.Client(rpc.ClientOptions{Telemetry: p.rt, PerRPC: p.guard.MeshCredentials()})
-		p.conns[name] = c
+	if c, ok := p.conns[name]; ok {
 		return c, nil
 	}
 	var list []*grpc.ClientConn
@@ -264,7 +280,7 @@ func newServer(cfg Config, log *slog.Logger, tel *telemetry.Providers, guard *au
 		serverCreds = rpc.LogHandshakeFailures(serverCreds, log)
 	}
 	p.srv = rpc.NewServer(rpc.ServerOptions{Logger: log, Telemetry: p.rt, Creds: serverCreds,
-		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor(), validate.UnaryServerInterceptor()}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor(), validate.StreamServerInterceptor()}})
+		Unary: []grpc.UnaryServerInterceptor{guard.UnaryServerInterceptor(), validate.UnaryServerInterceptor(rpc.FromTrustedPeer)}, Stream: []grpc.StreamServerInterceptor{guard.StreamServerInterceptor(), validate.StreamServerInterceptor(rpc.FromTrustedPeer)}})
 	return p.srv, p, nil
 }
 
