@@ -141,7 +141,7 @@ type benchTarget struct {
 	addr, topology, scoringDir string
 	// dataDirs are the spawned meshes' data directories.
 	dataDirs []string
-	stop                       func()
+	stop     func()
 }
 
 // benchTargetOf starts the meshes --spawn asks for, or names the running
