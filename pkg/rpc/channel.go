@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
 
@@ -29,20 +30,30 @@ import (
 // (a peer in the process is trusted code) and the codec's refusal of
 // strings that are not UTF-8 (the outside caller's request was refused at
 // the edge already).
+//
+// Unary calls run on the channel's own workers (see unaryTable); streams go
+// through grpchan's inprocgrpc.
 type Channel struct {
-	ch *inprocgrpc.Channel
+	ch               *inprocgrpc.Channel
+	unary            unaryTable
+	unaryInterceptor grpc.UnaryServerInterceptor
+	server           stats.Handler
 }
 
 func newChannel(opts ServerOptions, unary []grpc.UnaryServerInterceptor, stream []grpc.StreamServerInterceptor) *Channel {
+	server := otelgrpc.NewServerHandler(opts.Telemetry.otelOptions()...)
 	ch := new(inprocgrpc.Channel).
 		WithServerUnaryInterceptor(chainUnary(unary)).
 		WithServerStreamInterceptor(chainStream(stream)).
-		WithServerStatsHandler(otelgrpc.NewServerHandler(opts.Telemetry.otelOptions()...))
-	return &Channel{ch: ch}
+		WithServerStatsHandler(server)
+	return &Channel{ch: ch, unaryInterceptor: chainUnary(unary), server: server}
 }
 
 // RegisterService implements grpc.ServiceRegistrar.
-func (c *Channel) RegisterService(desc *grpc.ServiceDesc, impl any) { c.ch.RegisterService(desc, impl) }
+func (c *Channel) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	c.ch.RegisterService(desc, impl)
+	c.unary.register(desc, impl)
+}
 
 // Client returns a connection to the services registered on the channel,
 // with the client side of opts: its stats handler, per-RPC credentials and
@@ -52,9 +63,10 @@ func (c *Channel) Client(opts ClientOptions) grpc.ClientConnInterface {
 	// Each client has its own copy of the channel, so that its client stats
 	// handler is its own; the handler table (made when the server
 	// registered health) and the server interceptors are shared.
+	client := otelgrpc.NewClientHandler(opts.Telemetry.otelOptions()...)
 	cp := *c.ch
-	ch := cp.WithClientStatsHandler(otelgrpc.NewClientHandler(opts.Telemetry.otelOptions()...))
-	var conn grpc.ClientConnInterface = statusConn{ch}
+	ch := cp.WithClientStatsHandler(client)
+	var conn grpc.ClientConnInterface = unaryConn{c: c, client: client, streams: statusConn{ch}}
 	unary := opts.Unary
 	// A trusted client marks its calls; any other clears the mark, whatever
 	// its caller put in the metadata.

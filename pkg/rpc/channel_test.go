@@ -272,3 +272,36 @@ func TestOnlyTheProcessItselfIsTrusted(t *testing.T) {
 		}
 	}
 }
+
+// slowEcho finishes its call after the caller gave up on it.
+type slowEcho struct {
+	testpb.UnimplementedTestServiceServer
+	done chan struct{}
+}
+
+func (s slowEcho) UnaryCall(context.Context, *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	time.Sleep(300 * time.Millisecond)
+	close(s.done)
+	return &testpb.SimpleResponse{}, nil
+}
+
+// TestGracefulStopWaitsForInProcessCalls: a handler whose caller stopped
+// waiting (its deadline) still runs; a graceful stop waits for it, as for a
+// network call, so that nothing it writes races the store's close.
+func TestGracefulStopWaitsForInProcessCalls(t *testing.T) {
+	srv := rpc.NewServer(rpc.ServerOptions{})
+	h := slowEcho{done: make(chan struct{})}
+	testpb.RegisterTestServiceServer(srv, h)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := testpb.NewTestServiceClient(srv.Channel.Client(rpc.ClientOptions{})).UnaryCall(ctx, &testpb.SimpleRequest{})
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Fatalf("the call: %v, want DeadlineExceeded", err)
+	}
+	srv.GracefulStop()
+	select {
+	case <-h.done:
+	default:
+		t.Fatal("GracefulStop returned while an in-process handler was still running")
+	}
+}

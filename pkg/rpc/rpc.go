@@ -78,6 +78,14 @@ type Server struct {
 	Channel *Channel
 }
 
+// GracefulStop stops the server as grpc.Server's GracefulStop does, then
+// waits for the in-process unary calls still under way: a handler a
+// caller stopped waiting for may still be writing.
+func (s *Server) GracefulStop() {
+	s.Server.GracefulStop()
+	s.Channel.unary.inflight.wait()
+}
+
 // RegisterService registers a service on the gRPC server and on the
 // in-process channel.
 func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
