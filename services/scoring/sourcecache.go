@@ -15,6 +15,12 @@ import (
 // instead of scanning their marks in the store (a busy network's scan was
 // the largest single cost of an assessment).
 //
+// A push that reads a source between another push's commit and that
+// push's apply counts it without that one mark: a lower bound for an
+// instant, as a busy source's bounded read of the store always was. The
+// user's own mark (its vouched flag) is still read from the store, inside
+// the transaction, where a concurrent change to it is a conflict.
+//
 // A source not in the cache is read from the store once; marks committed
 // while that read is under way are kept aside and merged into what it
 // returns, so none is lost. The cache holds at most about max sources,
