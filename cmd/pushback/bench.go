@@ -75,6 +75,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	}
 	f.opts.DataDirs = t.dataDirs
 	rep := benchReport{Machine: bench.ThisMachine(), Mode: f.mode, Topology: t.topology, Options: f.opts}
+	if f.mode == "decide" && f.spawn == "split" {
+		// The history goes to the scoring mesh, as intake would send it.
+		if meshConns, code = historyConns(t.scoringAddr, meshConns, f, stderr); code != 0 {
+			return code
+		}
+	}
 	if code := measureBench(ctx, f, &rep, t.scoringDir, meshConns, echoConns, stderr); code != 0 {
 		return code
 	}
@@ -103,7 +109,7 @@ func parseBenchFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.IntVar(&f.batch, "batch", 100, "events per IngestStream message (ingest mode)")
 	fs.DurationVar(&o.Interval, "interval", 0, "with --mode=decide, also report each interval of this length: calls per second, p99, resident memory and data on disk (a long run shows whether they level off)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON report")
-	fs.BoolVar(&f.history, "history", true, "with --spawn=one and --mode=decide, give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
+	fs.BoolVar(&f.history, "history", true, "with --spawn and --mode=decide, give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to FILE at the end")
 	if err := fs.Parse(args); err != nil {
@@ -139,6 +145,8 @@ func (f benchFlags) check(stderr io.Writer) int {
 // calls, and the meshes it started, if any.
 type benchTarget struct {
 	addr, topology, scoringDir string
+	// scoringAddr is the spawned scoring service's address.
+	scoringAddr string
 	// dataDirs are the spawned meshes' data directories.
 	dataDirs []string
 	stop     func()
@@ -160,7 +168,7 @@ func benchTargetOf(ctx context.Context, f benchFlags, stderr io.Writer) (t bench
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
 		return t, 1
 	}
-	t.addr, t.topology, t.stop = addrs[mesh.Decision], f.spawn, stop
+	t.addr, t.topology, t.stop, t.scoringAddr = addrs[mesh.Decision], f.spawn, stop, addrs[mesh.Scoring]
 	for _, d := range dirs {
 		t.dataDirs = append(t.dataDirs, d)
 	}
@@ -199,6 +207,21 @@ func dialBench(ctx context.Context, f benchFlags, addr string, stderr io.Writer)
 		return nil, nil, 1
 	}
 	return meshConns, echoConns, 0
+}
+
+// historyConns returns the connections Decide is measured on, followed by
+// those to the scoring service at addr, where the benign users' history
+// goes (see measureDecide).
+func historyConns(addr string, decide []*grpc.ClientConn, f benchFlags, stderr io.Writer) ([]*grpc.ClientConn, int) {
+	if !f.history {
+		return decide, 0
+	}
+	sc, err := bench.Dial(addr, f.opts.Connections)
+	if err != nil {
+		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
+		return nil, 1
+	}
+	return append(decide, sc...), 0
 }
 
 // startCPUProfile starts a CPU profile to path, when one is asked for, and
@@ -252,9 +275,14 @@ func measureBench(ctx context.Context, f benchFlags, rep *benchReport, scoringDi
 // benign users a history when the mesh runs here.
 func measureDecide(ctx context.Context, f benchFlags, rep *benchReport, scoringDir string, meshConns, echoConns []*grpc.ClientConn, stderr io.Writer) int {
 	o := f.opts
-	if f.history && f.spawn == "one" {
+	if f.history && f.spawn != "" {
+		history := meshConns
+		if f.spawn == "split" {
+			// The scoring mesh's connections follow Decide's (historyConns).
+			meshConns, history = meshConns[:o.Connections], meshConns[o.Connections:]
+		}
 		fmt.Fprintf(stderr, "giving %d users a history...\n", o.Users)
-		if _, err := bench.Users(ctx, meshConns, o.Users, o.Concurrency, scoringDir, nil); err != nil {
+		if _, err := bench.Users(ctx, history, o.Users, o.Concurrency, scoringDir, nil); err != nil {
 			fmt.Fprintf(stderr, "pushback bench: history: %v\n", err)
 			return 1
 		}
