@@ -109,7 +109,7 @@ func parseBenchFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.IntVar(&f.batch, "batch", 100, "events per IngestStream message (ingest mode)")
 	fs.DurationVar(&o.Interval, "interval", 0, "with --mode=decide, also report each interval of this length: calls per second, p99, resident memory and data on disk (a long run shows whether they level off)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON report")
-	fs.BoolVar(&f.history, "history", true, "with --spawn and --mode=decide, give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
+	fs.BoolVar(&f.history, "history", true, "with --spawn (--mode=decide or ingest), give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to FILE at the end")
 	if err := fs.Parse(args); err != nil {
@@ -309,6 +309,15 @@ func measureDecide(ctx context.Context, f benchFlags, rep *benchReport, scoringD
 // measureIngest measures IngestStream beside raw badger batch writes.
 func measureIngest(ctx context.Context, f benchFlags, rep *benchReport, meshConns []*grpc.ClientConn, stderr io.Writer) int {
 	o := f.opts
+	if f.history && f.spawn == "one" {
+		// The events are the benign users' pushes, from their own clients:
+		// a log of users the mesh knows, not a million first sign-ins.
+		fmt.Fprintf(stderr, "giving %d users a history...\n", o.Users)
+		if _, err := bench.Users(ctx, meshConns, o.Users, o.Concurrency, "", nil); err != nil {
+			fmt.Fprintf(stderr, "pushback bench: history: %v\n", err)
+			return 1
+		}
+	}
 	dir, err := os.MkdirTemp("", "pushback-bench-badger-")
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)

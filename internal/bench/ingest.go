@@ -25,7 +25,11 @@ type IngestResult struct {
 	Errors       int64         `json:"errors"`
 }
 
-// makeEvents returns batch events of one worker's n-th batch.
+// makeEvents returns batch events of one worker's n-th batch: pushes to
+// the benign users, each from their own device, IP and network
+// (BenignClient), as an IdP's log carries them. (Until this measurement
+// every event came from one IP: a push spray to every user, which measured
+// the spray path and the risk feed, not ingest.)
 func makeEvents(run string, worker, n, batch, users int) []*eventv1.AuthEvent {
 	out := make([]*eventv1.AuthEvent, batch)
 	now := time.Now()
@@ -38,7 +42,7 @@ func makeEvents(run string, worker, n, batch, users int) []*eventv1.AuthEvent {
 			Time:    timestamppb.New(now),
 			AppId:   "vpn",
 			Factor:  eventv1.Factor_FACTOR_PUSH,
-			Client:  &eventv1.Client{Ip: "198.51.100.7", DeviceId: fmt.Sprint("dev-", u)},
+			Client:  BenignClient(u),
 			Source:  &eventv1.Source{Idp: "bench"},
 		}
 	}

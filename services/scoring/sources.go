@@ -68,10 +68,15 @@ func (src *sources) Recent(k engine.SourceKey, limit int) ([]engine.SourceUser, 
 	if written := src.marks[string(source)]; len(written) > 0 {
 		// What this transaction wrote is newer than what the scan read.
 		slices.SortFunc(users, func(a, b engine.SourceUser) int { return cmp.Compare(a.At, b.At) })
+		at := make(map[uint64]int, len(users)+len(written))
+		for i, u := range users {
+			at[u.User] = i
+		}
 		for _, m := range written {
-			if i := slices.IndexFunc(users, func(u engine.SourceUser) bool { return u.User == m.User }); i >= 0 {
+			if i, ok := at[m.User]; ok {
 				users[i] = m
 			} else {
+				at[m.User] = len(users)
 				users = append(users, m)
 			}
 		}
