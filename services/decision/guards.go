@@ -87,6 +87,25 @@ func (e *guardEntry) answerOf(id guard.ID, now int64) answer {
 	return answer{}
 }
 
+// retried returns the answer given to p's attempt, when p names one this
+// process answered within the replay window.
+func (e *guardEntry) retried(p pending) (answer, bool) {
+	if p.req.GetAttemptId() == "" {
+		return answer{}, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := e.answerOf(p.in.AttemptID, p.in.Now)
+	return a, a.id != (guard.ID{})
+}
+
+// committed ends a commit counted by Service.judge.
+func (e *guardEntry) committed() {
+	e.mu.Lock()
+	e.pending--
+	e.mu.Unlock()
+}
+
 // setAnswer replaces the answer to attempt id (and what makes a retry the
 // same attempt, when req is set). e.mu held.
 func (e *guardEntry) setAnswer(id guard.ID, req *decisionv1.DecideRequest, resp *decisionv1.DecideResponse) {

@@ -204,7 +204,10 @@ func (s *Service) ShadowPolicy() *policy.Policy { return s.shadow.Load() }
 // Counters returns the service's counts.
 func (s *Service) Counters() *Counters { return s.count }
 
-// Decide implements the RPC.
+// Decide implements the RPC. An attempt is prepared (one clock, one
+// policy), answered from memory when it is a retry, scored, judged by the
+// guard in memory, then committed with its record; what follows a
+// suppressed push runs after the answer.
 func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*decisionv1.DecideResponse, error) {
 	if err := validate.Request(ctx, req); err != nil {
 		return nil, err
@@ -227,12 +230,32 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	// when the store is down too.
 	start := time.Now()
 	defer s.tel.took(ctx, start)
-	scoreBy, commitBy := start.Add(s.opts.Budget*4/5), start.Add(s.opts.Budget)
+	p := s.prepare(ctx, span, req, rawUserID)
+	e := s.guards.entry(p.key, p.in.Now)
+	// A retried attempt is answered from this process's memory of the
+	// user's recent answers, before anything else; the store is not read
+	// first, which saves a read on every decision: scoring and the guard
+	// count an attempt id once, and the commit finds a decision another
+	// replica stored for it and returns that instead.
+	if a, ok := e.retried(p); ok {
+		return s.replay(p.req, a)
+	}
+	s.score(ctx, span, &p, start.Add(s.opts.Budget*4/5))
+	if a, ok := s.judge(ctx, e, &p); ok {
+		// The same attempt, answered while this call waited for scoring.
+		return s.replay(p.req, a)
+	}
+	defer e.committed()
+	return s.store(ctx, span, e, p, start)
+}
+
+// prepare applies the one clock rule of the request and builds the
+// decision on its way: the attempt's time is a claim, clamped to the
+// allowed skew of Pushback's clock and never ahead of it, and every later
+// step uses this one value. Cooldowns and the guard's counts run on the
+// clock itself.
+func (s *Service) prepare(ctx context.Context, span trace.Span, req *decisionv1.DecideRequest, rawUserID string) pending {
 	now := s.now()
-	// One clock rule for the whole request, applied here once: the
-	// attempt's time is a claim, clamped to the allowed skew of Pushback's
-	// clock and never ahead of it; every later step uses this one value.
-	// Cooldowns and the guard's counts run on the clock itself.
 	attemptTime := validate.TimeOr(req.GetTime(), now)
 	if c := core.ClampTime(attemptTime, now, s.opts.ClockSkew); !c.Equal(attemptTime) {
 		s.count.ClockClamped.Add(1)
@@ -242,94 +265,84 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	req = proto.CloneOf(req)
 	req.Time = timestamppb.New(attemptTime)
 
-	// A retried attempt is answered from this process's memory of the
-	// user's recent answers (below); the store is not read first, which
-	// saves a read on every decision: scoring and the guard count an attempt
-	// id once, and the commit finds a decision another replica stored for
-	// it and returns that instead.
 	pol := s.policy.Load()
-	shadow := s.shadow.Load()
 	tier := pol.TierOf(req.GetAppId())
 	resp := &decisionv1.DecideResponse{
 		DecisionId:    ids.New(now),
 		TraceId:       traceID(ctx),
 		PolicyVersion: pol.Version,
 	}
-	p := pending{req: req, resp: resp, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups())}
-	in := core.Input{Req: req, Policy: pol, Shadow: shadow, Tier: tier, Now: now.UnixMilli(), Budget: s.opts.Budget,
-		AttemptID: guard.AttemptID(req.GetTenant(), req.GetUserId(), req.GetAttemptId(), resp.GetDecisionId())}
-	p.rawUserID = rawIfChanged(rawUserID, req.GetUserId())
+	return pending{req: req, resp: resp, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups()),
+		rawUserID: rawIfChanged(rawUserID, req.GetUserId()), key: string(cooldownKey(req.GetTenant(), req.GetUserId())),
+		policyTier: tier,
+		in: core.Input{Req: req, Policy: pol, Shadow: s.shadow.Load(), Tier: tier, Now: now.UnixMilli(), Budget: s.opts.Budget,
+			AttemptID: guard.AttemptID(req.GetTenant(), req.GetUserId(), req.GetAttemptId(), resp.GetDecisionId())}}
+}
 
-	key := string(cooldownKey(req.GetTenant(), req.GetUserId()))
-	e := s.guards.entry(key, in.Now)
-	if req.GetAttemptId() != "" {
-		// A retry is answered as the attempt was, before anything else.
-		e.mu.Lock()
-		a := e.answerOf(in.AttemptID, in.Now)
-		e.mu.Unlock()
-		if a.id != (guard.ID{}) {
-			return s.replay(req, a)
-		}
-	}
-
-	// Admission control: a saturated mesh answers at once from the guard
-	// instead of queueing for scoring and spending the budget first.
+// score asks scoring for the attempt's assessment by the deadline by, or
+// fills in the tier's failure mode when scoring fails or the call is
+// shed. Admission control: a saturated mesh answers at once from the
+// guard instead of queueing for scoring and spending the budget first.
+func (s *Service) score(ctx context.Context, span trace.Span, p *pending, by time.Time) {
 	select {
 	case s.admit <- struct{}{}:
-		assessment, failErr := s.assess(ctx, req, scoreBy)
+		assessment, failErr := s.assess(ctx, p.req, by)
 		<-s.admit
 		if failErr != nil {
-			in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SCORING_UNAVAILABLE
+			p.in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SCORING_UNAVAILABLE
 			p.scoringError = httpapi.CodeName(status.Code(failErr))
 			span.AddEvent("scoring unavailable", trace.WithAttributes(attribute.String("pushback.scoring_error", p.scoringError)))
 		} else {
-			in.Assessment = assessment
+			p.in.Assessment = assessment
 		}
 	default:
-		in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SHED
+		p.in.Cause = decisionv1.FailureCause_FAILURE_CAUSE_SHED
 		p.scoringError = "SHED"
 		s.count.Shed.Add(1)
 		span.AddEvent("shed: scoring not asked", trace.WithAttributes(attribute.Int("pushback.in_flight", cap(s.admit))))
 	}
-	if in.Assessment == nil {
-		s.count.FailureModeDecisions.Add(1)
-		resp.FailureMode = tier.FailureMode
-		resp.FailureCause = in.Cause
-		resp.Risk = &scoringv1.RiskAssessment{UserId: req.GetUserId(), Time: req.GetTime()}
-		span.SetAttributes(attribute.String("pushback.failure_mode", tier.FailureMode.String()), attribute.String("pushback.failure_cause", in.Cause.String()))
-	} else {
-		resp.Risk = in.Assessment
+	if p.in.Assessment != nil {
+		p.resp.Risk = p.in.Assessment
+		return
 	}
+	s.count.FailureModeDecisions.Add(1)
+	p.resp.FailureMode = p.policyTier.FailureMode
+	p.resp.FailureCause = p.in.Cause
+	p.resp.Risk = &scoringv1.RiskAssessment{UserId: p.req.GetUserId(), Time: p.req.GetTime()}
+	span.SetAttributes(attribute.String("pushback.failure_mode", p.policyTier.FailureMode.String()), attribute.String("pushback.failure_cause", p.in.Cause.String()))
+}
 
-	// The guard judges the attempt in memory, under the user's lock, so
-	// this process orders and counts a user's attempts whatever the store
-	// does; the commit then stores the same state and the record.
+// judge has the guard judge the attempt in memory, under the user's lock,
+// so this process orders and counts a user's attempts whatever the store
+// does; the commit then stores the same state and the record. An attempt
+// answered meanwhile (a retry that raced this call) is returned instead
+// (ok true). Otherwise the entry counts one more commit to come, which
+// committed ends.
+func (s *Service) judge(ctx context.Context, e *guardEntry, p *pending) (a answer, ok bool) {
 	e.mu.Lock()
-	if a := e.answerOf(in.AttemptID, in.Now); a.id != (guard.ID{}) && req.GetAttemptId() != "" {
-		// The same attempt, answered while this call waited for scoring.
-		e.mu.Unlock()
-		return s.replay(req, a)
+	defer e.mu.Unlock()
+	if a := e.answerOf(p.in.AttemptID, p.in.Now); a.id != (guard.ID{}) && p.req.GetAttemptId() != "" {
+		return a, true
 	}
-	before := e.st.Clone()
-	v := s.judged(ctx, &e.st, in)
-	after := e.st.Clone()
-	applyVerdict(resp, v)
-	if req.GetAttemptId() != "" {
-		e.remember(newAnswer(in.AttemptID, in.Now, req, resp))
+	p.before = e.st.Clone()
+	p.verdict = s.judged(ctx, &e.st, p.in)
+	p.after = e.st.Clone()
+	applyVerdict(p.resp, p.verdict)
+	if p.req.GetAttemptId() != "" {
+		e.remember(newAnswer(p.in.AttemptID, p.in.Now, p.req, p.resp))
 	}
 	e.pending++
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		e.pending--
-		e.mu.Unlock()
-	}()
-	p.verdict, p.in, p.before, p.after = v, in, before, after
+	return answer{}, false
+}
 
+// store commits the judged decision within what is left of the budget,
+// and answers: with the record stored, or, when the store could not take
+// it, with the failure mode (and the decision stored after the answer).
+func (s *Service) store(ctx context.Context, span trace.Span, e *guardEntry, p pending, start time.Time) (*decisionv1.DecideResponse, error) {
 	// The commit gets at least a fifth of the budget even when scoring used
 	// all of its share, but never runs past the budget plus a twentieth: a
 	// scoring call that returned late must not carry the answer with it.
-	commitDeadline := maxTime(commitBy, time.Now().Add(s.opts.Budget/5))
+	commitDeadline := maxTime(start.Add(s.opts.Budget), time.Now().Add(s.opts.Budget/5))
 	if hard := start.Add(s.opts.Budget + s.opts.Budget/20); commitDeadline.After(hard) {
 		commitDeadline = hard
 	}
@@ -337,39 +350,26 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	rec, stored, err := s.commitInTurn(cctx, e, p)
 	cancel()
 	if errors.Is(err, errAttemptReused) {
-		return nil, apierr.AttemptReused("attempt_id", req.GetAttemptId())
+		return nil, apierr.AttemptReused("attempt_id", p.req.GetAttemptId())
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, status.FromContextError(ctx.Err()).Err()
 		}
-		resp := s.unrecorded(ctx, span, p, tier, err)
-		if req.GetAttemptId() != "" {
-			e.mu.Lock()
-			e.setAnswer(in.AttemptID, nil, resp)
-			e.mu.Unlock()
-		}
-		if !errors.Is(err, store.ErrUnavailable) {
-			// The store ran late, or failed once: store the answer after it.
-			// (A store whose circuit is open would only fail again.)
-			late, actx := proto.CloneOf(resp), context.WithoutCancel(ctx)
-			s.after.run(func() { s.writeLate(actx, p, late) })
-		}
-		return resp, nil
+		return s.notStored(ctx, span, e, p, err), nil
 	}
 	if stored != nil {
 		// What the store held from elsewhere (another replica, or before a
 		// restart), and a judgement made again on it, join memory.
-		s.guards.update(key, in.Now, func(st *guard.State) { st.Merge(*stored, in.Now) })
+		s.guards.update(p.key, p.in.Now, func(st *guard.State) { st.Merge(*stored, p.in.Now) })
 	}
-	answered := resp
-	resp = rec.GetResponse()
-	if req.GetAttemptId() != "" && (resp.GetReplayed() || resp.GetOutcome() != answered.GetOutcome() || resp.GetNumberChallenge() != answered.GetNumberChallenge()) {
+	resp := rec.GetResponse()
+	if p.req.GetAttemptId() != "" && (resp.GetReplayed() || resp.GetOutcome() != p.resp.GetOutcome() || resp.GetNumberChallenge() != p.resp.GetNumberChallenge()) {
 		// The answer stored is the one a retry gets: another replica
 		// answered this attempt first, or its attempts made the commit
 		// judge it again.
 		e.mu.Lock()
-		e.setAnswer(in.AttemptID, rec.GetRequest(), resp)
+		e.setAnswer(p.in.AttemptID, rec.GetRequest(), resp)
 		e.mu.Unlock()
 	}
 	if resp.GetReplayed() {
@@ -377,13 +377,42 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		s.count.Replays.Add(1)
 		return resp, nil
 	}
+	s.decided(ctx, span, p, rec)
+	return resp, nil
+}
+
+// notStored answers a decision the store did not take in time (see
+// unrecorded), remembers that answer for a retry, and stores the decision
+// after the answer unless the store's circuit is open.
+func (s *Service) notStored(ctx context.Context, span trace.Span, e *guardEntry, p pending, err error) *decisionv1.DecideResponse {
+	resp := s.unrecorded(ctx, span, p, p.policyTier, err)
+	if p.req.GetAttemptId() != "" {
+		e.mu.Lock()
+		e.setAnswer(p.in.AttemptID, nil, resp)
+		e.mu.Unlock()
+	}
+	if !errors.Is(err, store.ErrUnavailable) {
+		// The store ran late, or failed once: store the answer after it.
+		// (A store whose circuit is open would only fail again.)
+		late, actx := proto.CloneOf(resp), context.WithoutCancel(ctx)
+		s.after.run(func() { s.writeLate(actx, p, late) })
+	}
+	return resp
+}
+
+// decided counts and traces a stored decision and, for a suppressed push,
+// runs what follows it after the answer: the caller's deadline must not
+// wait for scoring and notify, and neither call may die with the
+// caller's context.
+func (s *Service) decided(ctx context.Context, span trace.Span, p pending, rec *decisionv1.DecisionRecord) {
+	resp := rec.GetResponse()
 	s.count.Decisions.Add(1)
 	s.tel.decided(ctx, resp)
 	if rec.GetCooldownCleared() {
 		s.count.CooldownsCleared.Add(1)
 		s.log.InfoContext(ctx, "cooldown cleared by a phishing-resistant authentication", slog.String("decision_id", resp.GetDecisionId()))
 	}
-	if shadow != nil {
+	if p.in.Shadow != nil {
 		s.count.ShadowEvaluations.Add(1)
 		if rec.GetShadowDiffers() {
 			s.count.ShadowDifferences.Add(1)
@@ -402,12 +431,9 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 		)
 	}
 	if suppressed(resp) {
-		// After the answer: the caller's deadline must not wait for scoring
-		// and notify, and neither call may die with the caller's context.
-		actx := context.WithoutCancel(ctx)
+		actx, req := context.WithoutCancel(ctx), p.req
 		s.after.run(func() { s.afterDecision(actx, req, resp) })
 	}
-	return resp, nil
 }
 
 // suppressed reports whether the answer keeps the push from being sent.
@@ -550,6 +576,9 @@ type pending struct {
 	// memoryHolds is set when memory holds all the store does of the
 	// user's guard state (see commitInTurn).
 	memoryHolds bool
+	// key is the user's guard key; policyTier the tier of the application.
+	key        string
+	policyTier policy.Tier
 }
 
 // commit stores the decision, the attempt index, the user index and the
@@ -560,66 +589,20 @@ type pending struct {
 // with the same attempt id won the race, its record is returned instead,
 // marked replayed. stored is the guard state written.
 func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRecord, *guard.State, error) {
-	req := p.req
 	var out *decisionv1.DecisionRecord
 	var stored *guard.State
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		out, stored = nil, nil
-		if req.GetAttemptId() != "" {
-			if id, err := tx.Get(attemptKey(req)); err == nil {
-				b, err := tx.Get(decisionKey(string(id)))
-				if err != nil {
-					return err
-				}
-				rec := &decisionv1.DecisionRecord{}
-				if err := proto.Unmarshal(b, rec); err != nil {
-					return err
-				}
-				if !sameAttempt(rec.GetRequest(), req) {
-					return errAttemptReused
-				}
-				if p.in.Now-rec.GetDecidedAt().AsTime().UnixMilli() > ReplayWindow.Milliseconds() {
-					// Long after its push expired: a replayed ALLOW would
-					// be a push nobody counted.
-					return errAttemptReused
-				}
-				rec.Response.Replayed = true
-				out = rec
-				return nil
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
+		rec, err := s.storedAttempt(tx, p)
+		if err != nil || rec != nil {
+			out = rec
+			return err
 		}
-		var held guard.State
-		if !p.memoryHolds {
-			if b, err := tx.Get(cooldownKey(req.GetTenant(), req.GetUserId())); err == nil {
-				held = decodeGuard(b)
-			} else if !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
+		held, err := s.heldState(tx, p)
+		if err != nil {
+			return err
 		}
-		v, st := p.verdict, p.after.Clone()
-		rejudged := !covers(p.after, held, p.in.Now)
-		if rejudged {
-			// Attempts or a cooldown this process has not seen: judge
-			// again on everything known.
-			s.count.GuardConflicts.Add(1)
-			st = held.Clone()
-			st.Merge(p.before, p.in.Now)
-			v = core.Judge(&st, p.in)
-		}
-		st.Merge(held, p.in.Now)
-		// The answer as judged in memory, unless the store's state made
-		// the commit judge it again.
-		r := p.resp
-		if rejudged {
-			r = proto.CloneOf(p.resp)
-			applyVerdict(r, v)
-			if p.resp.GetOutcome() == r.GetOutcome() {
-				r.NumberChallenge = p.resp.GetNumberChallenge()
-			}
-		}
-		rec := s.record(p, r, v)
+		rec, st := s.judgedWith(p, held)
 		if err := s.write(tx, p, rec, st); err != nil {
 			return err
 		}
@@ -627,6 +610,84 @@ func (s *Service) commit(ctx context.Context, p pending) (*decisionv1.DecisionRe
 		return nil
 	})
 	return out, stored, err
+}
+
+// storedAttempt returns the record of the attempt's id, when one is
+// stored (marked replayed), or errAttemptReused when that record is for
+// a different request or long past its push.
+func (s *Service) storedAttempt(tx store.Txn, p pending) (*decisionv1.DecisionRecord, error) {
+	req := p.req
+	if req.GetAttemptId() == "" {
+		return nil, nil
+	}
+	id, err := tx.Get(attemptKey(req))
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	b, err := tx.Get(decisionKey(string(id)))
+	if err != nil {
+		return nil, err
+	}
+	rec := &decisionv1.DecisionRecord{}
+	if err := proto.Unmarshal(b, rec); err != nil {
+		return nil, err
+	}
+	if !sameAttempt(rec.GetRequest(), req) {
+		return nil, errAttemptReused
+	}
+	if p.in.Now-rec.GetDecidedAt().AsTime().UnixMilli() > ReplayWindow.Milliseconds() {
+		// Long after its push expired: a replayed ALLOW would be a push
+		// nobody counted.
+		return nil, errAttemptReused
+	}
+	rec.Response.Replayed = true
+	return rec, nil
+}
+
+// heldState is the user's guard state the store holds, unless memory
+// holds all of it (see commitInTurn).
+func (s *Service) heldState(tx store.Txn, p pending) (guard.State, error) {
+	if p.memoryHolds {
+		return guard.State{}, nil
+	}
+	b, err := tx.Get(cooldownKey(p.req.GetTenant(), p.req.GetUserId()))
+	if errors.Is(err, store.ErrNotFound) {
+		return guard.State{}, nil
+	}
+	if err != nil {
+		return guard.State{}, err
+	}
+	return decodeGuard(b), nil
+}
+
+// judgedWith merges the held state into the one judged in memory and
+// returns the record to store with the merged state. When the store held
+// attempts or a cooldown memory had not seen, the attempt is judged again
+// on everything known, and the record holds that answer.
+func (s *Service) judgedWith(p pending, held guard.State) (*decisionv1.DecisionRecord, guard.State) {
+	v, st := p.verdict, p.after.Clone()
+	rejudged := !covers(p.after, held, p.in.Now)
+	if rejudged {
+		s.count.GuardConflicts.Add(1)
+		st = held.Clone()
+		st.Merge(p.before, p.in.Now)
+		v = core.Judge(&st, p.in)
+	}
+	st.Merge(held, p.in.Now)
+	// The answer as judged in memory, unless the store's state made the
+	// commit judge it again.
+	r := p.resp
+	if rejudged {
+		r = proto.CloneOf(p.resp)
+		applyVerdict(r, v)
+		if p.resp.GetOutcome() == r.GetOutcome() {
+			r.NumberChallenge = p.resp.GetNumberChallenge()
+		}
+	}
+	return s.record(p, r, v), st
 }
 
 // record is the audit record of the answer r, judged as v.
