@@ -176,6 +176,14 @@ func TestChannelAnswersAsTheNetworkDoes(t *testing.T) {
 		t.Errorf("an anonymous call through the channel: %+v, want Unauthenticated", got)
 	}
 
+	// A method nobody registered: Unimplemented on both.
+	for _, tp := range topologies {
+		_, err := testpb.NewUnimplementedServiceClient(tp.conn).UnimplementedCall(context.Background(), &testpb.Empty{})
+		if status.Code(err) != codes.Unimplemented {
+			t.Errorf("%s: an unregistered method answered %v, want Unimplemented", tp.name, err)
+		}
+	}
+
 	// A server stream: the same messages, then the same end.
 	stream := func(conn grpc.ClientConnInterface, body string) (int, codes.Code) {
 		ctx, cancel := context.WithTimeout(context.Background(), generous)
