@@ -178,7 +178,7 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 		if err := g.checkRPC(ctx, info.FullMethod, body); err != nil {
 			return nil, err
 		}
-		if md, _ := metadata.FromIncomingContext(ctx); signedOnly(md.Get) {
+		if signedOnly(incoming(ctx)) {
 			if n, ok := req.(attemptNamer); ok {
 				if err := needAttemptID(n.GetAttemptId()); err != nil {
 					return nil, err
@@ -191,6 +191,13 @@ func (g *Guard) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 
 // attemptNamer is a request that names its attempt (DecideRequest).
 type attemptNamer interface{ GetAttemptId() string }
+
+// incoming reads the values of one key of the call's incoming metadata,
+// without copying the whole of it for every lookup (which
+// metadata.FromIncomingContext does).
+func incoming(ctx context.Context) func(string) []string {
+	return func(name string) []string { return metadata.ValueFromIncomingContext(ctx, name) }
+}
 
 // signedOnly reports whether a call authenticates by signature alone.
 func signedOnly(get func(string) []string) bool {
@@ -230,9 +237,9 @@ func (g *Guard) checkRPC(ctx context.Context, method string, body func() ([]byte
 	if r.anyone || g.open {
 		return nil
 	}
-	md, _ := metadata.FromIncomingContext(ctx)
+	get := incoming(ctx)
 	h := func(name string) string {
-		if v := md.Get(name); len(v) > 0 {
+		if v := get(name); len(v) > 0 {
 			return v[0]
 		}
 		return ""
