@@ -303,6 +303,8 @@ func TestConsoleInChromium(t *testing.T) {
 	// rules still count the pushes in their windows).
 	if r := push("after-clearing"); slices.Contains(r.GetMatchedRules(), "cooldown") || r.GetCooldownContext() != nil {
 		t.Fatalf("after clearing: rules %v, cooldown context %v; the cleared cooldown still judged the attempt", r.GetMatchedRules(), r.GetCooldownContext())
+	} else {
+		t.Logf("the attacker's next push after clearing: %v, rules %v", r.GetOutcome(), r.GetMatchedRules())
 	}
 	// Reading a cooldown is an operator's act, as clearing it is.
 	if _, err := dc.GetCooldown(hook, &decisionv1.GetCooldownRequest{UserId: rawUser}); status.Code(err) != codes.PermissionDenied {
