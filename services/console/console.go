@@ -184,7 +184,12 @@ func (c *Console) current(r *http.Request) (*session, string, bool) {
 
 // loginPage answers a request without a session: the sign-in form, 401.
 func (c *Console) loginPage(w http.ResponseWriter, r *http.Request, status int, problem string) {
-	csrf := randomToken()
+	// A second tab keeps the first one's token, so that neither form
+	// expires the other.
+	csrf := cookieValue(r, loginCookie)
+	if len(csrf) != len(randomToken()) {
+		csrf = randomToken()
+	}
 	http.SetCookie(w, c.cookie(r, loginCookie, csrf, loginTTL))
 	c.render(w, status, "login", loginData{CSRF: csrf, Problem: problem, NoTokens: len(c.tokens) == 0})
 }

@@ -244,7 +244,7 @@ func (s *Service) GetCooldown(ctx context.Context, req *decisionv1.GetCooldownRe
 		s.log.ErrorContext(ctx, "read cooldown", slog.Any("error", err))
 		return nil, apierr.StoreUnavailable()
 	}
-	s.guards.update(string(k), now, func(mem *guard.State) { st.Merge(*mem, now) })
+	s.guards.peek(string(k), func(mem *guard.State) { st.Merge(*mem, now) })
 	resp := &decisionv1.GetCooldownResponse{UserId: user}
 	if st.Active(now) {
 		resp.Active = true
