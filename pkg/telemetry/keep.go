@@ -139,18 +139,24 @@ func (p *keepProcessor) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
 		return
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if _, ok := p.decided[sc.TraceID()]; ok {
+		p.mu.Unlock()
 		return
 	}
 	if _, ok := p.pending[sc.TraceID()]; ok {
+		p.mu.Unlock()
 		return
 	}
 	t := &pendingTrace{id: sc.TraceID(), root: sc.SpanID()}
 	t.elem = p.order.PushBack(t)
 	p.pending[t.id] = t
+	var evicted int
 	for p.order.Len() > p.lim.Traces {
-		p.evictOldest()
+		evicted += p.evictOldest()
+	}
+	p.mu.Unlock()
+	if evicted > 0 {
+		p.evicted.Add(ctx, int64(evicted))
 	}
 }
 
