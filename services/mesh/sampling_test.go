@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/services/mesh"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.yaml.in/yaml/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -258,7 +262,151 @@ func TestTravelEvidenceKeepsIPsOutOfSpans(t *testing.T) {
 						t.Errorf("with raw ids on, %s is missing from the spans:\n%s", want, all)
 					}
 				}
+				// The collector, the second line of defence, deletes every
+				// key that holds a raw identity, where it sits.
+				spanKeys, eventKeys := rawKeys(spans, secretUser, homeIP, travelIP)
+				attrs, events := collectorDeletes(t)
+				for k := range spanKeys {
+					if !attrs[k] {
+						t.Errorf("span attribute %s holds a raw identity; the collector's attributes/scrub does not delete it", k)
+					}
+				}
+				for k := range eventKeys {
+					if !events[k] {
+						t.Errorf("span event attribute %s holds a raw identity; the collector's transform/scrub_events does not delete it", k)
+					}
+				}
 			}
 		})
+	}
+}
+
+// rawKeys lists the attribute keys of spans and of span events whose
+// value contains one of the secrets.
+func rawKeys(spans tracetest.SpanStubs, secrets ...string) (span, event map[string]bool) {
+	span, event = map[string]bool{}, map[string]bool{}
+	holds := func(v string) bool {
+		for _, sec := range secrets {
+			if strings.Contains(v, sec) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range spans {
+		for _, kv := range s.Attributes {
+			if holds(kv.Value.Emit()) {
+				span[string(kv.Key)] = true
+			}
+		}
+		for _, e := range s.Events {
+			for _, kv := range e.Attributes {
+				if holds(kv.Value.Emit()) {
+					event[string(kv.Key)] = true
+				}
+			}
+		}
+	}
+	return span, event
+}
+
+// collectorConfig is what the tests read of deploy/otel/collector.yaml.
+type collectorConfig struct {
+	Processors map[string]struct {
+		Actions []struct {
+			Key    string `yaml:"key"`
+			Action string `yaml:"action"`
+		} `yaml:"actions"`
+		TraceStatements []struct {
+			Context    string   `yaml:"context"`
+			Statements []string `yaml:"statements"`
+		} `yaml:"trace_statements"`
+		Policies []struct {
+			Type            string `yaml:"type"`
+			StringAttribute struct {
+				Key    string   `yaml:"key"`
+				Values []string `yaml:"values"`
+			} `yaml:"string_attribute"`
+		} `yaml:"policies"`
+	} `yaml:"processors"`
+	Service struct {
+		Pipelines map[string]struct {
+			Processors []string `yaml:"processors"`
+		} `yaml:"pipelines"`
+	} `yaml:"service"`
+}
+
+func readCollector(t *testing.T) collectorConfig {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/otel/collector.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg collectorConfig
+	if err := yaml.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// collectorDeletes reads deploy/otel/collector.yaml: the span attribute
+// keys its attributes/scrub deletes and the span event attribute keys its
+// transform/scrub_events deletes, each only if the traces pipeline runs
+// the processor.
+func collectorDeletes(t *testing.T) (attrs, events map[string]bool) {
+	t.Helper()
+	cfg := readCollector(t)
+	inPipeline := cfg.Service.Pipelines["traces"].Processors
+	attrs, events = map[string]bool{}, map[string]bool{}
+	if slices.Contains(inPipeline, "attributes/scrub") {
+		for _, a := range cfg.Processors["attributes/scrub"].Actions {
+			attrs[a.Key] = attrs[a.Key] || a.Action == "delete"
+		}
+	} else {
+		t.Error("the traces pipeline does not run attributes/scrub")
+	}
+	if slices.Contains(inPipeline, "transform/scrub_events") {
+		deleteKey := regexp.MustCompile(`^delete_key\(attributes, "([^"]+)"\)$`)
+		for _, ts := range cfg.Processors["transform/scrub_events"].TraceStatements {
+			if ts.Context != "spanevent" {
+				continue
+			}
+			for _, st := range ts.Statements {
+				if m := deleteKey.FindStringSubmatch(strings.TrimSpace(st)); m != nil {
+					events[m[1]] = true
+				}
+			}
+		}
+	} else {
+		t.Error("the traces pipeline does not run transform/scrub_events")
+	}
+	return attrs, events
+}
+
+// Split into processes, the collector samples after the outcome: its
+// tail_sampling keeps every trace decision marks, for every reason it
+// marks one, and the scrubs run before it holds spans.
+func TestCollectorKeepsWhatDecisionMarks(t *testing.T) {
+	cfg := readCollector(t)
+	pipeline := cfg.Service.Pipelines["traces"].Processors
+	at := slices.Index(pipeline, "tail_sampling")
+	if at < 0 {
+		t.Fatalf("the traces pipeline %v has no tail_sampling", pipeline)
+	}
+	for _, scrub := range []string{"attributes/scrub", "transform/scrub_events"} {
+		if i := slices.Index(pipeline, scrub); i < 0 || i > at {
+			t.Errorf("%s does not run before tail_sampling in %v", scrub, pipeline)
+		}
+	}
+	var kept []string
+	for _, p := range cfg.Processors["tail_sampling"].Policies {
+		if p.Type == "string_attribute" && p.StringAttribute.Key == string(telemetry.KeepKey) {
+			kept = append(kept, p.StringAttribute.Values...)
+		}
+	}
+	for _, reason := range []string{telemetry.KeepOutcome, telemetry.KeepFailureMode, telemetry.KeepError} {
+		if !slices.Contains(kept, reason) {
+			t.Errorf("tail_sampling does not keep traces marked %s=%s", telemetry.KeepKey, reason)
+		}
 	}
 }
