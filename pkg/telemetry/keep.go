@@ -131,7 +131,8 @@ func (p *keepProcessor) countKept(reason string) {
 }
 
 // OnStart notes the first span of an unsampled trace started in this
-// process: its local root.
+// process, its local root; or the first of a new call in a trace this
+// process already dropped.
 func (p *keepProcessor) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
 	sc := s.SpanContext()
 	if sc.IsSampled() {
@@ -139,9 +140,14 @@ func (p *keepProcessor) OnStart(ctx context.Context, s sdktrace.ReadWriteSpan) {
 		return
 	}
 	p.mu.Lock()
-	if _, ok := p.decided[sc.TraceID()]; ok {
-		p.mu.Unlock()
-		return
+	if kept, ok := p.decided[sc.TraceID()]; ok {
+		if kept || !s.Parent().IsRemote() {
+			p.mu.Unlock()
+			return
+		}
+		// A new call in a trace already dropped here (a caller that
+		// sends several calls under one trace id): it is decided anew.
+		delete(p.decided, sc.TraceID())
 	}
 	if _, ok := p.pending[sc.TraceID()]; ok {
 		p.mu.Unlock()

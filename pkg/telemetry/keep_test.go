@@ -207,3 +207,27 @@ func TestKeepLateErrorAfterTheRootWasDropped(t *testing.T) {
 		t.Fatalf("exported %v, want the failed notify span", got)
 	}
 }
+
+// A caller that sends several calls under one unsampled trace id: the
+// first is dropped, the second, a denial, is still exported whole.
+func TestKeepSecondCallInADroppedTrace(t *testing.T) {
+	r := newKeepRig(t, sdktrace.ParentBased(sdktrace.NeverSample()), DefaultKeepLimits)
+	remote := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4}, Remote: true})
+	call := func(mark func(trace.Span)) {
+		ctx, root := r.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), remote), "Decide")
+		dctx, dec := r.tracer.Start(ctx, "decision.decide")
+		_, sc := r.tracer.Start(dctx, "scoring.assess")
+		sc.End()
+		mark(dec)
+		dec.End()
+		root.End()
+	}
+	call(func(trace.Span) {})
+	if got := r.exported(remote.TraceID()); len(got) != 0 {
+		t.Fatalf("the allowed call exported %v", got)
+	}
+	call(func(s trace.Span) { Keep(s, KeepOutcome) })
+	if got := r.exported(remote.TraceID()); len(got) != 3 {
+		t.Fatalf("the denied call exported %v, want its 3 spans", got)
+	}
+}

@@ -295,13 +295,13 @@ func rawKeys(spans tracetest.SpanStubs, secrets ...string) (span, event map[stri
 	}
 	for _, s := range spans {
 		for _, kv := range s.Attributes {
-			if holds(kv.Value.Emit()) {
+			if holds(kv.Value.String()) {
 				span[string(kv.Key)] = true
 			}
 		}
 		for _, e := range s.Events {
 			for _, kv := range e.Attributes {
-				if holds(kv.Value.Emit()) {
+				if holds(kv.Value.String()) {
 					event[string(kv.Key)] = true
 				}
 			}
