@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"regexp"
@@ -54,7 +55,8 @@ func keptFor(trc tracetest.SpanStubs) string {
 // benign decisions still follow the ratio.
 func TestDefaultSamplingExportsEveryDenial(t *testing.T) {
 	exp := keptSpans{tracetest.NewInMemoryExporter()}
-	top := oneProcess(t, mesh.Options{SpanExporter: exp, Getenv: defaultSampling})
+	logs := &lockedBuffer{}
+	top := oneProcess(t, mesh.Options{SpanExporter: exp, Getenv: defaultSampling, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	dc := decisionv1.NewDecisionServiceClient(dial(t, top.front.grpcAddr))
 	ctx := context.Background()
 	base := time.Now().Add(-10 * time.Minute).Truncate(time.Second)
@@ -91,6 +93,8 @@ func TestDefaultSamplingExportsEveryDenial(t *testing.T) {
 		}
 		allows = append(allows, resp.GetTraceId())
 	}
+	// Each denial's SOC alert goes to the log channel from the outbox.
+	waitFor(t, "the alert deliveries", func() bool { return strings.Count(logs.String(), `"msg":"alert"`) >= len(denials) })
 	top.front.stop()
 
 	got := traces(exp.GetSpans())
@@ -104,6 +108,17 @@ func TestDefaultSamplingExportsEveryDenial(t *testing.T) {
 		}
 		if k := keptFor(trc); k != telemetry.KeepOutcome && len(trc) > 0 {
 			t.Errorf("denial %d: pushback.trace.keep = %q, want %q", i+1, k, telemetry.KeepOutcome)
+		}
+		// The alert's delivery runs in a trace of its own, linked to the
+		// decision's: it is exported too.
+		var delivered bool
+		for _, d := range byName(exp.GetSpans(), "notify.deliver") {
+			for _, l := range d.Links {
+				delivered = delivered || l.SpanContext.TraceID().String() == id
+			}
+		}
+		if !delivered {
+			t.Errorf("denial %d: no exported notify.deliver span links to its trace %s", i+1, id)
 		}
 	}
 	var exported int
