@@ -318,6 +318,8 @@ func TestDecideTraceIsOneTreeInBothTopologies(t *testing.T) {
 				"pushback.policy_version": func(v attribute.Value) bool { return v.AsString() == deny.GetPolicyVersion() },
 				"pushback.decision_id":    func(v attribute.Value) bool { return v.AsString() == deny.GetDecisionId() },
 				"pushback.user_hash":      func(v attribute.Value) bool { return v.AsString() == wantHash },
+				// What the collector's tail sampling keeps a split mesh's trace by.
+				string(telemetry.KeepKey): func(v attribute.Value) bool { return v.AsString() == telemetry.KeepOutcome },
 			}
 			for k, ok := range wantAttrs {
 				if v, found := attr(dec, k); !found || !ok(v) {
