@@ -57,8 +57,22 @@ type KeepLimits struct {
 
 // DefaultKeepLimits hold about a second of undecided Decide traces at
 // several thousand decisions a second (a Decide makes about 17 spans in
-// one process), in some tens of MiB at most.
-var DefaultKeepLimits = KeepLimits{Traces: 4096, Spans: 32768, SpansPerTrace: 256, Decided: 8192}
+// one process), in some tens of MiB at most, and remember decided traces
+// long enough for the work that follows an answer (milliseconds).
+func DefaultKeepLimits() KeepLimits {
+	return KeepLimits{Traces: 4096, Spans: 32768, SpansPerTrace: 256, Decided: 8192}
+}
+
+// orDefaults fills each limit not set (zero or less) from DefaultKeepLimits.
+func (l KeepLimits) orDefaults() KeepLimits {
+	d := DefaultKeepLimits()
+	for _, f := range []struct{ v, def *int }{{&l.Traces, &d.Traces}, {&l.Spans, &d.Spans}, {&l.SpansPerTrace, &d.SpansPerTrace}, {&l.Decided, &d.Decided}} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	return l
+}
 
 // recordAll makes every span that head sampling drops record anyway
 // (unsampled: its trace flags and the traceparent it propagates still say
@@ -108,8 +122,9 @@ type pendingTrace struct {
 }
 
 func newKeepProcessor(next sdktrace.SpanProcessor, lim KeepLimits, m metric.Meter) *keepProcessor {
+	lim = lim.orDefaults()
 	p := &keepProcessor{next: next, lim: lim, pending: map[trace.TraceID]*pendingTrace{}, order: list.New(),
-		decided: make(map[trace.TraceID]bool, lim.Decided), ring: make([]trace.TraceID, max(lim.Decided, 1)),
+		decided: make(map[trace.TraceID]bool, lim.Decided), ring: make([]trace.TraceID, lim.Decided),
 		reasons: map[string]metric.AddOption{}}
 	p.evicted, _ = m.Int64Counter("pushback.telemetry.spans_evicted", metric.WithUnit("{span}"),
 		metric.WithDescription("Recorded spans of traces head sampling did not choose, dropped before their trace was decided because the keep buffer was full."))

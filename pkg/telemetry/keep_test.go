@@ -91,7 +91,7 @@ func TestKeepExportsMarkedTracesWholeAndDropsTheRest(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newKeepRig(t, sdktrace.NeverSample(), DefaultKeepLimits)
+			r := newKeepRig(t, sdktrace.NeverSample(), DefaultKeepLimits())
 			id := r.decide(tc.mark)
 			got := r.exported(id)
 			if len(got) != tc.want {
@@ -111,7 +111,7 @@ func TestKeepExportsMarkedTracesWholeAndDropsTheRest(t *testing.T) {
 
 // The head sampler's choice is exported as it was, without the buffer.
 func TestKeepPassesHeadSampledTraces(t *testing.T) {
-	r := newKeepRig(t, sdktrace.AlwaysSample(), DefaultKeepLimits)
+	r := newKeepRig(t, sdktrace.AlwaysSample(), DefaultKeepLimits())
 	id := r.decide(func(trace.Span) {})
 	if got := r.exported(id); len(got) != 4 {
 		t.Fatalf("exported %v, want the 4 spans of the sampled trace", got)
@@ -197,7 +197,7 @@ func TestKeepBufferStaysBoundedUnderAFlood(t *testing.T) {
 // A span that ends after its trace was dropped still keeps it, alone,
 // when it ends in error: work after the answer that failed.
 func TestKeepLateErrorAfterTheRootWasDropped(t *testing.T) {
-	r := newKeepRig(t, sdktrace.NeverSample(), DefaultKeepLimits)
+	r := newKeepRig(t, sdktrace.NeverSample(), DefaultKeepLimits())
 	ctx, root := r.tracer.Start(context.Background(), "Decide")
 	_, after := r.tracer.Start(ctx, "notify")
 	root.End()
@@ -211,7 +211,7 @@ func TestKeepLateErrorAfterTheRootWasDropped(t *testing.T) {
 // A caller that sends several calls under one unsampled trace id: the
 // first is dropped, the second, a denial, is still exported whole.
 func TestKeepSecondCallInADroppedTrace(t *testing.T) {
-	r := newKeepRig(t, sdktrace.ParentBased(sdktrace.NeverSample()), DefaultKeepLimits)
+	r := newKeepRig(t, sdktrace.ParentBased(sdktrace.NeverSample()), DefaultKeepLimits())
 	remote := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4}, Remote: true})
 	call := func(mark func(trace.Span)) {
 		ctx, root := r.tracer.Start(trace.ContextWithRemoteSpanContext(context.Background(), remote), "Decide")

@@ -51,7 +51,8 @@ type Options struct {
 	// span in error, whatever the sampler chose; the others follow the
 	// sampler. It records every span to do so (see keepProcessor).
 	KeepOutcomes bool
-	// KeepLimits bound what KeepOutcomes holds (DefaultKeepLimits when zero).
+	// KeepLimits bound what KeepOutcomes holds (DefaultKeepLimits for
+	// each limit not set).
 	KeepLimits KeepLimits
 }
 
@@ -108,11 +109,7 @@ func Setup(ctx context.Context, opts Options) (*Providers, error) {
 	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
 	switch {
 	case exp != nil && opts.KeepOutcomes && !disabled(getenv):
-		lim := opts.KeepLimits
-		if lim == (KeepLimits{}) {
-			lim = DefaultKeepLimits
-		}
-		keep := newKeepProcessor(sdktrace.NewBatchSpanProcessor(exp), lim, meters.Meter("github.com/pushbackhq/pushback/pkg/telemetry"))
+		keep := newKeepProcessor(sdktrace.NewBatchSpanProcessor(exp), opts.KeepLimits, meters.Meter("github.com/pushbackhq/pushback/pkg/telemetry"))
 		tpOpts = append(tpOpts, sdktrace.WithSampler(recordAll{sampler}), sdktrace.WithSpanProcessor(keep))
 	case exp != nil:
 		tpOpts = append(tpOpts, sdktrace.WithSampler(sampler), sdktrace.WithBatcher(exp))
