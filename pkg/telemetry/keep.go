@@ -66,12 +66,14 @@ func DefaultKeepLimits() KeepLimits {
 // orDefaults fills each limit not set (zero or less) from DefaultKeepLimits.
 func (l KeepLimits) orDefaults() KeepLimits {
 	d := DefaultKeepLimits()
-	for _, f := range []struct{ v, def *int }{{&l.Traces, &d.Traces}, {&l.Spans, &d.Spans}, {&l.SpansPerTrace, &d.SpansPerTrace}, {&l.Decided, &d.Decided}} {
-		if *f.v <= 0 {
-			*f.v = *f.def
+	or := func(v, def int) int {
+		if v <= 0 {
+			return def
 		}
+		return v
 	}
-	return l
+	return KeepLimits{Traces: or(l.Traces, d.Traces), Spans: or(l.Spans, d.Spans),
+		SpansPerTrace: or(l.SpansPerTrace, d.SpansPerTrace), Decided: or(l.Decided, d.Decided)}
 }
 
 // recordAll makes every span that head sampling drops record anyway
