@@ -89,21 +89,23 @@ type Config struct {
 // Default returns the defaults a newcomer gets.
 func Default() Config {
 	return Config{
-		Services:              slices.Clone(AllServices),
-		GRPCAddr:              "127.0.0.1:50051",
-		HTTPAddr:              "127.0.0.1:8080",
-		DataDir:               "./data",
-		StoreKind:             "badger",
-		ShutdownTimeout:       8 * time.Second,
-		LogLevel:              "info",
-		LogFormat:             "json",
+		Services:        slices.Clone(AllServices),
+		GRPCAddr:        "127.0.0.1:50051",
+		HTTPAddr:        "127.0.0.1:8080",
+		DataDir:         "./data",
+		StoreKind:       "badger",
+		ShutdownTimeout: 8 * time.Second,
+		LogLevel:        "info",
+		LogFormat:       "json",
+		Decision:        decision.DefaultConfig(),
+		Auth:            auth.Default(),
+		UserIDs:         userid.DefaultConfig(),
+		Notify:          notify.DefaultConfig(),
+		Connectors:      DefaultConnectors(),
+		Intake:          intake.DefaultConfig(),
+
+		// A trace a SOC alert names is exported whatever the sampler chose.
 		TelemetryKeepOutcomes: true,
-		Decision:              decision.DefaultConfig(),
-		Auth:                  auth.Default(),
-		UserIDs:               userid.DefaultConfig(),
-		Notify:                notify.DefaultConfig(),
-		Connectors:            DefaultConnectors(),
-		Intake:                intake.DefaultConfig(),
 	}
 }
 
