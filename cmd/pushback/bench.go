@@ -50,6 +50,7 @@ type benchFlags struct {
 	opts                   bench.Options
 	batch                  int
 	asJSON, history        bool
+	keepOutcomes           bool
 	cpuProfile, memProfile string
 }
 
@@ -109,6 +110,7 @@ func parseBenchFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.IntVar(&f.batch, "batch", 100, "events per IngestStream message (ingest mode)")
 	fs.DurationVar(&o.Interval, "interval", 0, "with --mode=decide, also report each interval of this length: calls per second, p99, resident memory and data on disk (a long run shows whether they level off)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON report")
+	fs.BoolVar(&f.keepOutcomes, "keep-outcomes", true, "with --spawn, the meshes' --telemetry-keep-outcomes (false measures head sampling alone; traces are exported only when OTEL_TRACES_EXPORTER is set)")
 	fs.BoolVar(&f.history, "history", true, "with --spawn (--mode=decide or ingest), give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to FILE at the end")
@@ -163,7 +165,7 @@ func benchTargetOf(ctx context.Context, f benchFlags, stderr io.Writer) (t bench
 	if f.spawn == "" {
 		return t, 0
 	}
-	addrs, dirs, stop, err := spawnMesh(ctx, f.spawn, stderr)
+	addrs, dirs, stop, err := spawnMesh(ctx, f.spawn, f.keepOutcomes, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
 		return t, 1
@@ -456,7 +458,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 
 // spawnMesh starts the mesh in this process on loopback ports and temporary
 // data directories; it returns the gRPC address of each service.
-func spawnMesh(ctx context.Context, topology string, stderr io.Writer) (addrs, dataDirs map[string]string, stop func(), err error) {
+func spawnMesh(ctx context.Context, topology string, keepOutcomes bool, stderr io.Writer) (addrs, dataDirs map[string]string, stop func(), err error) {
 	var services [][]string
 	switch topology {
 	case "one":
@@ -490,6 +492,7 @@ func spawnMesh(ctx context.Context, topology string, stderr io.Writer) (addrs, d
 		cfg := mesh.Default()
 		cfg.Services, cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr = svcs, dir, "127.0.0.1:0", ""
 		cfg.ScoringAddr, cfg.NotifyAddr = addrs[mesh.Scoring], addrs[mesh.Notify]
+		cfg.TelemetryKeepOutcomes = keepOutcomes
 		ready := make(chan string, 1)
 		d := make(chan error, 1)
 		done = append(done, d)

@@ -46,6 +46,14 @@ type Options struct {
 	Exporter sdktrace.SpanExporter
 	// MetricReader, when set, is added beside the Prometheus reader (tests).
 	MetricReader sdkmetric.Reader
+	// KeepOutcomes exports every trace a span marks with Keep (a decision
+	// that suppressed a push, used a failure mode or failed) or that has a
+	// span in error, whatever the sampler chose; the others follow the
+	// sampler. It records every span to do so (see keepProcessor).
+	KeepOutcomes bool
+	// KeepLimits bound what KeepOutcomes holds (DefaultKeepLimits for
+	// each limit not set).
+	KeepLimits KeepLimits
 }
 
 // Setup builds the providers. OTEL_TRACES_EXPORTER chooses the exporter:
@@ -53,7 +61,8 @@ type Options struct {
 // "none" (the default). Sampling follows OTEL_TRACES_SAMPLER and
 // OTEL_TRACES_SAMPLER_ARG (default DefaultSampler). OTEL_SDK_DISABLED=true
 // records and exports no span and pushes no metric (the Prometheus
-// endpoint stays). Trace ids are produced whatever the exporter or
+// endpoint stays). With KeepOutcomes, traces marked by Keep are exported
+// whatever the sampler chose. Trace ids are produced whatever the exporter or
 // sampler, so responses always carry one.
 func Setup(ctx context.Context, opts Options) (*Providers, error) {
 	getenv := opts.Getenv
@@ -71,16 +80,12 @@ func Setup(ctx context.Context, opts Options) (*Providers, error) {
 	if err != nil {
 		return nil, err
 	}
-	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
 	exp := opts.Exporter
 	if exp == nil && !disabled(getenv) {
 		exp, err = exporterFromEnv(ctx, getenv)
 		if err != nil {
 			return nil, err
 		}
-	}
-	if exp != nil {
-		tpOpts = append(tpOpts, sdktrace.WithBatcher(exp))
 	}
 	reg := prometheus.NewRegistry()
 	promExp, err := otelprom.New(otelprom.WithRegisterer(reg))
@@ -100,9 +105,21 @@ func Setup(ctx context.Context, opts Options) (*Providers, error) {
 			mpOpts = append(mpOpts, sdkmetric.WithReader(r))
 		}
 	}
+	meters := sdkmetric.NewMeterProvider(mpOpts...)
+	tpOpts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	switch {
+	case exp != nil && opts.KeepOutcomes && !disabled(getenv):
+		keep := newKeepProcessor(sdktrace.NewBatchSpanProcessor(exp), opts.KeepLimits, meters.Meter("github.com/pushbackhq/pushback/pkg/telemetry"))
+		tpOpts = append(tpOpts, sdktrace.WithSampler(recordAll{sampler}), sdktrace.WithSpanProcessor(keep))
+	case exp != nil:
+		tpOpts = append(tpOpts, sdktrace.WithSampler(sampler), sdktrace.WithBatcher(exp))
+	default:
+		// Nothing is exported: record only what the sampler chose.
+		tpOpts = append(tpOpts, sdktrace.WithSampler(sampler))
+	}
 	return &Providers{
 		Tracers:    sdktrace.NewTracerProvider(tpOpts...),
-		Meters:     sdkmetric.NewMeterProvider(mpOpts...),
+		Meters:     meters,
 		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 		registry:   reg,
 	}, nil

@@ -208,7 +208,7 @@ func (s *Service) Counters() *Counters { return s.count }
 // policy), answered from memory when it is a retry, scored, judged by the
 // guard in memory, then committed with its record; what follows a
 // suppressed push runs after the answer.
-func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*decisionv1.DecideResponse, error) {
+func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (resp *decisionv1.DecideResponse, err error) {
 	if err := validate.Request(ctx, req); err != nil {
 		return nil, err
 	}
@@ -216,12 +216,13 @@ func (s *Service) Decide(ctx context.Context, req *decisionv1.DecideRequest) (*d
 	// keys, notify, telemetry) sees the tenant's canonical user id, so
 	// "Bob" and "bob" share one count; the record keeps the spelling sent.
 	rawUserID := req.GetUserId()
-	req, err := s.canonicalUser(req)
+	req, err = s.canonicalUser(req)
 	if err != nil {
 		return nil, err
 	}
 	ctx, span := s.tracer.Start(ctx, "decision.decide")
 	defer span.End()
+	defer func() { keepTrace(span, resp, err) }()
 	if span.IsRecording() {
 		span.SetAttributes(s.tel.userAttr(req.GetUserId()), attribute.String("pushback.app_id", req.GetAppId()))
 	}
@@ -433,6 +434,21 @@ func (s *Service) decided(ctx context.Context, span trace.Span, p pending, rec *
 	if suppressed(resp) {
 		actx, req := context.WithoutCancel(ctx), p.req
 		s.after.run(func() { s.afterDecision(actx, req, resp) })
+	}
+}
+
+// keepTrace marks the decision's trace for export whatever head sampling
+// chose when someone may come looking for it: the answer was not a plain
+// ALLOW (a SOC alert or the user's complaint names its trace id), came
+// from a failure mode, or the call failed.
+func keepTrace(span trace.Span, resp *decisionv1.DecideResponse, err error) {
+	switch {
+	case err != nil:
+		telemetry.Keep(span, telemetry.KeepError)
+	case resp.GetFailureMode() != decisionv1.FailureMode_FAILURE_MODE_UNSPECIFIED:
+		telemetry.Keep(span, telemetry.KeepFailureMode)
+	case resp.GetOutcome() != decisionv1.Outcome_OUTCOME_ALLOW:
+		telemetry.Keep(span, telemetry.KeepOutcome)
 	}
 }
 

@@ -65,6 +65,10 @@ type Config struct {
 	// per process when empty); TelemetryRawIDs records them in clear.
 	TelemetryHashKey string
 	TelemetryRawIDs  bool
+	// TelemetryKeepOutcomes exports every trace whose decision suppressed
+	// a push, used a failure mode or failed, whatever OTEL_TRACES_SAMPLER
+	// chose (see telemetry.Options.KeepOutcomes).
+	TelemetryKeepOutcomes bool
 
 	// Scoring is the scoring service's own configuration.
 	Scoring scoring.ServiceConfig
@@ -103,6 +107,9 @@ func Default() Config {
 		Connectors:      DefaultConnectors(),
 		Intake:          intake.DefaultConfig(),
 		Console:         console.DefaultConfig(),
+
+		// A trace a SOC alert names is exported whatever the sampler chose.
+		TelemetryKeepOutcomes: true,
 	}
 }
 
@@ -229,6 +236,8 @@ func allSettings() []setting {
 	add(mk("telemetry-hash-key", "HMAC key of the user and IP hashes in spans and logs (at least 16 bytes; share it across processes to correlate; random per process when empty)", true, g, s))
 	g, s = boolean(func(c *Config) *bool { return &c.TelemetryRawIDs })
 	add(onOff(mk("telemetry-raw-ids", "record raw user ids and IPs in spans and logs instead of hashes (off by default)", false, g, s)))
+	g, s = boolean(func(c *Config) *bool { return &c.TelemetryKeepOutcomes })
+	add(onOff(mk("telemetry-keep-outcomes", "export every trace whose decision suppressed a push, used a failure mode or failed, whatever OTEL_TRACES_SAMPLER chose (on by default)", false, g, s)))
 	out = append(out, ownedSettings()...)
 	return out
 }

@@ -168,7 +168,8 @@ func Run(ctx context.Context, cfg Config, opts Options) (err error) {
 
 // setupTelemetry starts the trace and metric providers from OTEL_*.
 func setupTelemetry(ctx context.Context, cfg Config, opts Options, log *slog.Logger) (*telemetry.Providers, error) {
-	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "pushback", Getenv: opts.Getenv, Exporter: opts.SpanExporter, MetricReader: opts.MetricReader})
+	tel, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "pushback", Getenv: opts.Getenv, Exporter: opts.SpanExporter, MetricReader: opts.MetricReader,
+		KeepOutcomes: cfg.TelemetryKeepOutcomes})
 	if err != nil {
 		return nil, err
 	}

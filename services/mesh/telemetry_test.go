@@ -77,12 +77,15 @@ func run(t *testing.T, cfg mesh.Config, opts mesh.Options) *meshProc {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan [2]string, 1)
 	done := make(chan error, 1)
-	// Every trace is kept here; the default samples a ratio.
-	opts.Getenv = func(k string) string {
-		if k == "OTEL_TRACES_SAMPLER" {
-			return "parentbased_always_on"
+	// Every trace is kept here unless the test chose an environment; the
+	// default samples a ratio.
+	if opts.Getenv == nil {
+		opts.Getenv = func(k string) string {
+			if k == "OTEL_TRACES_SAMPLER" {
+				return "parentbased_always_on"
+			}
+			return ""
 		}
-		return ""
 	}
 	opts.Ready = func(g, h string) { ready <- [2]string{g, h} }
 	go func() { done <- mesh.Run(ctx, cfg, opts) }()
@@ -315,6 +318,8 @@ func TestDecideTraceIsOneTreeInBothTopologies(t *testing.T) {
 				"pushback.policy_version": func(v attribute.Value) bool { return v.AsString() == deny.GetPolicyVersion() },
 				"pushback.decision_id":    func(v attribute.Value) bool { return v.AsString() == deny.GetDecisionId() },
 				"pushback.user_hash":      func(v attribute.Value) bool { return v.AsString() == wantHash },
+				// What the collector's tail sampling keeps a split mesh's trace by.
+				string(telemetry.KeepKey): func(v attribute.Value) bool { return v.AsString() == telemetry.KeepOutcome },
 			}
 			for k, ok := range wantAttrs {
 				if v, found := attr(dec, k); !found || !ok(v) {

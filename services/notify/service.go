@@ -563,13 +563,19 @@ func (s *Service) deliver(ctx context.Context, c *claimed) error {
 }
 
 // startDeliverSpan starts the span of one delivery attempt, linked to the
-// decision that caused it.
+// decision that caused it. Everything but a push follows a suppressed push
+// or an attack seen in the logs, so its trace is exported whatever head
+// sampling chose, as the decision's is.
 func (s *Service) startDeliverSpan(ctx context.Context, d *notifyv1.Delivery) (context.Context, trace.Span) {
 	n := d.GetNotification()
-	return s.opts.Tracer.Start(ctx, "notify.deliver", append(decisionLink(n), trace.WithAttributes(
+	ctx, span := s.opts.Tracer.Start(ctx, "notify.deliver", append(decisionLink(n), trace.WithAttributes(
 		attribute.String("pushback.channel", d.GetChannel()), attribute.String("pushback.decision_id", n.GetDecisionId()),
 		attribute.String("pushback.kind", n.GetKind().String()),
 		s.opts.Redactor.UserAttr(n.GetUserId())))...)
+	if n.GetKind() != notifyv1.Kind_KIND_PUSH {
+		telemetry.Keep(span, telemetry.KeepOutcome)
+	}
+	return ctx, span
 }
 
 // attempt hands the delivery to its channel (or records what a dry run
