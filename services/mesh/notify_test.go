@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	"github.com/pushbackhq/pushback/services/mesh"
@@ -68,23 +69,59 @@ func TestReportLinkAndSecurityEventsOnTheMesh(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no security event reached the receiver")
 	}
-	jr, err := http.Get(base + notify.JWKSPath)
+	// The receiver discovers the transmitter from its issuer and checks
+	// the token with go-jose itself, as an RFC 8935 receiver would: the
+	// well-known document first, then the key set it names (the public
+	// URL is a proxy in front of this mesh, so its paths map onto base).
+	cfgDoc := getJSON[map[string]any](t, base+notify.SSFConfigurationPath)
+	if cfgDoc["issuer"] != cfg.Notify.PublicURL || cfgDoc["jwks_uri"] != cfg.Notify.PublicURL+notify.JWKSPath {
+		t.Fatalf("ssf-configuration %v", cfgDoc)
+	}
+	jwksURL := strings.Replace(cfgDoc["jwks_uri"].(string), cfg.Notify.PublicURL, base, 1)
+	keys := getJSON[jose.JSONWebKeySet](t, jwksURL)
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var keys notify.JWKS
-	err = json.NewDecoder(jr.Body).Decode(&keys)
-	_ = jr.Body.Close()
-	if err != nil {
-		t.Fatal(err)
+	hdr := jws.Signatures[0].Protected
+	if hdr.ExtraHeaders[jose.HeaderType] != "secevent+jwt" {
+		t.Fatalf("header %+v", hdr)
 	}
-	c, err := notify.VerifySET(token, keys)
+	found := keys.Key(hdr.KeyID)
+	if len(found) != 1 {
+		t.Fatalf("kid %q names %d keys in the published set", hdr.KeyID, len(found))
+	}
+	payload, err := jws.Verify(found[0].Key)
 	if err != nil {
 		t.Fatalf("the SET does not verify with the published key set: %v", err)
 	}
-	if _, ok := c.Events[notify.EventSessionRevoked]; !ok || c.Audience != cfg.Notify.SETAudience || c.Issuer != cfg.Notify.PublicURL || c.Subject.ID != "zoe" {
+	var c notify.SETClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Events[notify.EventSessionRevoked]; !ok || c.Audience != cfg.Notify.SETAudience || c.Issuer != cfgDoc["issuer"] || c.Subject.ID != "zoe" {
 		t.Fatalf("SET claims %+v", c)
 	}
+	if _, err := notify.VerifySET(token, keys); err != nil {
+		t.Fatalf("VerifySET: %v", err)
+	}
+}
+
+func getJSON[T any](t *testing.T, url string) T {
+	t.Helper()
+	var v T
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return v
 }
 
 func TestNotifySettingsAreValidated(t *testing.T) {
@@ -95,6 +132,7 @@ func TestNotifySettingsAreValidated(t *testing.T) {
 	}{
 		{"short report key", func(c *mesh.Config) { c.Notify.ReportLinkKey, c.Notify.PublicURL = "short", "https://p.example.com" }, "report-link-key"},
 		{"report key without public url", func(c *mesh.Config) { c.Notify.ReportLinkKey = strings.Repeat("k", 32) }, "public-url"},
+		{"security events without an issuer", func(c *mesh.Config) { c.Notify.SETReceiver = "https://receiver.example.com/events" }, "public-url"},
 		{"relative slack url", func(c *mesh.Config) { c.Notify.SlackWebhook = "/hooks/x" }, "slack-webhook"},
 		{"bad smtp port", func(c *mesh.Config) {
 			c.Notify.SMTPHost, c.Notify.SMTPFrom, c.Notify.SMTPPort = "mail", "a@b.c", "smtp"

@@ -114,6 +114,15 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("public-url: is required with report-link-key (the links point there)"))
 		}
 	}
+	if c.SETReceiver != "" {
+		// The issuer of every SET is the public URL: a receiver discovers
+		// the transmitter's keys from it (/.well-known/ssf-configuration).
+		if c.PublicURL == "" {
+			errs = append(errs, errors.New("public-url: is required with set-receiver (it is the issuer of security events)"))
+		} else if _, err := NewSSFConfiguration(c.PublicURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.Brake < 1 || c.Brake > 100000 {
 		errs = append(errs, errors.New("respond-brake: must be between 1 and 100000"))
 	}

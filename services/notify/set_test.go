@@ -3,7 +3,10 @@ package notify_test
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -14,6 +17,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-jose/go-jose/v4"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/services/notify"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -66,7 +70,7 @@ func (r *setReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	var keys notify.JWKS
+	var keys jose.JSONWebKeySet
 	err = json.NewDecoder(resp.Body).Decode(&keys)
 	_ = resp.Body.Close()
 	if err != nil {
@@ -209,8 +213,26 @@ func TestSETReceiverRejectionIsPermanent(t *testing.T) {
 	}
 }
 
+// TestVerifySETRejectsForgeries plays the tokens an attacker hands a
+// receiver: each must fail VerifySET, and only the transmitter's own
+// token may pass.
 func TestVerifySETRejectsForgeries(t *testing.T) {
-	signer, other := newSigner(t), newSigner(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := notify.NewSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := notify.NewSigner(otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
 	d := &notifyv1.Delivery{DeliveryId: "d1", Notification: &notifyv1.NotifyRequest{UserId: "u",
 		SecurityEvent: &notifyv1.SecurityEvent{Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED}}}
 	claims, err := notify.BuildSET(d, "iss", "aud", newClock().Now())
@@ -226,24 +248,99 @@ func TestVerifySETRejectsForgeries(t *testing.T) {
 	altered.Audience = "somebody-else"
 	tampered, _ := signer.Sign(&altered)
 	parts := strings.Split(good, ".")
+	b64 := base64.RawURLEncoding.EncodeToString
+	jsonB64 := func(v any) string {
+		b, _ := json.Marshal(v)
+		return b64(b)
+	}
+	kid := signer.KeyID()
+
+	// HS256 keyed with the published key: a verifier that let the token
+	// choose the algorithm would check an HMAC with public material.
+	jwksJSON, _ := json.Marshal(signer.JWKS())
+	pubBytes, _ := key.PublicKey.Bytes()
+	hs256 := func(secret []byte) string {
+		in := jsonB64(map[string]string{"alg": "HS256", "typ": notify.SETType, "kid": kid}) + "." + parts[1]
+		mac := hmac.New(sha256.New, secret)
+		mac.Write([]byte(in))
+		return in + "." + b64(mac.Sum(nil))
+	}
+	// signWith signs payload with key k, naming keyID in the header.
+	signWithKey := func(k *ecdsa.PrivateKey, opts *jose.SignerOptions, keyID string, payload []byte) string {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: k, KeyID: keyID}}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := s.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := obj.CompactSerialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	signWith := func(opts *jose.SignerOptions, keyID string, payload []byte) string {
+		return signWithKey(key, opts, keyID, payload)
+	}
+	body, _ := json.Marshal(claims)
+	setType := (&jose.SignerOptions{}).WithType(notify.SETType)
+	// An attacker's key published under the transmitter's kid does not
+	// help: the set the receiver fetched holds the real key.
+	impostor := signWithKey(otherKey, setType, kid, body)
+	// A token far larger than any SET, signed properly.
+	huge := *claims
+	huge.TxnID = strings.Repeat("x", notify.MaxSETBytes)
+	oversized, err := signer.Sign(&huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The JSON serialization of a valid signature is not a SET.
+	jsonSerialized := func() string {
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: kid}}, setType)
+		obj, _ := s.Sign(body)
+		return obj.FullSerialize()
+	}()
+	// The key set's key marked for encryption only.
+	encKeys := signer.JWKS()
+	encKeys.Keys[0].Use = "enc"
+
 	cases := []struct {
 		name  string
 		token string
-		keys  notify.JWKS
+		keys  jose.JSONWebKeySet
 		ok    bool
 	}{
 		{"signed by the published key", good, signer.JWKS(), true},
 		{"signed by another key", forged, signer.JWKS(), false},
+		{"signed by another key under the published kid", impostor, signer.JWKS(), false},
 		{"claims swapped", parts[0] + "." + strings.Split(tampered, ".")[1] + "." + parts[2], signer.JWKS(), false},
-		{"alg none", "eyJhbGciOiJub25lIiwidHlwIjoic2VjZXZlbnQrand0In0." + parts[1] + ".", signer.JWKS(), false},
+		{"claims edited", parts[0] + "." + jsonB64(altered) + "." + parts[2], signer.JWKS(), false},
+		{"alg none", jsonB64(map[string]string{"alg": "none", "typ": notify.SETType, "kid": kid}) + "." + parts[1] + ".", signer.JWKS(), false},
+		{"alg none with the real signature", jsonB64(map[string]string{"alg": "none", "typ": notify.SETType, "kid": kid}) + "." + parts[1] + "." + parts[2], signer.JWKS(), false},
+		{"HS256 keyed with the published key set", hs256(jwksJSON), signer.JWKS(), false},
+		{"HS256 keyed with the public point", hs256(pubBytes), signer.JWKS(), false},
+		{"wrong kid", signWith(setType, "another-key", body), signer.JWKS(), false},
+		{"no kid", signWith(setType, "", body), signer.JWKS(), false},
+		{"typ JWT", signWith((&jose.SignerOptions{}).WithType("JWT"), kid, body), signer.JWKS(), false},
+		{"no typ", signWith(&jose.SignerOptions{}, kid, body), signer.JWKS(), false},
+		{"key for encryption only", good, encKeys, false},
 		{"unknown key", good, other.JWKS(), false},
+		{"oversized", oversized, signer.JWKS(), false},
+		{"JSON serialization", jsonSerialized, signer.JWKS(), false},
+		{"no events", signWith(setType, kid, []byte(`{"iss":"iss","jti":"j","iat":1}`)), signer.JWKS(), false},
 		{"garbage", "a.b", signer.JWKS(), false},
+		{"empty", "", signer.JWKS(), false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := notify.VerifySET(tc.token, tc.keys)
+			c, err := notify.VerifySET(tc.token, tc.keys)
 			if (err == nil) != tc.ok {
 				t.Fatalf("VerifySET: %v, want ok=%v", err, tc.ok)
+			}
+			if tc.ok && (c.Audience != "aud" || c.ID != "d1") {
+				t.Fatalf("claims %+v", c)
 			}
 		})
 	}
