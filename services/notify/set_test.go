@@ -1,6 +1,7 @@
 package notify_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/hmac"
@@ -8,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +22,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	"github.com/pushbackhq/pushback/services/notify"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -364,5 +368,106 @@ func TestSigningKeyIsCreatedOnceAndReloaded(t *testing.T) {
 	s2, _ := notify.NewSigner(k2)
 	if s1.KeyID() != s2.KeyID() || s1.KeyID() == "" {
 		t.Fatalf("key ids %q %q", s1.KeyID(), s2.KeyID())
+	}
+}
+
+// TestCAEPSignalsOncePerIncident: response rules asking for a
+// credential-change and a risk-level-change send each once per incident,
+// however often they match while the attack goes on, with the user as an
+// email subject; a dry run records them and sends nothing.
+func TestCAEPSignalsOncePerIncident(t *testing.T) {
+	clk := newClock()
+	signer := newSigner(t)
+	jwks := httptest.NewServer(notify.JWKSHandler(signer))
+	defer jwks.Close()
+	rcv := newSETReceiver(t, jwks.URL, "aud-1")
+	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{
+		notify.LogChannel{Logger: (&logBuffer{}).logger()}, setChannel(signer, rcv.srv.URL, "aud-1", clk),
+	}})
+	signals := func(dry bool) []*notifyv1.ResponseAction {
+		return []*notifyv1.ResponseAction{
+			{Action: "caep_credential_change", Rule: "fatigue-success", DryRun: dry, SecurityEvent: &notifyv1.SecurityEvent{
+				Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE, CredentialType: "password", ChangeType: "revoke"}},
+			{Action: "caep_risk_level_change", Rule: "fatigue-success", DryRun: dry, SecurityEvent: &notifyv1.SecurityEvent{
+				Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE, Principal: "USER", CurrentLevel: "HIGH", RiskReason: "MFA_FATIGUE_SUCCEEDED"}},
+		}
+	}
+	for _, key := range []string{"deny:1", "deny:2", "deny:3"} {
+		r := alert(key, "alice@example.com", clk.Now(), notify.RevokeSignal)
+		r.ResponseActions = signals(false)
+		notifyOK(t, s, r)
+	}
+	dry := alert("deny:9", "bob@example.com", clk.Now(), notify.RevokeSignal)
+	dry.ResponseActions = signals(true)
+	notifyOK(t, s, dry)
+	settle(t, s, clk, 5)
+
+	got := rcv.received()
+	if len(got) != 2 {
+		t.Fatalf("receiver got %d SETs, want one credential-change and one risk-level-change for alice's incident", len(got))
+	}
+	byType := map[string]map[string]any{}
+	for _, c := range got {
+		if c.Subject.Format != "email" || c.Subject.Email != "alice@example.com" || c.TxnID != "dec-deny:1" {
+			t.Fatalf("SET %+v", c)
+		}
+		for uri, raw := range c.Events {
+			var body map[string]any
+			if err := json.Unmarshal(raw, &body); err != nil {
+				t.Fatal(err)
+			}
+			byType[uri] = body
+		}
+	}
+	cc, rl := byType[notify.EventCredentialChange], byType[notify.EventRiskLevelChange]
+	if cc["credential_type"] != "password" || cc["change_type"] != "revoke" || !strings.Contains(fmt.Sprint(cc["reason_admin"]), "fatigue-success") {
+		t.Fatalf("credential-change %v", cc)
+	}
+	if rl["current_level"] != "HIGH" || rl["principal"] != "USER" || rl["risk_reason"] != "MFA_FATIGUE_SUCCEEDED" || rl["previous_level"] != nil {
+		t.Fatalf("risk-level-change %v", rl)
+	}
+	var dryRuns int
+	for _, d := range list(t, s, notifyv1.Status_STATUS_DELIVERED) {
+		if d.GetNotification().GetUserId() == "bob@example.com" && d.GetNotification().GetKind() == notifyv1.Kind_KIND_SECURITY_EVENT {
+			if !strings.HasPrefix(d.GetResult(), "dry run: would caep_") {
+				t.Fatalf("dry-run delivery %v", d)
+			}
+			dryRuns++
+		}
+	}
+	if dryRuns != 2 {
+		t.Fatalf("%d dry-run security events recorded, want 2", dryRuns)
+	}
+}
+
+// TestCAEPSignalClaimsAreChecked: an action's event must be the one its
+// action names, complete, and only on the signalling actions.
+func TestCAEPSignalClaimsAreChecked(t *testing.T) {
+	clk := newClock()
+	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{notify.LogChannel{Logger: (&logBuffer{}).logger()}}})
+	cases := []struct {
+		name  string
+		a     *notifyv1.ResponseAction
+		field string
+	}{
+		{"no event", &notifyv1.ResponseAction{Action: "caep_credential_change", Rule: "r"}, "response_actions[0].security_event.type"},
+		{"the other event", &notifyv1.ResponseAction{Action: "caep_credential_change", Rule: "r", SecurityEvent: &notifyv1.SecurityEvent{
+			Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED}}, "response_actions[0].security_event.type"},
+		{"no change type", &notifyv1.ResponseAction{Action: "caep_credential_change", Rule: "r", SecurityEvent: &notifyv1.SecurityEvent{
+			Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE, CredentialType: "password"}}, "response_actions[0].security_event.change_type"},
+		{"level in lower case", &notifyv1.ResponseAction{Action: "caep_risk_level_change", Rule: "r", SecurityEvent: &notifyv1.SecurityEvent{
+			Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE, CurrentLevel: "high"}}, "response_actions[0].security_event.current_level"},
+		{"event on an IdP action", &notifyv1.ResponseAction{Action: "revoke_sessions", Rule: "r", SecurityEvent: &notifyv1.SecurityEvent{
+			Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE, CredentialType: "password", ChangeType: "revoke"}}, "response_actions[0].security_event"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := alert("k:"+tc.name, "alice", clk.Now())
+			r.ResponseActions = []*notifyv1.ResponseAction{tc.a}
+			_, err := s.Notify(context.Background(), r)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.field+":") {
+				t.Fatalf("Notify: %v, want InvalidArgument naming %s", err, tc.field)
+			}
+		})
 	}
 }
