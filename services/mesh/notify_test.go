@@ -154,3 +154,33 @@ func TestNotifySettingsAreValidated(t *testing.T) {
 		})
 	}
 }
+
+// TestSSFDiscoveryOnTheMesh: a transmitter whose issuer has a path is
+// discovered where SSF says (the well-known path with the issuer's path
+// appended) and at the bare well-known path; a mesh that sends no security
+// events publishes no transmitter.
+func TestSSFDiscoveryOnTheMesh(t *testing.T) {
+	cfg := mesh.Default()
+	cfg.Notify.PublicURL = "https://idp.example.com/pushback"
+	cfg.Notify.SETReceiver = "https://receiver.example.com/events"
+	m := start(t, cfg)
+	base := "http://" + m.httpAddr
+	for _, p := range []string{notify.SSFConfigurationPath, notify.SSFConfigurationPath + "/pushback"} {
+		doc := getJSON[map[string]any](t, base+p)
+		if doc["issuer"] != cfg.Notify.PublicURL || doc["jwks_uri"] != cfg.Notify.PublicURL+notify.JWKSPath {
+			t.Fatalf("%s: %v", p, doc)
+		}
+	}
+
+	plain := start(t, mesh.Default())
+	for _, p := range []string{notify.SSFConfigurationPath, notify.JWKSPath} {
+		resp, err := http.Get("http://" + plain.httpAddr + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("%s without a security event receiver: %d", p, resp.StatusCode)
+		}
+	}
+}

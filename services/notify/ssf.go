@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 )
 
@@ -37,13 +38,18 @@ type SSFConfiguration struct {
 	DeliveryMethodsSupported []string `json:"delivery_methods_supported"`
 }
 
+// issuerPath admits the paths an issuer's well-known path can be built from
+// and served at: plain segments of unreserved characters.
+var issuerPath = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)*/?$`)
+
 // NewSSFConfiguration is the metadata of a transmitter whose issuer is
 // the mesh's public URL: an absolute http(s) URL without query or
 // fragment, as SSF requires of an issuer.
 func NewSSFConfiguration(issuer string) (SSFConfiguration, error) {
 	u, err := url.Parse(issuer)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return SSFConfiguration{}, errors.New("the security event issuer (public-url) must be an absolute http(s) URL without credentials, query or fragment")
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil ||
+		!issuerPath.MatchString(u.EscapedPath()) {
+		return SSFConfiguration{}, errors.New("the security event issuer (public-url) must be an absolute http(s) URL without credentials, query or fragment, its path plain segments")
 	}
 	return SSFConfiguration{
 		SpecVersion:              "1_0",

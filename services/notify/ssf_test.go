@@ -82,7 +82,8 @@ func TestSSFConfigurationPaths(t *testing.T) {
 
 func TestSSFIssuerMustBeAURL(t *testing.T) {
 	for _, issuer := range []string{"", "pushback", "/relative", "ftp://pushback.example.com", "https://pushback.example.com/?tenant=a",
-		"https://pushback.example.com/#x", "https://user:pass@pushback.example.com"} {
+		"https://pushback.example.com/#x", "https://user:pass@pushback.example.com",
+		"https://pushback.example.com/a{b}", "https://pushback.example.com/a//b", "https://pushback.example.com/a%20b", "https://pushback.example.com/?"} {
 		if _, err := notify.NewSSFConfiguration(issuer); err == nil {
 			t.Errorf("issuer %q accepted", issuer)
 		}
