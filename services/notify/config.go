@@ -61,7 +61,7 @@ func (c *Config) Settings() []settings.Setting {
 		settings.String(&c.SETAudience, "set-audience", "audience (aud) of security event tokens"),
 		settings.String(&c.SETSigningKey, "set-signing-key", "PEM P-256 key file that signs security event tokens (created in the data dir when empty)"),
 		settings.SecretString(&c.ReportLinkKey, "report-link-key", "HMAC key of the one-click report links in user notices (at least 32 bytes, or whsec_...)"),
-		settings.String(&c.PublicURL, "public-url", "public base URL of this HTTP server (report links, security event issuer)"),
+		settings.String(&c.PublicURL, "public-url", "public base URL of this HTTP server (report links; the issuer of security events, required with set-receiver)"),
 		settings.Int(&c.Brake, "respond-brake", "response actions that log people out (revoke sessions, ...) allowed a minute per tenant; past it the rest are held until an operator releases them (pushback incidents release), and an alert says so"),
 	}
 }
