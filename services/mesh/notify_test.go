@@ -7,11 +7,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	defaultpolicy "github.com/pushbackhq/pushback/deploy/policy"
 	eventv1 "github.com/pushbackhq/pushback/gen/pushback/event/v1"
 	intakev1 "github.com/pushbackhq/pushback/gen/pushback/intake/v1"
 	"github.com/pushbackhq/pushback/services/mesh"
@@ -182,5 +186,106 @@ func TestSSFDiscoveryOnTheMesh(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Fatalf("%s without a security event receiver: %d", p, resp.StatusCode)
 		}
+	}
+}
+
+// TestFatigueSuccessSendsCAEPSignals: a policy whose fatigue-success rule
+// asks for a credential-change and a risk-level-change besides the
+// session revocation; an Okta fatigue success posted to intake ends in the
+// three security events at the SSF receiver, each verified with go-jose
+// against the key set the mesh publishes, the user named by email.
+func TestFatigueSuccessSendsCAEPSignals(t *testing.T) {
+	src := string(defaultpolicy.Default)
+	const old = "      actions: [alert, revoke_sessions]\n      reason: a push was approved after a burst"
+	if strings.Count(src, old) != 1 {
+		t.Fatal("the default fatigue-success rule's actions are not [alert, revoke_sessions]")
+	}
+	src = strings.Replace(src, old, `      actions: [alert, revoke_sessions, caep_credential_change, caep_risk_level_change]
+      credential_change: {credential_type: password, change_type: revoke}
+      risk_level_change: {current_level: HIGH, previous_level: LOW, risk_reason: MFA_FATIGUE_SUCCEEDED}
+      reason: a push was approved after a burst`, 1)
+	policyFile := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policyFile, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var tokens []string
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(io.LimitReader(r.Body, notify.MaxSETBytes+1))
+		if r.Header.Get("Authorization") != "Bearer rcv-token" {
+			http.Error(w, `{"err":"authentication_failed"}`, http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		tokens = append(tokens, string(b))
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer receiver.Close()
+	received := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), tokens...)
+	}
+
+	cfg := mesh.Default()
+	cfg.Decision.PolicyFile = policyFile
+	cfg.Notify.PublicURL = "https://pushback.example.com"
+	cfg.Notify.SETReceiver = receiver.URL
+	cfg.Notify.SETReceiverToken = "rcv-token"
+	cfg.Notify.SETAudience = "https://idp.example.com"
+	m := start(t, cfg)
+	base := "http://" + m.httpAddr
+
+	postIngest(t, m, "okta", oktaFatigueSuccess("Ada@Example.com", time.Now().UTC().Add(-time.Second)))
+	eventually(t, 30*time.Second, "three security events at the receiver", func() bool { return len(received()) >= 3 })
+
+	keys := getJSON[jose.JSONWebKeySet](t, base+notify.JWKSPath)
+	events := map[string]map[string]any{}
+	for _, tok := range received() {
+		jws, err := jose.ParseSignedCompact(tok, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := keys.Key(jws.Signatures[0].Protected.KeyID)
+		if len(found) != 1 {
+			t.Fatalf("kid %q not in the published key set", jws.Signatures[0].Protected.KeyID)
+		}
+		payload, err := jws.Verify(found[0].Key)
+		if err != nil {
+			t.Fatalf("a delivered SET does not verify: %v", err)
+		}
+		var c struct {
+			Issuer  string                    `json:"iss"`
+			Subject notify.SubjectID          `json:"sub_id"`
+			Events  map[string]map[string]any `json:"events"`
+		}
+		if err := json.Unmarshal(payload, &c); err != nil {
+			t.Fatal(err)
+		}
+		user := &c.Subject
+		if c.Subject.Format == "complex" {
+			user = c.Subject.User
+		}
+		if c.Issuer != cfg.Notify.PublicURL || user == nil || user.Format != "email" || user.Email != "ada@example.com" {
+			t.Fatalf("SET %s", payload)
+		}
+		for uri, body := range c.Events {
+			if _, dup := events[uri]; dup {
+				t.Fatalf("%s sent twice", uri)
+			}
+			events[uri] = body
+		}
+	}
+	if _, ok := events[notify.EventSessionRevoked]; !ok {
+		t.Fatalf("no session-revoked among %v", events)
+	}
+	if cc := events[notify.EventCredentialChange]; cc["credential_type"] != "password" || cc["change_type"] != "revoke" {
+		t.Fatalf("credential-change %v", cc)
+	}
+	if rl := events[notify.EventRiskLevelChange]; rl["current_level"] != "HIGH" || rl["previous_level"] != "LOW" || rl["principal"] != "USER" ||
+		rl["risk_reason"] != "MFA_FATIGUE_SUCCEEDED" {
+		t.Fatalf("risk-level-change %v", rl)
 	}
 }
