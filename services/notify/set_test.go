@@ -471,3 +471,41 @@ func TestCAEPSignalClaimsAreChecked(t *testing.T) {
 		})
 	}
 }
+
+// TestJWKSPublishesOnlyThePublicKey: the key set holds the signing key's
+// public half, for ES256 signatures, under the kid tokens name; no private
+// member ("d") ever leaves the process.
+func TestJWKSPublishesOnlyThePublicKey(t *testing.T) {
+	signer := newSigner(t)
+	srv := httptest.NewServer(notify.JWKSHandler(signer))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var raw struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("Content-Type") != "application/jwk-set+json" || len(raw.Keys) != 1 {
+		t.Fatalf("key set %v (%s)", raw, resp.Header.Get("Content-Type"))
+	}
+	k := raw.Keys[0]
+	if _, private := k["d"]; private {
+		t.Fatal("the published key set holds the private key")
+	}
+	if k["kty"] != "EC" || k["crv"] != "P-256" || k["alg"] != "ES256" || k["use"] != "sig" || k["kid"] != signer.KeyID() {
+		t.Fatalf("published key %v", k)
+	}
+	tok, err := signer.Sign(map[string]any{"iss": "i", "jti": "j", "events": map[string]any{notify.EventSessionRevoked: map[string]any{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[0])
+	if string(hdr) != `{"alg":"ES256","kid":"`+signer.KeyID()+`","typ":"secevent+jwt"}` {
+		t.Fatalf("header %s", hdr)
+	}
+}
