@@ -27,7 +27,8 @@ import (
 // connector that can take it, keyed "action:{incident}:{action}", durable,
 // retried, audited (the delivery keeps what was done and its result).
 // revoke_sessions also sends a CAEP session-revoked Security Event Token to
-// the configured receivers.
+// the configured receivers; caep_credential_change and
+// caep_risk_level_change send only their Security Event Tokens.
 //
 // Every action that logs people out passes the per-tenant brake: past
 // Brake actions a minute, the rest are held (STATUS_HELD) until an
@@ -276,7 +277,9 @@ func (s *Service) signalBySET(tx store.Txn, req *notifyv1.NotifyRequest, a *noti
 	}
 	ev := &notifyv1.NotifyRequest{
 		Kind: notifyv1.Kind_KIND_SECURITY_EVENT, IdempotencyKey: "signal:" + in.ID + ":" + a.GetAction(), UserId: req.GetUserId(), Tenant: req.GetTenant(),
-		UserEmail: req.GetUserEmail(), SessionId: req.GetSessionId(), DecisionId: req.GetDecisionId(), Time: req.GetTime(), TraceId: req.GetTraceId(),
+		// No session: a credential and a risk level are the user's, and a
+		// receiver must not read them as one session's.
+		UserEmail: req.GetUserEmail(), DecisionId: req.GetDecisionId(), Time: req.GetTime(), TraceId: req.GetTraceId(),
 		Attributes: attrs, ResponseActions: []*notifyv1.ResponseAction{a}, SecurityEvent: se,
 	}
 	n := 0

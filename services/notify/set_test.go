@@ -373,8 +373,9 @@ func TestSigningKeyIsCreatedOnceAndReloaded(t *testing.T) {
 
 // TestCAEPSignalsOncePerIncident: response rules asking for a
 // credential-change and a risk-level-change send each once per incident,
-// however often they match while the attack goes on, with the user as an
-// email subject; a dry run records them and sends nothing.
+// however often they match while the attack goes on, with the user alone
+// (not the session the alert names) as an email subject; a dry run records
+// them and sends nothing.
 func TestCAEPSignalsOncePerIncident(t *testing.T) {
 	clk := newClock()
 	signer := newSigner(t)
@@ -394,6 +395,7 @@ func TestCAEPSignalsOncePerIncident(t *testing.T) {
 	}
 	for _, key := range []string{"deny:1", "deny:2", "deny:3"} {
 		r := alert(key, "alice@example.com", clk.Now(), notify.RevokeSignal)
+		r.SessionId = "okta-sess-1"
 		r.ResponseActions = signals(false)
 		notifyOK(t, s, r)
 	}
