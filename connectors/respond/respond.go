@@ -28,10 +28,21 @@ const (
 	// SetUserStatus changes the user's status to Request.Status (Duo:
 	// "disabled").
 	SetUserStatus Action = "set_user_status"
+	// CAEPCredentialChange sends a CAEP credential-change Security Event
+	// Token to every SSF receiver (notify's security event channel, not a
+	// connector, takes it).
+	CAEPCredentialChange Action = "caep_credential_change"
+	// CAEPRiskLevelChange sends a CAEP risk-level-change Security Event
+	// Token to every SSF receiver.
+	CAEPRiskLevelChange Action = "caep_risk_level_change"
 )
 
 // Actions lists every action, in a stable order.
-var Actions = []Action{RevokeSessions, RevokeTokens, ConfirmCompromised, BlockUser, SetUserStatus}
+var Actions = []Action{RevokeSessions, RevokeTokens, ConfirmCompromised, BlockUser, SetUserStatus, CAEPCredentialChange, CAEPRiskLevelChange}
+
+// Signals reports whether the action is a security event a receiver acts
+// on as it sees fit, rather than a call to an identity provider's API.
+func (a Action) Signals() bool { return a == CAEPCredentialChange || a == CAEPRiskLevelChange }
 
 // Valid reports whether a is a known action.
 func (a Action) Valid() bool {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushbackhq/pushback/connectors/respond"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 	scoringv1 "github.com/pushbackhq/pushback/gen/pushback/scoring/v1"
 	"github.com/pushbackhq/pushback/pkg/ids"
@@ -243,7 +244,8 @@ func (s *Service) queueResponse(ctx context.Context, c *scoringv1.RiskChange, ma
 		rules = append(rules, m.Rule)
 		reasons = append(reasons, m.Reason)
 		for _, a := range m.Actions {
-			actions = append(actions, &notifyv1.ResponseAction{Action: string(a), Rule: m.Rule, DryRun: m.DryRun || s.opts.RespondDryRun, UserStatus: m.UserStatus})
+			actions = append(actions, &notifyv1.ResponseAction{Action: string(a), Rule: m.Rule, DryRun: m.DryRun || s.opts.RespondDryRun, UserStatus: m.UserStatus,
+				SecurityEvent: securityEvent(a, m)})
 		}
 		s.tel.responded(ctx, m.Rule)
 	}
@@ -353,4 +355,20 @@ func (s *Service) logRespondFailure(ctx context.Context, err error) {
 		return
 	}
 	s.log.ErrorContext(ctx, "respond to risk changes; will retry", slog.Any("error", err))
+}
+
+// securityEvent is the CAEP event a signalling action sends, with the
+// claims its rule gives; nil for the other actions.
+func securityEvent(a respond.Action, m policy.RespondMatch) *notifyv1.SecurityEvent {
+	switch {
+	case a == respond.CAEPCredentialChange && m.CredentialChange != nil:
+		return &notifyv1.SecurityEvent{Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE,
+			CredentialType: m.CredentialChange.CredentialType, ChangeType: m.CredentialChange.ChangeType}
+	case a == respond.CAEPRiskLevelChange && m.RiskLevelChange != nil:
+		// The subject of Pushback's events is a user: the risk is the
+		// user's.
+		return &notifyv1.SecurityEvent{Type: notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE, Principal: "USER",
+			CurrentLevel: m.RiskLevelChange.CurrentLevel, PreviousLevel: m.RiskLevelChange.PreviousLevel, RiskReason: m.RiskLevelChange.RiskReason}
+	}
+	return nil
 }

@@ -325,3 +325,34 @@ func TestResponseNotifyRefusesIsPassedOver(t *testing.T) {
 		t.Fatalf("%d failures counted, want each refusal counted", n)
 	}
 }
+
+// TestResponderAsksForCAEPSignals: a rule's caep_* actions reach notify
+// with the claims the policy gives them.
+func TestResponderAsksForCAEPSignals(t *testing.T) {
+	pol := parse(t, `
+version: caep
+respond:
+  rules:
+    - name: fatigue-success
+      when: '"APPROVAL_AFTER_BURST" in fresh'
+      actions: [alert, caep_credential_change, caep_risk_level_change]
+      credential_change: {credential_type: password, change_type: revoke}
+      risk_level_change: {current_level: HIGH, risk_reason: MFA_FATIGUE_SUCCEEDED}
+`)
+	e := newResponderEnv(t, nil, decision.Options{Policy: pol})
+	e.observe(t, fatigue("ada", time.Now().UTC().Add(-10*time.Minute))...)
+	awaitResponse(t, "the fatigue success answered", func() bool { return len(withRule(e.notes.responses(), "fatigue-success")) == 1 })
+	acts := withRule(e.notes.responses(), "fatigue-success")[0].GetResponseActions()
+	if len(acts) != 2 {
+		t.Fatalf("actions %v", acts)
+	}
+	cc, rl := acts[0].GetSecurityEvent(), acts[1].GetSecurityEvent()
+	if acts[0].GetAction() != "caep_credential_change" || cc.GetType() != notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE ||
+		cc.GetCredentialType() != "password" || cc.GetChangeType() != "revoke" {
+		t.Fatalf("credential change %v", acts[0])
+	}
+	if acts[1].GetAction() != "caep_risk_level_change" || rl.GetType() != notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE ||
+		rl.GetCurrentLevel() != "HIGH" || rl.GetPreviousLevel() != "" || rl.GetPrincipal() != "USER" || rl.GetRiskReason() != "MFA_FATIGUE_SUCCEEDED" {
+		t.Fatalf("risk level change %v", acts[1])
+	}
+}

@@ -61,7 +61,7 @@ func (c *Config) Settings() []settings.Setting {
 		settings.String(&c.SETAudience, "set-audience", "audience (aud) of security event tokens"),
 		settings.String(&c.SETSigningKey, "set-signing-key", "PEM P-256 key file that signs security event tokens (created in the data dir when empty)"),
 		settings.SecretString(&c.ReportLinkKey, "report-link-key", "HMAC key of the one-click report links in user notices (at least 32 bytes, or whsec_...)"),
-		settings.String(&c.PublicURL, "public-url", "public base URL of this HTTP server (report links, security event issuer)"),
+		settings.String(&c.PublicURL, "public-url", "public base URL of this HTTP server (report links; the issuer of security events, required with set-receiver)"),
 		settings.Int(&c.Brake, "respond-brake", "response actions that log people out (revoke sessions, ...) allowed a minute per tenant; past it the rest are held until an operator releases them (pushback incidents release), and an alert says so"),
 	}
 }
@@ -112,6 +112,15 @@ func (c Config) Validate() error {
 		}
 		if c.PublicURL == "" {
 			errs = append(errs, errors.New("public-url: is required with report-link-key (the links point there)"))
+		}
+	}
+	if c.SETReceiver != "" {
+		// The issuer of every SET is the public URL: a receiver discovers
+		// the transmitter's keys from it (/.well-known/ssf-configuration).
+		if c.PublicURL == "" {
+			errs = append(errs, errors.New("public-url: is required with set-receiver (it is the issuer of security events)"))
+		} else if _, err := NewSSFConfiguration(c.PublicURL); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.Brake < 1 || c.Brake > 100000 {

@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"encoding/json"
+	"net/mail"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/pushbackhq/pushback/services/notify"
 )
@@ -55,6 +57,38 @@ func FuzzVerifySET(f *testing.F) {
 		c, err := notify.VerifySET(token, keys)
 		if err == nil && (c.ID == "" || c.Issuer == "") {
 			t.Fatalf("verified claims %+v", c)
+		}
+	})
+}
+
+// FuzzUserSubject feeds user ids and emails as IdPs and hooks spell them:
+// it never panics, the id always reaches the receiver unchanged, and
+// whatever is sent as an email is one bare ASCII address net/mail reads
+// back as itself.
+func FuzzUserSubject(f *testing.F) {
+	for _, s := range []string{"alice@example.com", "a@b", "Alice <a@b.com>", "a@b.com,c@d.com", "\u0430dmin@example.com", `"a b"@example.com`, "a@[192.0.2.1]", ""} {
+		f.Add(s, "")
+		f.Add("00u1abc", s)
+	}
+	f.Fuzz(func(t *testing.T, id, email string) {
+		s := notify.UserSubject(id, email)
+		switch s.Format {
+		case "email":
+			a, err := mail.ParseAddress(s.Email)
+			if err != nil || a.Address != s.Email || a.Name != "" || (s.Email != id && s.Email != email) {
+				t.Fatalf("email subject %q from (%q, %q): %v", s.Email, id, email, err)
+			}
+			for _, r := range s.Email {
+				if r > unicode.MaxASCII || unicode.IsSpace(r) || unicode.IsControl(r) {
+					t.Fatalf("email subject %q holds %q", s.Email, r)
+				}
+			}
+		case "opaque":
+			if want := id; want == "" && s.ID != email || want != "" && s.ID != id {
+				t.Fatalf("opaque subject %q from (%q, %q)", s.ID, id, email)
+			}
+		default:
+			t.Fatalf("format %q", s.Format)
 		}
 	})
 }

@@ -40,6 +40,13 @@ func Init(cfg Config, d component.Deps, connectors []respond.Connector) (compone
 	parts := component.Parts{Register: []func(grpc.ServiceRegistrar){n.Register}, Workers: []func(context.Context) error{n.Run}}
 	if signer != nil {
 		parts.Routes = append(parts.Routes, component.Route{Pattern: JWKSPath, Handler: JWKSHandler(signer)})
+		ssf, err := NewSSFConfiguration(cfg.PublicURL)
+		if err != nil {
+			return component.Parts{}, fmt.Errorf("public-url: %w", err)
+		}
+		for _, p := range ssf.Paths() {
+			parts.Routes = append(parts.Routes, component.Route{Pattern: p, Name: SSFConfigurationPath, Handler: SSFConfigurationHandler(ssf)})
+		}
 	}
 	return parts, nil
 }
@@ -133,11 +140,7 @@ func (c Config) channels(dataDir string) ([]Channel, *Signer, error) {
 		if signer, err = NewSigner(key); err != nil {
 			return nil, nil, fmt.Errorf("set-signing-key: %w", err)
 		}
-		issuer := c.PublicURL
-		if issuer == "" {
-			issuer = "pushback"
-		}
-		ch := &SecurityEvents{URL: c.SETReceiver, Issuer: issuer, Audience: c.SETAudience, Signer: signer, Client: outboundClient()}
+		ch := &SecurityEvents{URL: c.SETReceiver, Issuer: c.PublicURL, Audience: c.SETAudience, Signer: signer, Client: outboundClient()}
 		if c.SETReceiverToken != "" {
 			ch.Authorization = "Bearer " + c.SETReceiverToken
 		}

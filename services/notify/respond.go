@@ -17,6 +17,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/userid"
 	"github.com/pushbackhq/pushback/pkg/validate"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -26,7 +27,8 @@ import (
 // connector that can take it, keyed "action:{incident}:{action}", durable,
 // retried, audited (the delivery keeps what was done and its result).
 // revoke_sessions also sends a CAEP session-revoked Security Event Token to
-// the configured receivers.
+// the configured receivers; caep_credential_change and
+// caep_risk_level_change send only their Security Event Tokens.
 //
 // Every action that logs people out passes the per-tenant brake: past
 // Brake actions a minute, the rest are held (STATUS_HELD) until an
@@ -129,6 +131,15 @@ func validateActions(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 		if !respond.Action(a.GetAction()).Valid() {
 			v.Add(f+".action", "%q is not a response action", a.GetAction())
 		}
+		want := signalType(respond.Action(a.GetAction()))
+		switch se := a.GetSecurityEvent(); {
+		case want == notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_UNSPECIFIED && se != nil:
+			v.Add(f+".security_event", "is only for caep_credential_change and caep_risk_level_change")
+		case want != notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_UNSPECIFIED && se.GetType() != want:
+			v.Add(f+".security_event.type", "must be %v for %s", want, a.GetAction())
+		case se != nil:
+			checkSecurityEvent(v, f+".security_event", se)
+		}
 		switch {
 		case a.GetAction() == string(respond.SetUserStatus) && a.GetUserStatus() != "disabled":
 			v.Add(f+".user_status", "must be disabled for set_user_status (Duo sets no other status an API client may use to lock a user out)")
@@ -183,6 +194,13 @@ func (s *Service) takeActions(tx store.Txn, req *notifyv1.NotifyRequest, in *inc
 			}
 			taken += n
 		}
+		if respond.Action(a.GetAction()).Signals() {
+			n, err := s.signalBySET(tx, req, a, in, now, resp)
+			if err != nil {
+				return err
+			}
+			taken += n
+		}
 		if taken == 0 {
 			// Asked for and nobody can take it: said out loud, once per
 			// incident.
@@ -230,6 +248,51 @@ func (s *Service) revokeBySET(tx store.Txn, req *notifyv1.NotifyRequest, a *noti
 		n++
 	}
 	in.Revoked = n > 0
+	return n, nil
+}
+
+// signalType is the security event a signalling action sends.
+func signalType(a respond.Action) notifyv1.SecurityEventType {
+	switch a {
+	case respond.CAEPCredentialChange:
+		return notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE
+	case respond.CAEPRiskLevelChange:
+		return notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE
+	}
+	return notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_UNSPECIFIED
+}
+
+// signalBySET queues the CAEP event a caep_* action asks for, on every
+// security event channel, once per incident (takeActions skips an action
+// its incident already took). Like revocations, these pass the brake and
+// honour dry runs: a receiver may log the user out on either.
+func (s *Service) signalBySET(tx store.Txn, req *notifyv1.NotifyRequest, a *notifyv1.ResponseAction, in *incident, now time.Time, resp *notifyv1.NotifyResponse) (int, error) {
+	se := proto.Clone(a.GetSecurityEvent()).(*notifyv1.SecurityEvent)
+	if se.GetReasonAdmin() == "" {
+		se.ReasonAdmin = "Pushback response rule " + a.GetRule() + ": " + req.GetMessage()
+	}
+	attrs := map[string]string{"rule": a.GetRule()}
+	if a.GetDryRun() {
+		attrs["dry_run"] = "true"
+	}
+	ev := &notifyv1.NotifyRequest{
+		Kind: notifyv1.Kind_KIND_SECURITY_EVENT, IdempotencyKey: "signal:" + in.ID + ":" + a.GetAction(), UserId: req.GetUserId(), Tenant: req.GetTenant(),
+		// No session: a credential and a risk level are the user's, and a
+		// receiver must not read them as one session's.
+		UserEmail: req.GetUserEmail(), DecisionId: req.GetDecisionId(), Time: req.GetTime(), TraceId: req.GetTraceId(),
+		Attributes: attrs, ResponseActions: []*notifyv1.ResponseAction{a}, SecurityEvent: se,
+	}
+	n := 0
+	for _, ch := range s.accepting(ev) {
+		d, err := s.enqueue(tx, ch, ev, in.proto(), now, now, rankUrgent)
+		if err != nil {
+			return n, err
+		}
+		in.Actions[a.GetAction()] = append(in.Actions[a.GetAction()], d.GetDeliveryId())
+		in.note(d.GetDeliveryId())
+		resp.DeliveryIds = append(resp.DeliveryIds, d.GetDeliveryId())
+		n++
+	}
 	return n, nil
 }
 

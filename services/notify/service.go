@@ -316,8 +316,31 @@ func validateSecurityEvent(v *apierr.Violations, req *notifyv1.NotifyRequest) {
 	if req.GetUserId() == "" && req.GetUserEmail() == "" {
 		v.Add("user_id", "is required for a security event (or user_email)")
 	}
-	if se.GetType() == notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE && (se.GetNamespace() == "" || se.GetCurrentLevel() == "") {
-		v.Add("security_event.current_level", "namespace and current_level are required for assurance-level-change")
+	checkSecurityEvent(v, "security_event", se)
+}
+
+// checkSecurityEvent adds what a security event of its type lacks: the
+// claims CAEP requires of it.
+func checkSecurityEvent(v *apierr.Violations, field string, se *notifyv1.SecurityEvent) {
+	switch se.GetType() {
+	case notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE:
+		if se.GetNamespace() == "" || se.GetCurrentLevel() == "" {
+			v.Add(field+".current_level", "namespace and current_level are required for assurance-level-change")
+		}
+	case notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE:
+		if se.GetCredentialType() == "" {
+			v.Add(field+".credential_type", "is required for credential-change")
+		}
+		if se.GetChangeType() == "" {
+			v.Add(field+".change_type", "is required for credential-change")
+		}
+	case notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE:
+		if !validRiskLevel(se.GetCurrentLevel()) {
+			v.Add(field+".current_level", "must be LOW, MEDIUM or HIGH for risk-level-change")
+		}
+		if se.GetPreviousLevel() != "" && !validRiskLevel(se.GetPreviousLevel()) {
+			v.Add(field+".previous_level", "must be LOW, MEDIUM or HIGH for risk-level-change")
+		}
 	}
 }
 

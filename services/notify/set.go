@@ -3,10 +3,10 @@ package notify
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -14,44 +14,59 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	notifyv1 "github.com/pushbackhq/pushback/gen/pushback/notify/v1"
 )
 
-// CAEP event type URIs (OpenID Continuous Access Evaluation Profile 1.0).
-const (
-	EventSessionRevoked       = "https://schemas.openid.net/secevent/caep/event-type/session-revoked"
-	EventAssuranceLevelChange = "https://schemas.openid.net/secevent/caep/event-type/assurance-level-change"
-)
+// SETType is the JWS "typ" of a Security Event Token (RFC 8417 section
+// 2.3): a receiver that insists on it cannot be handed an ID token or an
+// access token signed by the same key as if it were an event.
+const SETType = "secevent+jwt"
+
+// MaxSETBytes bounds a token VerifySET reads: a SET is a few hundred
+// bytes, and nothing a receiver is handed should cost more than this to
+// parse.
+const MaxSETBytes = 64 << 10
 
 // JWKSPath is where the mesh publishes the key that signs security events.
 const JWKSPath = "/.well-known/jwks.json"
 
-// Signer signs Security Event Tokens with ES256 (ECDSA P-256, SHA-256).
+// Signer signs Security Event Tokens with ES256 (ECDSA P-256, SHA-256)
+// through go-jose.
 type Signer struct {
-	key *ecdsa.PrivateKey
-	kid string
+	signer jose.Signer
+	public jose.JSONWebKey
 }
 
 // NewSigner returns a signer for a P-256 key; its key id is the RFC 7638
-// thumbprint of the public key.
+// thumbprint of the public key, so it stays the same across restarts with
+// the same key file.
 func NewSigner(key *ecdsa.PrivateKey) (*Signer, error) {
 	if key == nil || key.Curve != elliptic.P256() {
 		return nil, errors.New("notify: the security event signing key must be ECDSA P-256")
 	}
-	jwk := publicJWK(&key.PublicKey, "")
-	thumb := sha256.Sum256(fmt.Appendf(nil, `{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}`, jwk.X, jwk.Y))
-	return &Signer{key: key, kid: base64.RawURLEncoding.EncodeToString(thumb[:])}, nil
+	pub := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.ES256), Use: "sig"}
+	thumb, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("notify: the security event signing key: %w", err)
+	}
+	pub.KeyID = base64.RawURLEncoding.EncodeToString(thumb)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: pub.KeyID}},
+		(&jose.SignerOptions{}).WithType(SETType))
+	if err != nil {
+		return nil, fmt.Errorf("notify: the security event signing key: %w", err)
+	}
+	return &Signer{signer: signer, public: pub}, nil
 }
 
 // KeyID is the signing key's id ("kid").
-func (s *Signer) KeyID() string { return s.kid }
+func (s *Signer) KeyID() string { return s.public.KeyID }
 
 // LoadOrCreateSigningKey reads a PEM P-256 private key (SEC 1 or PKCS #8)
 // from path, or creates one there (mode 0600) when the file does not exist,
@@ -103,34 +118,10 @@ func LoadOrCreateSigningKey(path string) (*ecdsa.PrivateKey, error) {
 	return nil, fmt.Errorf("%s: unexpected PEM block %q", filepath.Base(path), blk.Type)
 }
 
-// JWK is a public EC key (RFC 7517).
-type JWK struct {
-	Kty string `json:"kty"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	Kid string `json:"kid,omitempty"`
-	Use string `json:"use,omitempty"`
-	Alg string `json:"alg,omitempty"`
+// JWKS is the public key set receivers verify with (RFC 7517).
+func (s *Signer) JWKS() jose.JSONWebKeySet {
+	return jose.JSONWebKeySet{Keys: []jose.JSONWebKey{s.public}}
 }
-
-// JWKS is a key set.
-type JWKS struct {
-	Keys []JWK `json:"keys"`
-}
-
-func publicJWK(pub *ecdsa.PublicKey, kid string) JWK {
-	pt, _ := pub.Bytes() // 0x04 || x || y for a valid P-256 key
-	if len(pt) != 65 {
-		pt = make([]byte, 65)
-	}
-	x, y := pt[1:33], pt[33:]
-	return JWK{Kty: "EC", Crv: "P-256", X: base64.RawURLEncoding.EncodeToString(x), Y: base64.RawURLEncoding.EncodeToString(y),
-		Kid: kid, Use: "sig", Alg: "ES256"}
-}
-
-// JWKS is the public key set receivers verify with.
-func (s *Signer) JWKS() JWKS { return JWKS{Keys: []JWK{publicJWK(&s.key.PublicKey, s.kid)}} }
 
 // JWKSHandler serves the signer's public keys.
 func JWKSHandler(s *Signer) http.Handler {
@@ -142,34 +133,18 @@ func JWKSHandler(s *Signer) http.Handler {
 	})
 }
 
-// Sign returns the compact JWS of claims with typ "secevent+jwt".
+// Sign returns the compact JWS of claims, header {"alg": "ES256", "kid":
+// <key id>, "typ": "secevent+jwt"}.
 func (s *Signer) Sign(claims any) (string, error) {
-	hdr, _ := json.Marshal(map[string]string{"alg": "ES256", "typ": "secevent+jwt", "kid": s.kid})
 	body, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
-	input := base64.RawURLEncoding.EncodeToString(hdr) + "." + base64.RawURLEncoding.EncodeToString(body)
-	h := sha256.Sum256([]byte(input))
-	r, ss, err := ecdsa.Sign(rand.Reader, s.key, h[:])
+	jws, err := s.signer.Sign(body)
 	if err != nil {
 		return "", err
 	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	ss.FillBytes(sig[32:])
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
-}
-
-// SubjectID is an SSF subject identifier (RFC 9493 formats, plus the
-// "complex" format of the Shared Signals Framework).
-type SubjectID struct {
-	Format  string     `json:"format"`
-	Email   string     `json:"email,omitempty"`
-	ID      string     `json:"id,omitempty"`
-	User    *SubjectID `json:"user,omitempty"`
-	Session *SubjectID `json:"session,omitempty"`
-	Tenant  *SubjectID `json:"tenant,omitempty"`
+	return jws.CompactSerialize()
 }
 
 // SETClaims are the claims of a Security Event Token (RFC 8417).
@@ -183,122 +158,44 @@ type SETClaims struct {
 	Events   map[string]json.RawMessage `json:"events"`
 }
 
-// caepEvent is the body of a CAEP event.
-type caepEvent struct {
-	EventTimestamp   int64             `json:"event_timestamp"`
-	InitiatingEntity string            `json:"initiating_entity"`
-	ReasonAdmin      map[string]string `json:"reason_admin,omitempty"`
-	ReasonUser       map[string]string `json:"reason_user,omitempty"`
-	Namespace        string            `json:"namespace,omitempty"`
-	CurrentLevel     string            `json:"current_level,omitempty"`
-	PreviousLevel    string            `json:"previous_level,omitempty"`
-	ChangeDirection  string            `json:"change_direction,omitempty"`
-}
-
-// BuildSET turns a security event notification into SET claims. The jti is
-// the delivery id: a retried SET is the same SET, which a receiver drops.
-func BuildSET(d *notifyv1.Delivery, issuer, audience string, now time.Time) (*SETClaims, error) {
-	n := d.GetNotification()
-	se := n.GetSecurityEvent()
-	user := &SubjectID{Format: "opaque", ID: n.GetUserId()}
-	if n.GetUserEmail() != "" {
-		user = &SubjectID{Format: "email", Email: n.GetUserEmail()}
-	}
-	sub := user
-	if n.GetSessionId() != "" || n.GetTenant() != "" {
-		sub = &SubjectID{Format: "complex", User: user}
-		if n.GetSessionId() != "" {
-			sub.Session = &SubjectID{Format: "opaque", ID: n.GetSessionId()}
-		}
-		if n.GetTenant() != "" {
-			sub.Tenant = &SubjectID{Format: "opaque", ID: n.GetTenant()}
-		}
-	}
-	at := now
-	if n.GetTime() != nil {
-		at = n.GetTime().AsTime()
-	}
-	ev := caepEvent{EventTimestamp: at.Unix(), InitiatingEntity: "policy"}
-	if r := se.GetReasonAdmin(); r != "" {
-		ev.ReasonAdmin = map[string]string{"en": r}
-	}
-	if r := se.GetReasonUser(); r != "" {
-		ev.ReasonUser = map[string]string{"en": r}
-	}
-	var uri string
-	switch se.GetType() {
-	case notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED:
-		uri = EventSessionRevoked
-	case notifyv1.SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE:
-		uri = EventAssuranceLevelChange
-		ev.Namespace, ev.CurrentLevel, ev.PreviousLevel, ev.ChangeDirection = se.GetNamespace(), se.GetCurrentLevel(), se.GetPreviousLevel(), se.GetChangeDirection()
-	default:
-		return nil, fmt.Errorf("security event type %v is not supported", se.GetType())
-	}
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return nil, err
-	}
-	return &SETClaims{
-		Issuer: issuer, ID: d.GetDeliveryId(), IssuedAt: now.Unix(), Audience: audience, TxnID: n.GetDecisionId(),
-		Subject: sub, Events: map[string]json.RawMessage{uri: body},
-	}, nil
-}
-
-// VerifySET checks a compact JWS against keys (ES256 only, typ
-// secevent+jwt) and returns its claims. It is what a receiver does with
-// the published key set.
-func VerifySET(token string, keys JWKS) (*SETClaims, error) {
-	if len(token) > 64<<10 {
+// VerifySET checks a compact JWS against keys and returns its claims. It
+// is what a receiver does with the published key set: ES256 only (an
+// "alg" of none or HS256 fails before any key is tried), typ secevent+jwt
+// and kid in the protected header, the key the kid names (EC P-256, for
+// signing), and jti, iss and events present.
+func VerifySET(token string, keys jose.JSONWebKeySet) (*SETClaims, error) {
+	if len(token) > MaxSETBytes {
 		return nil, errors.New("set: token too large")
 	}
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("set: not a compact JWS")
-	}
-	hb, err := base64.RawURLEncoding.DecodeString(parts[0])
+	jws, err := jose.ParseSignedCompact(token, []jose.SignatureAlgorithm{jose.ES256})
 	if err != nil {
-		return nil, errors.New("set: bad header encoding")
+		return nil, fmt.Errorf("set: %w", err)
 	}
-	var hdr struct{ Alg, Typ, Kid string }
-	if err := json.Unmarshal(hb, &hdr); err != nil {
-		return nil, errors.New("set: bad header")
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("set: want exactly one signature")
 	}
-	if hdr.Alg != "ES256" || hdr.Typ != "secevent+jwt" {
-		return nil, fmt.Errorf("set: alg %q typ %q, want ES256 secevent+jwt", hdr.Alg, hdr.Typ)
+	hdr := jws.Signatures[0].Protected
+	if typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string); typ != SETType {
+		return nil, fmt.Errorf("set: typ %q, want %s", typ, SETType)
 	}
-	var key *ecdsa.PublicKey
-	for _, k := range keys.Keys {
-		if k.Kid == hdr.Kid && k.Kty == "EC" && k.Crv == "P-256" {
-			x, err1 := base64.RawURLEncoding.DecodeString(k.X)
-			y, err2 := base64.RawURLEncoding.DecodeString(k.Y)
-			if err1 != nil || err2 != nil || len(x) != 32 || len(y) != 32 {
-				continue
-			}
-			pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
-			if err != nil {
-				continue
-			}
-			key = pub
+	if hdr.KeyID == "" {
+		return nil, errors.New("set: no kid in the header")
+	}
+	var payload []byte
+	for _, k := range keys.Key(hdr.KeyID) {
+		pub, ok := k.Key.(*ecdsa.PublicKey)
+		if !ok || pub.Curve != elliptic.P256() || (k.Use != "" && k.Use != "sig") || (k.Algorithm != "" && k.Algorithm != string(jose.ES256)) {
+			continue
+		}
+		if payload, err = jws.Verify(pub); err == nil {
+			break
 		}
 	}
-	if key == nil {
-		return nil, fmt.Errorf("set: no key %q in the key set", hdr.Kid)
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil || len(sig) != 64 {
-		return nil, errors.New("set: bad signature encoding")
-	}
-	h := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if !ecdsa.Verify(key, h[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
-		return nil, errors.New("set: signature does not verify")
-	}
-	cb, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, errors.New("set: bad claims encoding")
+	if payload == nil {
+		return nil, fmt.Errorf("set: no key %q in the key set verifies the signature", hdr.KeyID)
 	}
 	c := &SETClaims{}
-	if err := json.Unmarshal(cb, c); err != nil {
+	if err := json.Unmarshal(payload, c); err != nil {
 		return nil, errors.New("set: bad claims")
 	}
 	if c.ID == "" || c.Issuer == "" || len(c.Events) == 0 {

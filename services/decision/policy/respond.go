@@ -3,7 +3,10 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
+	"strings"
+	"unicode"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
@@ -33,13 +36,72 @@ type RespondRuleFile struct {
 	// When is a CEL expression over the assessment and the event.
 	When string `yaml:"when"`
 	// Actions: alert, revoke_sessions, revoke_tokens, confirm_compromised,
-	// block_user, set_user_status.
+	// block_user, set_user_status, caep_credential_change,
+	// caep_risk_level_change.
 	Actions []string `yaml:"actions"`
 	// UserStatus for set_user_status ("disabled": the one status Duo lets an API client set that stops sign-ins).
 	UserStatus string `yaml:"user_status"`
+	// CredentialChange holds the claims of caep_credential_change.
+	CredentialChange *CredentialChange `yaml:"credential_change"`
+	// RiskLevelChange holds the claims of caep_risk_level_change.
+	RiskLevelChange *RiskLevelChange `yaml:"risk_level_change"`
 	// DryRun records this rule's actions without taking them.
 	DryRun bool   `yaml:"dry_run"`
 	Reason string `yaml:"reason"`
+}
+
+// CredentialChange is what a CAEP credential-change event says happened
+// to one of the user's credentials.
+type CredentialChange struct {
+	// CredentialType is one of CAEP's (password, pin, x509,
+	// fido2-platform, fido2-roaming, fido-u2f, verifiable-credential,
+	// phone-voice, phone-sms, app) or another the receivers know.
+	CredentialType string `yaml:"credential_type"`
+	// ChangeType: create, revoke, update or delete.
+	ChangeType string `yaml:"change_type"`
+}
+
+// RiskLevelChange is the user's risk level a CAEP risk-level-change event
+// announces.
+type RiskLevelChange struct {
+	// CurrentLevel: LOW, MEDIUM or HIGH.
+	CurrentLevel string `yaml:"current_level"`
+	// PreviousLevel: LOW, MEDIUM, HIGH, or empty when unknown.
+	PreviousLevel string `yaml:"previous_level"`
+	// RiskReason says why, for example MFA_FATIGUE_SUCCEEDED.
+	RiskReason string `yaml:"risk_reason"`
+}
+
+var (
+	credentialTypeRE = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{0,63}$`)
+	riskLevels       = []string{"LOW", "MEDIUM", "HIGH"}
+	changeTypes      = []string{"create", "revoke", "update", "delete"}
+)
+
+// check says what is wrong with the claims, naming the field below the
+// rule's credential_change.
+func (c *CredentialChange) check() (field, msg string) {
+	switch {
+	case !credentialTypeRE.MatchString(c.CredentialType):
+		return ".credential_type", fmt.Sprintf("%q is not a credential type (password, pin, x509, fido2-platform, fido2-roaming, fido-u2f, verifiable-credential, phone-voice, phone-sms, app)", c.CredentialType)
+	case !slices.Contains(changeTypes, c.ChangeType):
+		return ".change_type", fmt.Sprintf("%q is not one of create, revoke, update, delete", c.ChangeType)
+	}
+	return "", ""
+}
+
+// check says what is wrong with the claims, naming the field below the
+// rule's risk_level_change.
+func (r *RiskLevelChange) check() (field, msg string) {
+	switch {
+	case !slices.Contains(riskLevels, r.CurrentLevel):
+		return ".current_level", fmt.Sprintf("%q is not one of LOW, MEDIUM, HIGH", r.CurrentLevel)
+	case r.PreviousLevel != "" && !slices.Contains(riskLevels, r.PreviousLevel):
+		return ".previous_level", fmt.Sprintf("%q is not one of LOW, MEDIUM, HIGH", r.PreviousLevel)
+	case len(r.RiskReason) > 256 || strings.IndexFunc(r.RiskReason, func(c rune) bool { return unicode.IsControl(c) || unicode.Is(unicode.Bidi_Control, c) }) >= 0:
+		return ".risk_reason", "must be at most 256 bytes without control characters"
+	}
+	return "", ""
 }
 
 // Respond is the compiled respond: section.
@@ -50,13 +112,15 @@ type Respond struct {
 
 // RespondRule is a compiled response rule.
 type RespondRule struct {
-	Name       string
-	Reason     string
-	Alert      bool
-	Actions    []respond.Action
-	UserStatus string
-	DryRun     bool
-	prg        cel.Program
+	Name             string
+	Reason           string
+	Alert            bool
+	Actions          []respond.Action
+	UserStatus       string
+	CredentialChange *CredentialChange
+	RiskLevelChange  *RiskLevelChange
+	DryRun           bool
+	prg              cel.Program
 }
 
 // RespondInput is what response rules see: the decision rules' variables
@@ -83,6 +147,10 @@ type RespondMatch struct {
 	Alert      bool
 	Actions    []respond.Action
 	UserStatus string
+	// CredentialChange and RiskLevelChange are the claims of the CAEP
+	// events the rule sends, when it sends them.
+	CredentialChange *CredentialChange
+	RiskLevelChange  *RiskLevelChange
 	// DryRun: the rule or the whole section runs dry.
 	DryRun bool
 }
@@ -138,6 +206,27 @@ func compileRespond(f RespondFile, locs []ruleLocation) (Respond, error) {
 			return out, fail(".user_status", fmt.Sprintf("%q is not disabled (the one status Duo lets an API client set that stops sign-ins)", rf.UserStatus))
 		}
 		r.UserStatus = rf.UserStatus
+		for _, sig := range []struct {
+			action, name string
+			claims       interface{ check() (string, string) }
+			set          bool
+		}{
+			{string(respond.CAEPCredentialChange), "credential_change", rf.CredentialChange, rf.CredentialChange != nil},
+			{string(respond.CAEPRiskLevelChange), "risk_level_change", rf.RiskLevelChange, rf.RiskLevelChange != nil},
+		} {
+			asked := slices.Contains(r.Actions, respond.Action(sig.action))
+			switch {
+			case asked && !sig.set:
+				return out, fail("."+sig.name, "is required by "+sig.action)
+			case sig.set && !asked:
+				return out, fail("."+sig.name, "is only for "+sig.action)
+			case sig.set:
+				if f, msg := sig.claims.check(); msg != "" {
+					return out, fail("."+sig.name+f, msg)
+				}
+			}
+		}
+		r.CredentialChange, r.RiskLevelChange = rf.CredentialChange, rf.RiskLevelChange
 		if r.Reason == "" {
 			r.Reason = rf.Description
 		}
@@ -237,7 +326,8 @@ func (r Respond) Evaluate(in RespondInput) ([]RespondMatch, error) {
 			continue
 		}
 		out = append(out, RespondMatch{Rule: rule.Name, Reason: rule.Reason, Alert: rule.Alert, Actions: rule.Actions,
-			UserStatus: rule.UserStatus, DryRun: r.DryRun || rule.DryRun})
+			UserStatus: rule.UserStatus, CredentialChange: rule.CredentialChange, RiskLevelChange: rule.RiskLevelChange,
+			DryRun: r.DryRun || rule.DryRun})
 	}
 	return out, errors.Join(errs...)
 }

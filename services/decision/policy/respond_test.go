@@ -106,10 +106,54 @@ func TestResponseRuleCompileErrors(t *testing.T) {
 		"not bool":         {"respond:\n  rules:\n    - {name: a, when: 'score', actions: [alert]}\n", "want bool"},
 		"unknown variable": {"respond:\n  rules:\n    - name: a\n      actions: [alert]\n      when: 'nope > 1'\n", "line 5"},
 		"unknown field":    {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [alert], severity: high}\n", "severity"},
+		"credential change without claims": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [caep_credential_change]}\n",
+			"is required by caep_credential_change"},
+		"stray credential change": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [alert], credential_change: {credential_type: password, change_type: revoke}}\n",
+			"only for caep_credential_change"},
+		"unknown change type": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [caep_credential_change], credential_change: {credential_type: password, change_type: reset}}\n",
+			"respond.rules[0].credential_change.change_type"},
+		"credential type spelled oddly": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [caep_credential_change], credential_change: {credential_type: 'Pass Word', change_type: revoke}}\n",
+			"respond.rules[0].credential_change.credential_type"},
+		"risk level without claims": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [caep_risk_level_change]}\n",
+			"is required by caep_risk_level_change"},
+		"risk level in lower case": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [caep_risk_level_change], risk_level_change: {current_level: high}}\n",
+			"respond.rules[0].risk_level_change.current_level"},
+		"unknown previous risk level": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [caep_risk_level_change], risk_level_change: {current_level: HIGH, previous_level: NONE}}\n",
+			"respond.rules[0].risk_level_change.previous_level"},
+		"risk reason with a control character": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [caep_risk_level_change], risk_level_change: {current_level: HIGH, risk_reason: \"a\\u0007b\"}}\n",
+			"respond.rules[0].risk_level_change.risk_reason"},
+		"unknown claim": {"respond:\n  rules:\n    - {name: a, when: 'true', actions: [caep_risk_level_change], risk_level_change: {current_level: HIGH, principal: DEVICE}}\n",
+			"principal"},
 	} {
 		_, err := policy.Parse(strings.NewReader(c.yaml))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: error %v, want one containing %q", name, err, c.want)
 		}
+	}
+}
+
+// TestResponseRuleCAEPSignals: a rule asks for CAEP credential-change and
+// risk-level-change events, and its matches carry their claims.
+func TestResponseRuleCAEPSignals(t *testing.T) {
+	p, err := policy.Parse(strings.NewReader(`
+respond:
+  rules:
+    - name: fatigue-success
+      when: '"APPROVAL_AFTER_BURST" in fresh'
+      actions: [alert, revoke_sessions, caep_credential_change, caep_risk_level_change]
+      credential_change: {credential_type: password, change_type: revoke}
+      risk_level_change: {current_level: HIGH, previous_level: LOW, risk_reason: MFA_FATIGUE_SUCCEEDED}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := p.Respond.Evaluate(respondIn(map[string]int{"APPROVAL_AFTER_BURST": 60}, nil, []string{"APPROVAL_AFTER_BURST"}, nil))
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("matches %+v: %v", ms, err)
+	}
+	m := ms[0]
+	if len(m.Actions) != 3 || m.CredentialChange == nil || *m.CredentialChange != (policy.CredentialChange{CredentialType: "password", ChangeType: "revoke"}) ||
+		m.RiskLevelChange == nil || *m.RiskLevelChange != (policy.RiskLevelChange{CurrentLevel: "HIGH", PreviousLevel: "LOW", RiskReason: "MFA_FATIGUE_SUCCEEDED"}) {
+		t.Fatalf("match %+v", m)
 	}
 }

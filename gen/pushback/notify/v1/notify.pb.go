@@ -163,6 +163,11 @@ const (
 	SecurityEventType_SECURITY_EVENT_TYPE_SESSION_REVOKED SecurityEventType = 1
 	// CAEP assurance-level-change: the user's authentication assurance changed.
 	SecurityEventType_SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE SecurityEventType = 2
+	// CAEP credential-change: a credential of the user was created, revoked,
+	// updated or deleted (for example a password known to an attacker).
+	SecurityEventType_SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE SecurityEventType = 3
+	// CAEP risk-level-change: the risk Pushback sees in the user changed.
+	SecurityEventType_SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE SecurityEventType = 4
 )
 
 // Enum value maps for SecurityEventType.
@@ -171,11 +176,15 @@ var (
 		0: "SECURITY_EVENT_TYPE_UNSPECIFIED",
 		1: "SECURITY_EVENT_TYPE_SESSION_REVOKED",
 		2: "SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE",
+		3: "SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE",
+		4: "SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE",
 	}
 	SecurityEventType_value = map[string]int32{
 		"SECURITY_EVENT_TYPE_UNSPECIFIED":            0,
 		"SECURITY_EVENT_TYPE_SESSION_REVOKED":        1,
 		"SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE": 2,
+		"SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE":      3,
+		"SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE":      4,
 	}
 )
 
@@ -210,7 +219,8 @@ func (SecurityEventType) EnumDescriptor() ([]byte, []int) {
 type ResponseAction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Action: "revoke_sessions", "revoke_tokens", "confirm_compromised",
-	// "block_user" or "set_user_status".
+	// "block_user", "set_user_status", "caep_credential_change" or
+	// "caep_risk_level_change".
 	Action string `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
 	// Rule that asked for it.
 	Rule string `protobuf:"bytes,2,opt,name=rule,proto3" json:"rule,omitempty"`
@@ -218,7 +228,10 @@ type ResponseAction struct {
 	DryRun bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// For set_user_status: the status to set ("disabled": Duo lets an API
 	// client set no other that locks a user out).
-	UserStatus    string `protobuf:"bytes,4,opt,name=user_status,json=userStatus,proto3" json:"user_status,omitempty"`
+	UserStatus string `protobuf:"bytes,4,opt,name=user_status,json=userStatus,proto3" json:"user_status,omitempty"`
+	// For caep_credential_change and caep_risk_level_change: the CAEP event
+	// the rule asks to send to every SSF receiver (its type is the action's).
+	SecurityEvent *SecurityEvent `protobuf:"bytes,5,opt,name=security_event,json=securityEvent,proto3" json:"security_event,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,6 +294,13 @@ func (x *ResponseAction) GetUserStatus() string {
 	return ""
 }
 
+func (x *ResponseAction) GetSecurityEvent() *SecurityEvent {
+	if x != nil {
+		return x.SecurityEvent
+	}
+	return nil
+}
+
 // SecurityEvent details a continuous-access signal.
 type SecurityEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -288,16 +308,31 @@ type SecurityEvent struct {
 	Type SecurityEventType `protobuf:"varint,1,opt,name=type,proto3,enum=pushback.notify.v1.SecurityEventType" json:"type,omitempty"`
 	// For assurance-level-change: namespace of the levels, for example "NIST-AAL".
 	Namespace string `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	// For assurance-level-change: the level now in force.
+	// For assurance-level-change: the level now in force. For
+	// risk-level-change: LOW, MEDIUM or HIGH.
 	CurrentLevel string `protobuf:"bytes,3,opt,name=current_level,json=currentLevel,proto3" json:"current_level,omitempty"`
-	// For assurance-level-change: the level before.
+	// For assurance-level-change: the level before. For risk-level-change:
+	// LOW, MEDIUM or HIGH, or empty when unknown.
 	PreviousLevel string `protobuf:"bytes,4,opt,name=previous_level,json=previousLevel,proto3" json:"previous_level,omitempty"`
 	// For assurance-level-change: "increase" or "decrease".
 	ChangeDirection string `protobuf:"bytes,5,opt,name=change_direction,json=changeDirection,proto3" json:"change_direction,omitempty"`
 	// Why, for administrators.
 	ReasonAdmin string `protobuf:"bytes,6,opt,name=reason_admin,json=reasonAdmin,proto3" json:"reason_admin,omitempty"`
 	// Why, for the user.
-	ReasonUser    string `protobuf:"bytes,7,opt,name=reason_user,json=reasonUser,proto3" json:"reason_user,omitempty"`
+	ReasonUser string `protobuf:"bytes,7,opt,name=reason_user,json=reasonUser,proto3" json:"reason_user,omitempty"`
+	// For credential-change: the credential's type, one of CAEP's (password,
+	// pin, x509, fido2-platform, fido2-roaming, fido-u2f,
+	// verifiable-credential, phone-voice, phone-sms, app) or another the
+	// receiver knows.
+	CredentialType string `protobuf:"bytes,8,opt,name=credential_type,json=credentialType,proto3" json:"credential_type,omitempty"`
+	// For credential-change: "create", "revoke", "update" or "delete".
+	ChangeType string `protobuf:"bytes,9,opt,name=change_type,json=changeType,proto3" json:"change_type,omitempty"`
+	// For risk-level-change: the entity whose risk changed (USER when empty;
+	// CAEP also names DEVICE, SESSION, TENANT, ORG_UNIT and GROUP).
+	Principal string `protobuf:"bytes,10,opt,name=principal,proto3" json:"principal,omitempty"`
+	// For risk-level-change: why the level changed, for example
+	// "MFA_FATIGUE_SUCCEEDED".
+	RiskReason    string `protobuf:"bytes,11,opt,name=risk_reason,json=riskReason,proto3" json:"risk_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -377,6 +412,34 @@ func (x *SecurityEvent) GetReasonAdmin() string {
 func (x *SecurityEvent) GetReasonUser() string {
 	if x != nil {
 		return x.ReasonUser
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetCredentialType() string {
+	if x != nil {
+		return x.CredentialType
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetChangeType() string {
+	if x != nil {
+		return x.ChangeType
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *SecurityEvent) GetRiskReason() string {
+	if x != nil {
+		return x.RiskReason
 	}
 	return ""
 }
@@ -1348,13 +1411,14 @@ var File_pushback_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x01\n" +
+	"\x1fpushback/notify/v1/notify.proto\x12\x12pushback.notify.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x02\n" +
 	"\x0eResponseAction\x12\x16\n" +
 	"\x06action\x18\x01 \x01(\tR\x06action\x12d\n" +
 	"\x04rule\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x04rule\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x1f\n" +
 	"\vuser_status\x18\x04 \x01(\tR\n" +
-	"userStatus\"\xd5\x04\n" +
+	"userStatus\x12H\n" +
+	"\x0esecurity_event\x18\x05 \x01(\v2!.pushback.notify.v1.SecurityEventR\rsecurityEvent\"\x9f\a\n" +
 	"\rSecurityEvent\x12C\n" +
 	"\x04type\x18\x01 \x01(\x0e2%.pushback.notify.v1.SecurityEventTypeB\b\xbaH\x05\x82\x01\x02\x10\x01R\x04type\x12n\n" +
 	"\tnamespace\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\tnamespace\x12u\n" +
@@ -1363,7 +1427,14 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\x10change_direction\x18\x05 \x01(\tB\x1c\xbaH\x19\xd8\x01\x01r\x14R\bincreaseR\bdecreaseR\x0fchangeDirection\x12+\n" +
 	"\freason_admin\x18\x06 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\vreasonAdmin\x12)\n" +
 	"\vreason_user\x18\a \x01(\tB\b\xbaH\x05r\x03(\x80\bR\n" +
-	"reasonUser\"\xb9\x02\n" +
+	"reasonUser\x12M\n" +
+	"\x0fcredential_type\x18\b \x01(\tB$\xbaH!\xd8\x01\x01r\x1c2\x1a^[a-z0-9][a-z0-9.-]{0,63}$R\x0ecredentialType\x12I\n" +
+	"\vchange_type\x18\t \x01(\tB(\xbaH%\xd8\x01\x01r R\x06createR\x06revokeR\x06updateR\x06deleteR\n" +
+	"changeType\x12;\n" +
+	"\tprincipal\x18\n" +
+	" \x01(\tB\x1d\xbaH\x1a\xd8\x01\x01r\x152\x13^[A-Z][A-Z_]{0,63}$R\tprincipal\x12q\n" +
+	"\vrisk_reason\x18\v \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\n" +
+	"riskReason\"\xb9\x02\n" +
 	"\bIncident\x12\x1f\n" +
 	"\vincident_id\x18\x01 \x01(\tR\n" +
 	"incidentId\x12\x14\n" +
@@ -1470,11 +1541,13 @@ const file_pushback_notify_v1_notify_proto_rawDesc = "" +
 	"\x0eSTATUS_PENDING\x10\x01\x12\x14\n" +
 	"\x10STATUS_DELIVERED\x10\x02\x12\x0f\n" +
 	"\vSTATUS_DEAD\x10\x03\x12\x0f\n" +
-	"\vSTATUS_HELD\x10\x04*\x91\x01\n" +
+	"\vSTATUS_HELD\x10\x04*\xe7\x01\n" +
 	"\x11SecurityEventType\x12#\n" +
 	"\x1fSECURITY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12'\n" +
 	"#SECURITY_EVENT_TYPE_SESSION_REVOKED\x10\x01\x12.\n" +
-	"*SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE\x10\x022\xf4\x04\n" +
+	"*SECURITY_EVENT_TYPE_ASSURANCE_LEVEL_CHANGE\x10\x02\x12)\n" +
+	"%SECURITY_EVENT_TYPE_CREDENTIAL_CHANGE\x10\x03\x12)\n" +
+	"%SECURITY_EVENT_TYPE_RISK_LEVEL_CHANGE\x10\x042\xf4\x04\n" +
 	"\x13NotificationService\x12O\n" +
 	"\x06Notify\x12!.pushback.notify.v1.NotifyRequest\x1a\".pushback.notify.v1.NotifyResponse\x12\x7f\n" +
 	"\x0eListDeliveries\x12).pushback.notify.v1.ListDeliveriesRequest\x1a*.pushback.notify.v1.ListDeliveriesResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/deliveries\x12{\n" +
@@ -1519,40 +1592,41 @@ var file_pushback_notify_v1_notify_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
 }
 var file_pushback_notify_v1_notify_proto_depIdxs = []int32{
-	2,  // 0: pushback.notify.v1.SecurityEvent.type:type_name -> pushback.notify.v1.SecurityEventType
-	18, // 1: pushback.notify.v1.Incident.first_time:type_name -> google.protobuf.Timestamp
-	18, // 2: pushback.notify.v1.Incident.last_time:type_name -> google.protobuf.Timestamp
-	0,  // 3: pushback.notify.v1.NotifyRequest.kind:type_name -> pushback.notify.v1.Kind
-	17, // 4: pushback.notify.v1.NotifyRequest.attributes:type_name -> pushback.notify.v1.NotifyRequest.AttributesEntry
-	18, // 5: pushback.notify.v1.NotifyRequest.time:type_name -> google.protobuf.Timestamp
-	4,  // 6: pushback.notify.v1.NotifyRequest.security_event:type_name -> pushback.notify.v1.SecurityEvent
-	3,  // 7: pushback.notify.v1.NotifyRequest.response_actions:type_name -> pushback.notify.v1.ResponseAction
-	1,  // 8: pushback.notify.v1.Delivery.status:type_name -> pushback.notify.v1.Status
-	18, // 9: pushback.notify.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
-	18, // 10: pushback.notify.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
-	18, // 11: pushback.notify.v1.Delivery.deliver_time:type_name -> google.protobuf.Timestamp
-	6,  // 12: pushback.notify.v1.Delivery.notification:type_name -> pushback.notify.v1.NotifyRequest
-	5,  // 13: pushback.notify.v1.Delivery.incident:type_name -> pushback.notify.v1.Incident
-	1,  // 14: pushback.notify.v1.ListDeliveriesRequest.status:type_name -> pushback.notify.v1.Status
-	8,  // 15: pushback.notify.v1.ListDeliveriesResponse.deliveries:type_name -> pushback.notify.v1.Delivery
-	5,  // 16: pushback.notify.v1.ListIncidentsResponse.incidents:type_name -> pushback.notify.v1.Incident
-	5,  // 17: pushback.notify.v1.GetIncidentResponse.incident:type_name -> pushback.notify.v1.Incident
-	8,  // 18: pushback.notify.v1.GetIncidentResponse.deliveries:type_name -> pushback.notify.v1.Delivery
-	6,  // 19: pushback.notify.v1.NotificationService.Notify:input_type -> pushback.notify.v1.NotifyRequest
-	9,  // 20: pushback.notify.v1.NotificationService.ListDeliveries:input_type -> pushback.notify.v1.ListDeliveriesRequest
-	11, // 21: pushback.notify.v1.NotificationService.ListIncidents:input_type -> pushback.notify.v1.ListIncidentsRequest
-	13, // 22: pushback.notify.v1.NotificationService.GetIncident:input_type -> pushback.notify.v1.GetIncidentRequest
-	15, // 23: pushback.notify.v1.NotificationService.ReleaseActions:input_type -> pushback.notify.v1.ReleaseActionsRequest
-	7,  // 24: pushback.notify.v1.NotificationService.Notify:output_type -> pushback.notify.v1.NotifyResponse
-	10, // 25: pushback.notify.v1.NotificationService.ListDeliveries:output_type -> pushback.notify.v1.ListDeliveriesResponse
-	12, // 26: pushback.notify.v1.NotificationService.ListIncidents:output_type -> pushback.notify.v1.ListIncidentsResponse
-	14, // 27: pushback.notify.v1.NotificationService.GetIncident:output_type -> pushback.notify.v1.GetIncidentResponse
-	16, // 28: pushback.notify.v1.NotificationService.ReleaseActions:output_type -> pushback.notify.v1.ReleaseActionsResponse
-	24, // [24:29] is the sub-list for method output_type
-	19, // [19:24] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	4,  // 0: pushback.notify.v1.ResponseAction.security_event:type_name -> pushback.notify.v1.SecurityEvent
+	2,  // 1: pushback.notify.v1.SecurityEvent.type:type_name -> pushback.notify.v1.SecurityEventType
+	18, // 2: pushback.notify.v1.Incident.first_time:type_name -> google.protobuf.Timestamp
+	18, // 3: pushback.notify.v1.Incident.last_time:type_name -> google.protobuf.Timestamp
+	0,  // 4: pushback.notify.v1.NotifyRequest.kind:type_name -> pushback.notify.v1.Kind
+	17, // 5: pushback.notify.v1.NotifyRequest.attributes:type_name -> pushback.notify.v1.NotifyRequest.AttributesEntry
+	18, // 6: pushback.notify.v1.NotifyRequest.time:type_name -> google.protobuf.Timestamp
+	4,  // 7: pushback.notify.v1.NotifyRequest.security_event:type_name -> pushback.notify.v1.SecurityEvent
+	3,  // 8: pushback.notify.v1.NotifyRequest.response_actions:type_name -> pushback.notify.v1.ResponseAction
+	1,  // 9: pushback.notify.v1.Delivery.status:type_name -> pushback.notify.v1.Status
+	18, // 10: pushback.notify.v1.Delivery.next_attempt_time:type_name -> google.protobuf.Timestamp
+	18, // 11: pushback.notify.v1.Delivery.create_time:type_name -> google.protobuf.Timestamp
+	18, // 12: pushback.notify.v1.Delivery.deliver_time:type_name -> google.protobuf.Timestamp
+	6,  // 13: pushback.notify.v1.Delivery.notification:type_name -> pushback.notify.v1.NotifyRequest
+	5,  // 14: pushback.notify.v1.Delivery.incident:type_name -> pushback.notify.v1.Incident
+	1,  // 15: pushback.notify.v1.ListDeliveriesRequest.status:type_name -> pushback.notify.v1.Status
+	8,  // 16: pushback.notify.v1.ListDeliveriesResponse.deliveries:type_name -> pushback.notify.v1.Delivery
+	5,  // 17: pushback.notify.v1.ListIncidentsResponse.incidents:type_name -> pushback.notify.v1.Incident
+	5,  // 18: pushback.notify.v1.GetIncidentResponse.incident:type_name -> pushback.notify.v1.Incident
+	8,  // 19: pushback.notify.v1.GetIncidentResponse.deliveries:type_name -> pushback.notify.v1.Delivery
+	6,  // 20: pushback.notify.v1.NotificationService.Notify:input_type -> pushback.notify.v1.NotifyRequest
+	9,  // 21: pushback.notify.v1.NotificationService.ListDeliveries:input_type -> pushback.notify.v1.ListDeliveriesRequest
+	11, // 22: pushback.notify.v1.NotificationService.ListIncidents:input_type -> pushback.notify.v1.ListIncidentsRequest
+	13, // 23: pushback.notify.v1.NotificationService.GetIncident:input_type -> pushback.notify.v1.GetIncidentRequest
+	15, // 24: pushback.notify.v1.NotificationService.ReleaseActions:input_type -> pushback.notify.v1.ReleaseActionsRequest
+	7,  // 25: pushback.notify.v1.NotificationService.Notify:output_type -> pushback.notify.v1.NotifyResponse
+	10, // 26: pushback.notify.v1.NotificationService.ListDeliveries:output_type -> pushback.notify.v1.ListDeliveriesResponse
+	12, // 27: pushback.notify.v1.NotificationService.ListIncidents:output_type -> pushback.notify.v1.ListIncidentsResponse
+	14, // 28: pushback.notify.v1.NotificationService.GetIncident:output_type -> pushback.notify.v1.GetIncidentResponse
+	16, // 29: pushback.notify.v1.NotificationService.ReleaseActions:output_type -> pushback.notify.v1.ReleaseActionsResponse
+	25, // [25:30] is the sub-list for method output_type
+	20, // [20:25] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_pushback_notify_v1_notify_proto_init() }
