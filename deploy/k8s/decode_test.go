@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -95,8 +97,18 @@ func decode(t *testing.T, source string, data []byte) *manifests {
 		default:
 			t.Fatalf("%s, document %d: kind %q %q is not one this test knows; add it", source, i, tm.APIVersion, tm.Kind)
 		}
-		if err := yaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+		// As the API server decodes: field names are case-sensitive, and
+		// unknown or duplicate fields are errors.
+		js, err := yaml.YAMLToJSONStrict([]byte(doc))
+		if err != nil {
 			t.Fatalf("%s, %s: %v", source, tm.Kind, err)
+		}
+		strict, err := sigsjson.UnmarshalStrict(js, obj)
+		if err != nil {
+			t.Fatalf("%s, %s: %v", source, tm.Kind, err)
+		}
+		if len(strict) > 0 {
+			t.Fatalf("%s, %s: %v", source, tm.Kind, errors.Join(strict...))
 		}
 		if obj.GetName() == "" {
 			t.Fatalf("%s, document %d: %s without a name", source, i, tm.Kind)
