@@ -182,11 +182,11 @@ func Build(s Spec) (v1.Image, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	layerTar, err := Layer(s)
+	tarBytes, err := layerTar(s)
 	if err != nil {
 		return nil, err
 	}
-	gz, err := compress(layerTar)
+	gz, err := compress(tarBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -236,9 +236,9 @@ func compress(b []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// Layer is the image's one layer, an uncompressed tar: directories
+// layerTar is the image's one layer, an uncompressed tar: directories
 // before their files, in a fixed order, every entry with the build's time.
-func Layer(s Spec) ([]byte, error) {
+func layerTar(s Spec) ([]byte, error) {
 	type entry struct {
 		name     string
 		mode     int64
