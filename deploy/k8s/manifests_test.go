@@ -241,6 +241,9 @@ func checkPod(t *testing.T, m *manifests, tpl *corev1.PodTemplateSpec, documente
 	if spec.SecurityContext == nil || spec.SecurityContext.RunAsNonRoot == nil || !*spec.SecurityContext.RunAsNonRoot || spec.SecurityContext.RunAsUser == nil || *spec.SecurityContext.RunAsUser == 0 {
 		t.Error("the pod may run as root")
 	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Error("the pod mounts a service account token it has no use for")
+	}
 	for _, v := range spec.Volumes {
 		switch {
 		case v.ConfigMap != nil && m.ConfigMaps[v.ConfigMap.Name] == nil:
