@@ -194,6 +194,22 @@ func (sh *guardShard) evict(now int64) {
 	}
 }
 
+// peek applies f to the user's state under its lock when this process
+// holds one, and never makes an entry: a read (GetCooldown) must not push
+// another user's state out of memory.
+func (g *guards) peek(key string, f func(st *guard.State)) {
+	sh := &g.shards[maphash.String(g.seed, key)%guardShards]
+	sh.mu.Lock()
+	e, ok := sh.m[key]
+	sh.mu.Unlock()
+	if !ok {
+		return
+	}
+	e.mu.Lock()
+	f(&e.st)
+	e.mu.Unlock()
+}
+
 // update applies f to the user's state under its lock.
 func (g *guards) update(key string, now int64, f func(st *guard.State)) {
 	e := g.entry(key, now)

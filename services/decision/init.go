@@ -123,5 +123,7 @@ func Methods() map[string]auth.Rule {
 		decisionv1.DecisionService_ListDecisions_FullMethodName: {Roles: []auth.Role{auth.Operator}},
 		// Ending a cooldown lets pushes through again: a deliberate act.
 		decisionv1.DecisionService_ClearCooldown_FullMethodName: {Roles: []auth.Role{auth.Operator}},
+		// A cooldown names a user and the sources that attacked them.
+		decisionv1.DecisionService_GetCooldown_FullMethodName: {Roles: []auth.Role{auth.Operator}},
 	}
 }

@@ -12,6 +12,8 @@ func Keyspaces() []store.Keyspace {
 		{Prefix: "decision/user/", Scannable: true, HashTagParts: 2},
 		{Prefix: "decision/attempt/", HashTagParts: 2},
 		{Prefix: "decision/cooldown/", HashTagParts: 2},
+		// Operators' clearings of a user's cooldowns (audit), newest first.
+		{Prefix: "decision/clearance/", Scannable: true, HashTagParts: 2},
 		// The responder's cursor and the causes it has seen.
 		{Prefix: "decision/respond/", HashTagParts: 2},
 	}

@@ -10,10 +10,13 @@ import (
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
+	"github.com/pushbackhq/pushback/pkg/auth"
+	"github.com/pushbackhq/pushback/pkg/ids"
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/validate"
 	"github.com/pushbackhq/pushback/services/decision/guard"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // Key layout (all under "decision/"):
@@ -22,6 +25,7 @@ import (
 //	decision/user/{tenant}/{user}/{ms:020d}/{id} id (index by user and time)
 //	decision/attempt/{tenant}/{user}/{attempt}   id (idempotency)
 //	decision/cooldown/{tenant}/{user}            guard.State (attempts, cooldown)
+//	decision/clearance/{tenant}/{user}/{id}       CooldownClearance (audit; ids.New)
 func decisionKey(id string) []byte { return []byte("decision/id/" + id) }
 
 func userPrefix(tenant, user string) []byte {
@@ -34,6 +38,18 @@ func userIndexKey(tenant, user string, at time.Time, id string) []byte {
 
 func attemptKey(req *decisionv1.DecideRequest) []byte {
 	return fmt.Appendf(nil, "decision/attempt/%s/%s/%s", store.KeyPart(req.GetTenant()), store.KeyPart(req.GetUserId()), req.GetAttemptId())
+}
+
+// clearancePrefix starts the keys of the audit records of a user's
+// cooldowns cleared by operators.
+func clearancePrefix(tenant, user string) []byte {
+	return fmt.Appendf(nil, "decision/clearance/%s/%s/", store.KeyPart(tenant), store.KeyPart(user))
+}
+
+// clearanceKey orders a user's clearings by time: an id that sorts by its
+// millisecond and keeps two clearings of one millisecond apart.
+func clearanceKey(tenant, user string, at time.Time) []byte {
+	return append(clearancePrefix(tenant, user), ids.New(at)...)
 }
 
 func cooldownKey(tenant, user string) []byte {
@@ -133,7 +149,9 @@ func (s *Service) ListDecisions(ctx context.Context, req *decisionv1.ListDecisio
 	return resp, nil
 }
 
-// ClearCooldown implements the RPC.
+// ClearCooldown implements the RPC. The clearing and its audit record
+// (who, why, when) are written in one transaction: a cooldown never ends
+// without the record of who ended it.
 func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldownRequest) (*decisionv1.ClearCooldownResponse, error) {
 	if err := validate.Request(ctx, req); err != nil {
 		return nil, err
@@ -146,23 +164,28 @@ func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldo
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	cleared, err := s.clearCooldown(ctx, req.GetTenant(), user)
-	if err != nil {
+	rec := &decisionv1.CooldownClearance{Tenant: req.GetTenant(), UserId: user, Reason: req.GetReason(),
+		Operator: strings.TrimSpace(req.GetOperator()), Credential: auth.CallerFingerprint(ctx)}
+	if err := s.clearCooldown(ctx, rec); err != nil {
 		s.log.ErrorContext(ctx, "clear cooldown", slog.Any("error", err))
 		return nil, apierr.StoreUnavailable()
 	}
-	if cleared {
+	if rec.GetWasActive() {
 		s.count.CooldownsCleared.Add(1)
 	}
 	s.log.InfoContext(ctx, "cooldown cleared by operator", slog.String("tenant", req.GetTenant()),
-		slog.String("user_hash", s.opts.Redactor.User(user)), slog.Bool("was_active", cleared), slog.String("reason", req.GetReason()))
-	return &decisionv1.ClearCooldownResponse{Cleared: cleared}, nil
+		slog.String("user_hash", s.opts.Redactor.User(user)), slog.Bool("was_active", rec.GetWasActive()), slog.String("reason", req.GetReason()),
+		slog.String("operator", rec.GetOperator()), slog.String("credential", rec.GetCredential()))
+	return &decisionv1.ClearCooldownResponse{Cleared: rec.GetWasActive(), Clearance: rec}, nil
 }
 
-func (s *Service) clearCooldown(ctx context.Context, tenant, user string) (bool, error) {
-	var cleared bool
-	now := s.now().UnixMilli()
-	k := cooldownKey(tenant, user)
+// clearCooldown ends rec's user's cooldown and stores rec, completed with
+// the time and whether a cooldown was active.
+func (s *Service) clearCooldown(ctx context.Context, rec *decisionv1.CooldownClearance) error {
+	at := s.now()
+	now := at.UnixMilli()
+	rec.ClearedAt = timestamppb.New(at)
+	k := cooldownKey(rec.GetTenant(), rec.GetUserId())
 	var st guard.State
 	err := s.opts.Store.Update(ctx, func(tx store.Txn) error {
 		b, err := tx.Get(k)
@@ -175,15 +198,72 @@ func (s *Service) clearCooldown(ctx context.Context, tenant, user string) (bool,
 		}
 		// This process may know of a cooldown the store does not hold yet.
 		s.guards.update(string(k), now, func(mem *guard.State) { st.Merge(*mem, now) })
-		cleared = st.Active(now)
+		rec.WasActive = st.Active(now)
 		// The clearing is kept, not the key deleted: a copy of the state
 		// elsewhere (another replica's memory) merges into it, and must not
 		// bring the cooldown back.
 		st.Clear(now + 1)
-		return tx.Set(k, st.Marshal(), guard.Horizon+time.Duration(max(st.Cooldown.Until-now, 0))*time.Millisecond)
+		if err := tx.Set(k, st.Marshal(), guard.Horizon+time.Duration(max(st.Cooldown.Until-now, 0))*time.Millisecond); err != nil {
+			return err
+		}
+		b, err = proto.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		return tx.Set(clearanceKey(rec.GetTenant(), rec.GetUserId(), at), b, s.opts.Retention)
 	})
 	if err == nil {
 		s.guards.update(string(k), now, func(mem *guard.State) { mem.Clear(now + 1) })
 	}
-	return cleared, err
+	return err
+}
+
+// MaxClearances is how many of a user's clearings GetCooldown returns.
+const MaxClearances = 20
+
+// GetCooldown implements the RPC: the cooldown as this process and the
+// store know it, merged as Decide would merge them, without recording an
+// attempt.
+func (s *Service) GetCooldown(ctx context.Context, req *decisionv1.GetCooldownRequest) (*decisionv1.GetCooldownResponse, error) {
+	if err := validate.Request(ctx, req); err != nil {
+		return nil, err
+	}
+	var v apierr.Violations
+	user := s.userOf(&v, "user_id", req.GetTenant(), req.GetUserId())
+	if err := v.Err(); err != nil {
+		return nil, err
+	}
+	now := s.now().UnixMilli()
+	k := cooldownKey(req.GetTenant(), user)
+	var st guard.State
+	b, err := s.opts.Store.Get(ctx, k)
+	switch {
+	case err == nil:
+		st = decodeGuard(b)
+	case !errors.Is(err, store.ErrNotFound):
+		s.log.ErrorContext(ctx, "read cooldown", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
+	}
+	s.guards.peek(string(k), func(mem *guard.State) { st.Merge(*mem, now) })
+	resp := &decisionv1.GetCooldownResponse{UserId: user}
+	if st.Active(now) {
+		resp.Active = true
+		resp.Until = timestamppb.New(time.UnixMilli(st.Cooldown.Until))
+		resp.Since = timestamppb.New(time.UnixMilli(st.Cooldown.Since))
+		resp.Level = int32(min(st.Cooldown.Level, 1<<30))
+		resp.BoundIps, resp.BoundAsns, resp.BoundDevices = st.Bound()
+	}
+	items, err := s.opts.Store.Scan(ctx, store.ScanOptions{Prefix: clearancePrefix(req.GetTenant(), user), Limit: MaxClearances, Reverse: true})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list clearances", slog.Any("error", err))
+		return nil, apierr.StoreUnavailable()
+	}
+	for _, it := range items {
+		c := &decisionv1.CooldownClearance{}
+		if err := proto.Unmarshal(it.Value, c); err != nil {
+			continue // a record this version cannot read is skipped, not fatal
+		}
+		resp.Clearances = append(resp.Clearances, c)
+	}
+	return resp, nil
 }

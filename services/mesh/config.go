@@ -14,6 +14,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/auth"
 	"github.com/pushbackhq/pushback/pkg/component"
 	"github.com/pushbackhq/pushback/pkg/userid"
+	"github.com/pushbackhq/pushback/services/console"
 	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/intake"
 	"github.com/pushbackhq/pushback/services/notify"
@@ -77,6 +78,8 @@ type Config struct {
 	// Notify is the notification service's own configuration: its
 	// channels, report links and brake.
 	Notify notify.Config
+	// Console is the help-desk console's own configuration.
+	Console console.Config
 	// Connectors are the identity providers' connectors: notify acts
 	// through them (docs/respond.md), intake polls their logs.
 	Connectors Connectors
@@ -99,6 +102,7 @@ func Default() Config {
 		Notify:          notify.DefaultConfig(),
 		Connectors:      DefaultConnectors(),
 		Intake:          intake.DefaultConfig(),
+		Console:         console.DefaultConfig(),
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/pkg/telemetry"
 	"github.com/pushbackhq/pushback/pkg/validate"
+	"github.com/pushbackhq/pushback/services/console"
 	"github.com/pushbackhq/pushback/services/decision"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -337,6 +338,12 @@ func newHTTPServer(cfg Config, d component.Deps, routes []component.Route, guard
 		return nil, err
 	}
 	routes = append(routes, gw...)
+	// The help-desk console, where decision is reachable (services/console).
+	cr, err := console.Routes(cfg.Console, d.With("console"), cfg.Auth.OperatorTokens)
+	if err != nil {
+		return nil, err
+	}
+	routes = append(routes, cr...)
 	mux := http.NewServeMux()
 	for _, r := range routes {
 		h := r.Handler

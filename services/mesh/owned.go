@@ -14,6 +14,7 @@ func (c *Config) owned() []settings.Setting {
 	out = append(out, c.UserIDs.Settings()...)
 	out = append(out, c.Notify.Settings()...)
 	out = append(out, c.Connectors.Settings()...)
+	out = append(out, c.Console.Settings()...)
 	return out
 }
 
@@ -35,6 +36,9 @@ func (c Config) validateOwned() []error {
 		errs = append(errs, err)
 	}
 	if err := c.Intake.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Console.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	return errs

@@ -44,6 +44,7 @@ func TestHTTPRoutesAreTheOutsideCallersRPCs(t *testing.T) {
 		decisionv1.DecisionService_GetDecision_FullMethodName:      "GET /v1/decisions/{decision_id}",
 		decisionv1.DecisionService_ListDecisions_FullMethodName:    "GET /v1/decisions",
 		decisionv1.DecisionService_ClearCooldown_FullMethodName:    "POST /v1/cooldowns:clear",
+		decisionv1.DecisionService_GetCooldown_FullMethodName:      "GET /v1/cooldowns",
 		scoringv1.ScoringService_GetRisk_FullMethodName:            "GET /v1/risk",
 		intakev1.IntakeService_ListEvents_FullMethodName:           "GET /v1/events",
 		notifyv1.NotificationService_ListDeliveries_FullMethodName: "GET /v1/deliveries",

@@ -975,7 +975,12 @@ type ClearCooldownRequest struct {
 	// Why (required; kept in the audit log with the tenant and the hashed user).
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Tenant of the user.
-	Tenant        string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Tenant string `protobuf:"bytes,3,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// Who clears it, as the operator named themself when signing in (the
+	// help-desk console sends it). The audit record keeps it beside the
+	// fingerprint of the credential the call presented, which the caller
+	// cannot choose.
+	Operator      string `protobuf:"bytes,4,opt,name=operator,proto3" json:"operator,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1031,11 +1036,20 @@ func (x *ClearCooldownRequest) GetTenant() string {
 	return ""
 }
 
+func (x *ClearCooldownRequest) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
 // ClearCooldownResponse says whether a cooldown was active.
 type ClearCooldownResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// True when a cooldown was active and is now cleared.
-	Cleared       bool `protobuf:"varint,1,opt,name=cleared,proto3" json:"cleared,omitempty"`
+	Cleared bool `protobuf:"varint,1,opt,name=cleared,proto3" json:"cleared,omitempty"`
+	// The audit record of this clearing.
+	Clearance     *CooldownClearance `protobuf:"bytes,2,opt,name=clearance,proto3" json:"clearance,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1075,6 +1089,291 @@ func (x *ClearCooldownResponse) GetCleared() bool {
 		return x.Cleared
 	}
 	return false
+}
+
+func (x *ClearCooldownResponse) GetClearance() *CooldownClearance {
+	if x != nil {
+		return x.Clearance
+	}
+	return nil
+}
+
+// CooldownClearance is the audit record of an operator ending a cooldown:
+// who, why and when.
+type CooldownClearance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the cooldown was cleared (server time).
+	ClearedAt *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=cleared_at,json=clearedAt,proto3" json:"cleared_at,omitempty"`
+	// Tenant of the user.
+	Tenant string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The user, in canonical form.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Why, as the operator gave it.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The operator's name as they gave it (empty when they gave none).
+	Operator string `protobuf:"bytes,5,opt,name=operator,proto3" json:"operator,omitempty"`
+	// Fingerprint of the credential the call presented ("sha256:" and the
+	// first 16 hex digits of its SHA-256), or "none" on a mesh without
+	// credentials: the part of the identity the caller cannot choose.
+	Credential string `protobuf:"bytes,6,opt,name=credential,proto3" json:"credential,omitempty"`
+	// True when a cooldown was active and this ended it.
+	WasActive     bool `protobuf:"varint,7,opt,name=was_active,json=wasActive,proto3" json:"was_active,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CooldownClearance) Reset() {
+	*x = CooldownClearance{}
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CooldownClearance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CooldownClearance) ProtoMessage() {}
+
+func (x *CooldownClearance) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CooldownClearance.ProtoReflect.Descriptor instead.
+func (*CooldownClearance) Descriptor() ([]byte, []int) {
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *CooldownClearance) GetClearedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ClearedAt
+	}
+	return nil
+}
+
+func (x *CooldownClearance) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+func (x *CooldownClearance) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *CooldownClearance) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *CooldownClearance) GetOperator() string {
+	if x != nil {
+		return x.Operator
+	}
+	return ""
+}
+
+func (x *CooldownClearance) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
+}
+
+func (x *CooldownClearance) GetWasActive() bool {
+	if x != nil {
+		return x.WasActive
+	}
+	return false
+}
+
+// GetCooldownRequest names the user.
+type GetCooldownRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// User, in any spelling the tenant's user id rule maps to the stored form.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Tenant of the user.
+	Tenant        string `protobuf:"bytes,2,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCooldownRequest) Reset() {
+	*x = GetCooldownRequest{}
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCooldownRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCooldownRequest) ProtoMessage() {}
+
+func (x *GetCooldownRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCooldownRequest.ProtoReflect.Descriptor instead.
+func (*GetCooldownRequest) Descriptor() ([]byte, []int) {
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetCooldownRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *GetCooldownRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
+}
+
+// GetCooldownResponse is the user's cooldown as the decision service holds
+// it, and the operators' clearings of it, newest first.
+type GetCooldownResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user, in canonical form.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// True when a cooldown holds now.
+	Active bool `protobuf:"varint,2,opt,name=active,proto3" json:"active,omitempty"`
+	// When the active cooldown ends.
+	Until *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	// When the active cooldown started.
+	Since *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`
+	// Denials that escalated the active cooldown (1 for the first).
+	Level int32 `protobuf:"varint,5,opt,name=level,proto3" json:"level,omitempty"`
+	// Sources bound by the cooldown: their pushes are denied.
+	BoundIps []string `protobuf:"bytes,6,rep,name=bound_ips,json=boundIps,proto3" json:"bound_ips,omitempty"`
+	// Devices bound by the cooldown.
+	BoundDevices []string `protobuf:"bytes,7,rep,name=bound_devices,json=boundDevices,proto3" json:"bound_devices,omitempty"`
+	// Networks (ASNs) bound by the cooldown.
+	BoundAsns []uint32 `protobuf:"varint,8,rep,packed,name=bound_asns,json=boundAsns,proto3" json:"bound_asns,omitempty"`
+	// The latest operators' clearings of this user's cooldowns, newest first
+	// (at most 20).
+	Clearances    []*CooldownClearance `protobuf:"bytes,9,rep,name=clearances,proto3" json:"clearances,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCooldownResponse) Reset() {
+	*x = GetCooldownResponse{}
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCooldownResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCooldownResponse) ProtoMessage() {}
+
+func (x *GetCooldownResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_pushback_decision_v1_decision_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCooldownResponse.ProtoReflect.Descriptor instead.
+func (*GetCooldownResponse) Descriptor() ([]byte, []int) {
+	return file_pushback_decision_v1_decision_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetCooldownResponse) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *GetCooldownResponse) GetActive() bool {
+	if x != nil {
+		return x.Active
+	}
+	return false
+}
+
+func (x *GetCooldownResponse) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
+func (x *GetCooldownResponse) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
+func (x *GetCooldownResponse) GetLevel() int32 {
+	if x != nil {
+		return x.Level
+	}
+	return 0
+}
+
+func (x *GetCooldownResponse) GetBoundIps() []string {
+	if x != nil {
+		return x.BoundIps
+	}
+	return nil
+}
+
+func (x *GetCooldownResponse) GetBoundDevices() []string {
+	if x != nil {
+		return x.BoundDevices
+	}
+	return nil
+}
+
+func (x *GetCooldownResponse) GetBoundAsns() []uint32 {
+	if x != nil {
+		return x.BoundAsns
+	}
+	return nil
+}
+
+func (x *GetCooldownResponse) GetClearances() []*CooldownClearance {
+	if x != nil {
+		return x.Clearances
+	}
+	return nil
 }
 
 var File_pushback_decision_v1_decision_proto protoreflect.FileDescriptor
@@ -1150,13 +1449,43 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\x06tenant\x18\x06 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\"\x83\x01\n" +
 	"\x15ListDecisionsResponse\x12B\n" +
 	"\tdecisions\x18\x01 \x03(\v2$.pushback.decision.v1.DecisionRecordR\tdecisions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x90\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xfe\x02\n" +
 	"\x14ClearCooldownRequest\x12l\n" +
 	"\auser_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12 \n" +
 	"\x06reason\x18\x02 \x01(\tB\b\xbaH\x05r\x03(\x80\bR\x06reason\x12h\n" +
-	"\x06tenant\x18\x03 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\"1\n" +
+	"\x06tenant\x18\x03 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\x12l\n" +
+	"\boperator\x18\x04 \x01(\tBP\xbaHMrK(\x80\x012F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\boperator\"x\n" +
 	"\x15ClearCooldownResponse\x12\x18\n" +
-	"\acleared\x18\x01 \x01(\bR\acleared*\x91\x01\n" +
+	"\acleared\x18\x01 \x01(\bR\acleared\x12E\n" +
+	"\tclearance\x18\x02 \x01(\v2'.pushback.decision.v1.CooldownClearanceR\tclearance\"\xf2\x01\n" +
+	"\x11CooldownClearance\x129\n" +
+	"\n" +
+	"cleared_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tclearedAt\x12\x16\n" +
+	"\x06tenant\x18\x02 \x01(\tR\x06tenant\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
+	"\boperator\x18\x05 \x01(\tR\boperator\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x06 \x01(\tR\n" +
+	"credential\x12\x1d\n" +
+	"\n" +
+	"was_active\x18\a \x01(\bR\twasActive\"\xec\x01\n" +
+	"\x12GetCooldownRequest\x12l\n" +
+	"\auser_id\x18\x01 \x01(\tBS\xbaHP\xc8\x01\x01rK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06userId\x12h\n" +
+	"\x06tenant\x18\x02 \x01(\tBP\xbaHMrK(\x80\x022F^[^\\p{Cc}\\x{061c}\\x{200e}\\x{200f}\\x{202a}-\\x{202e}\\x{2066}-\\x{2069}]*$R\x06tenant\"\xea\x02\n" +
+	"\x13GetCooldownResponse\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x16\n" +
+	"\x06active\x18\x02 \x01(\bR\x06active\x120\n" +
+	"\x05until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x05until\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x14\n" +
+	"\x05level\x18\x05 \x01(\x05R\x05level\x12\x1b\n" +
+	"\tbound_ips\x18\x06 \x03(\tR\bboundIps\x12#\n" +
+	"\rbound_devices\x18\a \x03(\tR\fboundDevices\x12\x1d\n" +
+	"\n" +
+	"bound_asns\x18\b \x03(\rR\tboundAsns\x12G\n" +
+	"\n" +
+	"clearances\x18\t \x03(\v2'.pushback.decision.v1.CooldownClearanceR\n" +
+	"clearances*\x91\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rOUTCOME_ALLOW\x10\x01\x12 \n" +
@@ -1172,12 +1501,13 @@ const file_pushback_decision_v1_decision_proto_rawDesc = "" +
 	"\x19FAILURE_CAUSE_UNSPECIFIED\x10\x00\x12%\n" +
 	"!FAILURE_CAUSE_SCORING_UNAVAILABLE\x10\x01\x12\x16\n" +
 	"\x12FAILURE_CAUSE_SHED\x10\x02\x12#\n" +
-	"\x1fFAILURE_CAUSE_STORE_UNAVAILABLE\x10\x032\xfc\x03\n" +
+	"\x1fFAILURE_CAUSE_STORE_UNAVAILABLE\x10\x032\xf7\x04\n" +
 	"\x0fDecisionService\x12S\n" +
 	"\x06Decide\x12#.pushback.decision.v1.DecideRequest\x1a$.pushback.decision.v1.DecideResponse\x12\x87\x01\n" +
 	"\vGetDecision\x12(.pushback.decision.v1.GetDecisionRequest\x1a).pushback.decision.v1.GetDecisionResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/v1/decisions/{decision_id}\x12\x7f\n" +
 	"\rListDecisions\x12*.pushback.decision.v1.ListDecisionsRequest\x1a+.pushback.decision.v1.ListDecisionsResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/decisions\x12\x88\x01\n" +
-	"\rClearCooldown\x12*.pushback.decision.v1.ClearCooldownRequest\x1a+.pushback.decision.v1.ClearCooldownResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/cooldowns:clearB\xdf\x01\n" +
+	"\rClearCooldown\x12*.pushback.decision.v1.ClearCooldownRequest\x1a+.pushback.decision.v1.ClearCooldownResponse\"\x1e\x82\xd3\xe4\x93\x02\x18:\x01*\"\x13/v1/cooldowns:clear\x12y\n" +
+	"\vGetCooldown\x12(.pushback.decision.v1.GetCooldownRequest\x1a).pushback.decision.v1.GetCooldownResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/cooldownsB\xdf\x01\n" +
 	"\x18com.pushback.decision.v1B\rDecisionProtoP\x01ZBgithub.com/pushbackhq/pushback/gen/pushback/decision/v1;decisionv1\xa2\x02\x03PDX\xaa\x02\x14Pushback.Decision.V1\xca\x02\x14Pushback\\Decision\\V1\xe2\x02 Pushback\\Decision\\V1\\GPBMetadata\xea\x02\x16Pushback::Decision::V1b\x06proto3"
 
 var (
@@ -1193,7 +1523,7 @@ func file_pushback_decision_v1_decision_proto_rawDescGZIP() []byte {
 }
 
 var file_pushback_decision_v1_decision_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_pushback_decision_v1_decision_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_pushback_decision_v1_decision_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_pushback_decision_v1_decision_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: pushback.decision.v1.Outcome
 	(FailureMode)(0),              // 1: pushback.decision.v1.FailureMode
@@ -1208,45 +1538,55 @@ var file_pushback_decision_v1_decision_proto_goTypes = []any{
 	(*ListDecisionsResponse)(nil), // 10: pushback.decision.v1.ListDecisionsResponse
 	(*ClearCooldownRequest)(nil),  // 11: pushback.decision.v1.ClearCooldownRequest
 	(*ClearCooldownResponse)(nil), // 12: pushback.decision.v1.ClearCooldownResponse
-	(v1.Factor)(0),                // 13: pushback.event.v1.Factor
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*v1.Client)(nil),             // 15: pushback.event.v1.Client
-	(*v11.RiskAssessment)(nil),    // 16: pushback.scoring.v1.RiskAssessment
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
-	(*v11.Familiarity)(nil),       // 18: pushback.scoring.v1.Familiarity
+	(*CooldownClearance)(nil),     // 13: pushback.decision.v1.CooldownClearance
+	(*GetCooldownRequest)(nil),    // 14: pushback.decision.v1.GetCooldownRequest
+	(*GetCooldownResponse)(nil),   // 15: pushback.decision.v1.GetCooldownResponse
+	(v1.Factor)(0),                // 16: pushback.event.v1.Factor
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*v1.Client)(nil),             // 18: pushback.event.v1.Client
+	(*v11.RiskAssessment)(nil),    // 19: pushback.scoring.v1.RiskAssessment
+	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
+	(*v11.Familiarity)(nil),       // 21: pushback.scoring.v1.Familiarity
 }
 var file_pushback_decision_v1_decision_proto_depIdxs = []int32{
-	13, // 0: pushback.decision.v1.DecideRequest.factor:type_name -> pushback.event.v1.Factor
-	14, // 1: pushback.decision.v1.DecideRequest.time:type_name -> google.protobuf.Timestamp
-	15, // 2: pushback.decision.v1.DecideRequest.client:type_name -> pushback.event.v1.Client
+	16, // 0: pushback.decision.v1.DecideRequest.factor:type_name -> pushback.event.v1.Factor
+	17, // 1: pushback.decision.v1.DecideRequest.time:type_name -> google.protobuf.Timestamp
+	18, // 2: pushback.decision.v1.DecideRequest.client:type_name -> pushback.event.v1.Client
 	0,  // 3: pushback.decision.v1.DecideResponse.outcome:type_name -> pushback.decision.v1.Outcome
-	16, // 4: pushback.decision.v1.DecideResponse.risk:type_name -> pushback.scoring.v1.RiskAssessment
-	17, // 5: pushback.decision.v1.DecideResponse.cooldown:type_name -> google.protobuf.Duration
+	19, // 4: pushback.decision.v1.DecideResponse.risk:type_name -> pushback.scoring.v1.RiskAssessment
+	20, // 5: pushback.decision.v1.DecideResponse.cooldown:type_name -> google.protobuf.Duration
 	1,  // 6: pushback.decision.v1.DecideResponse.failure_mode:type_name -> pushback.decision.v1.FailureMode
 	2,  // 7: pushback.decision.v1.DecideResponse.failure_cause:type_name -> pushback.decision.v1.FailureCause
 	5,  // 8: pushback.decision.v1.DecideResponse.cooldown_context:type_name -> pushback.decision.v1.CooldownContext
-	18, // 9: pushback.decision.v1.CooldownContext.familiarity:type_name -> pushback.scoring.v1.Familiarity
+	21, // 9: pushback.decision.v1.CooldownContext.familiarity:type_name -> pushback.scoring.v1.Familiarity
 	3,  // 10: pushback.decision.v1.DecisionRecord.request:type_name -> pushback.decision.v1.DecideRequest
 	4,  // 11: pushback.decision.v1.DecisionRecord.response:type_name -> pushback.decision.v1.DecideResponse
-	14, // 12: pushback.decision.v1.DecisionRecord.decided_at:type_name -> google.protobuf.Timestamp
+	17, // 12: pushback.decision.v1.DecisionRecord.decided_at:type_name -> google.protobuf.Timestamp
 	0,  // 13: pushback.decision.v1.DecisionRecord.shadow_outcome:type_name -> pushback.decision.v1.Outcome
 	6,  // 14: pushback.decision.v1.GetDecisionResponse.decision:type_name -> pushback.decision.v1.DecisionRecord
-	14, // 15: pushback.decision.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
-	14, // 16: pushback.decision.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
+	17, // 15: pushback.decision.v1.ListDecisionsRequest.start_time:type_name -> google.protobuf.Timestamp
+	17, // 16: pushback.decision.v1.ListDecisionsRequest.end_time:type_name -> google.protobuf.Timestamp
 	6,  // 17: pushback.decision.v1.ListDecisionsResponse.decisions:type_name -> pushback.decision.v1.DecisionRecord
-	3,  // 18: pushback.decision.v1.DecisionService.Decide:input_type -> pushback.decision.v1.DecideRequest
-	7,  // 19: pushback.decision.v1.DecisionService.GetDecision:input_type -> pushback.decision.v1.GetDecisionRequest
-	9,  // 20: pushback.decision.v1.DecisionService.ListDecisions:input_type -> pushback.decision.v1.ListDecisionsRequest
-	11, // 21: pushback.decision.v1.DecisionService.ClearCooldown:input_type -> pushback.decision.v1.ClearCooldownRequest
-	4,  // 22: pushback.decision.v1.DecisionService.Decide:output_type -> pushback.decision.v1.DecideResponse
-	8,  // 23: pushback.decision.v1.DecisionService.GetDecision:output_type -> pushback.decision.v1.GetDecisionResponse
-	10, // 24: pushback.decision.v1.DecisionService.ListDecisions:output_type -> pushback.decision.v1.ListDecisionsResponse
-	12, // 25: pushback.decision.v1.DecisionService.ClearCooldown:output_type -> pushback.decision.v1.ClearCooldownResponse
-	22, // [22:26] is the sub-list for method output_type
-	18, // [18:22] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	13, // 18: pushback.decision.v1.ClearCooldownResponse.clearance:type_name -> pushback.decision.v1.CooldownClearance
+	17, // 19: pushback.decision.v1.CooldownClearance.cleared_at:type_name -> google.protobuf.Timestamp
+	17, // 20: pushback.decision.v1.GetCooldownResponse.until:type_name -> google.protobuf.Timestamp
+	17, // 21: pushback.decision.v1.GetCooldownResponse.since:type_name -> google.protobuf.Timestamp
+	13, // 22: pushback.decision.v1.GetCooldownResponse.clearances:type_name -> pushback.decision.v1.CooldownClearance
+	3,  // 23: pushback.decision.v1.DecisionService.Decide:input_type -> pushback.decision.v1.DecideRequest
+	7,  // 24: pushback.decision.v1.DecisionService.GetDecision:input_type -> pushback.decision.v1.GetDecisionRequest
+	9,  // 25: pushback.decision.v1.DecisionService.ListDecisions:input_type -> pushback.decision.v1.ListDecisionsRequest
+	11, // 26: pushback.decision.v1.DecisionService.ClearCooldown:input_type -> pushback.decision.v1.ClearCooldownRequest
+	14, // 27: pushback.decision.v1.DecisionService.GetCooldown:input_type -> pushback.decision.v1.GetCooldownRequest
+	4,  // 28: pushback.decision.v1.DecisionService.Decide:output_type -> pushback.decision.v1.DecideResponse
+	8,  // 29: pushback.decision.v1.DecisionService.GetDecision:output_type -> pushback.decision.v1.GetDecisionResponse
+	10, // 30: pushback.decision.v1.DecisionService.ListDecisions:output_type -> pushback.decision.v1.ListDecisionsResponse
+	12, // 31: pushback.decision.v1.DecisionService.ClearCooldown:output_type -> pushback.decision.v1.ClearCooldownResponse
+	15, // 32: pushback.decision.v1.DecisionService.GetCooldown:output_type -> pushback.decision.v1.GetCooldownResponse
+	28, // [28:33] is the sub-list for method output_type
+	23, // [23:28] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_pushback_decision_v1_decision_proto_init() }
@@ -1260,7 +1600,7 @@ func file_pushback_decision_v1_decision_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pushback_decision_v1_decision_proto_rawDesc), len(file_pushback_decision_v1_decision_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	DecisionService_GetDecision_FullMethodName   = "/pushback.decision.v1.DecisionService/GetDecision"
 	DecisionService_ListDecisions_FullMethodName = "/pushback.decision.v1.DecisionService/ListDecisions"
 	DecisionService_ClearCooldown_FullMethodName = "/pushback.decision.v1.DecisionService/ClearCooldown"
+	DecisionService_GetCooldown_FullMethodName   = "/pushback.decision.v1.DecisionService/GetCooldown"
 )
 
 // DecisionServiceClient is the client API for DecisionService service.
@@ -42,6 +43,9 @@ type DecisionServiceClient interface {
 	ListDecisions(ctx context.Context, in *ListDecisionsRequest, opts ...grpc.CallOption) (*ListDecisionsResponse, error)
 	// ClearCooldown ends a user's cooldown (an operator action).
 	ClearCooldown(ctx context.Context, in *ClearCooldownRequest, opts ...grpc.CallOption) (*ClearCooldownResponse, error)
+	// GetCooldown reads a user's cooldown and who cleared it before, without
+	// counting an attempt (an operator's view).
+	GetCooldown(ctx context.Context, in *GetCooldownRequest, opts ...grpc.CallOption) (*GetCooldownResponse, error)
 }
 
 type decisionServiceClient struct {
@@ -92,6 +96,16 @@ func (c *decisionServiceClient) ClearCooldown(ctx context.Context, in *ClearCool
 	return out, nil
 }
 
+func (c *decisionServiceClient) GetCooldown(ctx context.Context, in *GetCooldownRequest, opts ...grpc.CallOption) (*GetCooldownResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCooldownResponse)
+	err := c.cc.Invoke(ctx, DecisionService_GetCooldown_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DecisionServiceServer is the server API for DecisionService service.
 // All implementations must embed UnimplementedDecisionServiceServer
 // for forward compatibility.
@@ -106,6 +120,9 @@ type DecisionServiceServer interface {
 	ListDecisions(context.Context, *ListDecisionsRequest) (*ListDecisionsResponse, error)
 	// ClearCooldown ends a user's cooldown (an operator action).
 	ClearCooldown(context.Context, *ClearCooldownRequest) (*ClearCooldownResponse, error)
+	// GetCooldown reads a user's cooldown and who cleared it before, without
+	// counting an attempt (an operator's view).
+	GetCooldown(context.Context, *GetCooldownRequest) (*GetCooldownResponse, error)
 	mustEmbedUnimplementedDecisionServiceServer()
 }
 
@@ -127,6 +144,9 @@ func (UnimplementedDecisionServiceServer) ListDecisions(context.Context, *ListDe
 }
 func (UnimplementedDecisionServiceServer) ClearCooldown(context.Context, *ClearCooldownRequest) (*ClearCooldownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClearCooldown not implemented")
+}
+func (UnimplementedDecisionServiceServer) GetCooldown(context.Context, *GetCooldownRequest) (*GetCooldownResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCooldown not implemented")
 }
 func (UnimplementedDecisionServiceServer) mustEmbedUnimplementedDecisionServiceServer() {}
 func (UnimplementedDecisionServiceServer) testEmbeddedByValue()                         {}
@@ -221,6 +241,24 @@ func _DecisionService_ClearCooldown_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DecisionService_GetCooldown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCooldownRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DecisionServiceServer).GetCooldown(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DecisionService_GetCooldown_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DecisionServiceServer).GetCooldown(ctx, req.(*GetCooldownRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DecisionService_ServiceDesc is the grpc.ServiceDesc for DecisionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -243,6 +281,10 @@ var DecisionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClearCooldown",
 			Handler:    _DecisionService_ClearCooldown_Handler,
+		},
+		{
+			MethodName: "GetCooldown",
+			Handler:    _DecisionService_GetCooldown_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

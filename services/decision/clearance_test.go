@@ -1,0 +1,58 @@
+package decision_test
+
+import (
+	"context"
+	"testing"
+
+	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
+	"github.com/pushbackhq/pushback/pkg/auth"
+	"google.golang.org/grpc/metadata"
+)
+
+// TestCooldownClearanceIsAudited: clearing a cooldown stores who (the name
+// the operator gave and the fingerprint of the credential the call
+// presented, which the caller cannot choose), why and when; GetCooldown
+// reads the cooldown and the record in any spelling of the user, without
+// counting an attempt.
+func TestCooldownClearanceIsAudited(t *testing.T) {
+	e := newEnv(t, envOptions{policy: testPolicy})
+	ctx := context.Background()
+	e.decide(t, req("dana", "deny-me", "d-0", t0))
+	before, err := e.dc.GetCooldown(ctx, &decisionv1.GetCooldownRequest{UserId: " DANA "})
+	if err != nil || !before.GetActive() || before.GetUserId() != "dana" || before.GetUntil() == nil || len(before.GetClearances()) != 0 {
+		t.Fatalf("GetCooldown before clearing = %v, %v; want dana's cooldown active", before, err)
+	}
+	const token = "operator-token-0123456789"
+	octx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	got, err := e.dc.ClearCooldown(octx, &decisionv1.ClearCooldownRequest{UserId: "Dana", Reason: "verified by call-back <b>", Operator: " ana "})
+	if err != nil || !got.GetCleared() {
+		t.Fatalf("ClearCooldown = %v, %v", got, err)
+	}
+	c := got.GetClearance()
+	if c.GetUserId() != "dana" || c.GetReason() != "verified by call-back <b>" || c.GetOperator() != "ana" ||
+		c.GetCredential() != auth.Fingerprint(token) || !c.GetWasActive() || c.GetClearedAt() == nil {
+		t.Fatalf("clearance = %v", c)
+	}
+	if c.GetCredential() == token || len(c.GetCredential()) > 32 {
+		t.Fatalf("the audit record keeps the token itself: %q", c.GetCredential())
+	}
+	after, err := e.dc.GetCooldown(ctx, &decisionv1.GetCooldownRequest{UserId: "dana"})
+	if err != nil || after.GetActive() || len(after.GetClearances()) != 1 {
+		t.Fatalf("GetCooldown after clearing = %v, %v", after, err)
+	}
+	if r := after.GetClearances()[0]; r.GetReason() != c.GetReason() || r.GetOperator() != "ana" || r.GetCredential() != c.GetCredential() ||
+		!r.GetClearedAt().AsTime().Equal(c.GetClearedAt().AsTime()) {
+		t.Fatalf("stored clearance %v, want %v", r, c)
+	}
+	// Without a credential (the newcomer's mesh) the record says so.
+	anon, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana", Reason: "again"})
+	if err != nil || anon.GetCleared() || anon.GetClearance().GetCredential() != auth.NoCredential {
+		t.Fatalf("ClearCooldown without a credential = %v, %v", anon, err)
+	}
+	list, err := e.dc.GetCooldown(ctx, &decisionv1.GetCooldownRequest{UserId: "dana"})
+	// The test's clock stands still: both clearings share a millisecond,
+	// and neither overwrites the other.
+	if err != nil || len(list.GetClearances()) != 2 {
+		t.Fatalf("clearances = %v, %v; want both", list, err)
+	}
+}
