@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pushbackhq/pushback/pkg/component"
+	"github.com/pushbackhq/pushback/services/console"
 	"github.com/pushbackhq/pushback/services/decision"
 	"github.com/pushbackhq/pushback/services/intake"
 	"github.com/pushbackhq/pushback/services/mesh"
@@ -75,7 +76,7 @@ func muxPath(pattern string) string {
 func servedElsewhere(t *testing.T) []string {
 	t.Helper()
 	paths := []string{
-		muxPath(decision.DecideRoute), scoring.FeedPath, notify.ReportPath, notify.JWKSPath,
+		muxPath(decision.DecideRoute), scoring.FeedPath, notify.ReportPath, notify.JWKSPath, console.Prefix, console.Prefix + "signin",
 		"/metrics", mesh.LivenessPath, mesh.ReadinessPath, "/v1/openapi.json", "/",
 		"/v1", "/v1/", "/v1/ingestx", "/v1/ingest-admin", "/V1/ingest/okta", "/v1/Ingest/okta",
 	}
