@@ -21,6 +21,7 @@ Usage:
   pushback incidents list|show|release   incidents from IdP logs and decisions: alerts, response actions and their results
   pushback bench [flags]          measure Decide or ingest throughput against a bare gRPC echo
   pushback certs [flags]          make a development CA and certificates for mutual TLS
+  pushback version                show the release, the commit and the Go version
   pushback help                   show this help
 
 Run "pushback serve --help" for the serve flags, "pushback radius --help" for the gate's.
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer, getenv func(string) string) in
 		return benchCmd(ctx, args[1:], stdout, stderr, getenv)
 	case "certs":
 		return certsCmd(args[1:], stdout, stderr)
+	case "version", "--version":
+		return versionCmd(stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

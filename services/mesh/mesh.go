@@ -322,6 +322,14 @@ func (ls listeners) addrs() (grpcAddr, httpAddr string) {
 	return ls.grpc.Addr().String(), httpAddr
 }
 
+// The probes on the HTTP port, for the kubelet: alive while the process
+// serves; ready while gRPC health says SERVING (not during start-up or
+// shutdown).
+const (
+	LivenessPath  = "/healthz"
+	ReadinessPath = "/readyz"
+)
+
 // newHTTPServer serves the routes of the services this process runs, the
 // gateway routes of every service it reaches, the RPCs as JSON, metrics
 // and probes.
@@ -354,8 +362,8 @@ func newHTTPServer(cfg Config, d component.Deps, routes []component.Route, guard
 		return nil, err
 	}
 	mux.Handle("/metrics", tel.MetricsHandler())
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc(LivenessPath, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc(ReadinessPath, func(w http.ResponseWriter, r *http.Request) {
 		resp, err := srv.Health.Check(r.Context(), &healthpb.HealthCheckRequest{})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
