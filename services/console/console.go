@@ -229,6 +229,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.badField(w, "operator", "your name "+msg)
 		return
 	}
+	// The name goes into audit records and logs as one line: U+2028 and
+	// U+2029 break lines too.
+	if strings.ContainsAny(operator, "\u2028\u2029") {
+		c.badField(w, "operator", "your name holds a line or paragraph separator")
+		return
+	}
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	if token == "" || len(token) > maxToken {
 		c.badField(w, "token", "paste your operator token (at most 4096 bytes)")

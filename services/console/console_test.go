@@ -271,7 +271,7 @@ func TestSignInChecksTheToken(t *testing.T) {
 		t.Fatalf("sign-in with a forged CSRF token: %d, want 403", w.Code)
 	}
 	// The operator's name goes into audit records: required, bounded.
-	for _, name := range []string{"", "   ", strings.Repeat("a", 129), "ana\x1b[31m", "ana\u202eevil"} {
+	for _, name := range []string{"", "   ", strings.Repeat("a", 129), "ana\x1b[31m", "ana\u202eevil", "ana\u2028cleared by bo", "ana\u2029x"} {
 		w := e.do(t, "POST", "/console/login", url.Values{"csrf": {csrf}, "operator": {name}, "token": {operatorToken}}, "", lc)
 		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `<strong class="field">operator</strong>`) {
 			t.Fatalf("sign-in as %q: %d, want 400 naming operator\n%s", name, w.Code, w.Body)

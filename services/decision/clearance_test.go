@@ -75,6 +75,14 @@ func TestClearanceReasonRefusesControlCharacters(t *testing.T) {
 			t.Fatalf("ClearCooldown with reason %q = %v, want InvalidArgument naming reason", reason, err)
 		}
 	}
+	// The operator's name is one line: no Unicode line or paragraph
+	// separator either (the contract's pattern refuses the others).
+	for _, name := range []string{"ana\u2028cleared by bo", "ana\u2029"} {
+		_, err := e.dc.ClearCooldown(ctx, &decisionv1.ClearCooldownRequest{UserId: "dana", Reason: "fine", Operator: name})
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "operator") {
+			t.Fatalf("ClearCooldown by operator %q = %v, want InvalidArgument naming operator", name, err)
+		}
+	}
 	if cd, err := e.dc.GetCooldown(ctx, &decisionv1.GetCooldownRequest{UserId: "dana"}); err != nil || !cd.GetActive() || len(cd.GetClearances()) != 0 {
 		t.Fatalf("after refused clearings: %v, %v; want the cooldown active, nothing recorded", cd, err)
 	}

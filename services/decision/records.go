@@ -163,6 +163,11 @@ func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldo
 	} else if !auditText(req.GetReason()) {
 		v.Add("reason", "holds control characters (line breaks and tabs are allowed)")
 	}
+	if strings.ContainsAny(req.GetOperator(), "\u2028\u2029") {
+		// The contract's pattern refuses control characters; these break
+		// lines too.
+		v.Add("operator", "holds a line or paragraph separator")
+	}
 	user := s.userOf(&v, "user_id", req.GetTenant(), req.GetUserId())
 	if err := v.Err(); err != nil {
 		return nil, err
