@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -207,21 +208,31 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) {
 // time, and starts a session.
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	now := c.now()
+	if !c.parseForm(w, r) {
+		return
+	}
+	// The CSRF check comes before the attempt is counted: a page on
+	// another site can make the operator's browser post this form, never
+	// with the form's cookie, and must not spend the budget of the
+	// operator's address (under port-forward, every operator's).
+	if !sameToken(cookieValue(r, loginCookie), r.PostFormValue("csrf")) {
+		c.fail(w, http.StatusForbidden, "Form expired", "The sign-in form was not the one this console served (or it expired): reload the page and sign in again.", nil)
+		return
+	}
 	if !c.logins.allow(clientAddr(r), now) {
 		c.log.Warn("console sign-in refused: too many attempts", slog.String("peer", r.RemoteAddr))
 		c.fail(w, http.StatusTooManyRequests, "Too many sign-in attempts", "Wait a few minutes before trying again.", nil)
 		return
 	}
-	if !c.parseForm(w, r) {
-		return
-	}
-	if !sameToken(cookieValue(r, loginCookie), r.PostFormValue("csrf")) {
-		c.fail(w, http.StatusForbidden, "Form expired", "The sign-in form was not the one this console served (or it expired): reload the page and sign in again.", nil)
-		return
-	}
 	operator := strings.TrimSpace(r.PostFormValue("operator"))
 	if msg := checkText(operator, maxOperator, true, false); msg != "" {
 		c.badField(w, "operator", "your name "+msg)
+		return
+	}
+	// The name goes into audit records and logs as one line: U+2028 and
+	// U+2029 break lines too.
+	if strings.ContainsAny(operator, "\u2028\u2029") {
+		c.badField(w, "operator", "your name holds a line or paragraph separator")
 		return
 	}
 	token := strings.TrimSpace(r.PostFormValue("token"))
@@ -423,13 +434,24 @@ func cookieValue(r *http.Request, name string) string {
 }
 
 // clientAddr is the host of the request's peer: sign-ins are limited per
-// address.
+// address. An IPv6 peer is counted by its /64, which one host holds whole
+// (a new address per guess is free), and an IPv4-mapped address as the
+// IPv4 address. X-Forwarded-For is never read: anyone can send it.
 func clientAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
 }
 
 // checkText says what is wrong with s ("" when nothing): empty when

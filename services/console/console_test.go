@@ -271,7 +271,7 @@ func TestSignInChecksTheToken(t *testing.T) {
 		t.Fatalf("sign-in with a forged CSRF token: %d, want 403", w.Code)
 	}
 	// The operator's name goes into audit records: required, bounded.
-	for _, name := range []string{"", "   ", strings.Repeat("a", 129), "ana\x1b[31m", "ana\u202eevil"} {
+	for _, name := range []string{"", "   ", strings.Repeat("a", 129), "ana\x1b[31m", "ana\u202eevil", "ana\u2028cleared by bo", "ana\u2029x"} {
 		w := e.do(t, "POST", "/console/login", url.Values{"csrf": {csrf}, "operator": {name}, "token": {operatorToken}}, "", lc)
 		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), `<strong class="field">operator</strong>`) {
 			t.Fatalf("sign-in as %q: %d, want 400 naming operator\n%s", name, w.Code, w.Body)
@@ -478,5 +478,66 @@ func TestSessionsAreBounded(t *testing.T) {
 	e.clock.add(time.Hour)
 	if w := e.do(t, "GET", "/console/", nil, "", third); w.Code != http.StatusUnauthorized {
 		t.Fatalf("a session outlived its lifetime: %d", w.Code)
+	}
+}
+
+// TestCrossSiteSignInsDoNotLockOut plays a page on another site that makes
+// the operator's browser post the sign-in form again and again (without
+// the form's CSRF cookie, which SameSite=Strict keeps from a cross-site
+// post): the posts are refused, and they do not spend the sign-in budget
+// of the operator's address (under kubectl port-forward, every operator's).
+func TestCrossSiteSignInsDoNotLockOut(t *testing.T) {
+	e := newEnv(t, func(c *console.Config) { c.LoginAttempts = 3 })
+	const addr = "127.0.0.1:5000"
+	for i := range 20 {
+		w := e.do(t, "POST", "/console/login", url.Values{"operator": {"m"}, "token": {fmt.Sprint(otherToken, i)}}, addr)
+		if w.Code != http.StatusForbidden {
+			t.Fatalf("cross-site sign-in %d: %d, want 403", i, w.Code)
+		}
+	}
+	lc, csrf := e.loginForm(t)
+	if w := e.do(t, "POST", "/console/login", url.Values{"csrf": {csrf}, "operator": {"ana"}, "token": {operatorToken}}, addr, lc); w.Code != http.StatusSeeOther {
+		t.Fatalf("the operator's own sign-in after a cross-site flood: %d, want 303", w.Code)
+	}
+}
+
+// TestSignInLimitHoldsAcrossAnIPv6Prefix plays a guesser who owns an IPv6
+// /64 (every host does) and takes a new address for each guess, and one
+// who sends X-Forwarded-For: both are held to one address's budget.
+func TestSignInLimitHoldsAcrossAnIPv6Prefix(t *testing.T) {
+	e := newEnv(t, func(c *console.Config) { c.LoginAttempts = 5 })
+	lc, csrf := e.loginForm(t)
+	try := func(addr, token string, xff string) int {
+		r := httptest.NewRequest("POST", "/console/login", strings.NewReader(url.Values{"csrf": {csrf}, "operator": {"m"}, "token": {token}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		r.RemoteAddr = addr
+		r.AddCookie(lc)
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for i := range 5 {
+		if code := try(fmt.Sprintf("[2001:db8:1:2::%x]:4000", i+1), fmt.Sprint(otherToken, i), ""); code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, code)
+		}
+	}
+	if code := try("[2001:db8:1:2:ffff::9]:4000", operatorToken, ""); code != http.StatusTooManyRequests {
+		t.Fatalf("past the limit, another address of the same /64: %d, want 429", code)
+	}
+	if code := try("[2001:db8:1:3::1]:4000", operatorToken, ""); code != http.StatusSeeOther {
+		t.Fatalf("another /64: %d, want 303", code)
+	}
+	for i := range 5 {
+		try("198.51.100.4:4000", fmt.Sprint(otherToken, i), fmt.Sprintf("192.0.2.%d", i))
+	}
+	if code := try("198.51.100.4:4000", operatorToken, "192.0.2.200"); code != http.StatusTooManyRequests {
+		t.Fatalf("X-Forwarded-For reset the limit: %d, want 429", code)
+	}
+	// An IPv4 address seen as IPv4-mapped IPv6 is the same address.
+	if code := try("[::ffff:198.51.100.4]:4000", operatorToken, ""); code != http.StatusTooManyRequests {
+		t.Fatalf("an IPv4-mapped form of a limited address: %d, want 429", code)
 	}
 }

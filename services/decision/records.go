@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode"
 
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	"github.com/pushbackhq/pushback/pkg/apierr"
@@ -159,6 +160,13 @@ func (s *Service) ClearCooldown(ctx context.Context, req *decisionv1.ClearCooldo
 	var v apierr.Violations
 	if strings.TrimSpace(req.GetReason()) == "" {
 		v.Add("reason", "is required: say why the cooldown ends (it is kept in the audit log)")
+	} else if !auditText(req.GetReason()) {
+		v.Add("reason", "holds control characters (line breaks and tabs are allowed)")
+	}
+	if strings.ContainsAny(req.GetOperator(), "\u2028\u2029") {
+		// The contract's pattern refuses control characters; these break
+		// lines too.
+		v.Add("operator", "holds a line or paragraph separator")
 	}
 	user := s.userOf(&v, "user_id", req.GetTenant(), req.GetUserId())
 	if err := v.Err(); err != nil {
@@ -266,4 +274,21 @@ func (s *Service) GetCooldown(ctx context.Context, req *decisionv1.GetCooldownRe
 		resp.Clearances = append(resp.Clearances, c)
 	}
 	return resp, nil
+}
+
+// auditText reports whether an audit record's free text is free of
+// control characters (but line breaks and tabs) and bidirectional
+// formatting characters, which would let a caller rewrite how the record
+// reads in a terminal or on the console's page. The console checks the
+// same; a caller of the RPC must not get around it.
+func auditText(s string) bool {
+	for _, r := range s {
+		if r == '\n' || r == '\r' || r == '\t' {
+			continue
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return false
+		}
+	}
+	return true
 }
