@@ -446,9 +446,10 @@ func printIntervals(w io.Writer, results []bench.Result) {
 		}
 		fmt.Fprintf(w, "\n%s by interval:\n", r.Target)
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "until\tcalls\tRPS\tp99\tRSS\tdisk\t")
+		fmt.Fprintln(tw, "until\tcalls\tRPS\tp99\tRSS\tof it anon\tof it files\tGo heap\tdisk\t")
 		for _, iv := range r.Intervals {
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f MiB\t%.0f MiB\t\n", iv.End, iv.Calls, iv.RPS, ms(iv.P99), mib(iv.RSS), mib(iv.Disk))
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%.0f MiB\t%.0f MiB\t%.0f MiB\t%.0f MiB\t%.0f MiB\t\n", iv.End, iv.Calls, iv.RPS, ms(iv.P99),
+				mib(iv.RSS), mib(iv.RSSAnon), mib(iv.RSSFile), mib(iv.GoHeap), mib(iv.Disk))
 		}
 		tw.Flush()
 	}

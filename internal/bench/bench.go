@@ -48,7 +48,15 @@ type Interval struct {
 	RPS   float64       `json:"rps"`
 	P99   time.Duration `json:"p99_ns"`
 	RSS   int64         `json:"rss_bytes"`
-	Disk  int64         `json:"disk_bytes"`
+	// RSSAnon is the part of RSS that is the process's own memory (the Go
+	// heap, badger's memtables and caches); RSSFile is the part that maps
+	// files (badger's tables and value log), pages the kernel can drop
+	// and read back, so they grow with the data without being a leak.
+	RSSAnon int64 `json:"rss_anon_bytes"`
+	RSSFile int64 `json:"rss_file_bytes"`
+	// GoHeap is the Go heap in use (live and not yet collected).
+	GoHeap int64 `json:"go_heap_bytes"`
+	Disk   int64 `json:"disk_bytes"`
 }
 
 // Result is one target's measurement.
@@ -317,11 +325,15 @@ func sampleIntervals(ctx context.Context, o Options, start time.Time) <-chan []I
 				return
 			case <-t.C:
 				rss, _ := RSS()
+				anon, file := ResidentParts()
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
 				var disk int64
 				for _, d := range o.DataDirs {
 					disk += dirSize(d)
 				}
-				samples = append(samples, Interval{End: time.Since(start).Round(time.Second), RSS: rss, Disk: disk})
+				samples = append(samples, Interval{End: time.Since(start).Round(time.Second), RSS: rss, RSSAnon: anon, RSSFile: file,
+					GoHeap: int64(ms.HeapInuse), Disk: disk})
 			}
 		}
 	}()
