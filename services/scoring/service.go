@@ -163,7 +163,7 @@ func New(opts Options) *Service {
 func (s *Service) Register(r grpc.ServiceRegistrar) { scoringv1.RegisterScoringServiceServer(r, s) }
 
 func userKey(tenant, user string) []byte {
-	return fmt.Appendf(nil, "scoring/user/%s/%s", store.KeyPart(tenant), store.KeyPart(user))
+	return store.JoinKey("scoring/user", store.KeyPart(tenant), store.KeyPart(user))
 }
 
 // Assess implements the RPC.

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushbackhq/pushback/pkg/store"
 	"github.com/pushbackhq/pushback/services/scoring/engine"
 )
 
@@ -81,5 +82,20 @@ func TestSourceCacheIsBoundedAndForgetsFailedReads(t *testing.T) {
 	c.apply("ip/failed", []engine.SourceUser{{User: 1, At: 1}})
 	if _, ok := c.get("ip/failed"); ok {
 		t.Fatal("a failed read left the source cached")
+	}
+}
+
+// The keys are built without fmt; they must be the bytes fmt built.
+func TestKeysAsFormatted(t *testing.T) {
+	for _, c := range []struct {
+		tenant, user string
+		mark         uint64
+	}{{"", "alice", 0}, {"acme", "a/b", 0xdeadbeef}, {"50%", "bob", 1<<64 - 1}} {
+		if got, want := string(userKey(c.tenant, c.user)), fmt.Sprintf("scoring/user/%s/%s", store.KeyPart(c.tenant), store.KeyPart(c.user)); got != want {
+			t.Errorf("userKey = %q, want %q", got, want)
+		}
+		if got, want := string(markKey([]byte("scoring/source/t/ip/1.2.3.4"), c.mark)), fmt.Sprintf("scoring/source/t/ip/1.2.3.4/%016x", c.mark); got != want {
+			t.Errorf("markKey = %q, want %q", got, want)
+		}
 	}
 }
