@@ -738,11 +738,13 @@ func (s *Service) write(tx store.Txn, p pending, rec *decisionv1.DecisionRecord,
 	if err := tx.Set(decisionKey(id), b, s.opts.Retention); err != nil {
 		return err
 	}
-	if err := tx.Set(userIndexKey(req.GetTenant(), req.GetUserId(), rec.GetDecidedAt().AsTime(), id), []byte(id), s.opts.Retention); err != nil {
+	// Both indexes hold the id; the store only reads the value.
+	idValue := []byte(id)
+	if err := tx.Set(userIndexKey(req.GetTenant(), req.GetUserId(), rec.GetDecidedAt().AsTime(), id), idValue, s.opts.Retention); err != nil {
 		return err
 	}
 	if req.GetAttemptId() != "" {
-		return tx.Set(attemptKey(req), []byte(id), s.opts.Retention)
+		return tx.Set(attemptKey(req), idValue, s.opts.Retention)
 	}
 	return nil
 }

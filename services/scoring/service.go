@@ -281,11 +281,12 @@ func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error
 			marks = map[string][]engine.SourceUser{}
 			var dirty []string
 			for _, it := range chunk {
-				key := string(userKey(it.tenant, it.user))
+				kb := userKey(it.tenant, it.user)
+				key := string(kb)
 				st, ok := states[key]
 				if !ok {
 					var err error
-					if st, err = s.decodeState(tx.Get([]byte(key))); err != nil {
+					if st, err = s.decodeState(tx.Get(kb)); err != nil {
 						return err
 					}
 					states[key] = st

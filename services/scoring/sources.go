@@ -91,7 +91,7 @@ func (src *sources) Recent(k engine.SourceKey, limit int) ([]engine.SourceUser, 
 func (src *sources) recent(source []byte, limit int) ([]engine.SourceUser, error) {
 	c := src.s.sources
 	if c != nil {
-		if st, ok := c.get(string(source)); ok {
+		if st, ok := c.get(source); ok {
 			// Oldest first: the newest limit of them.
 			return st.Users[max(len(st.Users)-limit, 0):], nil
 		}
