@@ -61,6 +61,9 @@ func (c *calls) wait() {
 type unaryMethod struct {
 	impl    any
 	handler func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error)
+	// uri is what per-RPC credentials are asked for: "inproc:" and the
+	// method, made once.
+	uri string
 }
 
 // unaryWorkers is how many workers run in-process unary calls; a call
@@ -74,7 +77,8 @@ func (t *unaryTable) register(desc *grpc.ServiceDesc, impl any) {
 		t.methods = map[string]unaryMethod{}
 	}
 	for _, m := range desc.Methods {
-		t.methods["/"+desc.ServiceName+"/"+m.MethodName] = unaryMethod{impl: impl, handler: m.Handler}
+		name := "/" + desc.ServiceName + "/" + m.MethodName
+		t.methods[name] = unaryMethod{impl: impl, handler: m.Handler, uri: "inproc:" + name}
 	}
 }
 
@@ -85,28 +89,29 @@ func (t *unaryTable) lookup(method string) (unaryMethod, bool) {
 	return m, ok
 }
 
-// run runs fn on a free worker, or on a goroutine of its own.
+// run runs call on a free worker, or on a goroutine of its own.
 func (t *unaryTable) run(call func()) {
 	t.inflight.add(1)
-	fn := func() {
-		defer t.inflight.add(-1)
-		call()
-	}
 	t.start.Do(func() {
 		t.work = make(chan func())
 		for range unaryWorkers {
 			go func() {
 				for f := range t.work {
-					f()
+					t.do(f)
 				}
 			}()
 		}
 	})
 	select {
-	case t.work <- fn:
+	case t.work <- call:
 	default:
-		go fn()
+		go t.do(call)
 	}
+}
+
+func (t *unaryTable) do(call func()) {
+	defer t.inflight.add(-1)
+	call()
 }
 
 // unaryConn sends unary calls through the channel's table and streams
@@ -179,14 +184,22 @@ type unaryResult struct {
 	header, trailer metadata.MD
 }
 
+// resultChans holds empty result channels of finished calls.
+var resultChans = sync.Pool{New: func() any { return make(chan unaryResult, 1) }}
+
 // Invoke implements grpc.ClientConnInterface.
 func (u unaryConn) Invoke(ctx context.Context, method string, req, reply any, opts ...grpc.CallOption) error {
 	var headerTo, trailerTo []*metadata.MD
 	var peerTo []*peer.Peer
+	m, found := u.c.unary.lookup(method)
 	for _, o := range opts {
 		switch o := o.(type) {
 		case grpc.PerRPCCredsCallOption:
-			md, err := o.Creds.GetRequestMetadata(ctx, "inproc:"+method)
+			uri := m.uri
+			if !found {
+				uri = "inproc:" + method
+			}
+			md, err := o.Creds.GetRequestMetadata(ctx, uri)
 			if err != nil {
 				return status.Error(codes.Unauthenticated, err.Error())
 			}
@@ -211,7 +224,6 @@ func (u unaryConn) Invoke(ctx context.Context, method string, req, reply any, op
 	// The handler gets a copy of its own, made here: a caller that gives
 	// up (its deadline) may reuse its request while the handler reads.
 	in = proto.Clone(in)
-	m, found := u.c.unary.lookup(method)
 	if !found {
 		return status.Errorf(codes.Unimplemented, "unknown method %s", method)
 	}
@@ -219,7 +231,7 @@ func (u unaryConn) Invoke(ctx context.Context, method string, req, reply any, op
 	ctx = u.client.TagRPC(ctx, &stats.RPCTagInfo{FullMethodName: method})
 	u.client.HandleRPC(ctx, &stats.Begin{Client: true, BeginTime: begin})
 
-	out := make(chan unaryResult, 1)
+	out := resultChans.Get().(chan unaryResult)
 	md, _ := metadata.FromOutgoingContext(ctx)
 	sctx := peer.NewContext(metadata.NewIncomingContext(detached{ctx}, md), &inprocPeer)
 	u.c.unary.run(func() { out <- u.c.serve(sctx, method, m, in) })
@@ -227,6 +239,9 @@ func (u unaryConn) Invoke(ctx context.Context, method string, req, reply any, op
 	var err error
 	select {
 	case r := <-out:
+		// The handler's one send has been received: out is empty and no
+		// one else holds it. (A call that gave up leaves it to the handler.)
+		resultChans.Put(out)
 		for _, h := range headerTo {
 			*h = r.header
 		}

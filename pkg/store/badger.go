@@ -143,11 +143,17 @@ func (b *Badger) update(ctx context.Context, fn func(tx Txn) error) error {
 	}
 	select {
 	case err := <-done:
+		// The commit's one send has been received: done is empty and no
+		// one else holds it. (An update that gave up leaves it to badger.)
+		commitDone.Put(done)
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
+
+// commitDone holds empty channels of commits already answered.
+var commitDone = sync.Pool{New: func() any { return make(chan error, 1) }}
 
 // begin runs fn in a new transaction and sends its commit, holding off
 // Close until the commit is on its way. With wait it also waits for the
@@ -171,7 +177,7 @@ func (b *Badger) begin(fn func(tx Txn) error, wait bool) (done chan error, err e
 	if wait {
 		return nil, txn.Commit()
 	}
-	done = make(chan error, 1)
+	done = commitDone.Get().(chan error)
 	txn.CommitWith(func(err error) { done <- err })
 	return done, nil
 }

@@ -192,19 +192,29 @@ func (b *Breaker) Update(ctx context.Context, fn func(tx Txn) error) error {
 	if err != nil {
 		return err
 	}
+	u := &watchedUpdate{fn: fn}
+	err = b.st.Update(ctx, u.run)
+	b.record(ctx, tk, err, u.own != nil && errors.Is(err, u.own))
+	return err
+}
+
+// watchedUpdate runs the attempts of one Update on a watchedTxn (one
+// allocation for the two, where a closure's variables took one each).
+type watchedUpdate struct {
+	fn func(tx Txn) error
+	tx watchedTxn
 	// own is the error of fn's last run, when the store had not failed it:
 	// the caller's verdict (a reused attempt id, say), not the store's.
-	var own error
-	err = b.st.Update(ctx, func(tx Txn) error {
-		t := watchedTxn{Txn: tx}
-		err := fn(&t)
-		own = nil
-		if err != nil && t.err == nil {
-			own = err
-		}
-		return err
-	})
-	b.record(ctx, tk, err, own != nil && errors.Is(err, own))
+	own error
+}
+
+func (u *watchedUpdate) run(tx Txn) error {
+	u.tx = watchedTxn{Txn: tx}
+	err := u.fn(&u.tx)
+	u.own = nil
+	if err != nil && u.tx.err == nil {
+		u.own = err
+	}
 	return err
 }
 

@@ -30,15 +30,20 @@ import (
 func decisionKey(id string) []byte { return []byte("decision/id/" + id) }
 
 func userPrefix(tenant, user string) []byte {
-	return fmt.Appendf(nil, "decision/user/%s/%s/", store.KeyPart(tenant), store.KeyPart(user))
+	return store.JoinKey("decision/user", store.KeyPart(tenant), store.KeyPart(user), "")
 }
 
 func userIndexKey(tenant, user string, at time.Time, id string) []byte {
-	return fmt.Appendf(userPrefix(tenant, user), "%020d/%s", at.UnixMilli(), id)
+	ms := at.UnixMilli()
+	if ms < 0 {
+		return fmt.Appendf(userPrefix(tenant, user), "%020d/%s", ms, id)
+	}
+	var buf [20]byte
+	return store.JoinKey("decision/user", store.KeyPart(tenant), store.KeyPart(user), string(store.AppendUint(buf[:0], uint64(ms), 10, 20)), id)
 }
 
 func attemptKey(req *decisionv1.DecideRequest) []byte {
-	return fmt.Appendf(nil, "decision/attempt/%s/%s/%s", store.KeyPart(req.GetTenant()), store.KeyPart(req.GetUserId()), req.GetAttemptId())
+	return store.JoinKey("decision/attempt", store.KeyPart(req.GetTenant()), store.KeyPart(req.GetUserId()), req.GetAttemptId())
 }
 
 // clearancePrefix starts the keys of the audit records of a user's
@@ -54,7 +59,7 @@ func clearanceKey(tenant, user string, at time.Time) []byte {
 }
 
 func cooldownKey(tenant, user string) []byte {
-	return fmt.Appendf(nil, "decision/cooldown/%s/%s", store.KeyPart(tenant), store.KeyPart(user))
+	return store.JoinKey("decision/cooldown", store.KeyPart(tenant), store.KeyPart(user))
 }
 
 func (s *Service) load(ctx context.Context, id string) (*decisionv1.DecisionRecord, error) {

@@ -273,8 +273,9 @@ func (s *Service) prepare(ctx context.Context, span trace.Span, req *decisionv1.
 		TraceId:       traceID(ctx),
 		PolicyVersion: pol.Version,
 	}
+	guardKey := cooldownKey(req.GetTenant(), req.GetUserId())
 	return pending{req: req, resp: resp, tier: tier.Name, groups: pol.GroupsOf(req.GetUserId(), req.GetGroups()),
-		rawUserID: rawIfChanged(rawUserID, req.GetUserId()), key: string(cooldownKey(req.GetTenant(), req.GetUserId())),
+		rawUserID: rawIfChanged(rawUserID, req.GetUserId()), key: string(guardKey), guardKey: guardKey,
 		policyTier: tier,
 		in: core.Input{Req: req, Policy: pol, Shadow: s.shadow.Load(), Tier: tier, Now: now.UnixMilli(), Budget: s.opts.Budget,
 			AttemptID: guard.AttemptID(req.GetTenant(), req.GetUserId(), req.GetAttemptId(), resp.GetDecisionId())}}
@@ -592,8 +593,11 @@ type pending struct {
 	// memoryHolds is set when memory holds all the store does of the
 	// user's guard state (see commitInTurn).
 	memoryHolds bool
-	// key is the user's guard key; policyTier the tier of the application.
+	// key is the user's guard key, guardKey its store key (the same bytes,
+	// never changed: the store may hold them until its commit); policyTier
+	// the tier of the application.
 	key        string
+	guardKey   []byte
 	policyTier policy.Tier
 }
 
@@ -669,7 +673,7 @@ func (s *Service) heldState(tx store.Txn, p pending) (guard.State, error) {
 	if p.memoryHolds {
 		return guard.State{}, nil
 	}
-	b, err := tx.Get(cooldownKey(p.req.GetTenant(), p.req.GetUserId()))
+	b, err := tx.Get(p.guardKey)
 	if errors.Is(err, store.ErrNotFound) {
 		return guard.State{}, nil
 	}
@@ -727,7 +731,7 @@ func (s *Service) write(tx store.Txn, p pending, rec *decisionv1.DecisionRecord,
 	if st.Active(p.in.Now) {
 		ttl += time.Duration(st.Cooldown.Until-p.in.Now) * time.Millisecond
 	}
-	if err := tx.Set(cooldownKey(req.GetTenant(), req.GetUserId()), st.Marshal(), ttl); err != nil {
+	if err := tx.Set(p.guardKey, st.Marshal(), ttl); err != nil {
 		return err
 	}
 	b, err := proto.Marshal(rec)
@@ -738,11 +742,13 @@ func (s *Service) write(tx store.Txn, p pending, rec *decisionv1.DecisionRecord,
 	if err := tx.Set(decisionKey(id), b, s.opts.Retention); err != nil {
 		return err
 	}
-	if err := tx.Set(userIndexKey(req.GetTenant(), req.GetUserId(), rec.GetDecidedAt().AsTime(), id), []byte(id), s.opts.Retention); err != nil {
+	// Both indexes hold the id; the store only reads the value.
+	idValue := []byte(id)
+	if err := tx.Set(userIndexKey(req.GetTenant(), req.GetUserId(), rec.GetDecidedAt().AsTime(), id), idValue, s.opts.Retention); err != nil {
 		return err
 	}
 	if req.GetAttemptId() != "" {
-		return tx.Set(attemptKey(req), []byte(id), s.opts.Retention)
+		return tx.Set(attemptKey(req), idValue, s.opts.Retention)
 	}
 	return nil
 }
@@ -764,7 +770,7 @@ func (s *Service) writeLate(ctx context.Context, p pending, resp *decisionv1.Dec
 			}
 		}
 		st := p.after.Clone()
-		if b, err := tx.Get(cooldownKey(p.req.GetTenant(), p.req.GetUserId())); err == nil {
+		if b, err := tx.Get(p.guardKey); err == nil {
 			st.Merge(decodeGuard(b), p.in.Now)
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err

@@ -163,7 +163,7 @@ func New(opts Options) *Service {
 func (s *Service) Register(r grpc.ServiceRegistrar) { scoringv1.RegisterScoringServiceServer(r, s) }
 
 func userKey(tenant, user string) []byte {
-	return fmt.Appendf(nil, "scoring/user/%s/%s", store.KeyPart(tenant), store.KeyPart(user))
+	return store.JoinKey("scoring/user", store.KeyPart(tenant), store.KeyPart(user))
 }
 
 // Assess implements the RPC.
@@ -281,11 +281,12 @@ func (s *Service) recordBatch(ctx context.Context, items []observed) (int, error
 			marks = map[string][]engine.SourceUser{}
 			var dirty []string
 			for _, it := range chunk {
-				key := string(userKey(it.tenant, it.user))
+				kb := userKey(it.tenant, it.user)
+				key := string(kb)
 				st, ok := states[key]
 				if !ok {
 					var err error
-					if st, err = s.decodeState(tx.Get([]byte(key))); err != nil {
+					if st, err = s.decodeState(tx.Get(kb)); err != nil {
 						return err
 					}
 					states[key] = st

@@ -70,11 +70,13 @@ func (c *sourceCache) shard(key string) *sourceShard {
 // get returns a copy of the source's users. Without them (ok false) the
 // caller reads the store and hands the result to fill; its own read is
 // then the one that loads the source.
-func (c *sourceCache) get(key string) (src *engine.SourceState, ok bool) {
-	sh := c.shard(key)
+func (c *sourceCache) get(key []byte) (src *engine.SourceState, ok bool) {
+	// maphash.Bytes is maphash.String of the same bytes: the shard of the
+	// string key, without making the string unless it is stored.
+	sh := &c.shards[maphash.Bytes(c.seed, key)%sourceShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, found := sh.m[key]; found {
+	if e, found := sh.m[string(key)]; found {
 		if e.loading {
 			return nil, false
 		}
@@ -83,7 +85,7 @@ func (c *sourceCache) get(key string) (src *engine.SourceState, ok bool) {
 	if len(sh.m) >= c.perShard {
 		sh.evict()
 	}
-	sh.m[key] = &cachedSource{loading: true}
+	sh.m[string(key)] = &cachedSource{loading: true}
 	return nil, false
 }
 

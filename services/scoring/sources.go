@@ -55,7 +55,9 @@ func sourceKey(k engine.SourceKey) []byte {
 
 // markKey is one user's mark on a source.
 func markKey(source []byte, user uint64) []byte {
-	return fmt.Appendf(append(append([]byte(nil), source...), '/'), "%016x", user)
+	k := make([]byte, 0, len(source)+1+16)
+	k = append(append(k, source...), '/')
+	return store.AppendUint(k, user, 16, 16)
 }
 
 // Recent implements engine.Sources.
@@ -89,7 +91,7 @@ func (src *sources) Recent(k engine.SourceKey, limit int) ([]engine.SourceUser, 
 func (src *sources) recent(source []byte, limit int) ([]engine.SourceUser, error) {
 	c := src.s.sources
 	if c != nil {
-		if st, ok := c.get(string(source)); ok {
+		if st, ok := c.get(source); ok {
 			// Oldest first: the newest limit of them.
 			return st.Users[max(len(st.Users)-limit, 0):], nil
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 	decisionv1 "github.com/pushbackhq/pushback/gen/pushback/decision/v1"
 	"github.com/pushbackhq/pushback/pkg/userid"
@@ -528,28 +529,22 @@ func (p *Policy) GroupsOf(user string, requested []string) []string {
 func (p *Policy) Evaluate(in Input) (Result, error) {
 	tier := p.TierOf(in.App)
 	groups := p.GroupsOf(in.User, in.Groups)
-	vars := map[string]any{
-		"user":               in.User,
-		"app":                in.App,
-		"tier":               tier.Name,
-		"factor":             in.Factor,
-		"phishing_resistant": in.Factor == "FACTOR_WEBAUTHN" || in.Factor == "FACTOR_SMART_CARD",
-		"groups":             groups,
-		"score":              int64(in.Score),
-		"signals":            keys(in.Signals),
-		"weights":            in.Signals,
-		"pushes":             in.Pushes,
-		"denied":             in.Denied,
-		"client":             in.Client,
-	}
-	// Convert once to CEL values and wrap once: every rule then reads the
-	// same activation instead of re-adapting Go maps per rule.
-	for k, v := range vars {
-		vars[k] = types.DefaultTypeAdapter.NativeToValue(v)
-	}
-	act, err := interpreter.NewActivation(vars)
-	if err != nil {
-		return Result{Outcome: decisionv1.Outcome_OUTCOME_ALLOW, Tier: tier}, err
+	// Converted once to CEL values: every rule then reads the same
+	// activation instead of re-adapting Go maps per rule. (Strings, bools
+	// and ints are what NativeToValue makes of them, without its boxing.)
+	act := &activation{
+		user:              types.String(in.User),
+		app:               types.String(in.App),
+		tier:              types.String(tier.Name),
+		factor:            types.String(in.Factor),
+		phishingResistant: types.Bool(in.Factor == "FACTOR_WEBAUTHN" || in.Factor == "FACTOR_SMART_CARD"),
+		groups:            types.DefaultTypeAdapter.NativeToValue(groups),
+		score:             types.Int(in.Score),
+		signals:           types.DefaultTypeAdapter.NativeToValue(keys(in.Signals)),
+		weights:           types.DefaultTypeAdapter.NativeToValue(in.Signals),
+		pushes:            types.DefaultTypeAdapter.NativeToValue(in.Pushes),
+		denied:            types.DefaultTypeAdapter.NativeToValue(in.Denied),
+		client:            types.DefaultTypeAdapter.NativeToValue(in.Client),
 	}
 	res := Result{Outcome: decisionv1.Outcome_OUTCOME_ALLOW, Tier: tier}
 	var errs []error
@@ -573,6 +568,50 @@ func (p *Policy) Evaluate(in Input) (Result, error) {
 	}
 	return res, errors.Join(errs...)
 }
+
+// activation holds the variables of the rules (see env), looked up
+// without a map.
+type activation struct {
+	user, app, tier, factor, phishingResistant, groups, score ref.Val
+	signals, weights, pushes, denied, client                  ref.Val
+}
+
+// ResolveName implements interpreter.Activation.
+func (a *activation) ResolveName(name string) (any, bool) {
+	var v ref.Val
+	switch name {
+	case "user":
+		v = a.user
+	case "app":
+		v = a.app
+	case "tier":
+		v = a.tier
+	case "factor":
+		v = a.factor
+	case "phishing_resistant":
+		v = a.phishingResistant
+	case "groups":
+		v = a.groups
+	case "score":
+		v = a.score
+	case "signals":
+		v = a.signals
+	case "weights":
+		v = a.weights
+	case "pushes":
+		v = a.pushes
+	case "denied":
+		v = a.denied
+	case "client":
+		v = a.client
+	default:
+		return nil, false
+	}
+	return v, true
+}
+
+// Parent implements interpreter.Activation.
+func (*activation) Parent() interpreter.Activation { return nil }
 
 // Stricter reports whether a is stricter than b.
 func Stricter(a, b decisionv1.Outcome) bool { return rank(a) > rank(b) }

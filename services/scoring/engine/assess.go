@@ -1,9 +1,10 @@
 package engine
 
 import (
+	"cmp"
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 	"strconv"
 	"time"
 
@@ -114,7 +115,7 @@ func (c Config) assess(userID string, s *UserState, now time.Time, ev *eval, spr
 			Evidence: &scoringv1.Signal_Anonymizer{Anonymizer: &scoringv1.AnonymizerEvidence{Kind: ev.anon, Asn: ev.anonASN, AsOrg: ev.anonOrg}},
 		})
 	}
-	sort.SliceStable(ra.Signals, func(i, j int) bool { return ra.Signals[i].Weight > ra.Signals[j].Weight })
+	slices.SortStableFunc(ra.Signals, func(a, b *scoringv1.Signal) int { return cmp.Compare(b.Weight, a.Weight) })
 	weights := make([]int32, len(ra.Signals))
 	for i, sig := range ra.Signals {
 		weights[i] = sig.Weight

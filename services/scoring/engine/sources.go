@@ -117,8 +117,12 @@ func (c Config) noteSources(src Sources, tenant, user string, o Observation, dor
 		return nil, nil
 	}
 	h := hashID(user)
+	keys := sourceKeys(tenant, o.Client)
 	var out []SprayCount
-	for _, k := range sourceKeys(tenant, o.Client) {
+	if len(keys) > 0 {
+		out = make([]SprayCount, 0, len(keys))
+	}
+	for _, k := range keys {
 		users, err := src.Recent(k, c.sourceLimit())
 		if err != nil {
 			return nil, err
