@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,47 +35,33 @@ type UsersResult struct {
 
 // RSS reads this process's resident and peak resident set sizes (Linux).
 func RSS() (rss, peak int64) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
-	}
-	return rss, peak
+	f := procStatus("VmRSS:", "VmHWM:")
+	return f["VmRSS:"], f["VmHWM:"]
 }
 
 // ResidentParts reads how much of this process's resident set is its own
 // memory (anonymous) and how much maps files (Linux).
 func ResidentParts() (anon, file int64) {
+	f := procStatus("RssAnon:", "RssFile:")
+	return f["RssAnon:"], f["RssFile:"]
+}
+
+// procStatus reads the named kB fields of /proc/self/status, in bytes.
+func procStatus(names ...string) map[string]int64 {
+	out := make(map[string]int64, len(names))
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0, 0
+		return out
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) < 2 {
+		if len(f) < 2 || !slices.Contains(names, f[0]) {
 			continue
 		}
 		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "RssAnon:":
-			anon = kb << 10
-		case "RssFile:":
-			file = kb << 10
-		}
+		out[f[0]] = kb << 10
 	}
-	return anon, file
+	return out
 }
 
 func dirSize(dir string) int64 {
