@@ -170,19 +170,27 @@ func TestSecurityEventTokensVerifyWithThePublishedKey(t *testing.T) {
 	}
 }
 
+// newSETService is a notify service that logs and pushes SETs to a
+// receiver verifying them with the signer's published key set.
+func newSETService(t *testing.T) (*clock, *notify.Service, *setReceiver) {
+	t.Helper()
+	clk := newClock()
+	signer := newSigner(t)
+	jwks := httptest.NewServer(notify.JWKSHandler(signer))
+	t.Cleanup(jwks.Close)
+	rcv := newSETReceiver(t, jwks.URL, "aud-1")
+	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{
+		notify.LogChannel{Logger: (&logBuffer{}).logger()}, setChannel(signer, rcv.srv.URL, "aud-1", clk),
+	}})
+	return clk, s, rcv
+}
+
 // TestSessionRevokedOncePerIncidentAfterAFatigueApproval: a response
 // rule's revoke_sessions sends one session-revoked per incident, however
 // often the rule matches while the attack goes on; a signal alone (without
 // a rule asking) revokes nothing.
 func TestSessionRevokedOncePerIncidentAfterAFatigueApproval(t *testing.T) {
-	clk := newClock()
-	signer := newSigner(t)
-	jwks := httptest.NewServer(notify.JWKSHandler(signer))
-	defer jwks.Close()
-	rcv := newSETReceiver(t, jwks.URL, "aud-1")
-	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{
-		notify.LogChannel{Logger: (&logBuffer{}).logger()}, setChannel(signer, rcv.srv.URL, "aud-1", clk),
-	}})
+	clk, s, rcv := newSETService(t)
 	notifyOK(t, s, alert("deny:1", "alice", clk.Now()))
 	notifyOK(t, s, alert("deny:1b", "alice", clk.Now(), notify.RevokeSignal))
 	for _, key := range []string{"deny:2", "deny:3"} {
@@ -377,14 +385,7 @@ func TestSigningKeyIsCreatedOnceAndReloaded(t *testing.T) {
 // (not the session the alert names) as an email subject; a dry run records
 // them and sends nothing.
 func TestCAEPSignalsOncePerIncident(t *testing.T) {
-	clk := newClock()
-	signer := newSigner(t)
-	jwks := httptest.NewServer(notify.JWKSHandler(signer))
-	defer jwks.Close()
-	rcv := newSETReceiver(t, jwks.URL, "aud-1")
-	s := newService(t, newStore(t), clk, notify.Options{Channels: []notify.Channel{
-		notify.LogChannel{Logger: (&logBuffer{}).logger()}, setChannel(signer, rcv.srv.URL, "aud-1", clk),
-	}})
+	clk, s, rcv := newSETService(t)
 	signals := func(dry bool) []*notifyv1.ResponseAction {
 		return []*notifyv1.ResponseAction{
 			{Action: "caep_credential_change", Rule: "fatigue-success", DryRun: dry, SecurityEvent: &notifyv1.SecurityEvent{
