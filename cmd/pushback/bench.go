@@ -52,6 +52,8 @@ type benchFlags struct {
 	asJSON, history        bool
 	keepOutcomes           bool
 	cpuProfile, memProfile string
+	// redisAddr, with --spawn, puts the spawned meshes' state in Redis.
+	redisAddr string
 }
 
 func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -112,6 +114,7 @@ func parseBenchFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON report")
 	fs.BoolVar(&f.keepOutcomes, "keep-outcomes", true, "with --spawn, the meshes' --telemetry-keep-outcomes (false measures head sampling alone; traces are exported only when OTEL_TRACES_EXPORTER is set)")
 	fs.BoolVar(&f.history, "history", true, "with --spawn (--mode=decide or ingest), give the benign users a history before measuring, as real users have (without it every benign user is new, and their pushes count toward their network's spray)")
+	fs.StringVar(&f.redisAddr, "redis-addr", "", "with --spawn, keep the spawned meshes' state in the Redis at this loopback address instead of badger (the data there is the bench's: use an empty server)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (with --spawn: client and mesh) to FILE")
 	fs.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile to FILE at the end")
 	if err := fs.Parse(args); err != nil {
@@ -132,6 +135,10 @@ func (f benchFlags) check(stderr io.Writer) int {
 	case "decide", "ingest", "users":
 	default:
 		fmt.Fprintf(stderr, "pushback bench: --mode=%q is not decide, ingest or users\n", f.mode)
+		return 2
+	}
+	if f.redisAddr != "" && (f.spawn == "" || !rpc.Loopback(f.redisAddr)) {
+		fmt.Fprintln(stderr, "pushback bench: --redis-addr needs --spawn and a loopback address")
 		return 2
 	}
 	if f.spawn == "" && !rpc.Loopback(f.addr) {
@@ -165,7 +172,7 @@ func benchTargetOf(ctx context.Context, f benchFlags, stderr io.Writer) (t bench
 	if f.spawn == "" {
 		return t, 0
 	}
-	addrs, dirs, stop, err := spawnMesh(ctx, f.spawn, f.keepOutcomes, stderr)
+	addrs, dirs, stop, err := spawnMesh(ctx, f.spawn, f.keepOutcomes, f.redisAddr, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "pushback bench: %v\n", err)
 		return t, 1
@@ -459,7 +466,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float6
 
 // spawnMesh starts the mesh in this process on loopback ports and temporary
 // data directories; it returns the gRPC address of each service.
-func spawnMesh(ctx context.Context, topology string, keepOutcomes bool, stderr io.Writer) (addrs, dataDirs map[string]string, stop func(), err error) {
+func spawnMesh(ctx context.Context, topology string, keepOutcomes bool, redisAddr string, stderr io.Writer) (addrs, dataDirs map[string]string, stop func(), err error) {
 	var services [][]string
 	switch topology {
 	case "one":
@@ -494,6 +501,9 @@ func spawnMesh(ctx context.Context, topology string, keepOutcomes bool, stderr i
 		cfg.Services, cfg.DataDir, cfg.GRPCAddr, cfg.HTTPAddr = svcs, dir, "127.0.0.1:0", ""
 		cfg.ScoringAddr, cfg.NotifyAddr = addrs[mesh.Scoring], addrs[mesh.Notify]
 		cfg.TelemetryKeepOutcomes = keepOutcomes
+		if redisAddr != "" {
+			cfg.StoreKind, cfg.RedisAddrs = "redis", []string{redisAddr}
+		}
 		ready := make(chan string, 1)
 		d := make(chan error, 1)
 		done = append(done, d)

@@ -29,6 +29,17 @@ type Keyspace struct {
 	// hash to one slot, so one user's keys stay together. 0 tags the whole
 	// key.
 	HashTagParts int
+	// PresumeAbsent says a transaction that reads a key of the keyspace
+	// usually finds none (an idempotency key, written once and read to
+	// refuse a reuse). A store whose reads are round trips (Redis) then
+	// takes an uncached key as absent and lets the commit's check confirm
+	// it: a key that is there after all fails the check, and the function
+	// runs again on its value. Results are the same either way. A right
+	// guess saves the read's round trip; a wrong one costs the refused
+	// check instead of the read, and a second run of the function. Declare
+	// it only where the function, run on an absent key, does no extra work
+	// of its own (a scan it would not otherwise make).
+	PresumeAbsent bool
 }
 
 // Keyspaces is a validated set of declarations, sorted by prefix.

@@ -52,7 +52,9 @@ const DefaultRedisCacheBytes = 16 << 20
 // values of the keys that differ, the cache takes them and the function runs
 // again. The check, not the cache, makes the transaction serialisable: it
 // runs as if at the script's instant, whatever other replicas wrote before.
-// An Update whose reads are all cached costs one round trip.
+// An Update whose reads are all cached costs one round trip. A key of a
+// keyspace declared PresumeAbsent is read as absent without a round trip,
+// and checked in the same way.
 type Redis struct {
 	c      *redis.Client
 	prefix string
@@ -186,6 +188,11 @@ func (t *redisTxn) Get(key []byte) ([]byte, error) {
 	if !ok {
 		if e, hit := t.r.cache.get(string(key), time.Now()); hit {
 			rd = redisRead{ks: k, value: e.value, found: e.found}
+			t.cached = true
+		} else if k.PresumeAbsent {
+			// Unverified, as a cached value is: the commit's check
+			// confirms the key is absent, or hands back its value.
+			rd = redisRead{ks: k}
 			t.cached = true
 		} else {
 			v, err := t.r.c.Get(t.ctx, t.r.rkey(k, key)).Bytes()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func handshake(cmd redis.Cmder) bool {
 func benchKeyspaces() []Keyspace {
 	return []Keyspace{
 		{Prefix: "user/", HashTagParts: 2},
-		{Prefix: "attempt/", HashTagParts: 2},
+		{Prefix: "attempt/", HashTagParts: 2, PresumeAbsent: true},
 		{Prefix: "record/", HashTagParts: 2},
 		{Prefix: "index/", Scannable: true, HashTagParts: 2},
 	}
@@ -129,6 +130,97 @@ func TestRedisUpdateRoundTrips(t *testing.T) {
 	for i := range 3 {
 		if n := cost(off, hoff, increment(k)); n != 2 {
 			t.Fatalf("update %d without a cache: %d round trips, want 2", i, n)
+		}
+	}
+}
+
+// TestRedisPresumedAbsentKeys: a key of a keyspace presumed absent costs no
+// read of its own; when another replica wrote it, the commit's check hands
+// its value back and the function runs again on it; replicas racing to
+// create one key create it once.
+func TestRedisPresumedAbsentKeys(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t)
+	a, ha := openCounted(t, srv.Addr, 0)
+	b, _ := openCounted(t, srv.Addr, 0)
+	createOnce := func(key []byte, value string, saw *string) func(Txn) error {
+		return func(tx Txn) error {
+			*saw = ""
+			v, err := tx.Get(key)
+			if err == nil {
+				*saw = string(v)
+				return nil
+			}
+			if !errors.Is(err, ErrNotFound) {
+				return err
+			}
+			return tx.Set(key, []byte(value), time.Hour)
+		}
+	}
+	cost := func(s *Redis, h *roundTrips, fn func(Txn) error) int64 {
+		t.Helper()
+		before := h.n.Load()
+		if err := s.Update(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+		return h.n.Load() - before
+	}
+	var saw string
+	if err := a.Update(ctx, createOnce([]byte("attempt/acme/alice/a0"), "a", &saw)); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	if n := cost(a, ha, createOnce([]byte("attempt/acme/alice/a1"), "a", &saw)); n != 1 || saw != "" {
+		t.Fatalf("create of an absent key: %d round trips, saw %q; want 1 (the commit) and nothing", n, saw)
+	}
+	if err := b.Update(ctx, createOnce([]byte("attempt/acme/alice/a2"), "b", &saw)); err != nil {
+		t.Fatal(err)
+	}
+	if n := cost(a, ha, createOnce([]byte("attempt/acme/alice/a2"), "a", &saw)); n != 2 || saw != "b" {
+		t.Fatalf("key another replica wrote: %d round trips, saw %q; want 2 (a refused check, the check) and b", n, saw)
+	}
+	if v, err := a.Get(ctx, []byte("attempt/acme/alice/a2")); err != nil || string(v) != "b" {
+		t.Fatalf("attempt/acme/alice/a2 = %q, %v; want b", v, err)
+	}
+	// A transaction that only reads sees the other replica's key too.
+	if err := b.Update(ctx, createOnce([]byte("attempt/acme/alice/a3"), "b", &saw)); err != nil {
+		t.Fatal(err)
+	}
+	readOnly := func(tx Txn) error {
+		v, err := tx.Get([]byte("attempt/acme/alice/a3"))
+		saw = string(v)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if n := cost(a, ha, readOnly); n != 2 || saw != "b" {
+		t.Fatalf("read-only transaction over a key another replica wrote: %d round trips, saw %q; want 2 and b", n, saw)
+	}
+	// Replicas racing to create one key: one creates it, every other
+	// transaction sees its value.
+	key := []byte("attempt/acme/bob/x")
+	var wg sync.WaitGroup
+	var created atomic.Int64
+	seen := make([]string, 32)
+	for i := range seen {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := []*Redis{a, b}[i%2].Update(ctx, createOnce(key, fmt.Sprint(i), &seen[i])); err != nil {
+				t.Error(err)
+			} else if seen[i] == "" {
+				created.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	v, err := b.Get(ctx, key)
+	if err != nil || created.Load() != 1 {
+		t.Fatalf("%d transactions created the key (%q, %v), want 1", created.Load(), v, err)
+	}
+	for i, s := range seen {
+		if s != "" && s != string(v) {
+			t.Fatalf("transaction %d saw %q, the store holds %q", i, s, v)
 		}
 	}
 }

@@ -8,7 +8,8 @@ import "github.com/pushbackhq/pushback/pkg/store"
 // Pollers that feed intake declare their own (connectors/poll).
 func Keyspaces() []store.Keyspace {
 	return []store.Keyspace{
-		{Prefix: "intake/seen/", HashTagParts: 2},
+		// De-duplication keys, read for every event: a duplicate is rare.
+		{Prefix: "intake/seen/", HashTagParts: 2, PresumeAbsent: true},
 		// A user's events, listed in time order.
 		{Prefix: "intake/event/", Scannable: true, HashTagParts: 2},
 		// Batches not yet forwarded, drained in order after a restart.

@@ -11,7 +11,8 @@ func Keyspaces() []store.Keyspace {
 		{Prefix: "notify/delivery/", Scannable: true, HashTagParts: 2},
 		// The outbox's due entries, taken in time order (queue.go).
 		{Prefix: duePrefix, Scannable: true, HashTagParts: 2},
-		{Prefix: "notify/key/", HashTagParts: 2},
+		// Idempotency keys of Send: a retried call is rare.
+		{Prefix: "notify/key/", HashTagParts: 2, PresumeAbsent: true},
 		{Prefix: "notify/incident/", HashTagParts: 2},
 		// Incident records, listed newest first (incidents.go).
 		{Prefix: incidentRecordPrefix, Scannable: true, HashTagParts: 2},

@@ -11,8 +11,9 @@ func Keyspaces() []store.Keyspace {
 		{Prefix: "scoring/user/", HashTagParts: 2},
 		// scoring/source/{tenant}/{ip|asn}/{source}[/{user hash}]: a
 		// source's state and its marks, scanned to count the users it
-		// pushed to.
-		{Prefix: "scoring/source/", Scannable: true, HashTagParts: 2},
+		// pushed to. A user's own mark is read on a push from a source the
+		// user is not familiar with, which seldom has one yet.
+		{Prefix: "scoring/source/", Scannable: true, HashTagParts: 2, PresumeAbsent: true},
 		// The risk-change feed, read in id order (changes.go).
 		{Prefix: changePrefix, Scannable: true, HashTagParts: 2},
 	}

@@ -19,6 +19,7 @@ func Keyspaces() []store.Keyspace {
 	ks := []store.Keyspace{
 		{Prefix: "missing/"}, {Prefix: "sgd/"}, {Prefix: "ryw/"}, {Prefix: "fail/"}, {Prefix: "ctr/"}, {Prefix: "retry/"},
 		{Prefix: "plain/", HashTagParts: 1},
+		{Prefix: "presumed/", PresumeAbsent: true},
 		{Prefix: "ttl/", Scannable: true},
 	}
 	for _, p := range []string{"scan/", "scam/", "scao/", "scaz/"} {
@@ -221,6 +222,48 @@ func Run(t *testing.T, open func(t *testing.T, ks []store.Keyspace) store.Store)
 			t.Errorf("a transaction that went outside the keyspaces wrote: %v", err)
 		}
 	})
+	t.Run("PresumedAbsentKeysAreRead", func(t *testing.T) {
+		// A keyspace whose keys are presumed absent still reads what is
+		// there, inside transactions that write and that do not.
+		s := newStore(t)
+		k := []byte("presumed/a")
+		mustUpdate(t, s, func(tx store.Txn) error {
+			if _, err := tx.Get(k); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("absent key: %w", err)
+			}
+			return tx.Set(k, []byte("first"), 0)
+		})
+		var seen []byte
+		mustUpdate(t, s, func(tx store.Txn) error {
+			v, err := tx.Get(k)
+			seen = v
+			return err
+		})
+		if string(seen) != "first" {
+			t.Fatalf("read-only transaction saw %q, want first", seen)
+		}
+		err := s.Update(ctx, func(tx store.Txn) error {
+			if _, err := tx.Get(k); err == nil {
+				return errExists
+			} else if !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			return tx.Set(k, []byte("second"), 0)
+		})
+		if !errors.Is(err, errExists) {
+			t.Fatalf("create-if-absent over an existing key = %v, want errExists", err)
+		}
+		if v, err := s.Get(ctx, k); err != nil || string(v) != "first" {
+			t.Fatalf("key = %q, %v; want first", v, err)
+		}
+	})
+	t.Run("ConcurrentCreateOfPresumedAbsentKey", func(t *testing.T) {
+		s := newStore(t)
+		creators := concurrentCreates(t, s, []byte("presumed/once"), 16)
+		if creators != 1 {
+			t.Fatalf("%d transactions created the key, want 1", creators)
+		}
+	})
 	t.Run("ConcurrentIncrementsAreAtomic", func(t *testing.T) {
 		s := newStore(t)
 		const workers, each = 8, 25
@@ -253,6 +296,64 @@ func Run(t *testing.T, open func(t *testing.T, ks []store.Keyspace) store.Store)
 			t.Fatalf("counter = %q, %v; want %d", v, err, workers*each)
 		}
 	})
+}
+
+var errExists = errors.New("storetest: key exists")
+
+// concurrentCreates runs n transactions at once, spread over stores, each
+// creating key with its own value unless it is there; it returns how many
+// created it, and fails t unless every other one saw the value stored.
+func concurrentCreates(t *testing.T, s store.Store, key []byte, n int, more ...store.Store) int {
+	t.Helper()
+	stores := append([]store.Store{s}, more...)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		created  int
+		observed []string
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := fmt.Sprintf("v%d", i)
+			var saw string
+			err := stores[i%len(stores)].Update(context.Background(), func(tx store.Txn) error {
+				saw = ""
+				v, err := tx.Get(key)
+				if err == nil {
+					saw = string(v)
+					return nil
+				}
+				if !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+				return tx.Set(key, []byte(mine), 0)
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if saw == "" {
+				created++
+			} else {
+				observed = append(observed, saw)
+			}
+		}()
+	}
+	wg.Wait()
+	v, err := s.Get(context.Background(), key)
+	if err != nil {
+		t.Fatalf("after the creates: %v", err)
+	}
+	for _, o := range observed {
+		if o != string(v) {
+			t.Errorf("a transaction saw %q, the store holds %q", o, v)
+		}
+	}
+	return created
 }
 
 func mustUpdate(t *testing.T, s store.Store, fn func(tx store.Txn) error) {
