@@ -109,6 +109,7 @@ func parseBenchFlags(args []string, stderr io.Writer, getenv func(string) string
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured time before each target")
 	fs.IntVar(&o.Users, "users", 1000000, "distinct benign users (each pushes rarely, as real users do)")
 	fs.Float64Var(&o.AttackShare, "attack-share", 0.05, "share of calls that push-bomb a few users")
+	fs.Float64Var(&o.Rate, "rate", 0, "with --mode=decide, start this many calls a second (an open loop, as pushes arrive) instead of keeping --concurrency calls in flight; --concurrency then caps the calls in flight, and latency counts from when each call is handed out")
 	fs.IntVar(&f.batch, "batch", 100, "events per IngestStream message (ingest mode)")
 	fs.DurationVar(&o.Interval, "interval", 0, "with --mode=decide, also report each interval of this length: calls per second, p99, resident memory and data on disk (a long run shows whether they level off)")
 	fs.BoolVar(&f.asJSON, "json", false, "print one JSON report")
@@ -129,6 +130,10 @@ func (f benchFlags) check(stderr io.Writer) int {
 	o := f.opts
 	if o.Concurrency < 1 || o.Connections < 1 || o.Duration <= 0 || o.Users < 1 || o.AttackShare < 0 || o.AttackShare > 1 || f.batch < 1 || f.batch > 1000 {
 		fmt.Fprintln(stderr, "pushback bench: concurrency, connections, duration, users must be positive; attack-share in 0..1; batch in 1..1000")
+		return 2
+	}
+	if o.Rate < 0 || (o.Rate > 0 && f.mode != "decide") {
+		fmt.Fprintln(stderr, "pushback bench: --rate must be positive, and works with --mode=decide")
 		return 2
 	}
 	switch f.mode {
@@ -422,7 +427,17 @@ func printBench(w io.Writer, rep benchReport) {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t\n", r.Target, r.Calls, r.Errors, r.RPS, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999))
 		}
 		tw.Flush()
-		fmt.Fprintf(w, "\nDecide RPS / echo RPS = %.2f\n", rep.Ratio)
+		if rep.Options.Rate > 0 {
+			// Both targets answer the same schedule: the latencies compare.
+			fmt.Fprintf(w, "\nopen loop at %.0f calls/s (at most %d in flight); latency counts from when a call was handed out, its wait for a free worker included\n", rep.Options.Rate, rep.Options.Concurrency)
+			for _, r := range rep.Results {
+				if r.Missed > 0 {
+					fmt.Fprintf(w, "%s: %d calls missed their start (the backlog was full): the target cannot keep this rate\n", r.Target, r.Missed)
+				}
+			}
+		} else {
+			fmt.Fprintf(w, "\nDecide RPS / echo RPS = %.2f\n", rep.Ratio)
+		}
 		if len(rep.Results) == 2 && len(rep.Results[1].Outcomes) > 0 {
 			fmt.Fprintf(w, "outcomes: %v\n", rep.Results[1].Outcomes)
 		}

@@ -7,6 +7,9 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/pushbackhq/pushback/pkg/store/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // runBench runs pushback bench in this process and returns its exit code
@@ -106,6 +109,10 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{"users without a mesh here", []string{"--mode=users"}, "needs --spawn=one"},
 		{"topology", []string{"--spawn=three"}, "is not one or split"},
 		{"a remote mesh", []string{"--addr=10.1.2.3:50051"}, "not a loopback address"},
+		{"a negative rate", []string{"--rate=-5"}, "--rate must be positive"},
+		{"a rate of ingest", []string{"--mode=ingest", "--rate=100"}, "works with --mode=decide"},
+		{"Redis without a mesh here", []string{"--redis-addr=127.0.0.1:6379"}, "--redis-addr needs --spawn"},
+		{"a remote Redis", []string{"--spawn=one", "--redis-addr=10.1.2.3:6379"}, "a loopback address"},
 		{"nothing listening", []string{"--addr=127.0.0.1:1", "--duration=200ms", "--warmup=0s", "--concurrency=2"}, "calls failed"},
 	}
 	for _, tt := range tests {
@@ -115,5 +122,35 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 				t.Fatalf("exit %d, %q; want a failure saying %q", code, errOut, tt.want)
 			}
 		})
+	}
+}
+
+// TestBenchOpenLoopOnRedis: --rate starts calls on a schedule, both targets
+// get the same one, and --redis-addr keeps the spawned mesh's state in
+// Redis (the keys are there afterwards).
+func TestBenchOpenLoopOnRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	rep := benchJSON(t, "--spawn=one", "--redis-addr="+srv.Addr, "--rate=100", "--duration=1s", "--warmup=0s",
+		"--users=50", "--concurrency=8", "--connections=2")
+	if rep.Options.Rate != 100 || len(rep.Results) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, r := range rep.Results {
+		// A second at 100 a second; a loaded machine answers fewer in the
+		// window, never more.
+		if r.Offered != 100 || r.Calls == 0 || r.Calls > 102 || r.Errors != 0 {
+			t.Fatalf("%s: offered %v, %d calls, %d errors", r.Target, r.Offered, r.Calls, r.Errors)
+		}
+	}
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer c.Close()
+	keys, err := c.Keys(context.Background(), "*decision/id/*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no decision records in Redis (%v): the bench did not use it", err)
+	}
+
+	code, out, errOut := runBench(t, "--spawn=one", "--rate=50", "--duration=300ms", "--warmup=0s", "--users=20", "--concurrency=4")
+	if code != 0 || !strings.Contains(out, "open loop at 50 calls/s") || strings.Contains(out, "Decide RPS / echo RPS") {
+		t.Fatalf("exit %d, table:\n%s\n%s", code, out, errOut)
 	}
 }

@@ -1,7 +1,16 @@
-// Package bench is Pushback's closed-loop gRPC load generator. It measures
-// Decide (or IngestStream) against a running mesh and, in the same run with
-// the same client settings, a bare gRPC echo server, so that results on a
-// shared machine are reported as ratios that hold.
+// Package bench is Pushback's gRPC load generator. It measures Decide (or
+// IngestStream) against a running mesh and, in the same run with the same
+// client settings, a bare gRPC echo server, so that results on a shared
+// machine are reported as ratios that hold.
+//
+// By default the load is a closed loop: Concurrency calls always in
+// flight, which finds the most calls a second the target answers; its
+// latency is then what that many calls queued cost (in a closed loop,
+// latency is the calls in flight over the calls a second). With Rate set
+// the load is an open loop: calls start on a fixed schedule, whatever the
+// answers do, as pushes arrive from people, and each call's latency counts
+// from when it was handed to the workers (waiting for a free one
+// included), so a target that falls behind shows it.
 package bench
 
 import (
@@ -39,7 +48,14 @@ type Options struct {
 	Interval time.Duration
 	// DataDirs are measured for the data on disk in each interval.
 	DataDirs []string
+	// Rate, when set, starts this many calls a second (an open loop), with
+	// at most Concurrency in flight; 0 runs the closed loop.
+	Rate float64
 }
+
+// maxBacklog bounds the calls an open loop lets wait for a free worker: a
+// second of its schedule. A call due past it is missed, and counted.
+func (o Options) maxBacklog() int { return max(int(o.Rate), 1) }
 
 // Interval is one interval of a run (Options.Interval).
 type Interval struct {
@@ -75,6 +91,11 @@ type Result struct {
 	ErrorCodes map[string]int64 `json:"error_codes,omitempty"`
 	// Intervals are the run's intervals, with Options.Interval.
 	Intervals []Interval `json:"intervals,omitempty"`
+	// Offered is the open loop's rate (Options.Rate); Missed counts the
+	// calls it could not start, because the backlog of calls due and not
+	// yet started was full.
+	Offered float64 `json:"offered_rps,omitempty"`
+	Missed  int64   `json:"missed,omitempty"`
 	// CPUPerCall is the CPU time this process spent per call (user and
 	// system), the client's share included and, when the mesh runs in this
 	// process, the mesh's: on a shared machine it moves far less than the
@@ -82,11 +103,23 @@ type Result struct {
 	CPUPerCall time.Duration `json:"cpu_per_call_ns"`
 }
 
-// closedLoop runs call from Concurrency workers until the duration ends.
-func closedLoop(ctx context.Context, o Options, target string, call func(ctx context.Context, worker int, seq int64) (string, error)) Result {
+// callFunc makes call number seq from worker and returns what it answered
+// (an outcome, or "").
+type callFunc func(ctx context.Context, worker int, seq int64) (string, error)
+
+// measure loads target with call until the duration ends: a closed loop, or
+// an open one with o.Rate.
+func measure(ctx context.Context, o Options, target string, call callFunc) Result {
+	load := func(window context.Context, rec *recorder) {
+		if o.Rate > 0 {
+			rec.missed = openLoop(ctx, window, o, call, rec)
+			return
+		}
+		runWorkers(ctx, window, o.Concurrency, closedSchedule(window), call, rec)
+	}
 	if o.Warmup > 0 {
 		wctx, cancel := context.WithTimeout(ctx, o.Warmup)
-		runWorkers(ctx, wctx, o.Concurrency, call, nil)
+		load(wctx, &recorder{discard: true})
 		cancel()
 	}
 	mctx, cancel := context.WithTimeout(ctx, o.Duration)
@@ -95,9 +128,10 @@ func closedLoop(ctx context.Context, o Options, target string, call func(ctx con
 	start, cpu := time.Now(), ProcessCPU()
 	rec.start = start
 	samples := sampleIntervals(mctx, o, start)
-	runWorkers(ctx, mctx, o.Concurrency, call, rec)
+	load(mctx, rec)
 	elapsed, used := time.Since(start), ProcessCPU()-cpu
 	res := rec.result(target, elapsed)
+	res.Offered, res.Missed = o.Rate, rec.missed
 	if o.Interval > 0 {
 		res.Intervals = rec.intervals(o.Interval, <-samples)
 	}
@@ -126,6 +160,10 @@ type recorder struct {
 	errors         int64
 	outcomes       map[string]int64
 	codes          map[string]int64
+	// missed counts the calls an open loop could not start.
+	missed int64
+	// discard drops what the calls measure (the warm-up).
+	discard bool
 }
 
 func (r *recorder) result(target string, elapsed time.Duration) Result {
@@ -152,12 +190,75 @@ func (r *recorder) result(target string, elapsed time.Duration) Result {
 	return res
 }
 
-// runWorkers calls until window ends. Calls run under ctx, not under the
-// window, so the end of the window never turns calls in flight into
-// deadline errors; calls that end after the window are not counted.
-func runWorkers(ctx, window context.Context, n int, call func(ctx context.Context, worker int, seq int64) (string, error), rec *recorder) {
-	var wg sync.WaitGroup
+// due is one call to make: its number and when it was handed out, which
+// its latency counts from.
+type due struct {
+	seq int64
+	at  time.Time
+}
+
+// closedSchedule hands each worker its next call as soon as it asks,
+// until window ends.
+func closedSchedule(window context.Context) func() (due, bool) {
 	var seq atomic.Int64
+	return func() (due, bool) {
+		if window.Err() != nil {
+			return due{}, false
+		}
+		return due{seq: seq.Add(1), at: time.Now()}, true
+	}
+}
+
+// openLoop starts calls at o.Rate a second until window ends, on at most
+// o.Concurrency workers, and returns how many it missed. A call due while
+// every worker is busy waits, and its wait counts in its latency; a call
+// due while o.maxBacklog() are waiting is missed.
+func openLoop(ctx, window context.Context, o Options, call callFunc, rec *recorder) (missed int64) {
+	queue := make(chan due, o.maxBacklog())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		runWorkers(ctx, window, o.Concurrency, func() (due, bool) {
+			if window.Err() != nil {
+				return due{}, false // what is still queued was due after the run
+			}
+			d, ok := <-queue
+			return d, ok
+		}, call, rec)
+	}()
+	every := time.Duration(float64(time.Second) / o.Rate)
+	next, seq := time.Now(), int64(0)
+	for window.Err() == nil {
+		if wait := time.Until(next); wait > 0 {
+			select {
+			case <-window.Done():
+			case <-time.After(wait):
+			}
+			continue
+		}
+		// Every call due by now. Its latency counts from now: a wake-up
+		// this loop's timer made late is the load generator's, not the
+		// target's; a wait for a free worker is the target's.
+		for now := time.Now(); !next.After(now); next = next.Add(every) {
+			seq++
+			select {
+			case queue <- due{seq: seq, at: now}:
+			default:
+				missed++
+			}
+		}
+	}
+	close(queue)
+	<-done
+	return missed
+}
+
+// runWorkers makes the calls next hands out on n workers until it hands
+// out none. Calls run under ctx, not under the window, so the end of the
+// window never turns calls in flight into deadline errors; calls that end
+// after the window are not counted.
+func runWorkers(ctx, window context.Context, n int, next func() (due, bool), call callFunc, rec *recorder) {
+	var wg sync.WaitGroup
 	for w := 0; w < n; w++ {
 		wg.Add(1)
 		go func() {
@@ -167,41 +268,45 @@ func runWorkers(ctx, window context.Context, n int, call func(ctx context.Contex
 			var errs int64
 			outcomes := map[string]int64{}
 			codes := map[string]int64{}
-			for window.Err() == nil {
-				t0 := time.Now()
-				out, err := call(ctx, w, seq.Add(1))
-				d := time.Since(t0)
+			for {
+				d, ok := next()
+				if !ok {
+					break
+				}
+				out, err := call(ctx, w, d.seq)
+				took := time.Since(d.at)
 				if window.Err() != nil {
-					break // the call raced the end of the run; do not count it
+					continue // the call raced the end of the run; do not count it
 				}
 				if err != nil {
 					errs++
 					codes[status.Code(err).String()]++
 					continue
 				}
-				lat = append(lat, d)
-				if rec != nil {
+				lat = append(lat, took)
+				if !rec.discard {
 					ends = append(ends, time.Since(rec.start))
 				}
 				if out != "" {
 					outcomes[out]++
 				}
 			}
-			if rec != nil {
-				rec.mu.Lock()
-				rec.lat = append(rec.lat, lat...)
-				rec.ends = append(rec.ends, ends...)
-				rec.errors += errs
-				for k, v := range outcomes {
-					rec.outcomes[k] += v
-				}
-				if rec.codes == nil {
-					rec.codes = map[string]int64{}
-				}
-				for k, v := range codes {
-					rec.codes[k] += v
-				}
-				rec.mu.Unlock()
+			if rec.discard {
+				return
+			}
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			rec.lat = append(rec.lat, lat...)
+			rec.ends = append(rec.ends, ends...)
+			rec.errors += errs
+			for k, v := range outcomes {
+				rec.outcomes[k] += v
+			}
+			if rec.codes == nil {
+				rec.codes = map[string]int64{}
+			}
+			for k, v := range codes {
+				rec.codes[k] += v
 			}
 		}()
 	}
@@ -234,7 +339,7 @@ func Decide(ctx context.Context, conns []*grpc.ClientConn, o Options) Result {
 	}
 	run := fmt.Sprintf("%x", rand.Uint64())
 	const attacked = 16
-	return closedLoop(ctx, o, "decide", func(ctx context.Context, worker int, seq int64) (string, error) {
+	return measure(ctx, o, "decide", func(ctx context.Context, worker int, seq int64) (string, error) {
 		r := rand.New(rand.NewPCG(o.Seed+uint64(seq), uint64(worker)))
 		req := &decisionv1.DecideRequest{AppId: "vpn", Factor: eventv1.Factor_FACTOR_PUSH,
 			AttemptId: fmt.Sprint(run, "-", seq)}
@@ -288,7 +393,7 @@ func Echo(ctx context.Context, conns []*grpc.ClientConn, o Options) Result {
 		clients[i] = testpb.NewTestServiceClient(c)
 	}
 	payload := &testpb.Payload{Body: make([]byte, 160)}
-	return closedLoop(ctx, o, "echo", func(ctx context.Context, _ int, seq int64) (string, error) {
+	return measure(ctx, o, "echo", func(ctx context.Context, _ int, seq int64) (string, error) {
 		_, err := clients[seq%int64(len(clients))].UnaryCall(ctx, &testpb.SimpleRequest{Payload: payload})
 		return "", err
 	})
