@@ -170,6 +170,10 @@ type redisTxn struct {
 	failed  error    // the store failed a read
 	writes  []redisWrite
 	pending map[string]int // key -> index in writes
+	// learned holds the values a refused commit handed back, for the
+	// next run of the function: it reads them whatever the cache keeps
+	// (a key presumed absent would otherwise be presumed absent again).
+	learned map[string]redisRead
 }
 
 func (t *redisTxn) Get(key []byte) ([]byte, error) {
@@ -186,7 +190,12 @@ func (t *redisTxn) Get(key []byte) ([]byte, error) {
 	}
 	rd, ok := t.reads[string(key)]
 	if !ok {
-		if e, hit := t.r.cache.get(string(key), time.Now()); hit {
+		if l, seen := t.learned[string(key)]; seen {
+			// Handed back by the last refused commit: checked again
+			// by this one.
+			rd = redisRead{ks: k, value: l.value, found: l.found}
+			t.cached = true
+		} else if e, hit := t.r.cache.get(string(key), time.Now()); hit {
 			rd = redisRead{ks: k, value: e.value, found: e.found}
 			t.cached = true
 		} else if k.PresumeAbsent {
@@ -253,11 +262,12 @@ func (t *redisTxn) Delete(key []byte) error {
 // read only from the server and wrote nothing or returned an error returns
 // at once, as a sequence of Gets would.
 func (r *Redis) Update(ctx context.Context, fn func(tx Txn) error) error {
+	learned := map[string]redisRead{}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		t := &redisTxn{ctx: ctx, r: r, reads: map[string]redisRead{}, pending: map[string]int{}}
+		t := &redisTxn{ctx: ctx, r: r, reads: map[string]redisRead{}, pending: map[string]int{}, learned: learned}
 		ferr := fn(t)
 		if t.failed != nil {
 			// A read the store failed: fn's writes may rest on what it
@@ -405,8 +415,10 @@ func (r *Redis) run(ctx context.Context, t *redisTxn) (bool, error) {
 		switch v := res[i+1].(type) {
 		case nil:
 			r.cache.put(key, nil, false, time.Time{})
+			t.learned[key] = redisRead{}
 		case string:
 			r.cache.put(key, []byte(v), true, time.Time{})
+			t.learned[key] = redisRead{value: []byte(v), found: true}
 		default:
 			return false, fmt.Errorf("redis: commit script answered %T", v)
 		}

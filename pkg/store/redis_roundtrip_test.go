@@ -196,6 +196,15 @@ func TestRedisPresumedAbsentKeys(t *testing.T) {
 	if n := cost(a, ha, readOnly); n != 2 || saw != "b" {
 		t.Fatalf("read-only transaction over a key another replica wrote: %d round trips, saw %q; want 2 and b", n, saw)
 	}
+	// Without a cache, the value a refused check hands back is what the
+	// next run reads: the key is not presumed absent again.
+	off, hoff := openCounted(t, srv.Addr, -1)
+	if err := b.Update(ctx, createOnce([]byte("attempt/acme/alice/a4"), "b", &saw)); err != nil {
+		t.Fatal(err)
+	}
+	if n := cost(off, hoff, createOnce([]byte("attempt/acme/alice/a4"), "off", &saw)); n != 2 || saw != "b" {
+		t.Fatalf("without a cache, a key another replica wrote: %d round trips, saw %q; want 2 and b", n, saw)
+	}
 	// Replicas racing to create one key: one creates it, every other
 	// transaction sees its value.
 	key := []byte("attempt/acme/bob/x")
