@@ -132,8 +132,8 @@ func (f benchFlags) check(stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pushback bench: concurrency, connections, duration, users must be positive; attack-share in 0..1; batch in 1..1000")
 		return 2
 	}
-	if o.Rate < 0 || (o.Rate > 0 && f.mode != "decide") {
-		fmt.Fprintln(stderr, "pushback bench: --rate must be positive, and works with --mode=decide")
+	if o.Rate < 0 || o.Rate > bench.MaxRate || (o.Rate > 0 && f.mode != "decide") {
+		fmt.Fprintf(stderr, "pushback bench: --rate must be positive and at most %d, and works with --mode=decide\n", bench.MaxRate)
 		return 2
 	}
 	switch f.mode {

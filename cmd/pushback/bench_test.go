@@ -110,6 +110,7 @@ func TestBenchRejectsBadFlags(t *testing.T) {
 		{"topology", []string{"--spawn=three"}, "is not one or split"},
 		{"a remote mesh", []string{"--addr=10.1.2.3:50051"}, "not a loopback address"},
 		{"a negative rate", []string{"--rate=-5"}, "--rate must be positive"},
+		{"a rate no backlog can hold", []string{"--rate=1e12"}, "at most 1000000"},
 		{"a rate of ingest", []string{"--mode=ingest", "--rate=100"}, "works with --mode=decide"},
 		{"Redis without a mesh here", []string{"--redis-addr=127.0.0.1:6379"}, "--redis-addr needs --spawn"},
 		{"a remote Redis", []string{"--spawn=one", "--redis-addr=10.1.2.3:6379"}, "a loopback address"},

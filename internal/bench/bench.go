@@ -53,9 +53,13 @@ type Options struct {
 	Rate float64
 }
 
+// MaxRate bounds Options.Rate: far past what two cores answer, and what a
+// second of backlog may hold in memory.
+const MaxRate = 1_000_000
+
 // maxBacklog bounds the calls an open loop lets wait for a free worker: a
 // second of its schedule. A call due past it is missed, and counted.
-func (o Options) maxBacklog() int { return max(int(o.Rate), 1) }
+func (o Options) maxBacklog() int { return max(int(min(o.Rate, MaxRate)), 1) }
 
 // Interval is one interval of a run (Options.Interval).
 type Interval struct {
