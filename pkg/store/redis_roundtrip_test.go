@@ -68,6 +68,17 @@ func openCounted(t testing.TB, addr string, cacheBytes int64) (*Redis, *roundTri
 	return r, h
 }
 
+// updateCost runs one Update of fn on s and returns the round trips it
+// made (h counts those of s).
+func updateCost(t *testing.T, s *Redis, h *roundTrips, fn func(Txn) error) int64 {
+	t.Helper()
+	before := h.n.Load()
+	if err := s.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+	return h.n.Load() - before
+}
+
 // increment is the typical Update: read one user's state, write it back
 // with a TTL.
 func increment(key []byte) func(tx Txn) error {
@@ -96,14 +107,7 @@ func TestRedisUpdateRoundTrips(t *testing.T) {
 	if err := a.Update(ctx, increment(k)); err != nil { // loads the script
 		t.Fatal(err)
 	}
-	cost := func(s *Redis, h *roundTrips, fn func(Txn) error) int64 {
-		t.Helper()
-		before := h.n.Load()
-		if err := s.Update(ctx, fn); err != nil {
-			t.Fatal(err)
-		}
-		return h.n.Load() - before
-	}
+	cost := func(s *Redis, h *roundTrips, fn func(Txn) error) int64 { t.Helper(); return updateCost(t, s, h, fn) }
 	for i := range 5 {
 		if n := cost(a, ha, increment(k)); n != 1 {
 			t.Fatalf("warm update %d: %d round trips, want 1", i, n)
@@ -157,14 +161,7 @@ func TestRedisPresumedAbsentKeys(t *testing.T) {
 			return tx.Set(key, []byte(value), time.Hour)
 		}
 	}
-	cost := func(s *Redis, h *roundTrips, fn func(Txn) error) int64 {
-		t.Helper()
-		before := h.n.Load()
-		if err := s.Update(ctx, fn); err != nil {
-			t.Fatal(err)
-		}
-		return h.n.Load() - before
-	}
+	cost := func(s *Redis, h *roundTrips, fn func(Txn) error) int64 { t.Helper(); return updateCost(t, s, h, fn) }
 	var saw string
 	if err := a.Update(ctx, createOnce([]byte("attempt/acme/alice/a0"), "a", &saw)); err != nil { // loads the script
 		t.Fatal(err)
