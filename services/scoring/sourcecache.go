@@ -80,7 +80,9 @@ func (c *sourceCache) get(key []byte) (src *engine.SourceState, ok bool) {
 		if e.loading {
 			return nil, false
 		}
-		return &engine.SourceState{Users: slices.Clone(e.users)}, true
+		// Room for one more: the push that asked inserts its own mark
+		// (engine.NoteSource) without growing a second copy.
+		return &engine.SourceState{Users: append(make([]engine.SourceUser, 0, len(e.users)+1), e.users...)}, true
 	}
 	if len(sh.m) >= c.perShard {
 		sh.evict()
